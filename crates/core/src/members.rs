@@ -1,0 +1,349 @@
+//! Who may read and write a space: the membership rules, applied to control
+//! events. The relay and every client run this same code, so they agree on
+//! which device keys are members at every sequence number.
+
+use std::collections::BTreeMap;
+
+use ed25519_dalek::VerifyingKey;
+use thiserror::Error;
+
+use crate::encoding::{DecodeError, Reader, Writer};
+use crate::event::{Body, Control, Envelope, Event, Header, Role};
+use crate::keys::{DeviceCert, DeviceId, IdentityKey};
+use crate::sign::PreparedKey;
+
+/// A membership rule that an event breaks.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum MembershipError {
+    /// The author is not a device of a member (or never was).
+    #[error("the author is not a device of this space")]
+    UnknownAuthor,
+    /// The author's device was revoked.
+    #[error("the author's device was revoked")]
+    RevokedAuthor,
+    /// Seq 0 must be a genesis event and only seq 0 may be one.
+    #[error("a genesis event is out of place")]
+    Genesis,
+    /// The change is not allowed (wrong identity, third member, wrong role…).
+    #[error("this membership change is not allowed: {0}")]
+    NotAllowed(&'static str),
+    /// The envelopes do not match the devices and epochs the change requires.
+    #[error("the key envelopes do not match the members")]
+    Envelopes,
+    /// The event's key epoch is not the space's current one.
+    #[error("the event uses key epoch {got}, expected {expected}")]
+    Epoch {
+        /// The epoch the rules require.
+        expected: u32,
+        /// The epoch in the event.
+        got: u32,
+    },
+}
+
+/// One device known to the space.
+#[derive(Clone, Debug)]
+pub struct DeviceEntry {
+    /// Its certificate.
+    pub cert: DeviceCert,
+    /// Its owner's role.
+    pub role: Role,
+    /// The sequence number of the event that revoked it, if any.
+    pub revoked_at: Option<u64>,
+    /// The sequence number of the event that admitted it.
+    pub added_at: u64,
+    prepared: PreparedKey,
+}
+
+impl DeviceEntry {
+    /// The prepared verifying key (for batch verification).
+    pub fn prepared(&self) -> &PreparedKey {
+        &self.prepared
+    }
+
+    /// Whether it may still read and write.
+    pub fn is_active(&self) -> bool {
+        self.revoked_at.is_none()
+    }
+}
+
+/// The members of a space as of some sequence number.
+#[derive(Clone, Debug, Default)]
+pub struct Members {
+    devices: BTreeMap<DeviceId, DeviceEntry>,
+    identities: Vec<(IdentityKey, Role)>,
+    epoch: u32,
+}
+
+impl Members {
+    /// No members (before genesis).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The current key epoch.
+    pub fn epoch(&self) -> u32 {
+        self.epoch
+    }
+
+    /// The member identities with their roles (one or two).
+    pub fn identities(&self) -> &[(IdentityKey, Role)] {
+        &self.identities
+    }
+
+    /// The role of an identity, if it is a member.
+    pub fn role_of(&self, id: &IdentityKey) -> Option<Role> {
+        self.identities
+            .iter()
+            .find(|(k, _)| k == id)
+            .map(|(_, r)| *r)
+    }
+
+    /// The identity holding a role.
+    pub fn identity_of(&self, role: Role) -> Option<&IdentityKey> {
+        self.identities
+            .iter()
+            .find(|(_, r)| *r == role)
+            .map(|(k, _)| k)
+    }
+
+    /// Every device ever admitted, revoked ones included.
+    pub fn devices(&self) -> impl Iterator<Item = (&DeviceId, &DeviceEntry)> {
+        self.devices.iter()
+    }
+
+    /// A device entry, active or revoked.
+    pub fn device(&self, id: &DeviceId) -> Option<&DeviceEntry> {
+        self.devices.get(id)
+    }
+
+    /// The verifying key of an *active* device.
+    pub fn active_key(&self, id: &DeviceId) -> Option<&VerifyingKey> {
+        self.devices
+            .get(id)
+            .filter(|d| d.is_active())
+            .map(|d| d.prepared.key())
+    }
+
+    /// Looks up the author of an event and checks it may write now.
+    pub fn author(&self, id: &DeviceId) -> Result<&DeviceEntry, MembershipError> {
+        match self.devices.get(id) {
+            None => Err(MembershipError::UnknownAuthor),
+            Some(d) if !d.is_active() => Err(MembershipError::RevokedAuthor),
+            Some(d) => Ok(d),
+        }
+    }
+
+    fn active_ids(&self) -> Vec<DeviceId> {
+        self.devices
+            .iter()
+            .filter(|(_, d)| d.is_active())
+            .map(|(k, _)| *k)
+            .collect()
+    }
+
+    fn check_envelopes(
+        envelopes: &[Envelope],
+        want: impl IntoIterator<Item = (u32, DeviceId)>,
+    ) -> Result<(), MembershipError> {
+        let mut want: Vec<(u32, DeviceId)> = want.into_iter().collect();
+        let mut got: Vec<(u32, DeviceId)> = envelopes.iter().map(|e| (e.epoch, e.device)).collect();
+        want.sort();
+        got.sort();
+        if want == got {
+            Ok(())
+        } else {
+            Err(MembershipError::Envelopes)
+        }
+    }
+
+    fn admit(&mut self, cert: &DeviceCert, role: Role, seq: u64) -> Result<(), MembershipError> {
+        let id = cert.device().id();
+        if self.devices.contains_key(&id) {
+            return Err(MembershipError::NotAllowed("this device was admitted before"));
+        }
+        self.devices.insert(
+            id,
+            DeviceEntry {
+                cert: cert.clone(),
+                role,
+                revoked_at: None,
+                added_at: seq,
+                prepared: PreparedKey::new(*cert.device().verifying_key()),
+            },
+        );
+        Ok(())
+    }
+
+    /// Checks that `header`'s author may write an event with this body, and
+    /// applies the membership change if it is a control event. Nothing changes
+    /// on error. Does not check the signature or the chain.
+    pub fn apply(&mut self, header: &Header, body: &Body) -> Result<(), MembershipError> {
+        let control = match body {
+            Body::Sealed(_) => {
+                if header.seq == 0 {
+                    return Err(MembershipError::Genesis);
+                }
+                self.author(&header.author)?;
+                return self.expect_epoch(header, self.epoch);
+            }
+            Body::Control(c) => c,
+        };
+        if let Control::Genesis {
+            role,
+            cert,
+            envelopes,
+        } = control
+        {
+            if header.seq != 0 || !self.devices.is_empty() {
+                return Err(MembershipError::Genesis);
+            }
+            if cert.device().id() != header.author {
+                return Err(MembershipError::UnknownAuthor);
+            }
+            self.expect_epoch(header, 0)?;
+            Self::check_envelopes(envelopes, [(0, header.author)])?;
+            let mut next = self.clone();
+            next.identities.push((*cert.identity(), *role));
+            next.admit(cert, *role, 0)?;
+            *self = next;
+            return Ok(());
+        }
+        if header.seq == 0 {
+            return Err(MembershipError::Genesis);
+        }
+        let author = self.author(&header.author)?;
+        let author_identity = *author.cert.identity();
+        let author_role = author.role;
+        let mut next = self.clone();
+        match control {
+            Control::Genesis { .. } => return Err(MembershipError::Genesis),
+            Control::AddMember {
+                role,
+                cert,
+                envelopes,
+            } => {
+                self.expect_epoch(header, self.epoch)?;
+                if self.identities.len() != 1 {
+                    return Err(MembershipError::NotAllowed("a space has exactly two partners"));
+                }
+                if *cert.identity() == author_identity {
+                    return Err(MembershipError::NotAllowed("a partner cannot pair with themself"));
+                }
+                if *role != author_role.other() {
+                    return Err(MembershipError::NotAllowed("the partners' roles must differ"));
+                }
+                let dev = cert.device().id();
+                Self::check_envelopes(envelopes, (0..=self.epoch).map(|e| (e, dev)))?;
+                next.identities.push((*cert.identity(), *role));
+                next.admit(cert, *role, header.seq)?;
+            }
+            Control::AddDevice { cert, envelopes } => {
+                self.expect_epoch(header, self.epoch)?;
+                if *cert.identity() != author_identity {
+                    return Err(MembershipError::NotAllowed(
+                        "a partner can add only their own devices",
+                    ));
+                }
+                let dev = cert.device().id();
+                Self::check_envelopes(envelopes, (0..=self.epoch).map(|e| (e, dev)))?;
+                next.admit(cert, author_role, header.seq)?;
+            }
+            Control::RevokeDevice { device, envelopes } => {
+                let new_epoch = self
+                    .epoch
+                    .checked_add(1)
+                    .ok_or(MembershipError::NotAllowed("too many epochs"))?;
+                self.expect_epoch(header, new_epoch)?;
+                let target = self
+                    .devices
+                    .get(device)
+                    .filter(|d| d.is_active())
+                    .ok_or(MembershipError::NotAllowed("no such active device"))?;
+                if *target.cert.identity() != author_identity {
+                    return Err(MembershipError::NotAllowed(
+                        "a partner can revoke only their own devices",
+                    ));
+                }
+                if let Some(d) = next.devices.get_mut(device) {
+                    d.revoked_at = Some(header.seq);
+                }
+                let remaining = next.active_ids();
+                if remaining.is_empty() {
+                    return Err(MembershipError::NotAllowed("the last device cannot be revoked"));
+                }
+                Self::check_envelopes(envelopes, remaining.into_iter().map(|d| (new_epoch, d)))?;
+                next.epoch = new_epoch;
+            }
+        }
+        *self = next;
+        Ok(())
+    }
+
+    /// [`Members::apply`] for a whole event.
+    pub fn apply_event(&mut self, event: &Event) -> Result<(), MembershipError> {
+        self.apply(event.header(), event.body())
+    }
+
+    fn expect_epoch(&self, header: &Header, expected: u32) -> Result<(), MembershipError> {
+        if header.epoch == expected {
+            Ok(())
+        } else {
+            Err(MembershipError::Epoch {
+                expected,
+                got: header.epoch,
+            })
+        }
+    }
+
+    /// Canonical bytes, for a relay that stores the member list beside the log.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        w.u8(1).u32(self.epoch).u32(self.devices.len() as u32);
+        for d in self.devices.values() {
+            w.u8(d.role.to_u8()).u64(d.added_at);
+            w.opt(d.revoked_at, |w, s| {
+                w.u64(s);
+            });
+            d.cert.encode(&mut w);
+        }
+        w.finish()
+    }
+
+    /// Decodes [`Members::encode`]'s output (certificates are re-verified).
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(bytes);
+        let v = r.u8()?;
+        if v != 1 {
+            return Err(DecodeError::UnsupportedVersion(v));
+        }
+        let epoch = r.u32()?;
+        let n = r.count(1024)?;
+        let mut m = Members {
+            epoch,
+            ..Self::default()
+        };
+        for _ in 0..n {
+            let role = Role::from_u8(r.u8()?)?;
+            let added_at = r.u64()?;
+            let revoked_at = r.opt(|r| r.u64())?;
+            let cert = DeviceCert::decode(&mut r)?;
+            if !m.identities.iter().any(|(k, _)| k == cert.identity()) {
+                m.identities.push((*cert.identity(), role));
+            }
+            m.devices.insert(
+                cert.device().id(),
+                DeviceEntry {
+                    prepared: PreparedKey::new(*cert.device().verifying_key()),
+                    cert,
+                    role,
+                    revoked_at,
+                    added_at,
+                },
+            );
+        }
+        r.finish()?;
+        m.identities.sort_by_key(|(_, role)| *role);
+        Ok(m)
+    }
+}
