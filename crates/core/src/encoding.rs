@@ -244,7 +244,12 @@ mod tests {
     #[test]
     fn round_trip_and_bounds() {
         let mut w = Writer::new();
-        w.u8(7).u16(300).u32(70000).u64(1 << 40).bytes(b"abc").str("héllo");
+        w.u8(7)
+            .u16(300)
+            .u32(70000)
+            .u64(1 << 40)
+            .bytes(b"abc")
+            .str("héllo");
         w.opt(Some(5u32), |w, v| {
             w.u32(v);
         });

@@ -403,8 +403,12 @@ impl DeviceCert {
 
     /// Canonical bytes.
     pub fn encode(&self, w: &mut Writer) {
-        w.raw(&Self::signed_body(&self.identity, &self.device, self.created_ms))
-            .raw(&self.signature.to_bytes());
+        w.raw(&Self::signed_body(
+            &self.identity,
+            &self.device,
+            self.created_ms,
+        ))
+        .raw(&self.signature.to_bytes());
     }
 
     /// Canonical bytes as a vector.

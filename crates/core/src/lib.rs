@@ -11,12 +11,20 @@
 //! files from the operating system or the browser through `getrandom`.)
 #![forbid(unsafe_code)]
 
+pub mod agreement;
+pub mod content;
+pub mod crypto;
 pub mod encoding;
 pub mod event;
 pub mod ids;
+pub mod keyfile;
 pub mod keys;
+pub mod log;
 pub mod members;
+pub mod pairing;
+pub mod replica;
 pub mod request;
 pub mod sign;
+pub mod state;
 
 pub use ids::{AgreementId, SpaceId};

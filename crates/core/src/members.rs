@@ -160,7 +160,9 @@ impl Members {
     fn admit(&mut self, cert: &DeviceCert, role: Role, seq: u64) -> Result<(), MembershipError> {
         let id = cert.device().id();
         if self.devices.contains_key(&id) {
-            return Err(MembershipError::NotAllowed("this device was admitted before"));
+            return Err(MembershipError::NotAllowed(
+                "this device was admitted before",
+            ));
         }
         self.devices.insert(
             id,
@@ -225,13 +227,19 @@ impl Members {
             } => {
                 self.expect_epoch(header, self.epoch)?;
                 if self.identities.len() != 1 {
-                    return Err(MembershipError::NotAllowed("a space has exactly two partners"));
+                    return Err(MembershipError::NotAllowed(
+                        "a space has exactly two partners",
+                    ));
                 }
                 if *cert.identity() == author_identity {
-                    return Err(MembershipError::NotAllowed("a partner cannot pair with themself"));
+                    return Err(MembershipError::NotAllowed(
+                        "a partner cannot pair with themself",
+                    ));
                 }
                 if *role != author_role.other() {
-                    return Err(MembershipError::NotAllowed("the partners' roles must differ"));
+                    return Err(MembershipError::NotAllowed(
+                        "the partners' roles must differ",
+                    ));
                 }
                 let dev = cert.device().id();
                 Self::check_envelopes(envelopes, (0..=self.epoch).map(|e| (e, dev)))?;
@@ -270,7 +278,9 @@ impl Members {
                 }
                 let remaining = next.active_ids();
                 if remaining.is_empty() {
-                    return Err(MembershipError::NotAllowed("the last device cannot be revoked"));
+                    return Err(MembershipError::NotAllowed(
+                        "the last device cannot be revoked",
+                    ));
                 }
                 Self::check_envelopes(envelopes, remaining.into_iter().map(|d| (new_epoch, d)))?;
                 next.epoch = new_epoch;

@@ -110,7 +110,10 @@ impl RequestAuth {
             (HEADER_DEVICE, self.device.to_b64()),
             (HEADER_TIME, self.time_ms.to_string()),
             (HEADER_NONCE, URL_SAFE_NO_PAD.encode(self.nonce)),
-            (HEADER_SIGNATURE, URL_SAFE_NO_PAD.encode(self.signature.to_bytes())),
+            (
+                HEADER_SIGNATURE,
+                URL_SAFE_NO_PAD.encode(self.signature.to_bytes()),
+            ),
         ]
     }
 
@@ -155,22 +158,66 @@ mod tests {
         let dev = DeviceSecret::generate(&mut rng);
         let other = DeviceSecret::generate(&mut rng);
         let space = Some(SpaceId([1; 16]));
-        let a = RequestAuth::sign(&dev, space, "POST", "/v1/spaces/x/events", b"{}", 1000, [9; 16]);
+        let a = RequestAuth::sign(
+            &dev,
+            space,
+            "POST",
+            "/v1/spaces/x/events",
+            b"{}",
+            1000,
+            [9; 16],
+        );
         let h = a.to_headers();
         let b = RequestAuth::from_headers(&h[0].1, &h[1].1, &h[2].1, &h[3].1).expect("parse");
         assert_eq!(a, b);
         let key = *dev.public().verifying_key();
-        assert!(b.verify(&key, space, "post", "/v1/spaces/x/events", b"{}").is_ok());
-        assert!(b.verify(&key, Some(SpaceId([2; 16])), "POST", "/v1/spaces/x/events", b"{}").is_err());
-        assert!(b.verify(&key, space, "GET", "/v1/spaces/x/events", b"{}").is_err());
-        assert!(b.verify(&key, space, "POST", "/v1/spaces/y/events", b"{}").is_err());
-        assert!(b.verify(&key, space, "POST", "/v1/spaces/x/events", b"{ }").is_err());
+        assert!(
+            b.verify(&key, space, "post", "/v1/spaces/x/events", b"{}")
+                .is_ok()
+        );
+        assert!(
+            b.verify(
+                &key,
+                Some(SpaceId([2; 16])),
+                "POST",
+                "/v1/spaces/x/events",
+                b"{}"
+            )
+            .is_err()
+        );
+        assert!(
+            b.verify(&key, space, "GET", "/v1/spaces/x/events", b"{}")
+                .is_err()
+        );
+        assert!(
+            b.verify(&key, space, "POST", "/v1/spaces/y/events", b"{}")
+                .is_err()
+        );
+        assert!(
+            b.verify(&key, space, "POST", "/v1/spaces/x/events", b"{ }")
+                .is_err()
+        );
         let mut c = b.clone();
         c.time_ms += 1;
-        assert!(c.verify(&key, space, "POST", "/v1/spaces/x/events", b"{}").is_err());
+        assert!(
+            c.verify(&key, space, "POST", "/v1/spaces/x/events", b"{}")
+                .is_err()
+        );
         let mut c = b.clone();
         c.nonce[0] ^= 1;
-        assert!(c.verify(&key, space, "POST", "/v1/spaces/x/events", b"{}").is_err());
-        assert!(b.verify(other.public().verifying_key(), space, "POST", "/v1/spaces/x/events", b"{}").is_err());
+        assert!(
+            c.verify(&key, space, "POST", "/v1/spaces/x/events", b"{}")
+                .is_err()
+        );
+        assert!(
+            b.verify(
+                other.public().verifying_key(),
+                space,
+                "POST",
+                "/v1/spaces/x/events",
+                b"{}"
+            )
+            .is_err()
+        );
     }
 }

@@ -177,12 +177,7 @@ pub fn verify_batch(items: &[BatchItem<'_>]) -> Result<(), usize> {
             .is_some_and(|p| !p.is_small_order() && p.compress().to_bytes() == *r);
         if it.key.batchable && r_ok {
             batch_idx.push(i);
-        } else if it
-            .key
-            .key
-            .verify_strict(it.message, it.signature)
-            .is_err()
-        {
+        } else if it.key.key.verify_strict(it.message, it.signature).is_err() {
             return Err(i);
         }
     }

@@ -1,0 +1,361 @@
+//! The plaintext inside a sealed event: agreement lifecycle and transparency.
+//!
+//! Encoding: `u8 version (1) || u8 kind || fields`, bounded like everything else.
+
+use ed25519_dalek::Signature;
+
+use crate::agreement::{Agreement, ContentHash, Day};
+use crate::encoding::{DecodeError, Reader, Writer};
+use crate::event::EventHash;
+use crate::ids::AgreementId;
+
+/// Longest free text (check-ins, comments, notes) in bytes.
+pub const MAX_TEXT: usize = 4000;
+/// Longest place in bytes.
+pub const MAX_PLACE: usize = 300;
+
+/// What happened about a phone-access request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PhoneAction {
+    /// One partner asked to see the other's phone.
+    Asked,
+    /// The phone was shown.
+    Granted,
+    /// Not now (with a note, ideally).
+    Declined,
+}
+
+/// What a partner may share with a therapist, and how.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReportScope {
+    /// The therapist's age recipient (`age1…`), or empty for a printed copy.
+    pub recipient: String,
+    /// Include check-ins (not only agreements).
+    pub include_checkins: bool,
+    /// The consent lapses after this day.
+    pub until: Day,
+}
+
+/// The decrypted payload of a sealed event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Content {
+    /// Propose an agreement version (a first version, an amendment or a renewal).
+    Propose(Agreement),
+    /// Co-sign an agreement version with one's identity key.
+    Cosign {
+        /// Which agreement.
+        agreement: AgreementId,
+        /// Which version.
+        version: u32,
+        /// The content hash signed.
+        hash: ContentHash,
+        /// The identity signature (label `troth.app/v1/agreement-cosign`).
+        signature: Signature,
+    },
+    /// Ask for a change before signing.
+    RequestChange {
+        /// Which agreement.
+        agreement: AgreementId,
+        /// Which version.
+        version: u32,
+        /// What to change, in the partner's words.
+        comment: String,
+    },
+    /// Decline a proposed version.
+    Decline {
+        /// Which agreement.
+        agreement: AgreementId,
+        /// Which version.
+        version: u32,
+        /// Why, if they wish to say.
+        comment: String,
+    },
+    /// Withdraw consent from an agreement: always allowed, alone, at any time.
+    Withdraw {
+        /// Which agreement.
+        agreement: AgreementId,
+        /// Anything they wish to say.
+        comment: String,
+    },
+    /// Ask to retire an agreement; it is retired once both partners have asked.
+    Retire {
+        /// Which agreement.
+        agreement: AgreementId,
+    },
+    /// A check-in: where one is, or anything else worth saying.
+    CheckIn {
+        /// The words.
+        text: String,
+        /// A place, only when the author chose to attach one this time.
+        place: Option<String>,
+        /// The check-in request this answers, if any.
+        answers: Option<EventHash>,
+    },
+    /// Ask the partner for a check-in.
+    RequestCheckIn {
+        /// A gentle note.
+        note: String,
+    },
+    /// Acknowledge an event ("seen, thank you").
+    Ack {
+        /// The event acknowledged.
+        event: EventHash,
+    },
+    /// The phone-access log.
+    Phone {
+        /// Asked, granted or declined.
+        action: PhoneAction,
+        /// A note.
+        note: String,
+        /// The request this answers, if any.
+        answers: Option<EventHash>,
+    },
+    /// Consent to share a report with a therapist, signed by the identity key.
+    ReportConsent {
+        /// What and with whom.
+        scope: ReportScope,
+        /// Identity signature (label `troth.app/v1/export`).
+        signature: Signature,
+    },
+}
+
+impl Content {
+    /// Canonical bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        w.u8(1);
+        match self {
+            Content::Propose(a) => {
+                w.u8(1);
+                a.encode(&mut w);
+            }
+            Content::Cosign {
+                agreement,
+                version,
+                hash,
+                signature,
+            } => {
+                w.u8(2)
+                    .raw(&agreement.0)
+                    .u32(*version)
+                    .raw(&hash.0)
+                    .raw(&signature.to_bytes());
+            }
+            Content::RequestChange {
+                agreement,
+                version,
+                comment,
+            } => {
+                w.u8(3).raw(&agreement.0).u32(*version).str(comment);
+            }
+            Content::Decline {
+                agreement,
+                version,
+                comment,
+            } => {
+                w.u8(4).raw(&agreement.0).u32(*version).str(comment);
+            }
+            Content::Withdraw { agreement, comment } => {
+                w.u8(5).raw(&agreement.0).str(comment);
+            }
+            Content::Retire { agreement } => {
+                w.u8(6).raw(&agreement.0);
+            }
+            Content::CheckIn {
+                text,
+                place,
+                answers,
+            } => {
+                w.u8(7).str(text);
+                w.opt(place.as_deref(), |w, p| {
+                    w.str(p);
+                });
+                w.opt(*answers, |w, h| {
+                    w.raw(&h.0);
+                });
+            }
+            Content::RequestCheckIn { note } => {
+                w.u8(8).str(note);
+            }
+            Content::Ack { event } => {
+                w.u8(9).raw(&event.0);
+            }
+            Content::Phone {
+                action,
+                note,
+                answers,
+            } => {
+                let a = match action {
+                    PhoneAction::Asked => 1,
+                    PhoneAction::Granted => 2,
+                    PhoneAction::Declined => 3,
+                };
+                w.u8(10).u8(a).str(note);
+                w.opt(*answers, |w, h| {
+                    w.raw(&h.0);
+                });
+            }
+            Content::ReportConsent { scope, signature } => {
+                w.u8(11);
+                scope.encode(&mut w);
+                w.raw(&signature.to_bytes());
+            }
+        }
+        w.finish()
+    }
+
+    /// Decodes (bounded, never panics).
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(bytes);
+        let v = r.u8()?;
+        if v != 1 {
+            return Err(DecodeError::UnsupportedVersion(v));
+        }
+        let kind = r.u8()?;
+        let c = match kind {
+            1 => {
+                let a = Agreement::decode(&mut r)?;
+                a.validate()
+                    .map_err(|_| DecodeError::Invalid("agreement"))?;
+                Content::Propose(a)
+            }
+            2 => Content::Cosign {
+                agreement: AgreementId(r.array()?),
+                version: r.u32()?,
+                hash: ContentHash(r.array()?),
+                signature: Signature::from_bytes(&r.array()?),
+            },
+            3 => Content::RequestChange {
+                agreement: AgreementId(r.array()?),
+                version: r.u32()?,
+                comment: r.str(MAX_TEXT)?.to_owned(),
+            },
+            4 => Content::Decline {
+                agreement: AgreementId(r.array()?),
+                version: r.u32()?,
+                comment: r.str(MAX_TEXT)?.to_owned(),
+            },
+            5 => Content::Withdraw {
+                agreement: AgreementId(r.array()?),
+                comment: r.str(MAX_TEXT)?.to_owned(),
+            },
+            6 => Content::Retire {
+                agreement: AgreementId(r.array()?),
+            },
+            7 => Content::CheckIn {
+                text: r.str(MAX_TEXT)?.to_owned(),
+                place: r.opt(|r| r.str(MAX_PLACE).map(str::to_owned))?,
+                answers: r.opt(|r| r.array().map(EventHash))?,
+            },
+            8 => Content::RequestCheckIn {
+                note: r.str(MAX_TEXT)?.to_owned(),
+            },
+            9 => Content::Ack {
+                event: EventHash(r.array()?),
+            },
+            10 => {
+                let action = match r.u8()? {
+                    1 => PhoneAction::Asked,
+                    2 => PhoneAction::Granted,
+                    3 => PhoneAction::Declined,
+                    v => {
+                        return Err(DecodeError::UnknownTag {
+                            what: "phone action",
+                            value: u64::from(v),
+                        });
+                    }
+                };
+                Content::Phone {
+                    action,
+                    note: r.str(MAX_TEXT)?.to_owned(),
+                    answers: r.opt(|r| r.array().map(EventHash))?,
+                }
+            }
+            11 => Content::ReportConsent {
+                scope: ReportScope::decode(&mut r)?,
+                signature: Signature::from_bytes(&r.array()?),
+            },
+            v => {
+                return Err(DecodeError::UnknownTag {
+                    what: "content kind",
+                    value: u64::from(v),
+                });
+            }
+        };
+        r.finish()?;
+        Ok(c)
+    }
+}
+
+impl ReportScope {
+    /// Canonical bytes.
+    pub fn encode(&self, w: &mut Writer) {
+        w.str(&self.recipient)
+            .u8(u8::from(self.include_checkins))
+            .u32(self.until.0);
+    }
+
+    /// Decodes.
+    pub fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(Self {
+            recipient: r.str(200)?.to_owned(),
+            include_checkins: match r.u8()? {
+                0 => false,
+                1 => true,
+                v => {
+                    return Err(DecodeError::UnknownTag {
+                        what: "flag",
+                        value: u64::from(v),
+                    });
+                }
+            },
+            until: Day(r.u32()?),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips() {
+        let cases = vec![
+            Content::CheckIn {
+                text: "at the gym until 7".into(),
+                place: Some("Riverside gym".into()),
+                answers: Some(EventHash([2; 32])),
+            },
+            Content::CheckIn {
+                text: "home".into(),
+                place: None,
+                answers: None,
+            },
+            Content::RequestCheckIn {
+                note: "where are you?".into(),
+            },
+            Content::Ack {
+                event: EventHash([1; 32]),
+            },
+            Content::Withdraw {
+                agreement: AgreementId([3; 16]),
+                comment: "I need to step back from this one".into(),
+            },
+            Content::Retire {
+                agreement: AgreementId([3; 16]),
+            },
+            Content::Phone {
+                action: PhoneAction::Declined,
+                note: "after dinner, please".into(),
+                answers: None,
+            },
+        ];
+        for c in cases {
+            assert_eq!(Content::decode(&c.encode()).as_ref(), Ok(&c));
+        }
+        assert!(Content::decode(&[1, 99]).is_err());
+        assert!(Content::decode(&[2, 7]).is_err());
+        assert!(Content::decode(&[]).is_err());
+    }
+}

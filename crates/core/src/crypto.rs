@@ -1,0 +1,245 @@
+//! Payload encryption: epoch keys, padded AEAD, and age envelopes.
+//!
+//! Each event payload is padded to a size bucket and sealed with
+//! XChaCha20-Poly1305 under the space's current *epoch key*, with the event
+//! header as associated data, so a ciphertext cannot be moved to another
+//! position, space or epoch. Epoch keys reach each device in an age envelope
+//! (X25519 recipient); a device opens each envelope once per epoch, not once
+//! per event.
+
+use std::fmt;
+
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use rand_core::CryptoRngCore;
+use thiserror::Error;
+use zeroize::Zeroizing;
+
+use crate::encoding::{Reader, Writer};
+use crate::event::Envelope;
+use crate::ids::SpaceId;
+use crate::keys::{DeviceKey, DeviceSecret, KeyError};
+
+/// Nonce length of XChaCha20-Poly1305.
+pub const NONCE_LEN: usize = 24;
+/// Authentication tag length.
+pub const TAG_LEN: usize = 16;
+/// Largest padded plaintext: a sealed body must fit in [`crate::event::MAX_BODY`].
+pub const MAX_PADDED: usize = crate::event::MAX_BODY - NONCE_LEN - TAG_LEN;
+/// Smallest bucket.
+pub const MIN_BUCKET: usize = 256;
+
+const ENVELOPE_MAGIC: &[u8] = b"troth.app/v1/epoch-key";
+
+/// Encryption and decryption failures. Deliberately coarse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum CryptoError {
+    /// The payload is larger than the largest bucket.
+    #[error("the message is too long")]
+    TooLong,
+    /// Authentication failed, or the padding or envelope contents are wrong.
+    #[error("the message could not be decrypted")]
+    Decrypt,
+    /// The recipient key cannot be used.
+    #[error("the recipient key cannot be used")]
+    BadRecipient,
+}
+
+impl From<KeyError> for CryptoError {
+    fn from(_: KeyError) -> Self {
+        CryptoError::BadRecipient
+    }
+}
+
+/// A space's symmetric key for one epoch. Zeroizes on drop; never printed.
+#[derive(Clone)]
+pub struct EpochKey(Zeroizing<[u8; 32]>);
+
+impl EpochKey {
+    /// A fresh key.
+    pub fn generate(rng: &mut impl CryptoRngCore) -> Self {
+        let mut k = Zeroizing::new([0u8; 32]);
+        rng.fill_bytes(k.as_mut());
+        Self(k)
+    }
+
+    /// From raw bytes (test vectors).
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(Zeroizing::new(bytes))
+    }
+
+    fn cipher(&self) -> XChaCha20Poly1305 {
+        XChaCha20Poly1305::new(chacha20poly1305::Key::from_slice(&self.0[..]))
+    }
+}
+
+impl fmt::Debug for EpochKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("EpochKey(..)")
+    }
+}
+
+/// The bucket a plaintext of `len` bytes is padded to (with its 4-byte length).
+pub fn bucket_for(len: usize) -> Option<usize> {
+    let need = len.checked_add(4)?;
+    if need > MAX_PADDED {
+        return None;
+    }
+    let b = need.next_power_of_two().max(MIN_BUCKET);
+    Some(b.min(MAX_PADDED))
+}
+
+/// Seals `plaintext` under `key` with `aad` (the event header).
+pub fn seal(
+    key: &EpochKey,
+    aad: &[u8],
+    plaintext: &[u8],
+    rng: &mut impl CryptoRngCore,
+) -> Result<Vec<u8>, CryptoError> {
+    let bucket = bucket_for(plaintext.len()).ok_or(CryptoError::TooLong)?;
+    let mut padded = Zeroizing::new(Vec::with_capacity(bucket));
+    padded.extend_from_slice(&(plaintext.len() as u32).to_be_bytes());
+    padded.extend_from_slice(plaintext);
+    padded.resize(bucket, 0);
+    let mut nonce = [0u8; NONCE_LEN];
+    rng.fill_bytes(&mut nonce);
+    let ct = key
+        .cipher()
+        .encrypt(XNonce::from_slice(&nonce), Payload { msg: &padded, aad })
+        .map_err(|_| CryptoError::TooLong)?;
+    let mut out = Vec::with_capacity(NONCE_LEN + ct.len());
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(&ct);
+    Ok(out)
+}
+
+/// Opens a sealed body; returns the unpadded plaintext.
+pub fn open(key: &EpochKey, aad: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+    if sealed.len() < NONCE_LEN + TAG_LEN + 4 {
+        return Err(CryptoError::Decrypt);
+    }
+    let (nonce, ct) = sealed.split_at(NONCE_LEN);
+    let padded = Zeroizing::new(
+        key.cipher()
+            .decrypt(XNonce::from_slice(nonce), Payload { msg: ct, aad })
+            .map_err(|_| CryptoError::Decrypt)?,
+    );
+    let mut len = [0u8; 4];
+    len.copy_from_slice(&padded[..4]);
+    let len = u32::from_be_bytes(len) as usize;
+    let body = padded.get(4..4 + len).ok_or(CryptoError::Decrypt)?;
+    // Canonical padding: the bucket must be the one the length implies, all zeros.
+    if bucket_for(len) != Some(padded.len()) || padded[4 + len..].iter().any(|&b| b != 0) {
+        return Err(CryptoError::Decrypt);
+    }
+    Ok(Zeroizing::new(body.to_vec()))
+}
+
+fn envelope_plaintext(space: SpaceId, epoch: u32, key: &EpochKey) -> Zeroizing<Vec<u8>> {
+    let mut w = Writer::new();
+    w.bytes(ENVELOPE_MAGIC)
+        .raw(&space.0)
+        .u32(epoch)
+        .raw(key.0.as_ref());
+    Zeroizing::new(w.finish())
+}
+
+/// Seals an epoch key to a device with age. The plaintext names the space and
+/// epoch, so an envelope cannot be replayed into another space or epoch.
+/// (age draws its ephemeral key from the OS or browser RNG.)
+pub fn seal_envelope(
+    key: &EpochKey,
+    space: SpaceId,
+    epoch: u32,
+    to: &DeviceKey,
+) -> Result<Envelope, CryptoError> {
+    // Re-check the X25519 key: age panics on a low-order recipient.
+    crate::keys::check_x25519(&to.x25519_bytes())?;
+    let recipient = to.age_recipient()?;
+    let age = age::encrypt(&recipient, &envelope_plaintext(space, epoch, key))
+        .map_err(|_| CryptoError::BadRecipient)?;
+    Ok(Envelope {
+        epoch,
+        device: to.id(),
+        age,
+    })
+}
+
+/// Opens an envelope addressed to `device` for `space` and the envelope's epoch.
+/// age checks that the X25519 shared secret is contributory.
+pub fn open_envelope(
+    env: &Envelope,
+    space: SpaceId,
+    device: &DeviceSecret,
+) -> Result<EpochKey, CryptoError> {
+    if env.device != device.public().id() {
+        return Err(CryptoError::Decrypt);
+    }
+    let pt = Zeroizing::new(
+        age::decrypt(&device.age_identity(), &env.age).map_err(|_| CryptoError::Decrypt)?,
+    );
+    let mut r = Reader::new(&pt);
+    let magic = r.bytes(64).map_err(|_| CryptoError::Decrypt)?;
+    let sp: [u8; 16] = r.array().map_err(|_| CryptoError::Decrypt)?;
+    let epoch = r.u32().map_err(|_| CryptoError::Decrypt)?;
+    let k: [u8; 32] = r.array().map_err(|_| CryptoError::Decrypt)?;
+    let k = Zeroizing::new(k);
+    if magic != ENVELOPE_MAGIC || sp != space.0 || epoch != env.epoch || r.finish().is_err() {
+        return Err(CryptoError::Decrypt);
+    }
+    Ok(EpochKey(k))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn buckets() {
+        assert_eq!(bucket_for(0), Some(256));
+        assert_eq!(bucket_for(252), Some(256));
+        assert_eq!(bucket_for(253), Some(512));
+        assert_eq!(bucket_for(MAX_PADDED - 4), Some(MAX_PADDED));
+        assert_eq!(bucket_for(MAX_PADDED - 3), None);
+    }
+
+    #[test]
+    fn seal_open_and_tamper() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        let k = EpochKey::generate(&mut rng);
+        let s = seal(&k, b"hdr", b"at the gym until 7", &mut rng).expect("seal");
+        assert_eq!(s.len(), NONCE_LEN + 256 + TAG_LEN);
+        assert_eq!(
+            open(&k, b"hdr", &s).expect("open").as_slice(),
+            b"at the gym until 7"
+        );
+        assert_eq!(open(&k, b"hdx", &s), Err(CryptoError::Decrypt));
+        let mut t = s.clone();
+        t[30] ^= 1;
+        assert_eq!(open(&k, b"hdr", &t), Err(CryptoError::Decrypt));
+        let other = EpochKey::generate(&mut rng);
+        assert_eq!(open(&other, b"hdr", &s), Err(CryptoError::Decrypt));
+        assert_eq!(open(&k, b"hdr", &s[..10]), Err(CryptoError::Decrypt));
+    }
+
+    #[test]
+    fn envelopes_bind_space_epoch_and_device() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(6);
+        let dev = DeviceSecret::generate(&mut rng);
+        let other = DeviceSecret::generate(&mut rng);
+        let k = EpochKey::generate(&mut rng);
+        let space = SpaceId([1; 16]);
+        let env = seal_envelope(&k, space, 3, &dev.public()).expect("seal");
+        let back = open_envelope(&env, space, &dev).expect("open");
+        assert_eq!(back.0.as_ref(), k.0.as_ref());
+        assert!(open_envelope(&env, SpaceId([2; 16]), &dev).is_err());
+        let mut wrong_epoch = env.clone();
+        wrong_epoch.epoch = 4;
+        assert!(open_envelope(&wrong_epoch, space, &dev).is_err());
+        let mut redirected = env.clone();
+        redirected.device = other.public().id();
+        assert!(open_envelope(&redirected, space, &other).is_err());
+    }
+}

@@ -1,0 +1,250 @@
+//! Key files at rest: a person's identity and device keys in one
+//! passphrase-protected age file (scrypt), the same in the CLI and the browser,
+//! so a key moves between them, and the standard `age` tool decrypts it with
+//! the same passphrase.
+//!
+//! The plaintext is UTF-8 text, one `name: value` per line:
+//!
+//! ```text
+//! troth-key-bundle: 1
+//! identity-seed: <base64 of the 32-byte Ed25519 seed>
+//! device-signing-seed: <base64 of the 32-byte Ed25519 seed>
+//! device-x25519: AGE-SECRET-KEY-1…
+//! device-cert: <base64 of the device certificate>
+//! ```
+
+use std::io::{Read, Write};
+
+use age::secrecy::SecretString;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use thiserror::Error;
+use zeroize::Zeroizing;
+
+use crate::keys::{DeviceCert, DeviceSecret, IdentitySecret};
+
+/// The scrypt work factor (log2 N) new files are written with: about a second
+/// on a laptop, acceptable on a phone.
+pub const DEFAULT_WORK_FACTOR: u8 = 18;
+/// The largest work factor a reader accepts, so a hostile file cannot stall a client.
+pub const MAX_WORK_FACTOR: u8 = 20;
+/// Largest key file accepted.
+pub const MAX_FILE: usize = 16 * 1024;
+
+/// Why a key file could not be read or written.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum KeyFileError {
+    /// The passphrase does not open the file.
+    #[error("that passphrase doesn't open this key. Check it and try again.")]
+    WrongPassphrase,
+    /// The file asks for more scrypt work than allowed.
+    #[error(
+        "this key file asks for too much work to open (scrypt work factor above {MAX_WORK_FACTOR})"
+    )]
+    TooMuchWork,
+    /// Not an age file, or not a Troth key bundle inside.
+    #[error("this is not a Troth key file")]
+    NotAKeyFile,
+    /// Encryption failed.
+    #[error("the key file could not be written")]
+    Write,
+}
+
+/// A person's identity and this device's keys, with the device certificate.
+pub struct KeyBundle {
+    /// The identity.
+    pub identity: IdentitySecret,
+    /// This device.
+    pub device: DeviceSecret,
+    /// The identity's certificate for this device.
+    pub cert: DeviceCert,
+}
+
+impl std::fmt::Debug for KeyBundle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyBundle")
+            .field("identity", &self.identity.public())
+            .field("device", &self.cert.device().id())
+            .finish_non_exhaustive()
+    }
+}
+
+impl KeyBundle {
+    /// A new identity with one certified device.
+    pub fn generate(rng: &mut impl rand_core::CryptoRngCore, now_ms: u64) -> Self {
+        let identity = IdentitySecret::generate(rng);
+        let device = DeviceSecret::generate(rng);
+        let cert = identity.certify(&device.public(), now_ms);
+        Self {
+            identity,
+            device,
+            cert,
+        }
+    }
+
+    /// The same identity with a fresh device (key rotation).
+    pub fn rotate_device(&self, rng: &mut impl rand_core::CryptoRngCore, now_ms: u64) -> Self {
+        let device = DeviceSecret::generate(rng);
+        let cert = self.identity.certify(&device.public(), now_ms);
+        Self {
+            identity: IdentitySecret::from_seed(&self.identity.to_seed()),
+            device,
+            cert,
+        }
+    }
+
+    fn to_text(&self) -> Zeroizing<String> {
+        let mut s = Zeroizing::new(String::new());
+        s.push_str("troth-key-bundle: 1\n");
+        s.push_str(&format!(
+            "identity-seed: {}\n",
+            Zeroizing::new(STANDARD.encode(*self.identity.to_seed())).as_str()
+        ));
+        s.push_str(&format!(
+            "device-signing-seed: {}\n",
+            Zeroizing::new(STANDARD.encode(*self.device.signing_seed())).as_str()
+        ));
+        s.push_str(&format!(
+            "device-x25519: {}\n",
+            self.device.age_secret_string().as_str()
+        ));
+        s.push_str(&format!(
+            "device-cert: {}\n",
+            STANDARD.encode(self.cert.to_bytes())
+        ));
+        s
+    }
+
+    fn from_text(text: &str) -> Result<Self, KeyFileError> {
+        let bad = || KeyFileError::NotAKeyFile;
+        let mut fields = std::collections::BTreeMap::new();
+        for line in text.lines() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (k, v) = line.split_once(':').ok_or_else(bad)?;
+            fields.insert(k.trim(), v.trim());
+        }
+        if fields.get("troth-key-bundle") != Some(&"1") {
+            return Err(bad());
+        }
+        let seed = |name: &str| -> Result<Zeroizing<[u8; 32]>, KeyFileError> {
+            let v = Zeroizing::new(
+                STANDARD
+                    .decode(fields.get(name).ok_or_else(bad)?)
+                    .map_err(|_| bad())?,
+            );
+            let mut out = Zeroizing::new([0u8; 32]);
+            if v.len() != 32 {
+                return Err(bad());
+            }
+            out.copy_from_slice(&v);
+            Ok(out)
+        };
+        let identity = IdentitySecret::from_seed(&*seed("identity-seed")?);
+        let device = DeviceSecret::from_age_secret(
+            &*seed("device-signing-seed")?,
+            fields.get("device-x25519").ok_or_else(bad)?,
+        )
+        .map_err(|_| bad())?;
+        let cert_bytes = STANDARD
+            .decode(fields.get("device-cert").ok_or_else(bad)?)
+            .map_err(|_| bad())?;
+        let cert = DeviceCert::from_bytes(&cert_bytes).map_err(|_| bad())?;
+        if *cert.identity() != identity.public() || *cert.device() != device.public() {
+            return Err(bad());
+        }
+        Ok(Self {
+            identity,
+            device,
+            cert,
+        })
+    }
+
+    /// Encrypts the bundle with a passphrase (armored age text).
+    pub fn encrypt(&self, passphrase: &str, work_factor: u8) -> Result<String, KeyFileError> {
+        let mut recipient = age::scrypt::Recipient::new(SecretString::from(passphrase.to_owned()));
+        recipient.set_work_factor(work_factor);
+        let enc = age::Encryptor::with_recipients(std::iter::once(&recipient as _))
+            .map_err(|_| KeyFileError::Write)?;
+        let mut out = Vec::new();
+        let armor =
+            age::armor::ArmoredWriter::wrap_output(&mut out, age::armor::Format::AsciiArmor)
+                .map_err(|_| KeyFileError::Write)?;
+        let mut w = enc.wrap_output(armor).map_err(|_| KeyFileError::Write)?;
+        w.write_all(self.to_text().as_bytes())
+            .map_err(|_| KeyFileError::Write)?;
+        w.finish()
+            .and_then(|armor| armor.finish())
+            .map_err(|_| KeyFileError::Write)?;
+        String::from_utf8(out).map_err(|_| KeyFileError::Write)
+    }
+
+    /// Decrypts a key file (armored or binary age), refusing files that ask for
+    /// more scrypt work than `max_work_factor`.
+    pub fn decrypt(
+        file: &[u8],
+        passphrase: &str,
+        max_work_factor: u8,
+    ) -> Result<Self, KeyFileError> {
+        if file.len() > MAX_FILE {
+            return Err(KeyFileError::NotAKeyFile);
+        }
+        let dec = age::Decryptor::new_buffered(age::armor::ArmoredReader::new(file))
+            .map_err(|_| KeyFileError::NotAKeyFile)?;
+        if !dec.is_scrypt() {
+            return Err(KeyFileError::NotAKeyFile);
+        }
+        let mut identity = age::scrypt::Identity::new(SecretString::from(passphrase.to_owned()));
+        identity.set_max_work_factor(max_work_factor);
+        let mut r = dec
+            .decrypt(std::iter::once(&identity as _))
+            .map_err(|e| match e {
+                age::DecryptError::ExcessiveWork { .. } => KeyFileError::TooMuchWork,
+                age::DecryptError::DecryptionFailed | age::DecryptError::NoMatchingKeys => {
+                    KeyFileError::WrongPassphrase
+                }
+                _ => KeyFileError::NotAKeyFile,
+            })?;
+        let mut text = Zeroizing::new(Vec::new());
+        r.by_ref()
+            .take(MAX_FILE as u64)
+            .read_to_end(&mut text)
+            .map_err(|_| KeyFileError::NotAKeyFile)?;
+        let text = std::str::from_utf8(&text).map_err(|_| KeyFileError::NotAKeyFile)?;
+        Self::from_text(text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn round_trip_wrong_passphrase_and_work_cap() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(2);
+        let b = KeyBundle::generate(&mut rng, 100);
+        let file = b.encrypt("correct horse", 10).expect("encrypt");
+        assert!(file.starts_with("-----BEGIN AGE ENCRYPTED FILE-----"));
+        let back = KeyBundle::decrypt(file.as_bytes(), "correct horse", 12).expect("decrypt");
+        assert_eq!(back.identity.public(), b.identity.public());
+        assert_eq!(back.device.public(), b.device.public());
+        assert!(matches!(
+            KeyBundle::decrypt(file.as_bytes(), "wrong", 12),
+            Err(KeyFileError::WrongPassphrase)
+        ));
+        assert!(matches!(
+            KeyBundle::decrypt(file.as_bytes(), "correct horse", 9),
+            Err(KeyFileError::TooMuchWork)
+        ));
+        assert!(matches!(
+            KeyBundle::decrypt(b"garbage", "x", 12),
+            Err(KeyFileError::NotAKeyFile)
+        ));
+        let dbg = format!("{b:?} {}", KeyFileError::WrongPassphrase);
+        assert!(!dbg.contains("AGE-SECRET-KEY"));
+    }
+}

@@ -1,0 +1,446 @@
+//! A client's local copy of a space: its keys, the verified chain, the epoch
+//! keys it could open, the decrypted state, and any integrity alerts.
+//!
+//! Everything the relay sends goes through [`Replica::ingest`], which verifies
+//! before it decrypts, and decrypts before it folds. New events are made with
+//! the `compose_*` methods on top of the verified head; they take effect
+//! locally only once the relay accepted them and they come back through
+//! `ingest` (so a client that lost a race re-bases by composing again).
+
+use std::collections::BTreeMap;
+
+use rand_core::CryptoRngCore;
+use thiserror::Error;
+
+use crate::agreement::{Agreement, AgreementError};
+use crate::content::{Content, ReportScope};
+use crate::crypto::{self, CryptoError, EpochKey};
+use crate::event::{Body, Control, Event, EventHash, Header, Role};
+use crate::ids::{AgreementId, SpaceId};
+use crate::keyfile::KeyBundle;
+use crate::keys::{DeviceCert, DeviceId, IdentityKey, SafetyNumber};
+use crate::log::{ChainError, ChainVerifier, TrustAnchors};
+use crate::state::{Applied, State, sign_consent};
+
+/// Why an event could not be composed.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum ReplicaError {
+    /// The space has no events yet on this device.
+    #[error("this device hasn't received the space yet; sync first")]
+    Empty,
+    /// This device holds no key for the current epoch.
+    #[error("this device can't read the space's current messages")]
+    NoEpochKey,
+    /// Encryption failed.
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+    /// The agreement is not valid.
+    #[error(transparent)]
+    Agreement(#[from] AgreementError),
+    /// No such agreement or version.
+    #[error("there is no agreement with that id and version")]
+    UnknownAgreement,
+    /// The action does not fit the agreement's state.
+    #[error("{0}")]
+    NotNow(&'static str),
+}
+
+/// An integrity problem the client detected, with words for people.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Alert {
+    /// What the verifier found.
+    pub error: ChainError,
+}
+
+impl Alert {
+    /// What it means and what to do, in plain words.
+    pub fn advice(&self) -> &'static str {
+        match self.error {
+            ChainError::Fork { .. } | ChainError::Rollback { .. } => {
+                "The relay showed this device a history that doesn't match what it saw before. \
+                 Nothing you had is lost. Compare the state code with your partner in person, and \
+                 consider moving to a relay you trust."
+            }
+            ChainError::BadSignature { .. } | ChainError::WrongSpace { .. } => {
+                "Something arrived that neither of you wrote. It was ignored and nothing you had is \
+                 lost. If this keeps happening, the relay may be misbehaving."
+            }
+            ChainError::Membership { .. } | ChainError::UnexpectedIdentity { .. } => {
+                "Something arrived from a device or key this space doesn't know. It was ignored. \
+                 Check the safety number with your partner in person."
+            }
+            _ => {
+                "Some updates arrived incomplete or out of order. Nothing you had is lost; \
+                 syncing again usually fixes this."
+            }
+        }
+    }
+}
+
+/// What one call to [`Replica::ingest`] did.
+#[derive(Debug)]
+pub struct Ingested {
+    /// How many new events were verified and applied.
+    pub accepted: usize,
+    /// Why the rest were refused.
+    pub error: Option<ChainError>,
+}
+
+/// A client's local copy of one space.
+pub struct Replica {
+    keys: KeyBundle,
+    role: Role,
+    chain: ChainVerifier,
+    epoch_keys: BTreeMap<u32, EpochKey>,
+    events: Vec<Event>,
+    state: State,
+    alerts: Vec<Alert>,
+}
+
+impl std::fmt::Debug for Replica {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replica")
+            .field("space", &self.chain.space())
+            .field("role", &self.role)
+            .field("events", &self.events.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Replica {
+    /// Starts a new space: returns the replica (still empty) and the genesis
+    /// event to send to the relay, then to [`Replica::ingest`].
+    pub fn create(
+        keys: KeyBundle,
+        role: Role,
+        space: SpaceId,
+        now_ms: u64,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<(Self, Event), ReplicaError> {
+        let key = EpochKey::generate(rng);
+        let env = crypto::seal_envelope(&key, space, 0, keys.cert.device())?;
+        let header = Header {
+            space,
+            seq: 0,
+            prev: EventHash::ZERO,
+            author: keys.cert.device().id(),
+            epoch: 0,
+            timestamp_ms: now_ms,
+        };
+        let genesis = Event::sign(
+            header,
+            Body::Control(Control::Genesis {
+                role,
+                cert: keys.cert.clone(),
+                envelopes: vec![env],
+            }),
+            &keys.device,
+        );
+        let mut anchors = TrustAnchors::default();
+        anchors.set(role, keys.identity.public());
+        Ok((Self::with_anchors(keys, role, space, anchors), genesis))
+    }
+
+    /// Opens a space this device joined (after pairing) or restores one from
+    /// local storage: `anchors` are the identities authenticated at pairing.
+    pub fn open(keys: KeyBundle, role: Role, space: SpaceId, anchors: TrustAnchors) -> Self {
+        Self::with_anchors(keys, role, space, anchors)
+    }
+
+    fn with_anchors(
+        keys: KeyBundle,
+        role: Role,
+        space: SpaceId,
+        mut anchors: TrustAnchors,
+    ) -> Self {
+        anchors.set(role, keys.identity.public());
+        Self {
+            keys,
+            role,
+            chain: ChainVerifier::new(space, anchors),
+            epoch_keys: BTreeMap::new(),
+            events: Vec::new(),
+            state: State::default(),
+            alerts: Vec::new(),
+        }
+    }
+
+    /// The space.
+    pub fn space(&self) -> SpaceId {
+        self.chain.space()
+    }
+
+    /// This device's partner role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The keys.
+    pub fn keys(&self) -> &KeyBundle {
+        &self.keys
+    }
+
+    /// The verified chain.
+    pub fn chain(&self) -> &ChainVerifier {
+        &self.chain
+    }
+
+    /// The decrypted state.
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// Every verified event, in order (what a client stores locally).
+    pub fn events(&self) -> &[Event] {
+        &self.events
+    }
+
+    /// Integrity alerts raised so far.
+    pub fn alerts(&self) -> &[Alert] {
+        &self.alerts
+    }
+
+    /// The state code of the verified head.
+    pub fn state_code(&self) -> String {
+        self.chain.state_code()
+    }
+
+    /// The partner's identity, once known.
+    pub fn partner(&self) -> Option<&IdentityKey> {
+        self.chain.anchors_partner(self.role)
+    }
+
+    /// The safety number with the partner, once paired.
+    pub fn safety_number(&self) -> Option<SafetyNumber> {
+        self.partner()
+            .map(|p| SafetyNumber::new(&self.keys.identity.public(), p))
+    }
+
+    /// Records the partner identity authenticated at pairing.
+    pub fn trust_partner(&mut self, key: IdentityKey) {
+        self.chain.trust(self.role.other(), key);
+    }
+
+    /// Verifies events from the relay and applies the valid prefix.
+    pub fn ingest(&mut self, events: &[Event]) -> Ingested {
+        let ext = self.chain.extend(events);
+        for ev in &events[..ext.accepted] {
+            self.apply(ev);
+            self.events.push(ev.clone());
+        }
+        if let Some(e) = &ext.error {
+            if !matches!(e, ChainError::Duplicate { .. }) {
+                self.alerts.push(Alert { error: e.clone() });
+            }
+        }
+        Ingested {
+            accepted: ext.accepted,
+            error: ext.error,
+        }
+    }
+
+    /// Checks the head the relay claims (rollback and fork detection).
+    pub fn check_remote_head(
+        &mut self,
+        remote: Option<(u64, EventHash)>,
+    ) -> Result<(), ChainError> {
+        let r = self.chain.check_remote_head(remote);
+        if let Err(e) = &r {
+            self.alerts.push(Alert { error: e.clone() });
+        }
+        r
+    }
+
+    fn apply(&mut self, ev: &Event) {
+        let h = ev.header();
+        let members = self.chain.members();
+        let Some(entry) = members.device(&h.author) else {
+            return;
+        };
+        let identity = *entry.cert.identity();
+        let applied = Applied {
+            space: h.space,
+            seq: h.seq,
+            hash: ev.hash(),
+            by: entry.role,
+            identity: &identity,
+            at_ms: h.timestamp_ms,
+        };
+        match ev.body() {
+            Body::Control(c) => {
+                let me = self.keys.cert.device().id();
+                for env in c.envelopes().iter().filter(|e| e.device == me) {
+                    if let Ok(k) = crypto::open_envelope(env, h.space, &self.keys.device) {
+                        self.epoch_keys.insert(env.epoch, k);
+                    }
+                }
+                self.state.apply_control(&applied, c);
+            }
+            Body::Sealed(ct) => {
+                let content = self
+                    .epoch_keys
+                    .get(&h.epoch)
+                    .and_then(|k| crypto::open(k, &h.to_bytes(), ct).ok())
+                    .and_then(|pt| Content::decode(&pt).ok());
+                match content {
+                    Some(c) => self.state.apply(&applied, &c),
+                    None => self.state.apply_unreadable(&applied),
+                }
+            }
+        }
+    }
+
+    fn next_header(&self, now_ms: u64, epoch: u32) -> Result<Header, ReplicaError> {
+        let (seq, prev) = self.chain.head().ok_or(ReplicaError::Empty)?;
+        Ok(Header {
+            space: self.space(),
+            seq: seq + 1,
+            prev,
+            author: self.keys.cert.device().id(),
+            epoch,
+            timestamp_ms: now_ms,
+        })
+    }
+
+    /// Seals content as the next event on the verified head.
+    pub fn compose(
+        &self,
+        content: &Content,
+        now_ms: u64,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<Event, ReplicaError> {
+        let epoch = self.chain.members().epoch();
+        let key = self
+            .epoch_keys
+            .get(&epoch)
+            .ok_or(ReplicaError::NoEpochKey)?;
+        let header = self.next_header(now_ms, epoch)?;
+        let ct = crypto::seal(key, &header.to_bytes(), &content.encode(), rng)?;
+        Ok(Event::sign(header, Body::Sealed(ct), &self.keys.device))
+    }
+
+    fn envelopes_for(
+        &self,
+        device: &crate::keys::DeviceKey,
+    ) -> Result<Vec<crate::event::Envelope>, ReplicaError> {
+        let current = self.chain.members().epoch();
+        (0..=current)
+            .map(|e| {
+                let k = self.epoch_keys.get(&e).ok_or(ReplicaError::NoEpochKey)?;
+                Ok(crypto::seal_envelope(k, self.space(), e, device)?)
+            })
+            .collect()
+    }
+
+    /// Admits the partner paired with (their certificate came through pairing).
+    pub fn compose_add_member(
+        &self,
+        partner: &DeviceCert,
+        now_ms: u64,
+    ) -> Result<Event, ReplicaError> {
+        let header = self.next_header(now_ms, self.chain.members().epoch())?;
+        let control = Control::AddMember {
+            role: self.role.other(),
+            cert: partner.clone(),
+            envelopes: self.envelopes_for(partner.device())?,
+        };
+        Ok(Event::sign(
+            header,
+            Body::Control(control),
+            &self.keys.device,
+        ))
+    }
+
+    /// Admits another device of this identity (after a key rotation).
+    pub fn compose_add_device(
+        &self,
+        cert: &DeviceCert,
+        now_ms: u64,
+    ) -> Result<Event, ReplicaError> {
+        let header = self.next_header(now_ms, self.chain.members().epoch())?;
+        let control = Control::AddDevice {
+            cert: cert.clone(),
+            envelopes: self.envelopes_for(cert.device())?,
+        };
+        Ok(Event::sign(
+            header,
+            Body::Control(control),
+            &self.keys.device,
+        ))
+    }
+
+    /// Revokes one of this identity's devices and starts a new epoch.
+    pub fn compose_revoke(
+        &self,
+        device: DeviceId,
+        now_ms: u64,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<Event, ReplicaError> {
+        let members = self.chain.members();
+        let epoch = members
+            .epoch()
+            .checked_add(1)
+            .ok_or(ReplicaError::NotNow("too many key changes"))?;
+        let key = EpochKey::generate(rng);
+        let envelopes = members
+            .devices()
+            .filter(|(id, d)| d.is_active() && **id != device)
+            .map(|(_, d)| crypto::seal_envelope(&key, self.space(), epoch, d.cert.device()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let header = self.next_header(now_ms, epoch)?;
+        Ok(Event::sign(
+            header,
+            Body::Control(Control::RevokeDevice { device, envelopes }),
+            &self.keys.device,
+        ))
+    }
+
+    /// Content proposing an agreement version.
+    pub fn propose(&self, agreement: Agreement) -> Result<Content, ReplicaError> {
+        agreement.validate()?;
+        Ok(Content::Propose(agreement))
+    }
+
+    /// Content co-signing an agreement version with this identity.
+    pub fn cosign(&self, id: AgreementId, version: u32) -> Result<Content, ReplicaError> {
+        let rec = self
+            .state
+            .agreements
+            .get(&id)
+            .ok_or(ReplicaError::UnknownAgreement)?;
+        let v = rec
+            .versions
+            .get(version.saturating_sub(1) as usize)
+            .ok_or(ReplicaError::UnknownAgreement)?;
+        if v.signatures.contains_key(&self.role) {
+            return Err(ReplicaError::NotNow("you have already signed this version"));
+        }
+        if v.status != crate::state::VersionStatus::Pending {
+            return Err(ReplicaError::NotNow(
+                "this version is no longer open for signing",
+            ));
+        }
+        Ok(Content::Cosign {
+            agreement: id,
+            version,
+            hash: v.hash,
+            signature: v.agreement.cosign(self.space(), &self.keys.identity),
+        })
+    }
+
+    /// Content consenting to a report.
+    pub fn consent(&self, scope: ReportScope) -> Content {
+        let signature = sign_consent(self.space(), &scope, &self.keys.identity);
+        Content::ReportConsent { scope, signature }
+    }
+}
+
+impl ChainVerifier {
+    pub(crate) fn anchors_partner(&self, role: Role) -> Option<&IdentityKey> {
+        match role.other() {
+            Role::Leading => self.anchors().leading.as_ref(),
+            Role::Rebuilding => self.anchors().rebuilding.as_ref(),
+        }
+    }
+}

@@ -1,0 +1,554 @@
+//! The fold of verified, decrypted events into what a person sees: partners,
+//! agreements and their status, pending proposals, rules due for review,
+//! check-ins and requests, the phone-access log, report consents, and a
+//! timeline of everything with who did what and when.
+//!
+//! The fold is deterministic: two clients that verified the same history hold
+//! equal states. Content that breaks a rule (a co-signature that does not
+//! verify, a version out of order) is not applied and is listed in `problems`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ed25519_dalek::Signature;
+
+use crate::agreement::{Agreement, ContentHash, Day, InForce};
+use crate::content::{Content, PhoneAction, ReportScope};
+use crate::encoding::Writer;
+use crate::event::{Control, EventHash, Role};
+use crate::ids::{AgreementId, SpaceId};
+use crate::keys::{IdentityKey, IdentitySecret};
+use crate::sign::Label;
+
+/// Where an agreement version stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VersionStatus {
+    /// Proposed; waiting for one or both signatures.
+    Pending,
+    /// Both partners signed these exact words and nothing later ended it.
+    InForce,
+    /// A later version came into force, or a later proposal replaced this draft.
+    Superseded,
+    /// A partner declined it.
+    Declined,
+    /// A partner withdrew consent.
+    Withdrawn,
+    /// Both partners retired it.
+    Retired,
+}
+
+/// One version of an agreement and what happened to it.
+#[derive(Clone, Debug)]
+pub struct VersionRecord {
+    /// The words.
+    pub agreement: Agreement,
+    /// Its content hash.
+    pub hash: ContentHash,
+    /// Who proposed it.
+    pub proposed_by: Role,
+    /// At which event.
+    pub proposed_at: u64,
+    /// Valid co-signatures so far, by role.
+    pub signatures: BTreeMap<Role, Signature>,
+    /// Requests for changes: who, what, at which event.
+    pub change_requests: Vec<(Role, String, u64)>,
+    /// Where it stands.
+    pub status: VersionStatus,
+    /// The verified proof, once in force.
+    pub in_force: Option<InForce>,
+}
+
+/// An agreement: all its versions and its history.
+#[derive(Clone, Debug)]
+pub struct AgreementRecord {
+    /// The id.
+    pub id: AgreementId,
+    /// Every version, in order (index = version - 1).
+    pub versions: Vec<VersionRecord>,
+    /// The last withdrawal: who, at which event, and their words.
+    pub withdrawn: Option<(Role, u64, String)>,
+    /// Who asked to retire it (retired when both have).
+    pub retire_requests: BTreeSet<Role>,
+}
+
+impl AgreementRecord {
+    /// The version in force now, if any.
+    pub fn in_force(&self) -> Option<&VersionRecord> {
+        self.versions
+            .iter()
+            .rev()
+            .find(|v| v.status == VersionStatus::InForce)
+    }
+
+    /// The latest version, whatever its status.
+    pub fn latest(&self) -> Option<&VersionRecord> {
+        self.versions.last()
+    }
+
+    /// A version waiting for signatures, if any.
+    pub fn pending(&self) -> Option<&VersionRecord> {
+        self.versions
+            .iter()
+            .rev()
+            .find(|v| v.status == VersionStatus::Pending)
+    }
+}
+
+/// A check-in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckInRecord {
+    /// The event.
+    pub seq: u64,
+    /// Its hash (what acknowledgements name).
+    pub hash: EventHash,
+    /// Who checked in.
+    pub by: Role,
+    /// Author's time, ms.
+    pub at_ms: u64,
+    /// The words.
+    pub text: String,
+    /// A place, only if the author attached one.
+    pub place: Option<String>,
+    /// The request it answers.
+    pub answers: Option<EventHash>,
+    /// Acknowledged by the partner (at which event).
+    pub acked_at: Option<u64>,
+}
+
+/// A request for a check-in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestRecord {
+    /// The event.
+    pub seq: u64,
+    /// Its hash.
+    pub hash: EventHash,
+    /// Who asked.
+    pub by: Role,
+    /// Author's time, ms.
+    pub at_ms: u64,
+    /// The note.
+    pub note: String,
+    /// The check-in that answered it.
+    pub answered_by: Option<u64>,
+}
+
+/// A phone-access log entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PhoneRecord {
+    /// The event.
+    pub seq: u64,
+    /// Who.
+    pub by: Role,
+    /// Author's time, ms.
+    pub at_ms: u64,
+    /// Asked, granted, declined.
+    pub action: PhoneAction,
+    /// The note.
+    pub note: String,
+}
+
+/// One line of the timeline.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TimelineEntry {
+    /// The event.
+    pub seq: u64,
+    /// Its hash.
+    pub hash: EventHash,
+    /// Who did it.
+    pub by: Role,
+    /// Author's time, ms since the Unix epoch.
+    pub at_ms: u64,
+    /// What happened, in calm words ("checked in: at the gym until 7").
+    pub what: String,
+}
+
+/// The current view of a space.
+#[derive(Clone, Debug, Default)]
+pub struct State {
+    /// The partners' identities.
+    pub partners: BTreeMap<Role, IdentityKey>,
+    /// Every agreement.
+    pub agreements: BTreeMap<AgreementId, AgreementRecord>,
+    /// Every check-in, oldest first.
+    pub checkins: Vec<CheckInRecord>,
+    /// Every check-in request, oldest first.
+    pub requests: Vec<RequestRecord>,
+    /// The phone-access log.
+    pub phone: Vec<PhoneRecord>,
+    /// Report consents by role: scope and event.
+    pub consents: BTreeMap<Role, (ReportScope, u64)>,
+    /// Everything, in order.
+    pub timeline: Vec<TimelineEntry>,
+    /// Events that were signed by a member but could not be applied.
+    pub problems: Vec<(u64, String)>,
+}
+
+/// One verified event, as the fold sees it.
+pub struct Applied<'a> {
+    /// The space.
+    pub space: SpaceId,
+    /// Sequence number.
+    pub seq: u64,
+    /// Event hash.
+    pub hash: EventHash,
+    /// The author's role.
+    pub by: Role,
+    /// The author's identity.
+    pub identity: &'a IdentityKey,
+    /// Author's time.
+    pub at_ms: u64,
+}
+
+/// The body `Label::Export` signs for a report consent.
+pub fn consent_body(space: SpaceId, scope: &ReportScope) -> Vec<u8> {
+    let mut w = Writer::new();
+    w.u8(1).raw(&space.0);
+    scope.encode(&mut w);
+    w.finish()
+}
+
+/// Signs a report consent with one's identity.
+pub fn sign_consent(space: SpaceId, scope: &ReportScope, id: &IdentitySecret) -> Signature {
+    id.sign(Label::Export, &consent_body(space, scope))
+}
+
+fn role_name(r: Role) -> &'static str {
+    match r {
+        Role::Leading => "leading partner",
+        Role::Rebuilding => "rebuilding partner",
+    }
+}
+
+impl State {
+    fn push(&mut self, e: &Applied<'_>, what: String) {
+        self.timeline.push(TimelineEntry {
+            seq: e.seq,
+            hash: e.hash,
+            by: e.by,
+            at_ms: e.at_ms,
+            what,
+        });
+    }
+
+    fn problem(&mut self, e: &Applied<'_>, what: &str) {
+        self.problems.push((e.seq, what.to_owned()));
+    }
+
+    /// Applies a membership change.
+    pub fn apply_control(&mut self, e: &Applied<'_>, control: &Control) {
+        match control {
+            Control::Genesis { role, cert, .. } => {
+                self.partners.insert(*role, *cert.identity());
+                self.push(e, "created this space".into());
+            }
+            Control::AddMember { role, cert, .. } => {
+                self.partners.insert(*role, *cert.identity());
+                self.push(
+                    e,
+                    format!("welcomed the {} into the space", role_name(*role)),
+                );
+            }
+            Control::AddDevice { .. } => self.push(e, "added a new device".into()),
+            Control::RevokeDevice { .. } => {
+                self.push(e, "removed a device; new messages use a new key".into())
+            }
+        }
+    }
+
+    /// Records a sealed event this device could not decrypt or decode.
+    pub fn apply_unreadable(&mut self, e: &Applied<'_>) {
+        self.problem(e, "an event could not be read on this device");
+        self.push(e, "(an event this device cannot read)".into());
+    }
+
+    /// Applies decrypted content.
+    pub fn apply(&mut self, e: &Applied<'_>, content: &Content) {
+        match content {
+            Content::Propose(a) => self.propose(e, a),
+            Content::Cosign {
+                agreement,
+                version,
+                hash,
+                signature,
+            } => self.cosign(e, *agreement, *version, hash, signature),
+            Content::RequestChange {
+                agreement,
+                version,
+                comment,
+            } => {
+                let Some(v) = self.version_mut(*agreement, *version) else {
+                    return self.problem(e, "a change request for an unknown agreement");
+                };
+                v.change_requests.push((e.by, comment.clone(), e.seq));
+                let title = v.agreement.title.clone();
+                self.push(e, format!("asked for a change to “{title}”: {comment}"));
+            }
+            Content::Decline {
+                agreement,
+                version,
+                comment,
+            } => {
+                let Some(v) = self.version_mut(*agreement, *version) else {
+                    return self.problem(e, "a reply to an unknown agreement");
+                };
+                if v.status != VersionStatus::Pending {
+                    return self.problem(e, "a reply to a version that is no longer open");
+                }
+                v.status = VersionStatus::Declined;
+                let title = v.agreement.title.clone();
+                self.push(e, format!("declined “{title}” for now: {comment}"));
+            }
+            Content::Withdraw { agreement, comment } => {
+                let Some(rec) = self.agreements.get_mut(agreement) else {
+                    return self.problem(e, "a withdrawal from an unknown agreement");
+                };
+                for v in &mut rec.versions {
+                    if matches!(v.status, VersionStatus::Pending | VersionStatus::InForce) {
+                        v.status = VersionStatus::Withdrawn;
+                    }
+                }
+                rec.withdrawn = Some((e.by, e.seq, comment.clone()));
+                let title = rec
+                    .latest()
+                    .map(|v| v.agreement.title.clone())
+                    .unwrap_or_default();
+                self.push(e, format!("withdrew consent from “{title}”: {comment}"));
+            }
+            Content::Retire { agreement } => {
+                let Some(rec) = self.agreements.get_mut(agreement) else {
+                    return self.problem(e, "retiring an unknown agreement");
+                };
+                rec.retire_requests.insert(e.by);
+                let both = rec.retire_requests.len() == 2;
+                if both {
+                    for v in &mut rec.versions {
+                        if matches!(v.status, VersionStatus::Pending | VersionStatus::InForce) {
+                            v.status = VersionStatus::Retired;
+                        }
+                    }
+                }
+                let title = rec
+                    .latest()
+                    .map(|v| v.agreement.title.clone())
+                    .unwrap_or_default();
+                self.push(
+                    e,
+                    if both {
+                        format!("agreed to retire “{title}”; it is retired")
+                    } else {
+                        format!("asked to retire “{title}”")
+                    },
+                );
+            }
+            Content::CheckIn {
+                text,
+                place,
+                answers,
+            } => {
+                if let Some(req) = answers {
+                    if let Some(r) = self.requests.iter_mut().find(|r| r.hash == *req) {
+                        if r.answered_by.is_none() && r.by != e.by {
+                            r.answered_by = Some(e.seq);
+                        }
+                    }
+                }
+                self.checkins.push(CheckInRecord {
+                    seq: e.seq,
+                    hash: e.hash,
+                    by: e.by,
+                    at_ms: e.at_ms,
+                    text: text.clone(),
+                    place: place.clone(),
+                    answers: *answers,
+                    acked_at: None,
+                });
+                let place = place
+                    .as_ref()
+                    .map(|p| format!(" (at {p})"))
+                    .unwrap_or_default();
+                self.push(e, format!("checked in: {text}{place}"));
+            }
+            Content::RequestCheckIn { note } => {
+                self.requests.push(RequestRecord {
+                    seq: e.seq,
+                    hash: e.hash,
+                    by: e.by,
+                    at_ms: e.at_ms,
+                    note: note.clone(),
+                    answered_by: None,
+                });
+                self.push(e, format!("asked for a check-in: {note}"));
+            }
+            Content::Ack { event } => {
+                if let Some(c) = self
+                    .checkins
+                    .iter_mut()
+                    .find(|c| c.hash == *event && c.by != e.by)
+                {
+                    c.acked_at.get_or_insert(e.seq);
+                    let text = c.text.clone();
+                    self.push(e, format!("acknowledged the check-in “{text}”"));
+                } else {
+                    self.push(e, "acknowledged an update".into());
+                }
+            }
+            Content::Phone { action, note, .. } => {
+                self.phone.push(PhoneRecord {
+                    seq: e.seq,
+                    by: e.by,
+                    at_ms: e.at_ms,
+                    action: *action,
+                    note: note.clone(),
+                });
+                let what = match action {
+                    PhoneAction::Asked => "asked to see the phone",
+                    PhoneAction::Granted => "showed the phone",
+                    PhoneAction::Declined => "asked to see the phone later",
+                };
+                self.push(
+                    e,
+                    if note.is_empty() {
+                        what.to_owned()
+                    } else {
+                        format!("{what}: {note}")
+                    },
+                );
+            }
+            Content::ReportConsent { scope, signature } => {
+                if e.identity
+                    .verify(Label::Export, &consent_body(e.space, scope), signature)
+                    .is_err()
+                {
+                    return self.problem(e, "a report consent whose signature does not verify");
+                }
+                self.consents.insert(e.by, (scope.clone(), e.seq));
+                self.push(e, format!("agreed to share a report until {}", scope.until));
+            }
+        }
+    }
+
+    fn version_mut(&mut self, id: AgreementId, version: u32) -> Option<&mut VersionRecord> {
+        let i = usize::try_from(version.checked_sub(1)?).ok()?;
+        self.agreements.get_mut(&id)?.versions.get_mut(i)
+    }
+
+    fn propose(&mut self, e: &Applied<'_>, a: &Agreement) {
+        let rec = self
+            .agreements
+            .entry(a.id)
+            .or_insert_with(|| AgreementRecord {
+                id: a.id,
+                versions: Vec::new(),
+                withdrawn: None,
+                retire_requests: BTreeSet::new(),
+            });
+        let expected = rec.versions.len() as u32 + 1;
+        let supersedes = rec.versions.last().map(|v| v.hash);
+        if a.version != expected || a.supersedes != supersedes {
+            if rec.versions.is_empty() {
+                self.agreements.remove(&a.id);
+            }
+            return self.problem(e, "a proposal that does not follow the previous version");
+        }
+        for v in &mut rec.versions {
+            if v.status == VersionStatus::Pending {
+                v.status = VersionStatus::Superseded;
+            }
+        }
+        // A new proposal after a retirement starts the agreement afresh.
+        rec.retire_requests.clear();
+        rec.versions.push(VersionRecord {
+            agreement: a.clone(),
+            hash: a.content_hash(),
+            proposed_by: e.by,
+            proposed_at: e.seq,
+            signatures: BTreeMap::new(),
+            change_requests: Vec::new(),
+            status: VersionStatus::Pending,
+            in_force: None,
+        });
+        let what = if a.version == 1 {
+            format!("proposed “{}” (review on {})", a.title, a.review_on)
+        } else {
+            format!(
+                "proposed version {} of “{}” (review on {})",
+                a.version, a.title, a.review_on
+            )
+        };
+        self.push(e, what);
+    }
+
+    fn cosign(
+        &mut self,
+        e: &Applied<'_>,
+        id: AgreementId,
+        version: u32,
+        hash: &ContentHash,
+        sig: &Signature,
+    ) {
+        let space = e.space;
+        let partners = self.partners.clone();
+        let Some(v) = self.version_mut(id, version) else {
+            return self.problem(e, "a signature on an unknown agreement");
+        };
+        if v.hash != *hash {
+            return self.problem(e, "a signature on different words than proposed");
+        }
+        if v.status != VersionStatus::Pending {
+            return self.problem(e, "a signature on a version that is no longer open");
+        }
+        if crate::agreement::verify_cosignature(space, &v.agreement, e.identity, sig).is_err() {
+            return self.problem(e, "a co-signature that does not verify");
+        }
+        v.signatures.insert(e.by, *sig);
+        let title = v.agreement.title.clone();
+        let both = match (
+            v.signatures.get(&Role::Leading),
+            v.signatures.get(&Role::Rebuilding),
+            partners.get(&Role::Leading),
+            partners.get(&Role::Rebuilding),
+        ) {
+            (Some(sl), Some(sr), Some(kl), Some(kr)) => {
+                InForce::verify(space, v.agreement.clone(), (*kl, *sl), (*kr, *sr)).ok()
+            }
+            _ => None,
+        };
+        let in_force = both.is_some();
+        if let Some(proof) = both {
+            v.status = VersionStatus::InForce;
+            v.in_force = Some(proof);
+            if let Some(rec) = self.agreements.get_mut(&id) {
+                for old in &mut rec.versions {
+                    if old.status == VersionStatus::InForce && old.agreement.version != version {
+                        old.status = VersionStatus::Superseded;
+                    }
+                }
+            }
+        }
+        self.push(
+            e,
+            if in_force {
+                format!("co-signed “{title}”; it is now in force for both of you")
+            } else {
+                format!("signed “{title}”")
+            },
+        );
+    }
+
+    /// Agreements in force whose review day has come.
+    pub fn due_for_review(&self, today: Day) -> Vec<&VersionRecord> {
+        self.agreements
+            .values()
+            .filter_map(|r| r.in_force())
+            .filter(|v| v.agreement.review_on <= today)
+            .collect()
+    }
+
+    /// Whether both partners consent to a report to `recipient` on `today`.
+    pub fn report_consented(&self, recipient: &str, today: Day) -> bool {
+        [Role::Leading, Role::Rebuilding].iter().all(|r| {
+            self.consents
+                .get(r)
+                .is_some_and(|(s, _)| s.recipient == recipient && s.until >= today)
+        })
+    }
+}
