@@ -233,7 +233,7 @@ mod tests {
         let space = SpaceId([1; 16]);
         let env = seal_envelope(&k, space, 3, &dev.public()).expect("seal");
         let back = open_envelope(&env, space, &dev).expect("open");
-        assert_eq!(back.0.as_ref(), k.0.as_ref());
+        assert_eq!(*back.0, *k.0);
         assert!(open_envelope(&env, SpaceId([2; 16]), &dev).is_err());
         let mut wrong_epoch = env.clone();
         wrong_epoch.epoch = 4;

@@ -803,6 +803,8 @@ impl Pairing {
 /// What a step led to.
 #[must_use = "the next state (or the result) must be kept"]
 #[derive(Debug)]
+// `Paired` is larger than the boxed `Pairing`, but a run ends in it once.
+#[allow(clippy::large_enum_variant)]
 pub enum Step {
     /// Waiting for the partner's next message.
     Continue(Pairing),
