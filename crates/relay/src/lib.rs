@@ -1,1 +1,165 @@
-//! placeholder
+//! # troth-relay
+//!
+//! Troth's self-hostable relay. It owns: the HTTP/WebSocket API that devices
+//! use to exchange a space's signed, encrypted events (create, append with
+//! compare-and-swap on the head, read, live push, delete) and to find each
+//! other for pairing (rendezvous mailboxes); request authentication (time
+//! window, signature, nonce cache); limits; durable storage (sled by default)
+//! with group commit; and metrics.
+//!
+//! It never sees a secret key or plaintext: it checks event structure,
+//! signatures and the public membership rules (`troth_core::members`), and
+//! stores ciphertext. Clients treat it as an adversary. The API is in
+//! `docs/RELAY.md`.
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod clock;
+pub mod commit;
+pub mod config;
+pub mod error;
+mod routes;
+pub mod state;
+pub mod store;
+
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tower::limit::GlobalConcurrencyLimitLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::{Config, Limits};
+pub use state::{AppState, ClientIp};
+
+/// The relay's router over `state`. Tests call it in-process; `main` serves it.
+///
+/// Routes not listed answer 404 JSON through the fallback; to serve more (e.g.
+/// the web client's assets), merge or nest another `Router` before calling
+/// this function's layers, or replace the fallback with `fallback_service`.
+pub fn app(state: AppState) -> Router {
+    let limits = state.limits().clone();
+    Router::new()
+        .route("/healthz", get(routes::ops::healthz))
+        .route("/metrics", get(routes::ops::metrics))
+        .route("/v1/spaces", post(routes::spaces::create))
+        .route("/v1/spaces/{space}", axum::routing::delete(routes::spaces::delete))
+        .route(
+            "/v1/spaces/{space}/events",
+            post(routes::spaces::append).get(routes::spaces::read),
+        )
+        .route("/v1/spaces/{space}/live", get(routes::live::live))
+        .route("/v1/rendezvous", post(routes::rendezvous::open))
+        .route("/v1/rendezvous/{n}", axum::routing::delete(routes::rendezvous::close))
+        .route("/v1/rendezvous/{n}/claim", post(routes::rendezvous::claim))
+        .route(
+            "/v1/rendezvous/{n}/messages",
+            post(routes::rendezvous::post).get(routes::rendezvous::get),
+        )
+        .fallback(not_found)
+        .layer(RequestBodyLimitLayer::new(limits.max_body_bytes))
+        .layer(GlobalConcurrencyLimitLayer::new(limits.max_concurrent_requests))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(limits.request_timeout_secs),
+        ))
+        .layer(middleware::from_fn_with_state(state.clone(), guard))
+        .with_state(state)
+}
+
+async fn not_found() -> Response {
+    error::for_status(StatusCode::NOT_FOUND).into_response()
+}
+
+/// The client address: the peer, or the last `X-Forwarded-For` hop when the
+/// relay is configured to trust its reverse proxy.
+fn client_ip(req: &Request, trust_forwarded_for: bool) -> IpAddr {
+    if trust_forwarded_for {
+        let fwd = req
+            .headers()
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|s| s.trim().parse::<IpAddr>().ok())
+            .last();
+        if let Some(ip) = fwd {
+            return ip;
+        }
+    }
+    req.extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+}
+
+/// Outermost middleware: per-address rate limit, one JSON shape for every
+/// error (also those of the body-limit, timeout and routing layers), and
+/// request metrics by route and status.
+async fn guard(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_string())
+        .unwrap_or_else(|| "other".to_string());
+    let ip = client_ip(&req, state.limits().trust_forwarded_for);
+    req.extensions_mut().insert(ClientIp(ip));
+    let resp = if route == "/healthz" {
+        next.run(req).await
+    } else {
+        match state.check_ip(ip) {
+            Ok(()) => next.run(req).await,
+            Err(e) => e.into_response(),
+        }
+    };
+    let status = resp.status();
+    let resp = if status.as_u16() >= 400 && !is_json(&resp) {
+        let retry = resp.headers().get(header::RETRY_AFTER).cloned();
+        let mut r = error::for_status(status).into_response();
+        if let Some(v) = retry {
+            r.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        r
+    } else {
+        resp
+    };
+    if status.is_server_error() {
+        tracing::warn!(route = %route, status = status.as_u16(), "request failed");
+    }
+    state.record_request(&route, resp.status().as_u16());
+    resp
+}
+
+fn is_json(r: &Response) -> bool {
+    r.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"))
+}
+
+/// Serves `app(state)` on `listener` until `shutdown` completes, then lets
+/// in-flight requests finish and flushes the store.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let svc = app(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, svc)
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    let store = state.store().clone();
+    tokio::task::spawn_blocking(move || store.flush())
+        .await
+        .map_err(std::io::Error::other)?
+        .map_err(std::io::Error::other)?;
+    Ok(())
+}

@@ -1,1 +1,90 @@
-fn main() {}
+//! `troth-relay`: serves the relay API. See docs/RELAY.md.
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use troth_relay::store::SledStore;
+use troth_relay::{AppState, Config, SystemClock};
+
+/// Troth's relay: stores and forwards only ciphertext.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Cli {
+    /// Address to listen on [default: 127.0.0.1:8080]
+    #[arg(long, env = "TROTH_RELAY_LISTEN")]
+    listen: Option<String>,
+    /// Folder of the embedded database [default: $XDG_DATA_HOME/troth-relay or ~/.local/share/troth-relay]
+    #[arg(long, env = "TROTH_RELAY_DATA")]
+    data: Option<PathBuf>,
+    /// A TOML file with settings (listen, data, cache_mb, [limits]); flags and variables win
+    #[arg(long, env = "TROTH_RELAY_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+fn source(flag: &str, var: &str) -> &'static str {
+    let from_flag = std::env::args().any(|a| a == flag || a.starts_with(&format!("{flag}=")));
+    match (from_flag, std::env::var_os(var).is_some()) {
+        (true, _) => if flag == "--listen" { "--listen" } else { "--data" },
+        (false, true) => if var == "TROTH_RELAY_LISTEN" { "TROTH_RELAY_LISTEN" } else { "TROTH_RELAY_DATA" },
+        _ => if flag == "--listen" { "listen" } else { "data" },
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("TROTH_RELAY_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let cli = Cli::parse();
+    let config = Config::resolve(
+        cli.config.as_deref(),
+        cli.listen.map(|l| (source("--listen", "TROTH_RELAY_LISTEN"), l)),
+        cli.data.map(|d| (source("--data", "TROTH_RELAY_DATA"), d)),
+    )?;
+    std::fs::create_dir_all(&config.data)
+        .with_context(|| format!("cannot create the data folder {}", config.data.display()))?;
+    let store = SledStore::open(&config.data, config.cache_mb * 1024 * 1024)
+        .with_context(|| format!("cannot open the database in {}", config.data.display()))?;
+    let state = AppState::new(Arc::new(store), Arc::new(SystemClock), config.limits.clone())
+        .context("cannot start the flusher thread")?;
+    state.spawn_maintenance(Duration::from_secs(60));
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (setting `listen`)", config.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, data = %config.data.display(), "troth-relay listening");
+    // A line for scripts and tests that start the relay on port 0.
+    println!("listening on {addr}");
+    troth_relay::serve(listener, state, shutdown_signal()).await?;
+    tracing::info!("stopped; everything acknowledged is on disk");
+    Ok(())
+}

@@ -1,0 +1,60 @@
+//! Group commit: one flusher thread makes writes durable in batches.
+//!
+//! A writer first writes to the store, then calls [`Committer::durable`]; the
+//! flusher takes every waiter queued so far, calls the store's blocking
+//! `flush()` once, and wakes them all. A flush that starts after a waiter was
+//! queued covers that waiter's write. (sled 0.34's `flush_async` deadlocks
+//! when many tasks call it at once; this never does.)
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::store::Store;
+
+type Waiter = oneshot::Sender<bool>;
+
+/// The handle writers use to wait for durability.
+#[derive(Clone, Debug)]
+pub struct Committer {
+    tx: mpsc::UnboundedSender<Waiter>,
+}
+
+impl Committer {
+    /// Starts the flusher thread for `store`. It stops when every handle is gone.
+    pub fn start(store: Arc<dyn Store>) -> std::io::Result<Self> {
+        let (tx, mut rx) = mpsc::unbounded_channel::<Waiter>();
+        std::thread::Builder::new()
+            .name("troth-relay-flusher".into())
+            .spawn(move || {
+                let mut batch = Vec::new();
+                while let Some(w) = rx.blocking_recv() {
+                    batch.push(w);
+                    while let Ok(w) = rx.try_recv() {
+                        batch.push(w);
+                    }
+                    let ok = match store.flush() {
+                        Ok(()) => true,
+                        Err(e) => {
+                            tracing::error!(error = %e, "flush failed");
+                            false
+                        }
+                    };
+                    for w in batch.drain(..) {
+                        let _ = w.send(ok);
+                    }
+                }
+            })?;
+        Ok(Committer { tx })
+    }
+
+    /// Waits until everything written before this call is durable. `false` if
+    /// the flush failed.
+    pub async fn durable(&self) -> bool {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(tx).is_err() {
+            return false;
+        }
+        rx.await.unwrap_or(false)
+    }
+}

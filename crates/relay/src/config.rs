@@ -1,0 +1,284 @@
+//! Settings: defaults, an optional TOML file, `TROTH_RELAY_*` environment
+//! variables and flags (later ones win), validated at start-up with errors
+//! that name the bad setting.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Limits applied to every route. All are configurable under `[limits]`.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Largest request body in bytes (an event of `MAX_EVENT` bytes in base64 JSON fits).
+    pub max_body_bytes: usize,
+    /// Most events one space may hold.
+    pub max_events_per_space: u64,
+    /// Longest a request may take, in seconds (more than a long poll's 25 s).
+    pub request_timeout_secs: u64,
+    /// Most requests handled at once; more wait their turn.
+    pub max_concurrent_requests: usize,
+    /// Most live (WebSocket) connections at once.
+    pub max_live_connections: usize,
+    /// How far a signed request's time may be from the relay's clock, in seconds.
+    pub time_window_secs: u64,
+    /// Requests per second per client address (sustained).
+    pub per_ip_per_second: u32,
+    /// Requests per client address in a burst.
+    pub per_ip_burst: u32,
+    /// Authenticated requests per second per device key (sustained).
+    pub per_device_per_second: u32,
+    /// Authenticated requests per device key in a burst.
+    pub per_device_burst: u32,
+    /// Rendezvous mailboxes opened or claimed per minute per client address.
+    pub rendezvous_per_ip_per_minute: u32,
+    /// Rendezvous opens or claims per client address in a burst.
+    pub rendezvous_burst: u32,
+    /// Take the client address from the last `X-Forwarded-For` entry (only
+    /// behind a reverse proxy that sets it).
+    pub trust_forwarded_for: bool,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: 128 * 1024,
+            max_events_per_space: 1_000_000,
+            request_timeout_secs: 30,
+            max_concurrent_requests: 1024,
+            max_live_connections: 20_000,
+            time_window_secs: 300,
+            per_ip_per_second: 100,
+            per_ip_burst: 400,
+            per_device_per_second: 50,
+            per_device_burst: 200,
+            rendezvous_per_ip_per_minute: 20,
+            rendezvous_burst: 10,
+            trust_forwarded_for: false,
+        }
+    }
+}
+
+impl Limits {
+    /// Limits that do not get in a benchmark's way (still finite).
+    pub fn generous() -> Self {
+        Limits {
+            per_ip_per_second: 1_000_000,
+            per_ip_burst: 1_000_000,
+            per_device_per_second: 1_000_000,
+            per_device_burst: 1_000_000,
+            rendezvous_per_ip_per_minute: 1_000_000,
+            rendezvous_burst: 1_000_000,
+            max_concurrent_requests: 4096,
+            max_live_connections: 100_000,
+            ..Self::default()
+        }
+    }
+
+    /// Checks every limit, naming the first bad one.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let min_body = troth_core::event::MAX_EVENT.div_ceil(3) * 4 + 64;
+        let checks: [(&str, bool, String); 10] = [
+            (
+                "limits.max_body_bytes",
+                self.max_body_bytes >= min_body,
+                format!("must be at least {min_body} so that one event fits"),
+            ),
+            ("limits.max_events_per_space", self.max_events_per_space >= 1, "must be at least 1".into()),
+            (
+                "limits.request_timeout_secs",
+                (26..=3600).contains(&self.request_timeout_secs),
+                "must be between 26 (long polls wait up to 25 s) and 3600".into(),
+            ),
+            ("limits.max_concurrent_requests", self.max_concurrent_requests >= 1, "must be at least 1".into()),
+            ("limits.max_live_connections", self.max_live_connections >= 1, "must be at least 1".into()),
+            (
+                "limits.time_window_secs",
+                (10..=86_400).contains(&self.time_window_secs),
+                "must be between 10 and 86400".into(),
+            ),
+            (
+                "limits.per_ip_per_second / per_ip_burst",
+                self.per_ip_per_second >= 1 && self.per_ip_burst >= 1,
+                "must be at least 1".into(),
+            ),
+            (
+                "limits.per_device_per_second / per_device_burst",
+                self.per_device_per_second >= 1 && self.per_device_burst >= 1,
+                "must be at least 1".into(),
+            ),
+            (
+                "limits.rendezvous_per_ip_per_minute / rendezvous_burst",
+                self.rendezvous_per_ip_per_minute >= 1 && self.rendezvous_burst >= 1,
+                "must be at least 1".into(),
+            ),
+            ("limits", true, String::new()),
+        ];
+        for (name, ok, why) in checks {
+            if !ok {
+                return Err(ConfigError::Invalid { setting: name.into(), why });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The relay's configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Folder of the sled database.
+    pub data: PathBuf,
+    /// sled's page cache, in MiB.
+    pub cache_mb: u64,
+    /// Limits.
+    pub limits: Limits,
+}
+
+/// What a TOML file may say (every key optional).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<String>,
+    data: Option<PathBuf>,
+    cache_mb: Option<u64>,
+    limits: Limits,
+}
+
+/// A configuration problem, naming the setting.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A setting has a value the relay cannot use.
+    #[error("setting `{setting}` {why}")]
+    Invalid {
+        /// The setting (flag, variable or key).
+        setting: String,
+        /// What is wrong.
+        why: String,
+    },
+    /// The config file cannot be read or parsed.
+    #[error("config file {path}: {why}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        why: String,
+    },
+}
+
+/// Where the relay keeps its data when told nothing:
+/// `$XDG_DATA_HOME/troth-relay`, else `$HOME/.local/share/troth-relay`.
+pub fn default_data_dir() -> Option<PathBuf> {
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        let p = PathBuf::from(x);
+        if p.is_absolute() {
+            return Some(p.join("troth-relay"));
+        }
+    }
+    std::env::var_os("HOME")
+        .filter(|v| !v.is_empty())
+        .map(|h| PathBuf::from(h).join(".local/share/troth-relay"))
+}
+
+impl Config {
+    /// Resolves the configuration: `file` (if any) under the values given by
+    /// flags or environment (`listen`, `data`, as strings, with the name of
+    /// where each came from for error messages).
+    pub fn resolve(
+        file: Option<&Path>,
+        listen: Option<(&str, String)>,
+        data: Option<(&str, PathBuf)>,
+    ) -> Result<Config, ConfigError> {
+        let fc: FileConfig = match file {
+            None => FileConfig::default(),
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|e| ConfigError::File {
+                    path: p.to_path_buf(),
+                    why: e.to_string(),
+                })?;
+                toml::from_str(&text).map_err(|e| ConfigError::File {
+                    path: p.to_path_buf(),
+                    why: e.to_string().trim().replace('\n', " "),
+                })?
+            }
+        };
+        let (listen_name, listen) = match listen {
+            Some((name, v)) => (name.to_string(), v),
+            None => match fc.listen {
+                Some(v) => ("listen (config file)".to_string(), v),
+                None => ("listen".to_string(), "127.0.0.1:8080".to_string()),
+            },
+        };
+        let listen: SocketAddr = listen.trim().parse().map_err(|_| ConfigError::Invalid {
+            setting: listen_name,
+            why: format!("is `{listen}`, not an address like 127.0.0.1:8080"),
+        })?;
+        let data = match data.map(|(_, p)| p).or(fc.data) {
+            Some(p) if p.as_os_str().is_empty() => {
+                return Err(ConfigError::Invalid {
+                    setting: "data".into(),
+                    why: "is empty".into(),
+                });
+            }
+            Some(p) => p,
+            None => default_data_dir().ok_or_else(|| ConfigError::Invalid {
+                setting: "data".into(),
+                why: "has no default here (neither XDG_DATA_HOME nor HOME is set): pass --data DIR"
+                    .into(),
+            })?,
+        };
+        let cache_mb = fc.cache_mb.unwrap_or(64);
+        if !(1..=65_536).contains(&cache_mb) {
+            return Err(ConfigError::Invalid {
+                setting: "cache_mb".into(),
+                why: "must be between 1 and 65536".into(),
+            });
+        }
+        fc.limits.validate()?;
+        Ok(Config {
+            listen,
+            data,
+            cache_mb,
+            limits: fc.limits,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_validate() {
+        assert!(Limits::default().validate().is_ok());
+        assert!(Limits::generous().validate().is_ok());
+    }
+
+    #[test]
+    fn bad_settings_are_named() {
+        let e = Config::resolve(None, Some(("--listen", "nope".into())), Some(("--data", "/tmp/x".into())))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("--listen"), "{e}");
+        let dir = std::env::temp_dir().join(format!("troth-relay-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).ok();
+        let f = dir.join("relay.toml");
+        std::fs::write(&f, "[limits]\ntime_window_secs = 1\n").ok();
+        let e = Config::resolve(Some(&f), None, Some(("--data", "/tmp/x".into())))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("limits.time_window_secs"), "{e}");
+        std::fs::write(&f, "listen = \"127.0.0.1:9\"\nbogus = 1\n").ok();
+        let e = Config::resolve(Some(&f), None, Some(("--data", "/tmp/x".into())))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("bogus"), "{e}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}

@@ -1,0 +1,50 @@
+//! `/healthz` and `/metrics`.
+
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::state::AppState;
+
+/// `GET /healthz`: 200 while the relay serves.
+pub async fn healthz() -> Response {
+    Json(json!({ "status": "ok" })).into_response()
+}
+
+/// `GET /metrics`: Prometheus text format.
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let m = state.metrics();
+    let mut out = String::new();
+    out.push_str("# HELP troth_relay_requests_total HTTP requests by route and status.\n");
+    out.push_str("# TYPE troth_relay_requests_total counter\n");
+    let mut rows: Vec<((String, u16), u64)> = m
+        .requests
+        .lock()
+        .map(|g| g.iter().map(|(k, v)| (k.clone(), *v)).collect())
+        .unwrap_or_default();
+    rows.sort();
+    for ((route, status), n) in rows {
+        let _ = writeln!(out, "troth_relay_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}");
+    }
+    let _ = writeln!(
+        out,
+        "# HELP troth_relay_appends_total Events appended (durable).\n# TYPE troth_relay_appends_total counter\ntroth_relay_appends_total {}",
+        m.appends.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP troth_relay_live_connections Open live (WebSocket) connections.\n# TYPE troth_relay_live_connections gauge\ntroth_relay_live_connections {}",
+        m.live.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP troth_relay_storage_bytes Bytes the store uses on disk.\n# TYPE troth_relay_storage_bytes gauge\ntroth_relay_storage_bytes {}",
+        state.store().size_on_disk()
+    );
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}

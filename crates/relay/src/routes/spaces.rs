@@ -1,0 +1,267 @@
+//! Spaces: create, append (compare-and-swap on the head), read, delete.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+use troth_core::SpaceId;
+use troth_core::event::{Body, Control, Event};
+use troth_core::members::{Members, MembershipError};
+
+use super::{event_from_b64, json_body, signed_path, space_id, to_b64};
+use crate::auth;
+use crate::error::{ApiError, head_json};
+use crate::state::{AppState, Slot};
+use crate::store::{Append, Head, SpaceRecord};
+
+/// Largest page of events.
+pub const MAX_PAGE: u64 = 1000;
+/// Page size when none is asked for.
+pub const DEFAULT_PAGE: u64 = 256;
+
+#[derive(Deserialize)]
+pub(crate) struct CreateBody {
+    genesis: String,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct AppendBody {
+    event: String,
+}
+
+/// `?from=N&limit=M`.
+#[derive(Deserialize)]
+pub(crate) struct Page {
+    from: Option<u64>,
+    limit: Option<u64>,
+}
+
+fn path_err(_: PathRejection) -> ApiError {
+    ApiError::bad_request("bad_path", "This address is not well-formed.")
+}
+
+fn membership(e: MembershipError) -> ApiError {
+    ApiError::forbidden(
+        "forbidden_event",
+        format!("The space's membership rules refuse this event: {e}."),
+    )
+}
+
+fn bad_event_signature() -> ApiError {
+    ApiError::bad_request(
+        "bad_event_signature",
+        "The event's signature does not match its author. It may have been altered.",
+    )
+}
+
+/// Authenticates a request as coming from an active member device of `slot`.
+fn member(
+    state: &AppState,
+    slot: &Slot,
+    headers: &HeaderMap,
+    space: SpaceId,
+    method: &str,
+    uri: &Uri,
+    body: &[u8],
+) -> Result<Arc<Members>, ApiError> {
+    let a = auth::from_headers(headers)?;
+    let members = {
+        let v = slot.view();
+        if v.deleted {
+            return Err(ApiError::no_space());
+        }
+        v.members.clone()
+    };
+    let key = *members.active_key(&a.device).ok_or_else(|| {
+        ApiError::forbidden("not_member", "This device is not a member of this space.")
+    })?;
+    auth::verify(state, &a, &key, space, method, signed_path(uri), body)?;
+    Ok(members)
+}
+
+/// `POST /v1/spaces`: creates the space named in a genesis event.
+pub async fn create(State(state): State<AppState>, headers: HeaderMap, uri: Uri, body: Bytes) -> Result<Response, ApiError> {
+    let req: CreateBody = json_body(&body)?;
+    let ev = event_from_b64(&req.genesis)?;
+    let h = ev.header();
+    let space = h.space;
+    let Body::Control(Control::Genesis { cert, .. }) = ev.body() else {
+        return Err(ApiError::bad_request(
+            "not_genesis",
+            "A space starts with a genesis event at sequence number 0.",
+        ));
+    };
+    let key = *cert.device().verifying_key();
+    let a = auth::from_headers(&headers)?;
+    if a.device != h.author {
+        return Err(ApiError::forbidden(
+            "not_genesis_author",
+            "Only the device that wrote the genesis event may create the space.",
+        ));
+    }
+    let mut members = Members::new();
+    members.apply_event(&ev).map_err(membership)?;
+    ev.verify_signature(&key).map_err(|_| bad_event_signature())?;
+    auth::verify(&state, &a, &key, space, "POST", signed_path(&uri), &body)?;
+    let head = Head { seq: 0, hash: ev.hash() };
+    let record = SpaceRecord { head, members: members.encode() };
+    if !state.store().create_space(space, ev.as_bytes(), &record)? {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "space_exists",
+            "A space with this id already exists on this relay.",
+        ));
+    }
+    state.durable().await?;
+    tracing::info!(space = %space, "space created");
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "space": space.to_hex(), "head": head_json(head) })),
+    )
+        .into_response())
+}
+
+/// `POST /v1/spaces/{space}/events`: appends an event if it extends the head.
+pub async fn append(
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let space = space_id(&path.map_err(path_err)?.0)?;
+    let slot = state.slot(space)?.ok_or_else(ApiError::no_space)?;
+    let members = member(&state, &slot, &headers, space, "POST", &uri, &body)?;
+    let req: AppendBody = json_body(&body)?;
+    let ev = event_from_b64(&req.event)?;
+    append_event(&state, &slot, space, &members, ev).await
+}
+
+async fn append_event(
+    state: &AppState,
+    slot: &Slot,
+    space: SpaceId,
+    members: &Members,
+    ev: Event,
+) -> Result<Response, ApiError> {
+    let h = ev.header();
+    if h.space != space {
+        return Err(ApiError::bad_request(
+            "wrong_space",
+            "This event belongs to another space.",
+        ));
+    }
+    if h.seq >= state.limits().max_events_per_space {
+        return Err(ApiError::forbidden(
+            "space_full",
+            "This space holds as many events as this relay allows.",
+        ));
+    }
+    // Check the signature before queueing behind other writers; the key of a
+    // device id never changes, and the author is re-checked under the lock.
+    let key = *members.active_key(&h.author).ok_or_else(|| membership(MembershipError::UnknownAuthor))?;
+    ev.verify_signature(&key).map_err(|_| bad_event_signature())?;
+
+    let _writer = slot.write.lock().await;
+    let (head, current) = {
+        let v = slot.view();
+        if v.deleted {
+            return Err(ApiError::no_space());
+        }
+        (v.head, v.members.clone())
+    };
+    if h.seq != head.seq.saturating_add(1) || h.prev != head.hash {
+        return Err(ApiError::stale(head));
+    }
+    let mut next = (*current).clone();
+    next.apply_event(&ev).map_err(membership)?;
+    let new_head = Head { seq: h.seq, hash: ev.hash() };
+    let record = SpaceRecord { head: new_head, members: next.encode() };
+    match state.store().append_if_head(space, head, ev.as_bytes(), &record)? {
+        Append::Done => {}
+        Append::Stale(h) => {
+            state.forget_slot(space);
+            return Err(ApiError::stale(h));
+        }
+        Append::NoSpace => {
+            state.forget_slot(space);
+            return Err(ApiError::no_space());
+        }
+    }
+    if let Err(e) = state.durable().await {
+        state.forget_slot(space);
+        return Err(e);
+    }
+    {
+        let mut v = slot.view_mut();
+        v.head = new_head;
+        v.members = Arc::new(next);
+    }
+    state.metrics().appends.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let frame = json!({ "seq": new_head.seq, "hash": new_head.hash.to_hex(), "event": to_b64(ev.as_bytes()) });
+    let _ = slot.live.send(Arc::from(frame.to_string()));
+    Ok((StatusCode::CREATED, Json(head_json(new_head))).into_response())
+}
+
+/// `GET /v1/spaces/{space}/events?from=N&limit=M`: a page of events.
+pub async fn read(
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<Page>, QueryRejection>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Result<Response, ApiError> {
+    let space = space_id(&path.map_err(path_err)?.0)?;
+    let Query(page) = query.map_err(|_| {
+        ApiError::bad_request("bad_query", "`from` and `limit` must be whole numbers.")
+    })?;
+    let from = page.from.unwrap_or(0);
+    let limit = page.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "bad_query",
+            format!("`limit` must be between 1 and {MAX_PAGE}."),
+        ));
+    }
+    let slot = state.slot(space)?.ok_or_else(ApiError::no_space)?;
+    member(&state, &slot, &headers, space, "GET", &uri, &[])?;
+    let head = slot.view().head;
+    let events = state.store().read_range(space, from, head.seq, limit as usize)?;
+    let last = from.saturating_add(events.len() as u64);
+    let more = !events.is_empty() && last <= head.seq;
+    let events: Vec<String> = events.iter().map(|e| to_b64(e)).collect();
+    Ok(Json(json!({ "events": events, "head": head_json(head), "more": more })).into_response())
+}
+
+/// `DELETE /v1/spaces/{space}`: forgets the space.
+pub async fn delete(
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Result<Response, ApiError> {
+    let space = space_id(&path.map_err(path_err)?.0)?;
+    let slot = state.slot(space)?.ok_or_else(ApiError::no_space)?;
+    member(&state, &slot, &headers, space, "DELETE", &uri, &[])?;
+    let _writer = slot.write.lock().await;
+    if slot.view().deleted {
+        return Err(ApiError::no_space());
+    }
+    let existed = state.store().delete_space(space)?;
+    slot.view_mut().deleted = true;
+    state.forget_slot(space);
+    // An empty frame tells live subscribers the space is gone.
+    let _ = slot.live.send(Arc::from(""));
+    state.durable().await?;
+    if !existed {
+        return Err(ApiError::no_space());
+    }
+    tracing::info!(space = %space, "space deleted");
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

@@ -1,0 +1,263 @@
+//! The relay's shared state: the store, the clock, the group committer, a
+//! cache of each space's head and members, live subscribers, rate limiters
+//! and metrics.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Duration;
+
+use governor::clock::{Clock as _, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota};
+use tokio::sync::{Notify, broadcast};
+use troth_core::SpaceId;
+use troth_core::members::Members;
+
+use crate::clock::Clock;
+use crate::commit::Committer;
+use crate::config::Limits;
+use crate::error::ApiError;
+use crate::store::{Head, Store};
+
+/// Events buffered per space for slow live subscribers; one that falls
+/// further behind is disconnected and catches up with a GET.
+const LIVE_BUFFER: usize = 32;
+
+/// An event as pushed to live subscribers (already JSON text).
+pub type LiveFrame = Arc<str>;
+
+/// The relay's view of one space, as of its last durable head.
+pub(crate) struct View {
+    pub head: Head,
+    pub members: Arc<Members>,
+    pub deleted: bool,
+}
+
+/// One cached space.
+pub(crate) struct Slot {
+    /// Serialises writers (appends, delete) of this space, held across the flush.
+    pub write: tokio::sync::Mutex<()>,
+    /// The durable head and the member list.
+    pub view: RwLock<View>,
+    /// Live subscribers.
+    pub live: broadcast::Sender<LiveFrame>,
+}
+
+impl Slot {
+    pub fn view(&self) -> std::sync::RwLockReadGuard<'_, View> {
+        self.view.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn view_mut(&self) -> std::sync::RwLockWriteGuard<'_, View> {
+        self.view.write().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Counters for `/metrics`.
+#[derive(Default)]
+pub(crate) struct Metrics {
+    pub requests: Mutex<HashMap<(String, u16), u64>>,
+    pub appends: AtomicU64,
+    pub live: AtomicUsize,
+}
+
+pub(crate) struct Inner {
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+    pub limits: Limits,
+    pub committer: Committer,
+    pub spaces: Mutex<HashMap<SpaceId, Arc<Slot>>>,
+    pub mailbox_wakers: Mutex<HashMap<u32, Arc<Notify>>>,
+    pub metrics: Metrics,
+    pub per_ip: DefaultKeyedRateLimiter<IpAddr>,
+    pub per_device: DefaultKeyedRateLimiter<[u8; 32]>,
+    pub rendezvous: DefaultKeyedRateLimiter<IpAddr>,
+}
+
+/// Everything the handlers share. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState(pub(crate) Arc<Inner>);
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState").finish_non_exhaustive()
+    }
+}
+
+fn quota_per_second(rate: u32, burst: u32) -> Quota {
+    let rate = NonZeroU32::new(rate).unwrap_or(NonZeroU32::MIN);
+    let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
+    Quota::per_second(rate).allow_burst(burst)
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl AppState {
+    /// State over `store`, reading time from `clock`, with `limits`. Starts
+    /// the group-commit flusher thread.
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, limits: Limits) -> std::io::Result<Self> {
+        let committer = Committer::start(store.clone())?;
+        let rdv_rate = NonZeroU32::new(limits.rendezvous_per_ip_per_minute).unwrap_or(NonZeroU32::MIN);
+        let rdv_burst = NonZeroU32::new(limits.rendezvous_burst).unwrap_or(NonZeroU32::MIN);
+        Ok(AppState(Arc::new(Inner {
+            per_ip: DefaultKeyedRateLimiter::hashmap(quota_per_second(
+                limits.per_ip_per_second,
+                limits.per_ip_burst,
+            )),
+            per_device: DefaultKeyedRateLimiter::hashmap(quota_per_second(
+                limits.per_device_per_second,
+                limits.per_device_burst,
+            )),
+            rendezvous: DefaultKeyedRateLimiter::hashmap(
+                Quota::per_minute(rdv_rate).allow_burst(rdv_burst),
+            ),
+            store,
+            clock,
+            limits,
+            committer,
+            spaces: Mutex::new(HashMap::new()),
+            mailbox_wakers: Mutex::new(HashMap::new()),
+            metrics: Metrics::default(),
+        })))
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.0.store
+    }
+
+    /// Now, by the injected clock.
+    pub fn now_ms(&self) -> u64 {
+        self.0.clock.now_ms()
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &Limits {
+        &self.0.limits
+    }
+
+    /// Waits until every write made so far is durable.
+    pub(crate) async fn durable(&self) -> Result<(), ApiError> {
+        if self.0.committer.durable().await {
+            Ok(())
+        } else {
+            Err(ApiError::internal())
+        }
+    }
+
+    /// The cached slot of a space, loading it from the store on first use.
+    /// `Ok(None)` if the space does not exist.
+    pub(crate) fn slot(&self, space: SpaceId) -> Result<Option<Arc<Slot>>, ApiError> {
+        if let Some(s) = lock(&self.0.spaces).get(&space) {
+            return Ok(Some(s.clone()));
+        }
+        let Some(rec) = self.0.store.space(space)? else {
+            return Ok(None);
+        };
+        let members = Members::decode(&rec.members).map_err(|e| {
+            tracing::error!(space = %space, error = %e, "stored member list does not decode");
+            ApiError::internal()
+        })?;
+        let slot = Arc::new(Slot {
+            write: tokio::sync::Mutex::new(()),
+            view: RwLock::new(View {
+                head: rec.head,
+                members: Arc::new(members),
+                deleted: false,
+            }),
+            live: broadcast::channel(LIVE_BUFFER).0,
+        });
+        Ok(Some(lock(&self.0.spaces).entry(space).or_insert(slot).clone()))
+    }
+
+    /// Drops a space from the cache (after a delete, or a failed flush so
+    /// the next request reloads it from the store).
+    pub(crate) fn forget_slot(&self, space: SpaceId) {
+        lock(&self.0.spaces).remove(&space);
+    }
+
+    /// Per-address limit: `Err(seconds to wait)` when exceeded.
+    pub(crate) fn check_ip(&self, ip: IpAddr) -> Result<(), ApiError> {
+        check(&self.0.per_ip, &ip)
+    }
+
+    /// Per-device limit.
+    pub(crate) fn check_device(&self, device: &[u8; 32]) -> Result<(), ApiError> {
+        check(&self.0.per_device, device)
+    }
+
+    /// Rendezvous open/claim limit per address.
+    pub(crate) fn check_rendezvous(&self, ip: IpAddr) -> Result<(), ApiError> {
+        check(&self.0.rendezvous, &ip)
+    }
+
+    pub(crate) fn mailbox_waker(&self, n: u32) -> Arc<Notify> {
+        lock(&self.0.mailbox_wakers).entry(n).or_default().clone()
+    }
+
+    pub(crate) fn wake_mailbox(&self, n: u32, forget: bool) {
+        let mut g = lock(&self.0.mailbox_wakers);
+        let w = if forget { g.remove(&n) } else { g.get(&n).cloned() };
+        if let Some(w) = w {
+            w.notify_waiters();
+        }
+    }
+
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.0.metrics
+    }
+
+    pub(crate) fn record_request(&self, route: &str, status: u16) {
+        *lock(&self.0.metrics.requests)
+            .entry((route.to_string(), status))
+            .or_insert(0) += 1;
+    }
+
+    /// Housekeeping: forgets expired nonces and mailboxes and idle rate-limit
+    /// entries. Run every minute by [`AppState::spawn_maintenance`].
+    pub fn maintain(&self) -> Result<(), crate::store::StoreError> {
+        let now = self.now_ms();
+        let window = self.0.limits.time_window_secs.saturating_mul(1000);
+        self.0.store.nonce_sweep(now.saturating_sub(window))?;
+        crate::routes::rendezvous::sweep(self, now)?;
+        self.0.per_ip.retain_recent();
+        self.0.per_device.retain_recent();
+        self.0.rendezvous.retain_recent();
+        Ok(())
+    }
+
+    /// Runs [`AppState::maintain`] every `every` on the current runtime.
+    pub fn spawn_maintenance(&self, every: Duration) -> tokio::task::JoinHandle<()> {
+        let state = self.clone();
+        tokio::spawn(async move {
+            let mut t = tokio::time::interval(every);
+            loop {
+                t.tick().await;
+                let s = state.clone();
+                match tokio::task::spawn_blocking(move || s.maintain()).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::error!(error = %e, "maintenance failed"),
+                    Err(e) => tracing::error!(error = %e, "maintenance task failed"),
+                }
+            }
+        })
+    }
+}
+
+fn check<K: std::hash::Hash + Eq + Clone>(
+    limiter: &DefaultKeyedRateLimiter<K>,
+    key: &K,
+) -> Result<(), ApiError> {
+    limiter.check_key(key).map_err(|not_until| {
+        let wait = not_until.wait_time_from(DefaultClock::default().now());
+        ApiError::rate_limited(wait.as_secs() + u64::from(wait.subsec_nanos() > 0))
+    })
+}
+
+/// The client's address, as the rate limits see it (request extension).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientIp(pub IpAddr);

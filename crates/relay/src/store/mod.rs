@@ -1,0 +1,177 @@
+//! Storage behind a trait at the level of intent.
+//!
+//! The store knows nothing of event semantics: the relay checks an event and
+//! then asks the store to put its bytes at the next position of a space's log
+//! if (and only if) the head is still the one it checked against. Every write
+//! becomes durable at the next [`Store::flush`], which the relay's group
+//! committer calls before it acknowledges anything.
+
+use troth_core::SpaceId;
+use troth_core::event::EventHash;
+
+mod memory;
+mod sled_store;
+
+pub use memory::MemoryStore;
+pub use sled_store::SledStore;
+
+/// The last event of a space's log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Head {
+    /// Its sequence number.
+    pub seq: u64,
+    /// Its hash.
+    pub hash: EventHash,
+}
+
+/// What the store keeps about a space besides its events.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SpaceRecord {
+    /// The current head.
+    pub head: Head,
+    /// The encoded member list (`troth_core::members::Members::encode`) as of the head.
+    pub members: Vec<u8>,
+}
+
+impl SpaceRecord {
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(1 + 8 + 32 + self.members.len());
+        v.push(1);
+        v.extend_from_slice(&self.head.seq.to_be_bytes());
+        v.extend_from_slice(&self.head.hash.0);
+        v.extend_from_slice(&self.members);
+        v
+    }
+
+    pub(crate) fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
+        if bytes.len() < 41 || bytes[0] != 1 {
+            return Err(StoreError::Corrupt("space record"));
+        }
+        let mut seq = [0u8; 8];
+        seq.copy_from_slice(&bytes[1..9]);
+        let mut hash = [0u8; 32];
+        hash.copy_from_slice(&bytes[9..41]);
+        Ok(SpaceRecord {
+            head: Head {
+                seq: u64::from_be_bytes(seq),
+                hash: EventHash(hash),
+            },
+            members: bytes[41..].to_vec(),
+        })
+    }
+}
+
+/// The outcome of [`Store::append_if_head`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Append {
+    /// Written (durable after the next flush).
+    Done,
+    /// The head moved; here is the current one.
+    Stale(Head),
+    /// No such space.
+    NoSpace,
+}
+
+/// A storage failure (never caused by a client's input).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The embedded database failed.
+    #[error("storage: {0}")]
+    Sled(#[from] sled::Error),
+    /// A sled transaction failed.
+    #[error("storage transaction: {0}")]
+    Transaction(String),
+    /// A stored value does not decode.
+    #[error("stored {0} is corrupt")]
+    Corrupt(&'static str),
+}
+
+/// The relay's storage, at the level of what the relay means to do.
+///
+/// Methods are synchronous and quick (they never wait for the disk, except
+/// [`Store::flush`]); call `flush` from one thread only (the group committer).
+pub trait Store: Send + Sync + 'static {
+    /// Creates a space whose log is the single genesis event, unless it exists
+    /// (returns `false`).
+    fn create_space(
+        &self,
+        space: SpaceId,
+        genesis: &[u8],
+        record: &SpaceRecord,
+    ) -> Result<bool, StoreError>;
+
+    /// A space's head and member list.
+    fn space(&self, space: SpaceId) -> Result<Option<SpaceRecord>, StoreError>;
+
+    /// Appends `event` at `expected.seq + 1` if the head is still `expected`,
+    /// and replaces the member list, in one atomic write.
+    fn append_if_head(
+        &self,
+        space: SpaceId,
+        expected: Head,
+        event: &[u8],
+        record: &SpaceRecord,
+    ) -> Result<Append, StoreError>;
+
+    /// Up to `limit` events from sequence number `from` on, no further than `upto`.
+    fn read_range(
+        &self,
+        space: SpaceId,
+        from: u64,
+        upto: u64,
+        limit: usize,
+    ) -> Result<Vec<Vec<u8>>, StoreError>;
+
+    /// Forgets a space and all its events. Returns whether it existed.
+    fn delete_space(&self, space: SpaceId) -> Result<bool, StoreError>;
+
+    /// Records a request nonce; `false` if `(time, device, nonce)` was seen.
+    fn nonce_fresh(
+        &self,
+        time_ms: u64,
+        device: &[u8; 32],
+        nonce: &[u8; 16],
+    ) -> Result<bool, StoreError>;
+
+    /// Forgets nonces of requests signed before `before_ms` (the time window
+    /// refuses those anyway). Returns how many were removed.
+    fn nonce_sweep(&self, before_ms: u64) -> Result<usize, StoreError>;
+
+    /// A rendezvous mailbox's stored value.
+    fn mailbox(&self, n: u32) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Replaces a mailbox's value if it is still `old` (`None`: absent);
+    /// `new = None` deletes it. Returns whether it was replaced.
+    fn mailbox_swap(
+        &self,
+        n: u32,
+        old: Option<&[u8]>,
+        new: Option<&[u8]>,
+    ) -> Result<bool, StoreError>;
+
+    /// Every mailbox number in use (for the expiry sweep).
+    fn mailboxes(&self) -> Result<Vec<u32>, StoreError>;
+
+    /// Makes every write so far durable (blocking; see docs/RELAY.md for what
+    /// sled promises).
+    fn flush(&self) -> Result<(), StoreError>;
+
+    /// Bytes used on disk (an estimate).
+    fn size_on_disk(&self) -> u64;
+}
+
+pub(crate) fn event_key(space: SpaceId, seq: u64) -> [u8; 24] {
+    let mut k = [0u8; 24];
+    k[..16].copy_from_slice(&space.0);
+    k[16..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+pub(crate) fn nonce_key(time_ms: u64, device: &[u8; 32], nonce: &[u8; 16]) -> [u8; 56] {
+    let mut k = [0u8; 56];
+    k[..8].copy_from_slice(&time_ms.to_be_bytes());
+    k[8..40].copy_from_slice(device);
+    k[40..].copy_from_slice(nonce);
+    k
+}
