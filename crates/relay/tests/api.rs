@@ -1,0 +1,591 @@
+//! The relay's API over a real socket, in-process, on a real sled database
+//! in a temporary folder, with an injected clock.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use troth_core::event::{Body, Event, EventHash, Header, MAX_BODY};
+use troth_core::keys::DeviceSecret;
+use troth_relay::store::SledStore;
+use troth_relay::{Limits, ManualClock};
+
+struct Fixture {
+    relay: InProcess,
+    http: Http,
+    clock: ManualClock,
+    _dir: tempfile::TempDir,
+}
+
+async fn fixture(limits: Limits) -> Fixture {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SledStore::open(dir.path(), 8 << 20).expect("open sled");
+    let clock = ManualClock::new(now_ms());
+    let relay = InProcess::start(Arc::new(store), Arc::new(clock.clone()), limits).await;
+    let http = relay.http();
+    Fixture { relay, http, clock, _dir: dir }
+}
+
+impl Fixture {
+    fn t(&self) -> u64 {
+        use troth_relay::Clock;
+        self.clock.now_ms()
+    }
+}
+
+async fn created(f: &Fixture, seed: u64) -> Space {
+    let s = Space::generate(seed);
+    let r = f.http.create(&s, f.t()).await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    s
+}
+
+#[tokio::test]
+async fn create_append_and_page() {
+    let f = fixture(Limits::default()).await;
+    let mut s = Space::generate(1);
+    let r = f.http.create(&s, f.t()).await;
+    assert_eq!(r.status, 201);
+    let v = r.json();
+    assert_eq!(v["space"], s.hex());
+    assert_eq!(v["head"]["seq"], 0);
+    assert_eq!(v["head"]["hash"], s.head_hash().to_hex());
+    // Creating it again is a conflict.
+    let r = f.http.create(&s, f.t()).await;
+    assert_eq!((r.status, r.error_code().as_str()), (409, "space_exists"));
+
+    for i in 0..9u8 {
+        let ev = s.next_event(&[i; 100]);
+        let r = f.http.append(&mut s, ev, f.t()).await;
+        assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+        assert_eq!(r.json()["seq"], u64::from(i) + 1);
+        assert_eq!(r.json()["hash"], s.head_hash().to_hex());
+    }
+    // Pages of 4: 0..4, 4..8, 8..10.
+    let mut got = Vec::new();
+    for (from, n, more) in [(0, 4, true), (4, 4, true), (8, 2, false)] {
+        let r = f.http.read(&s, from, 4, f.t()).await;
+        assert_eq!(r.status, 200);
+        let v = r.json();
+        let evs = v["events"].as_array().cloned().unwrap_or_default();
+        assert_eq!(evs.len(), n, "page from {from}");
+        assert_eq!(v["more"], more);
+        assert_eq!(v["head"]["seq"], 9);
+        for e in evs {
+            got.push(STANDARD.decode(e.as_str().unwrap_or("")).unwrap_or_default());
+        }
+    }
+    let want: Vec<Vec<u8>> = s.events.iter().map(|e| e.as_bytes().to_vec()).collect();
+    assert_eq!(got, want);
+    assert_chain(&got);
+    // Past the head: nothing, no more.
+    let r = f.http.read(&s, 50, 10, f.t()).await;
+    assert_eq!(r.json()["events"], json!([]));
+    assert_eq!(r.json()["more"], false);
+    // Default page.
+    let path = format!("/v1/spaces/{}/events", s.hex());
+    let r = f.http.signed(&s.dev, s.id, "GET", &path, vec![], f.t()).await;
+    assert_eq!(r.json()["events"].as_array().map(Vec::len), Some(10));
+    f.relay.stop().await;
+}
+
+#[tokio::test]
+async fn compare_and_swap_conflict_returns_the_head() {
+    let f = fixture(Limits::default()).await;
+    let mut s = created(&f, 2).await;
+    let a = s.next_event(b"from phone");
+    let b = s.next_event(b"from laptop");
+    assert_eq!(f.http.append(&mut s, a, f.t()).await.status, 201);
+    let r = f.http.append(&mut s, b, f.t()).await;
+    assert_eq!((r.status, r.error_code().as_str()), (409, "stale_head"));
+    assert_eq!(r.json()["head"]["seq"], 1);
+    assert_eq!(r.json()["head"]["hash"], s.head_hash().to_hex());
+    // An event that skips ahead, or forks with a wrong prev, is stale too.
+    let gap = s.event_at(5, s.head_hash(), b"gap");
+    assert_eq!(f.http.append(&mut s, gap, f.t()).await.status, 409);
+    let fork = s.event_at(2, EventHash([9; 32]), b"fork");
+    assert_eq!(f.http.append(&mut s, fork, f.t()).await.status, 409);
+    // Re-based, it goes in.
+    let rebased = s.next_event(b"from laptop");
+    assert_eq!(f.http.append(&mut s, rebased, f.t()).await.status, 201);
+    assert_eq!(f.http.read_all(&s, f.t()).await.len(), 3);
+    f.relay.stop().await;
+}
+
+#[tokio::test]
+async fn concurrent_appends_keep_one_chain() {
+    let f = fixture(Limits::default()).await;
+    let s = created(&f, 3).await;
+    let s = Arc::new(tokio::sync::Mutex::new(s));
+    let mut tasks = Vec::new();
+    for w in 0..4u8 {
+        let http = f.http.clone();
+        let s = s.clone();
+        let t = f.t();
+        tasks.push(tokio::spawn(async move {
+            let mut ok = 0;
+            for i in 0..10u8 {
+                loop {
+                    // Sign against the head we know; lose races sometimes.
+                    let (ev, body, h) = {
+                        let g = s.lock().await;
+                        let ev = g.next_event(&[w, i]);
+                        let body = event_body(&ev);
+                        let path = format!("/v1/spaces/{}/events", g.hex());
+                        let h = auth_headers(&g.dev, g.id, "POST", &path, &body, t);
+                        (ev, body, (path, h))
+                    };
+                    let r = http.req("POST", &h.0, &h.1, body).await;
+                    if r.status == 201 {
+                        let mut g = s.lock().await;
+                        // Winners record in seq order (a later winner may arrive first).
+                        while g.events.len() as u64 != ev.header().seq {
+                            drop(g);
+                            tokio::task::yield_now().await;
+                            g = s.lock().await;
+                        }
+                        g.events.push(ev);
+                        ok += 1;
+                        break;
+                    }
+                    assert_eq!(r.status, 409, "{}", String::from_utf8_lossy(&r.body));
+                }
+            }
+            ok
+        }));
+    }
+    let mut total = 0;
+    for t in tasks {
+        total += t.await.unwrap_or(0);
+    }
+    assert_eq!(total, 40);
+    let g = s.lock().await;
+    let all = f.http.read_all(&g, f.t()).await;
+    assert_eq!(all.len(), 41);
+    assert_chain(&all);
+    drop(g);
+    f.relay.stop().await;
+}
+
+#[tokio::test]
+async fn auth_failures_are_refused() {
+    let f = fixture(Limits::default()).await;
+    let mut s = created(&f, 4).await;
+    let other = created(&f, 5).await;
+    let path = format!("/v1/spaces/{}/events", s.hex());
+    let body = event_body(&s.next_event(b"x"));
+
+    // No headers.
+    let r = f.http.req("POST", &path, &[], body.clone()).await;
+    assert_eq!((r.status, r.error_code().as_str()), (401, "auth_missing"));
+    // Wrong key: signed by another key but claiming the member device.
+    let mut h = auth_headers(&other.dev, s.id, "POST", &path, &body, f.t());
+    h[0].1 = s.dev.public().id().to_b64();
+    let r = f.http.req("POST", &path, &h, body.clone()).await;
+    assert_eq!((r.status, r.error_code().as_str()), (401, "auth_invalid"));
+    // Another space's key (a member elsewhere, not here).
+    let r = f.http.signed(&other.dev, s.id, "POST", &path, body.clone(), f.t()).await;
+    assert_eq!((r.status, r.error_code().as_str()), (403, "not_member"));
+    // A member's signature made for another space.
+    let h = auth_headers(&s.dev, other.id, "POST", &path, &body, f.t());
+    let r = f.http.req("POST", &path, &h, body.clone()).await;
+    assert_eq!((r.status, r.error_code().as_str()), (401, "auth_invalid"));
+    // Signed for another body.
+    let h = auth_headers(&s.dev, s.id, "POST", &path, b"{}", f.t());
+    let r = f.http.req("POST", &path, &h, body.clone()).await;
+    assert_eq!((r.status, r.error_code().as_str()), (401, "auth_invalid"));
+    // Stale time, and time from the future.
+    for t in [f.t() - 6 * 60 * 1000, f.t() + 6 * 60 * 1000] {
+        let r = f.http.signed(&s.dev, s.id, "POST", &path, body.clone(), t).await;
+        assert_eq!((r.status, r.error_code().as_str()), (401, "auth_expired"));
+    }
+    // Garbage headers.
+    let mut h = auth_headers(&s.dev, s.id, "POST", &path, &body, f.t());
+    h[3].1 = "!!!".into();
+    let r = f.http.req("POST", &path, &h, body.clone()).await;
+    assert_eq!((r.status, r.error_code().as_str()), (401, "auth_invalid"));
+    // A valid request, then the same request again: replay.
+    let h = auth_headers(&s.dev, s.id, "POST", &path, &body, f.t());
+    let r = f.http.req("POST", &path, &h, body.clone()).await;
+    assert_eq!(r.status, 201);
+    let r = f.http.req("POST", &path, &h, body.clone()).await;
+    assert_eq!((r.status, r.error_code().as_str()), (401, "auth_replayed"));
+    // ... also on a read.
+    let rpath = format!("/v1/spaces/{}/events?from=0&limit=5", s.hex());
+    let h = auth_headers(&s.dev, s.id, "GET", &rpath, b"", f.t());
+    assert_eq!(f.http.req("GET", &rpath, &h, vec![]).await.status, 200);
+    let r = f.http.req("GET", &rpath, &h, vec![]).await;
+    assert_eq!((r.status, r.error_code().as_str()), (401, "auth_replayed"));
+    // A read signed for another path (query included).
+    let h = auth_headers(&s.dev, s.id, "GET", &format!("/v1/spaces/{}/events?from=1", s.hex()), b"", f.t());
+    assert_eq!(f.http.req("GET", &rpath, &h, vec![]).await.status, 401);
+    // Create signed by someone other than the genesis author.
+    let newcomer = Space::generate(6);
+    let r = f.http.signed(&s.dev, newcomer.id, "POST", "/v1/spaces", newcomer.create_body(), f.t()).await;
+    assert_eq!((r.status, r.error_code().as_str()), (403, "not_genesis_author"));
+
+    // Events: a non-member author, a bad signature, another space's event.
+    s.events.truncate(1);
+    let all = f.http.read_all(&s, f.t()).await;
+    let head = Event::decode(&all[all.len() - 1]).map(|e| e.hash()).unwrap_or(EventHash::ZERO);
+    let stranger = DeviceSecret::generate(&mut rand::thread_rng());
+    let ev = Event::sign(
+        Header {
+            space: s.id,
+            seq: all.len() as u64,
+            prev: head,
+            author: stranger.public().id(),
+            epoch: 0,
+            timestamp_ms: 1,
+        },
+        Body::Sealed(vec![1; 10]),
+        &stranger,
+    );
+    let r = f.http.signed(&s.dev, s.id, "POST", &path, event_body(&ev), f.t()).await;
+    assert_eq!((r.status, r.error_code().as_str()), (403, "forbidden_event"));
+    let good = s.event_at(all.len() as u64, head, b"payload");
+    let mut bytes = good.as_bytes().to_vec();
+    let n = bytes.len();
+    bytes[n - 70] ^= 1; // inside the payload: still decodes, signature fails
+    let b = json!({ "event": STANDARD.encode(&bytes) }).to_string().into_bytes();
+    let r = f.http.signed(&s.dev, s.id, "POST", &path, b, f.t()).await;
+    assert_eq!((r.status, r.error_code().as_str()), (400, "bad_event_signature"));
+    let foreign = other.next_event(b"elsewhere");
+    let r = f.http.signed(&s.dev, s.id, "POST", &path, event_body(&foreign), f.t()).await;
+    assert_eq!((r.status, r.error_code().as_str()), (400, "wrong_space"));
+    // Nothing of that was stored.
+    assert_eq!(f.http.read_all(&s, f.t()).await, all);
+    f.relay.stop().await;
+}
+
+async fn ws_connect(f: &Fixture, s: &Space) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    let url = format!("ws://{}/v1/spaces/{}/live", f.relay.addr, s.hex());
+    let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("ws connect");
+    ws
+}
+
+async fn next_json(ws: &mut (impl StreamExt<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin)) -> Value {
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(10), ws.next()).await;
+        match m {
+            Ok(Some(Ok(Message::Text(t)))) => return serde_json::from_str(t.as_str()).unwrap_or(Value::Null),
+            Ok(Some(Ok(Message::Close(c)))) => return json!({ "closed": c.map(|c| u16::from(c.code)) }),
+            Ok(Some(Ok(_))) => continue,
+            other => return json!({ "gone": format!("{other:?}") }),
+        }
+    }
+}
+
+#[tokio::test]
+async fn live_push_reaches_every_connection() {
+    let f = fixture(Limits::default()).await;
+    let mut s = created(&f, 7).await;
+    let mut a = ws_connect(&f, &s).await;
+    let mut b = ws_connect(&f, &s).await;
+    for ws in [&mut a, &mut b] {
+        ws.send(Message::text(auth_frame(&s.dev, s.id, f.t()))).await.expect("send auth");
+        let ready = next_json(ws).await;
+        assert_eq!(ready["ready"], true, "{ready}");
+        assert_eq!(ready["head"]["seq"], 0);
+    }
+    for i in 0..3u8 {
+        let ev = s.next_event(&[i; 33]);
+        assert_eq!(f.http.append(&mut s, ev.clone(), f.t()).await.status, 201);
+        for ws in [&mut a, &mut b] {
+            let v = next_json(ws).await;
+            assert_eq!(v["seq"], u64::from(i) + 1, "{v}");
+            assert_eq!(v["hash"], ev.hash().to_hex());
+            assert_eq!(v["event"], STANDARD.encode(ev.as_bytes()));
+        }
+    }
+    // A non-member's connection is refused with an error frame and a close.
+    let other = Space::generate(8);
+    let mut c = ws_connect(&f, &s).await;
+    c.send(Message::text(auth_frame(&other.dev, s.id, f.t()))).await.expect("send");
+    assert_eq!(next_json(&mut c).await["error"], "not_member");
+    assert_eq!(next_json(&mut c).await["closed"], 4403);
+    // So is a replayed or garbled frame.
+    let mut d = ws_connect(&f, &s).await;
+    d.send(Message::text("{\"device\": 1")).await.expect("send");
+    assert_eq!(next_json(&mut d).await["error"], "auth_missing");
+    // Deleting the space closes the live connections.
+    let path = format!("/v1/spaces/{}", s.hex());
+    assert_eq!(f.http.signed(&s.dev, s.id, "DELETE", &path, vec![], f.t()).await.status, 204);
+    assert_eq!(next_json(&mut a).await["error"], "no_space");
+    f.relay.stop().await;
+}
+
+#[tokio::test]
+async fn delete_forgets_the_space() {
+    let f = fixture(Limits::default()).await;
+    let mut s = created(&f, 9).await;
+    let ev = s.next_event(b"secret-ish");
+    assert_eq!(f.http.append(&mut s, ev, f.t()).await.status, 201);
+    let path = format!("/v1/spaces/{}", s.hex());
+    let other = created(&f, 10).await;
+    // A non-member cannot delete it.
+    let r = f.http.signed(&other.dev, s.id, "DELETE", &path, vec![], f.t()).await;
+    assert_eq!(r.status, 403);
+    assert_eq!(f.http.signed(&s.dev, s.id, "DELETE", &path, vec![], f.t()).await.status, 204);
+    let r = f.http.read(&s, 0, 10, f.t()).await;
+    assert_eq!((r.status, r.error_code().as_str()), (404, "no_space"));
+    let ev = s.next_event(b"after");
+    assert_eq!(f.http.append(&mut s, ev, f.t()).await.status, 404);
+    let r = f.http.signed(&s.dev, s.id, "DELETE", &path, vec![], f.t()).await;
+    assert_eq!(r.status, 404);
+    // The other space is untouched; the id may be used again from scratch.
+    assert_eq!(f.http.read_all(&other, f.t()).await.len(), 1);
+    let again = Space::generate(9);
+    assert_eq!(f.http.create(&again, f.t()).await.status, 201);
+    assert_eq!(f.http.read_all(&again, f.t()).await.len(), 1);
+    f.relay.stop().await;
+}
+
+#[tokio::test]
+async fn size_limits_answer_413() {
+    let limits = Limits { max_events_per_space: 3, ..Limits::default() };
+    let f = fixture(limits.clone()).await;
+    let mut s = created(&f, 11).await;
+    let path = format!("/v1/spaces/{}/events", s.hex());
+    // A body over the limit (declared length), and a chunked one.
+    let big = vec![b'a'; limits.max_body_bytes + 1];
+    let r = f.http.signed(&s.dev, s.id, "POST", &path, big.clone(), f.t()).await;
+    assert_eq!((r.status, r.error_code().as_str()), (413, "too_large"));
+    // An event over MAX_EVENT inside a body under the limit.
+    let huge = Event::sign(
+        Header { space: s.id, seq: 1, prev: s.head_hash(), author: s.dev.public().id(), epoch: 0, timestamp_ms: 1 },
+        Body::Sealed(vec![0; MAX_BODY + 1]),
+        &s.dev,
+    );
+    let r = f.http.signed(&s.dev, s.id, "POST", &path, event_body(&huge), f.t()).await;
+    assert_eq!((r.status, r.error_code().as_str()), (413, "too_large"));
+    // The largest event fits.
+    let max = s.next_event(&vec![1; MAX_BODY]);
+    assert_eq!(f.http.append(&mut s, max, f.t()).await.status, 201);
+    // Events per space.
+    let ev = s.next_event(b"2");
+    assert_eq!(f.http.append(&mut s, ev, f.t()).await.status, 201);
+    let ev = s.next_event(b"3");
+    let r = f.http.append(&mut s, ev, f.t()).await;
+    assert_eq!((r.status, r.error_code().as_str()), (403, "space_full"));
+    // Page size.
+    let r = f.http.read(&s, 0, 1001, f.t()).await;
+    assert_eq!((r.status, r.error_code().as_str()), (400, "bad_query"));
+    // A rendezvous message over 8 KiB.
+    let r = f.http.req("POST", "/v1/rendezvous", &[], vec![]).await;
+    let v = r.json();
+    let msg = json!({ "token": v["token"], "body": STANDARD.encode(vec![0u8; 8 * 1024 + 1]) });
+    let r = f.http.req("POST", &format!("/v1/rendezvous/{}/messages", v["mailbox"]), &[], msg.to_string().into_bytes()).await;
+    assert_eq!((r.status, r.error_code().as_str()), (413, "too_large"));
+    f.relay.stop().await;
+}
+
+#[tokio::test]
+async fn rate_limits_answer_429_with_retry_after() {
+    // Per client address.
+    let f = fixture(Limits { per_ip_per_second: 1, per_ip_burst: 5, ..Limits::default() }).await;
+    let mut codes = Vec::new();
+    for _ in 0..8 {
+        let r = f.http.req("GET", "/metrics", &[], vec![]).await;
+        if r.status == 429 {
+            assert_eq!(r.error_code(), "rate_limited");
+            assert!(r.headers.get("retry-after").is_some());
+        }
+        codes.push(r.status);
+    }
+    assert_eq!(codes.iter().filter(|c| **c == 200).count(), 5, "{codes:?}");
+    // /healthz is exempt.
+    assert_eq!(f.http.req("GET", "/healthz", &[], vec![]).await.status, 200);
+    f.relay.stop().await;
+
+    // Per device key.
+    let f = fixture(Limits { per_device_per_second: 1, per_device_burst: 3, ..Limits::default() }).await;
+    let s = created(&f, 12).await; // 1
+    let mut codes = Vec::new();
+    for _ in 0..4 {
+        codes.push(f.http.read(&s, 0, 1, f.t()).await.status);
+    }
+    assert_eq!(codes, vec![200, 200, 429, 429]);
+    let r = f.http.read(&s, 0, 1, f.t()).await;
+    assert!(r.headers.get("retry-after").is_some());
+    // Another device is not held back.
+    let s2 = created(&f, 13).await;
+    assert_eq!(f.http.read(&s2, 0, 1, f.t()).await.status, 200);
+    f.relay.stop().await;
+
+    // Rendezvous opens and claims per address (code guessing).
+    let f = fixture(Limits { rendezvous_per_ip_per_minute: 1, rendezvous_burst: 3, ..Limits::default() }).await;
+    let mut codes = Vec::new();
+    for n in 1..=5 {
+        codes.push(f.http.req("POST", &format!("/v1/rendezvous/{n}/claim"), &[], vec![]).await.status);
+    }
+    assert_eq!(codes, vec![404, 404, 404, 429, 429]);
+    f.relay.stop().await;
+}
+
+#[tokio::test]
+async fn malformed_input_gets_4xx_json_and_changes_nothing() {
+    let f = fixture(Limits::default()).await;
+    let mut s = created(&f, 14).await;
+    let ev = s.next_event(b"keep me");
+    assert_eq!(f.http.append(&mut s, ev, f.t()).await.status, 201);
+    let before = f.http.read_all(&s, f.t()).await;
+    let sp = s.hex();
+    let good_event = STANDARD.encode(s.next_event(b"n").as_bytes());
+    let bodies: Vec<Vec<u8>> = vec![
+        b"".to_vec(),
+        b"{".to_vec(),
+        b"{\"event\": \"".to_vec(),
+        b"[]".to_vec(),
+        b"null".to_vec(),
+        b"{\"event\": 5}".to_vec(),
+        b"{\"genesis\": true}".to_vec(),
+        b"{\"event\": \"***\"}".to_vec(),
+        b"{\"event\": \"AAAA\"}".to_vec(),
+        b"{\"event\": \"AAA\"}".to_vec(),
+        format!("{{\"event\": \"{}\"}}", &good_event[..good_event.len() / 2]).into_bytes(),
+        vec![0xff, 0xfe, 0x00],
+        b"{\"token\": 1, \"body\": []}".to_vec(),
+    ];
+    let routes = [
+        ("POST", "/v1/spaces".to_string()),
+        ("POST", format!("/v1/spaces/{sp}/events")),
+        ("POST", "/v1/spaces/zz/events".to_string()),
+        ("POST", "/v1/rendezvous/1/messages".to_string()),
+        ("POST", "/v1/rendezvous/0/messages".to_string()),
+        ("POST", "/v1/rendezvous/abc/claim".to_string()),
+        ("POST", "/v1/rendezvous/100000/claim".to_string()),
+    ];
+    for (method, path) in &routes {
+        for body in &bodies {
+            let r = f.http.signed(&s.dev, s.id, method, path, body.clone(), f.t()).await;
+            assert!((400..500).contains(&r.status), "{method} {path} {body:?} -> {}", r.status);
+            let _ = r.error_code();
+        }
+    }
+    let gets = [
+        format!("/v1/spaces/{sp}/events?from=-1"),
+        format!("/v1/spaces/{sp}/events?limit=abc"),
+        format!("/v1/spaces/{sp}/events?limit=0"),
+        format!("/v1/spaces/{sp}/events?from=99999999999999999999999"),
+        format!("/v1/spaces/{}/events", &sp[..30]),
+        "/v1/spaces/%ZZ/events".to_string(),
+        "/v1/rendezvous/1/messages".to_string(),
+        "/v1/rendezvous/1/messages?token=x&after=-3".to_string(),
+        "/v1/rendezvous/1/messages?token=x&wait=26".to_string(),
+        "/v1/nowhere".to_string(),
+        format!("/v1/spaces/{sp}/live"),
+    ];
+    for path in &gets {
+        let r = f.http.signed(&s.dev, s.id, "GET", path, vec![], f.t()).await;
+        assert!((400..500).contains(&r.status), "GET {path} -> {}", r.status);
+        let _ = r.error_code();
+    }
+    for (method, path) in [("PUT", format!("/v1/spaces/{sp}/events")), ("DELETE", "/v1/spaces/nothex".into()), ("DELETE", "/v1/rendezvous/5".into())] {
+        let r = f.http.signed(&s.dev, s.id, method, &path, vec![], f.t()).await;
+        assert!((400..500).contains(&r.status), "{method} {path} -> {}", r.status);
+        let _ = r.error_code();
+    }
+    assert_eq!(f.http.read_all(&s, f.t()).await, before);
+    f.relay.stop().await;
+}
+
+#[tokio::test]
+async fn rendezvous_single_use_messages_and_expiry() {
+    let f = fixture(Limits::default()).await;
+    let r = f.http.req("POST", "/v1/rendezvous", &[], vec![]).await;
+    assert_eq!(r.status, 201);
+    let v = r.json();
+    let n = v["mailbox"].as_u64().unwrap_or(0);
+    assert!((1..=99_999).contains(&n));
+    assert_eq!(v["expires_in"], 600);
+    let ta = v["token"].as_str().unwrap_or("").to_string();
+    // Claimed once; a second claim finds the code burned.
+    let r = f.http.req("POST", &format!("/v1/rendezvous/{n}/claim"), &[], vec![]).await;
+    assert_eq!(r.status, 200);
+    let tb = r.json()["token"].as_str().unwrap_or("").to_string();
+    assert_ne!(ta, tb);
+    let r = f.http.req("POST", &format!("/v1/rendezvous/{n}/claim"), &[], vec![]).await;
+    assert_eq!((r.status, r.error_code().as_str()), (409, "already_claimed"));
+
+    let post = |token: &str, body: &[u8]| {
+        json!({ "token": token, "body": STANDARD.encode(body) }).to_string().into_bytes()
+    };
+    let mpath = format!("/v1/rendezvous/{n}/messages");
+    // B waits; A posts; B wakes with A's message.
+    let http = f.http.clone();
+    let wait_path = format!("{mpath}?token={tb}&after=0&wait=10");
+    let waiter = tokio::spawn(async move { http.req("GET", &wait_path, &[], vec![]).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let r = f.http.req("POST", &mpath, &[], post(&ta, b"spake2 from A")).await;
+    assert_eq!((r.status, r.json()["index"].as_u64()), (201, Some(0)));
+    let r = waiter.await.expect("waiter");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["messages"], json!([STANDARD.encode(b"spake2 from A")]));
+    assert_eq!(r.json()["next"], 1);
+    // A does not see its own message; sees B's reply.
+    let r = f.http.req("POST", &mpath, &[], post(&tb, b"spake2 from B")).await;
+    assert_eq!(r.status, 201);
+    let r = f.http.req("GET", &format!("{mpath}?token={ta}"), &[], vec![]).await;
+    assert_eq!(r.json()["messages"], json!([STANDARD.encode(b"spake2 from B")]));
+    let r = f.http.req("GET", &format!("{mpath}?token={ta}&after=1"), &[], vec![]).await;
+    assert_eq!(r.json()["messages"], json!([]));
+    // A stranger's token is refused.
+    let r = f.http.req("POST", &mpath, &[], post("nope", b"x")).await;
+    assert_eq!((r.status, r.error_code().as_str()), (403, "bad_token"));
+    // At most 16 messages.
+    for _ in 0..14 {
+        assert_eq!(f.http.req("POST", &mpath, &[], post(&ta, b"m")).await.status, 201);
+    }
+    let r = f.http.req("POST", &mpath, &[], post(&ta, b"m")).await;
+    assert_eq!((r.status, r.error_code().as_str()), (409, "mailbox_full"));
+    // Ended by either side: gone.
+    let r = f.http.req("DELETE", &format!("/v1/rendezvous/{n}?token={tb}"), &[], vec![]).await;
+    assert_eq!(r.status, 204);
+    let r = f.http.req("GET", &format!("{mpath}?token={ta}"), &[], vec![]).await;
+    assert_eq!((r.status, r.error_code().as_str()), (404, "no_mailbox"));
+
+    // Expiry after 10 minutes, by the injected clock.
+    let r = f.http.req("POST", "/v1/rendezvous", &[], vec![]).await;
+    let n2 = r.json()["mailbox"].as_u64().unwrap_or(0);
+    let ta2 = r.json()["token"].as_str().unwrap_or("").to_string();
+    f.clock.advance(9 * 60 * 1000);
+    let r = f.http.req("GET", &format!("/v1/rendezvous/{n2}/messages?token={ta2}"), &[], vec![]).await;
+    assert_eq!(r.status, 200);
+    f.clock.advance(60 * 1000);
+    let r = f.http.req("POST", &format!("/v1/rendezvous/{n2}/claim"), &[], vec![]).await;
+    assert_eq!((r.status, r.error_code().as_str()), (410, "expired"));
+    let r = f.http.req("POST", &format!("/v1/rendezvous/{n2}/claim"), &[], vec![]).await;
+    assert_eq!((r.status, r.error_code().as_str()), (404, "no_mailbox"));
+    // The sweep removes expired mailboxes nobody touched.
+    let r = f.http.req("POST", "/v1/rendezvous", &[], vec![]).await;
+    let n3 = r.json()["mailbox"].as_u64().unwrap_or(0) as u32;
+    f.clock.advance(10 * 60 * 1000);
+    f.relay.state.maintain().expect("maintain");
+    assert_eq!(f.relay.state.store().mailbox(n3).ok().flatten(), None);
+    f.relay.stop().await;
+}
+
+#[tokio::test]
+async fn healthz_and_metrics() {
+    let f = fixture(Limits::default()).await;
+    let mut s = created(&f, 15).await;
+    let ev = s.next_event(b"m");
+    assert_eq!(f.http.append(&mut s, ev, f.t()).await.status, 201);
+    let r = f.http.req("GET", "/healthz", &[], vec![]).await;
+    assert_eq!((r.status, r.json()["status"].as_str()), (200, Some("ok")));
+    let r = f.http.req("GET", "/metrics", &[], vec![]).await;
+    let text = String::from_utf8_lossy(&r.body).to_string();
+    assert!(text.contains("troth_relay_appends_total 1"), "{text}");
+    assert!(text.contains("troth_relay_requests_total{route=\"/v1/spaces/{space}/events\",status=\"201\"} 1"), "{text}");
+    assert!(text.contains("troth_relay_live_connections 0"));
+    assert!(text.contains("troth_relay_storage_bytes "));
+    f.relay.stop().await;
+}
