@@ -1047,3 +1047,797 @@ impl fmt::Debug for Pairing {
             .finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+
+    use proptest::prelude::*;
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
+
+    use super::*;
+    use crate::keys::DeviceSecret;
+
+    struct Person {
+        identity: IdentitySecret,
+        cert: DeviceCert,
+    }
+
+    fn person(rng: &mut StdRng) -> Person {
+        let identity = IdentitySecret::generate(rng);
+        let device = DeviceSecret::generate(rng);
+        let cert = identity.certify(&device.public(), 1_790_000_000_000);
+        Person { identity, cert }
+    }
+
+    /// A second device of the same identity.
+    fn second_device(p: &Person, rng: &mut StdRng) -> Person {
+        let identity = IdentitySecret::from_seed(&p.identity.to_seed());
+        let device = DeviceSecret::generate(rng);
+        let cert = identity.certify(&device.public(), 1_790_000_000_001);
+        Person { identity, cert }
+    }
+
+    struct Setup {
+        rng: StdRng,
+        a: Person,
+        b: Person,
+        space: SpaceId,
+        code: PairingCode,
+    }
+
+    fn setup(seed: u64) -> Setup {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let a = person(&mut rng);
+        let b = person(&mut rng);
+        let space = SpaceId::random(&mut rng);
+        let code = PairingCode::generate(7, &mut rng).expect("mailbox in range");
+        Setup {
+            rng,
+            a,
+            b,
+            space,
+            code,
+        }
+    }
+
+    fn code(s: &str) -> PairingCode {
+        PairingCode::parse(s).expect("test code parses")
+    }
+
+    fn create(s: &mut Setup, p: &Person, code: &PairingCode) -> (Pairing, Message) {
+        Pairing::create(code, &p.identity, &p.cert, s.space, Role::Leading, &mut s.rng)
+            .expect("own cert")
+    }
+
+    fn join(s: &mut Setup, p: &Person, code: &PairingCode) -> (Pairing, Message) {
+        Pairing::join(code, &p.identity, &p.cert, &mut s.rng).expect("own cert")
+    }
+
+    #[derive(Debug)]
+    enum End {
+        Paired(Box<Paired>),
+        Failed(PairingError),
+        Waiting,
+    }
+
+    impl End {
+        fn paired(self) -> Paired {
+            match self {
+                End::Paired(p) => *p,
+                other => panic!("expected a pairing, got {other:?}"),
+            }
+        }
+
+        fn error(&self) -> Option<PairingError> {
+            match self {
+                End::Failed(e) => Some(*e),
+                _ => None,
+            }
+        }
+    }
+
+    enum Party {
+        Running(Pairing),
+        Done(End),
+    }
+
+    const A: usize = 0;
+    const B: usize = 1;
+
+    /// Runs a pairing between `a` (index 0) and `b` (index 1). Every message a
+    /// party sends passes through `wire(from, index among that party's
+    /// messages, bytes)`, which returns what is delivered to the other party
+    /// instead: nothing, the message, another, or several. Messages are
+    /// delivered in order, alternating between the parties.
+    fn drive(
+        a: (Pairing, Message),
+        b: (Pairing, Message),
+        mut wire: impl FnMut(usize, usize, Vec<u8>) -> Vec<Vec<u8>>,
+    ) -> (End, End) {
+        let mut parties = [Party::Running(a.0), Party::Running(b.0)];
+        let mut inbox: [VecDeque<Vec<u8>>; 2] = Default::default();
+        let mut sent = [0usize; 2];
+        let mut post = |from: usize, msg: Message, inbox: &mut [VecDeque<Vec<u8>>; 2]| {
+            assert!(msg.as_bytes().len() <= MAX_MESSAGE_LEN);
+            // Carry it as the apps will: base64 through the mailbox.
+            let carried = Message::from_base64(&msg.to_base64()).expect("base64 round trip");
+            assert_eq!(carried, msg);
+            for m in wire(from, sent[from], carried.into_bytes()) {
+                inbox[1 - from].push_back(m);
+            }
+            sent[from] += 1;
+        };
+        post(A, a.1, &mut inbox);
+        post(B, b.1, &mut inbox);
+        loop {
+            let mut progressed = false;
+            for i in [B, A] {
+                let Some(msg) = inbox[i].pop_front() else {
+                    continue;
+                };
+                progressed = true;
+                let party = std::mem::replace(&mut parties[i], Party::Done(End::Waiting));
+                parties[i] = match party {
+                    Party::Done(end) => Party::Done(end),
+                    Party::Running(p) => match p.receive(&msg) {
+                        Ok((step, out)) => {
+                            if let Some(out) = out {
+                                post(i, out, &mut inbox);
+                            }
+                            match step {
+                                Step::Continue(p) => Party::Running(p),
+                                Step::Paired(x) => Party::Done(End::Paired(Box::new(x))),
+                            }
+                        }
+                        Err(e) => Party::Done(End::Failed(e)),
+                    },
+                };
+            }
+            if !progressed {
+                break;
+            }
+        }
+        let [a, b] = parties.map(|p| match p {
+            Party::Running(_) => End::Waiting,
+            Party::Done(end) => end,
+        });
+        (a, b)
+    }
+
+    fn honest(_: usize, _: usize, m: Vec<u8>) -> Vec<Vec<u8>> {
+        vec![m]
+    }
+
+    /// Records every message of an honest run: `[from][index]`.
+    fn record(seed: u64) -> [Vec<Vec<u8>>; 2] {
+        let mut s = setup(seed);
+        let (a, b) = (person(&mut s.rng), person(&mut s.rng));
+        let c = code(&s.code.reveal());
+        let (ca, cb) = (create(&mut s, &a, &c), join(&mut s, &b, &c));
+        let mut log: [Vec<Vec<u8>>; 2] = Default::default();
+        let (ea, eb) = drive(ca, cb, |from, _, m| {
+            log[from].push(m.clone());
+            vec![m]
+        });
+        let _ = (ea.paired(), eb.paired());
+        log
+    }
+
+    #[test]
+    fn both_sides_pair_and_agree() {
+        let mut s = setup(1);
+        let (a, b) = (
+            std::mem::replace(&mut s.a, person(&mut StdRng::seed_from_u64(99))),
+            std::mem::replace(&mut s.b, person(&mut StdRng::seed_from_u64(98))),
+        );
+        let c = code(&s.code.reveal());
+        let (ca, cb) = (create(&mut s, &a, &c), join(&mut s, &b, &c));
+        let mut count = [0usize; 2];
+        let (ea, eb) = drive(ca, cb, |from, _, m| {
+            count[from] += 1;
+            vec![m]
+        });
+        assert_eq!(count, [3, 4], "the flow in the module docs");
+        let (pa, pb) = (ea.paired(), eb.paired());
+        assert_eq!(pa.space, s.space);
+        assert_eq!(pb.space, s.space);
+        assert_eq!(pa.partner_identity, b.identity.public());
+        assert_eq!(pb.partner_identity, a.identity.public());
+        assert_eq!(pa.partner_cert, b.cert);
+        assert_eq!(pb.partner_cert, a.cert);
+        assert_eq!(pa.partner_role, Role::Rebuilding);
+        assert_eq!(pb.partner_role, Role::Leading);
+        assert_eq!(pa.safety_number, pb.safety_number);
+        assert_eq!(
+            pa.safety_number,
+            SafetyNumber::new(&a.identity.public(), &b.identity.public())
+        );
+    }
+
+    #[test]
+    fn the_creator_may_take_either_role() {
+        let mut s = setup(2);
+        let c = code(&s.code.reveal());
+        let ca = Pairing::create(
+            &c,
+            &s.a.identity,
+            &s.a.cert,
+            s.space,
+            Role::Rebuilding,
+            &mut s.rng,
+        )
+        .expect("own cert");
+        let cb = Pairing::join(&c, &s.b.identity, &s.b.cert, &mut s.rng).expect("own cert");
+        let (ea, eb) = drive(ca, cb, honest);
+        assert_eq!(ea.paired().partner_role, Role::Leading);
+        assert_eq!(eb.paired().partner_role, Role::Rebuilding);
+    }
+
+    #[test]
+    fn a_wrong_code_fails_confirmation_on_both_sides() {
+        for (right, wrong) in [
+            ("7-crystal-orbit", "7-crystal-orange"),
+            ("7-crystal-orbit", "8-crystal-orbit"),
+            ("7-crystal-orbit", "7-orbit-crystal"),
+        ] {
+            let mut s = setup(3);
+            let (a, b) = (second_device(&s.a, &mut s.rng), second_device(&s.b, &mut s.rng));
+            let ca = create(&mut s, &a, &code(right));
+            let cb = join(&mut s, &b, &code(wrong));
+            let (ea, eb) = drive(ca, cb, honest);
+            assert_eq!(ea.error(), Some(PairingError::WrongCode), "{right} / {wrong}");
+            assert_eq!(eb.error(), Some(PairingError::WrongCode), "{right} / {wrong}");
+        }
+        let msg = PairingError::WrongCode.to_string();
+        assert!(msg.contains("didn't match") && msg.contains("new code"));
+    }
+
+    #[test]
+    fn a_man_in_the_middle_without_the_code_cannot_substitute_payloads() {
+        // Mallory relays the SPAKE2 messages faithfully (she cannot do better
+        // without the code) and swaps in messages from a run of her own.
+        let mallory = record(40);
+        for (from, index) in [(B, 1), (B, 2), (B, 3), (A, 1), (A, 2)] {
+            let mut s = setup(4);
+            let c = code(&s.code.reveal());
+            let (a, b) = (second_device(&s.a, &mut s.rng), second_device(&s.b, &mut s.rng));
+            let (ca, cb) = (create(&mut s, &a, &c), join(&mut s, &b, &c));
+            let (ea, eb) = drive(ca, cb, |f, i, m| {
+                if (f, i) == (from, index) {
+                    vec![mallory[f][i].clone()]
+                } else {
+                    vec![m]
+                }
+            });
+            let victim = if from == B { &ea } else { &eb };
+            let expected = if index == 1 {
+                PairingError::WrongCode
+            } else {
+                PairingError::Malformed
+            };
+            assert_eq!(victim.error(), Some(expected), "from {from} #{index}");
+            // Nobody ends up paired with Mallory's keys.
+            for end in [ea, eb] {
+                if let End::Paired(p) = end {
+                    assert!(
+                        p.partner_identity == s.a.identity.public()
+                            || p.partner_identity == s.b.identity.public()
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_man_in_the_middle_with_the_code_shows_in_the_safety_number() {
+        // Mallory saw the code over A's shoulder and raced B to the mailbox:
+        // she pairs with each of them, and their safety numbers differ.
+        let mut s = setup(5);
+        let c = code(&s.code.reveal());
+        let m = person(&mut s.rng);
+        let (a, b) = (second_device(&s.a, &mut s.rng), second_device(&s.b, &mut s.rng));
+        let (ca, cm) = (create(&mut s, &a, &c), join(&mut s, &m, &c));
+        let (ea, _) = drive(ca, cm, honest);
+        let (cm, cb) = (create(&mut s, &m, &c), join(&mut s, &b, &c));
+        let (_, eb) = drive(cm, cb, honest);
+        let (pa, pb) = (ea.paired(), eb.paired());
+        assert_eq!(pa.partner_identity, m.identity.public());
+        assert_ne!(pa.safety_number, pb.safety_number);
+    }
+
+    /// Positions to alter in a message: the header, then a sample of the body.
+    fn positions(len: usize) -> impl Iterator<Item = usize> {
+        (0..len).filter(move |i| *i < 4 || i % 5 == 0 || *i + 1 == len)
+    }
+
+    #[test]
+    fn tampered_messages_are_refused() {
+        let sizes = record(6).map(|msgs| msgs.iter().map(Vec::len).collect::<Vec<_>>());
+        for from in [A, B] {
+            for (index, len) in sizes[from].iter().enumerate() {
+                for pos in positions(*len) {
+                    let mut s = setup(6);
+                    let c = code(&s.code.reveal());
+                    let (a, b) = (person(&mut s.rng), person(&mut s.rng));
+                    let (ca, cb) = (create(&mut s, &a, &c), join(&mut s, &b, &c));
+                    let (ea, eb) = drive(ca, cb, |f, i, mut m| {
+                        if (f, i) == (from, index) {
+                            m[pos] ^= 0x01;
+                        }
+                        vec![m]
+                    });
+                    let receiver = if from == A { &eb } else { &ea };
+                    assert!(
+                        receiver.error().is_some(),
+                        "flip at {pos} of message {index} from {from} accepted: {receiver:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn truncated_and_extended_messages_are_refused() {
+        let sizes = record(7).map(|msgs| msgs.iter().map(Vec::len).collect::<Vec<_>>());
+        for from in [A, B] {
+            for (index, len) in sizes[from].iter().enumerate() {
+                for new_len in [0, 1, 2, len - 1, len + 1, MAX_MESSAGE_LEN + 1] {
+                    let mut s = setup(7);
+                    let c = code(&s.code.reveal());
+                    let (a, b) = (person(&mut s.rng), person(&mut s.rng));
+                    let (ca, cb) = (create(&mut s, &a, &c), join(&mut s, &b, &c));
+                    let (ea, eb) = drive(ca, cb, |f, i, mut m| {
+                        if (f, i) == (from, index) {
+                            m.resize(new_len, 0);
+                        }
+                        vec![m]
+                    });
+                    let receiver = if from == A { &eb } else { &ea };
+                    assert_eq!(
+                        receiver.error(),
+                        Some(PairingError::Malformed),
+                        "message {index} from {from} at length {new_len}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn replayed_echoed_and_reordered_messages_are_refused() {
+        // Each message delivered twice: the second copy is refused (unless the
+        // receiver has already finished).
+        for (from, count) in [(A, 3), (B, 4)] {
+            for index in 0..count {
+                let mut s = setup(8);
+                let c = code(&s.code.reveal());
+                let (a, b) = (person(&mut s.rng), person(&mut s.rng));
+                let (ca, cb) = (create(&mut s, &a, &c), join(&mut s, &b, &c));
+                let (ea, eb) = drive(ca, cb, |f, i, m| {
+                    if (f, i) == (from, index) {
+                        vec![m.clone(), m]
+                    } else {
+                        vec![m]
+                    }
+                });
+                let receiver = if from == A { eb } else { ea };
+                let last = index + 1 == count;
+                match receiver {
+                    End::Failed(e) => assert_eq!(e, PairingError::UnexpectedMessage),
+                    End::Paired(_) if last => {}
+                    other => panic!("duplicate {index} from {from}: {other:?}"),
+                }
+            }
+        }
+
+        // A message echoed back to its sender.
+        let mut s = setup(9);
+        let c = code(&s.code.reveal());
+        let (a, b) = (person(&mut s.rng), person(&mut s.rng));
+        let (pa, ma) = create(&mut s, &a, &c);
+        let (pb, mb) = join(&mut s, &b, &c);
+        assert_eq!(
+            pa.receive(ma.as_bytes()).err(),
+            Some(PairingError::UnexpectedMessage)
+        );
+        assert_eq!(
+            pb.receive(mb.as_bytes()).err(),
+            Some(PairingError::UnexpectedMessage)
+        );
+
+        // The creator's confirmation before its SPAKE2 message.
+        let (pa, ma) = create(&mut s, &a, &c);
+        let (pb, mb) = join(&mut s, &b, &c);
+        let (_, confirm_a) = pa.receive(mb.as_bytes()).expect("pake");
+        let confirm_a = confirm_a.expect("a confirmation");
+        assert_eq!(
+            pb.receive(confirm_a.as_bytes()).err(),
+            Some(PairingError::UnexpectedMessage)
+        );
+        drop(ma);
+
+        // Messages of an earlier run (same people, same code) replayed into
+        // a new one, in place of the real ones.
+        let old = record(10);
+        for (from, index) in [(B, 1), (B, 2), (B, 3), (A, 1), (A, 2)] {
+            let mut s = setup(10);
+            let c = code(&s.code.reveal());
+            let (a, b) = (person(&mut s.rng), person(&mut s.rng));
+            // Fresh SPAKE2 randomness for the new run.
+            let mut fresh = StdRng::seed_from_u64(1000 + index as u64);
+            let ca = Pairing::create(&c, &a.identity, &a.cert, s.space, Role::Leading, &mut fresh)
+                .expect("own cert");
+            let cb = Pairing::join(&c, &b.identity, &b.cert, &mut fresh).expect("own cert");
+            let (ea, eb) = drive(ca, cb, |f, i, m| {
+                if (f, i) == (from, index) {
+                    vec![old[f][i].clone()]
+                } else {
+                    vec![m]
+                }
+            });
+            let receiver = if from == A { &eb } else { &ea };
+            assert!(receiver.error().is_some(), "old {index} from {from} accepted");
+        }
+    }
+
+    #[test]
+    fn the_same_identity_on_both_sides_is_refused() {
+        let mut s = setup(11);
+        let c = code(&s.code.reveal());
+        let a = second_device(&s.a, &mut s.rng);
+        let a2 = second_device(&s.a, &mut s.rng);
+        let (ca, cb) = (create(&mut s, &a, &c), join(&mut s, &a2, &c));
+        let (ea, eb) = drive(ca, cb, honest);
+        assert_eq!(ea.error(), Some(PairingError::SamePerson));
+        assert!(matches!(eb, End::Waiting));
+    }
+
+    #[test]
+    fn someone_elses_certificate_is_refused() {
+        let mut s = setup(12);
+        let c = code(&s.code.reveal());
+        // Locally: a certificate that is not ours.
+        assert_eq!(
+            Pairing::join(&c, &s.a.identity, &s.b.cert, &mut s.rng).err(),
+            Some(PairingError::IdentityMismatch)
+        );
+        assert_eq!(
+            Pairing::create(&c, &s.a.identity, &s.b.cert, s.space, Role::Leading, &mut s.rng)
+                .err(),
+            Some(PairingError::IdentityMismatch)
+        );
+
+        // From the partner: B presents its identity with C's device certificate.
+        let (a, b, other) = (person(&mut s.rng), person(&mut s.rng), person(&mut s.rng));
+        let (pa, ma) = create(&mut s, &a, &c);
+        let (pb, mb) = join(&mut s, &b, &c);
+        let (pa, ca) = pa.receive(mb.as_bytes()).expect("pake");
+        let (pb, cb) = pb.receive(ma.as_bytes()).expect("pake");
+        let (Step::Continue(pa), Step::Continue(mut pb)) = (pa, pb) else {
+            panic!("not done yet")
+        };
+        pb.0.me.cert = other.cert.clone();
+        let (pa, _) = pa.receive(cb.expect("confirm").as_bytes()).expect("confirm");
+        let (_, keys_b) = pb.receive(ca.expect("confirm").as_bytes()).expect("confirm");
+        let Step::Continue(pa) = pa else {
+            panic!("not done yet")
+        };
+        assert_eq!(
+            pa.receive(keys_b.expect("keys").as_bytes()).err(),
+            Some(PairingError::IdentityMismatch)
+        );
+    }
+
+    fn step(p: Pairing, m: &Message) -> (Pairing, Option<Message>) {
+        match p.receive(m.as_bytes()).expect("honest step") {
+            (Step::Continue(p), out) => (p, out),
+            (Step::Paired(_), _) => panic!("too early"),
+        }
+    }
+
+    fn session_of(p: &mut Pairing) -> &mut Session {
+        match &mut p.0.state {
+            State::CreatorAwaitKeys { session, .. } | State::JoinerAwaitKeys { session } => session,
+            _ => panic!("no session in this test's state"),
+        }
+    }
+
+    #[test]
+    fn a_signature_by_another_key_or_over_other_data_is_refused() {
+        let mut s = setup(13);
+        let c = code(&s.code.reveal());
+        let (a, b, other) = (person(&mut s.rng), person(&mut s.rng), person(&mut s.rng));
+        // Up to the exchange of keys, honestly.
+        let run = |s: &mut Setup| {
+            let (pa, ma) = create(s, &a, &c);
+            let (pb, mb) = join(s, &b, &c);
+            let (pa, ca) = step(pa, &mb);
+            let (pb, cb) = step(pb, &ma);
+            let (pa, _) = step(pa, &cb.expect("confirm"));
+            let (pb, keys_b) = step(pb, &ca.expect("confirm"));
+            (pa, pb, keys_b.expect("keys"))
+        };
+        let forged_sigs = |binding: &Binding<'_>, signer: Side| {
+            let mut other_space = Binding { ..*binding };
+            other_space.space = SpaceId([9; 16]);
+            let mut other_role = Binding { ..*binding };
+            other_role.creator_role = binding.creator_role.other();
+            let other_side = if signer == Side::Creator { Side::Joiner } else { Side::Creator };
+            [
+                binding.sign(signer, &other.identity),
+                other_space.sign(signer, if signer == Side::Creator { &a.identity } else { &b.identity }),
+                other_role.sign(signer, if signer == Side::Creator { &a.identity } else { &b.identity }),
+                binding.sign(other_side, if signer == Side::Creator { &a.identity } else { &b.identity }),
+            ]
+        };
+
+        // The joiner's final signature.
+        for n in 0..4 {
+            let (pa, mut pb, keys_b) = run(&mut s);
+            let (pa, keys_a) = step(pa, &keys_b);
+            let session = session_of(&mut pb);
+            let plain = session
+                .recv
+                .open(Kind::CreatorKeys, &session.transcript, &keys_a.expect("keys").as_bytes()[2..])
+                .expect("opens");
+            let binding = Binding {
+                space: SpaceId(plain[32 + DeviceCert::LEN..][..16].try_into().expect("16")),
+                creator: &a.identity.public(),
+                joiner: &b.identity.public(),
+                creator_device: a.cert.device().id(),
+                joiner_device: b.cert.device().id(),
+                creator_role: Role::Leading,
+                transcript: &session.transcript,
+            };
+            let sig = forged_sigs(&binding, Side::Joiner)[n];
+            let transcript = session.transcript;
+            let forged = session.send.seal(Kind::JoinerSignature, &transcript, &sig).expect("seal");
+            assert_eq!(
+                pa.receive(forged.as_bytes()).err(),
+                Some(PairingError::BadSignature),
+                "forgery {n}"
+            );
+        }
+
+        // The creator's signature.
+        for n in 0..4 {
+            let (mut pa, pb, keys_b) = run(&mut s);
+            let session = session_of(&mut pa);
+            let transcript = session.transcript;
+            session
+                .recv
+                .open(Kind::JoinerKeys, &transcript, &keys_b.as_bytes()[2..])
+                .expect("opens");
+            let binding = Binding {
+                space: s.space,
+                creator: &a.identity.public(),
+                joiner: &b.identity.public(),
+                creator_device: a.cert.device().id(),
+                joiner_device: b.cert.device().id(),
+                creator_role: Role::Leading,
+                transcript: &transcript,
+            };
+            let sig = forged_sigs(&binding, Side::Creator)[n];
+            let mut w = Writer::new();
+            w.raw(&a.identity.public().to_bytes());
+            a.cert.encode(&mut w);
+            w.raw(&s.space.0).u8(Role::Leading.to_u8()).raw(&sig);
+            let forged = session.send.seal(Kind::CreatorKeys, &transcript, w.as_slice()).expect("seal");
+            assert_eq!(
+                pb.receive(forged.as_bytes()).err(),
+                Some(PairingError::BadSignature),
+                "forgery {n}"
+            );
+        }
+    }
+
+    /// The state before the `k`-th receive of an honest run, in the order
+    /// A0 B0 A1 B1 A2 B2 A3 (A: creator, B: joiner), with the message it expects.
+    fn state_at(k: usize) -> (Pairing, Vec<u8>) {
+        let mut s = setup(20);
+        let c = code(&s.code.reveal());
+        let (a, b) = (person(&mut s.rng), person(&mut s.rng));
+        let (pa, ma) = create(&mut s, &a, &c);
+        let (pb, mb) = join(&mut s, &b, &c);
+        let mut parties = [Some(pa), Some(pb)];
+        let mut inbox: [VecDeque<Vec<u8>>; 2] = Default::default();
+        inbox[A].push_back(mb.into_bytes());
+        inbox[B].push_back(ma.into_bytes());
+        for i in 0..k {
+            let me = i % 2;
+            let p = parties[me].take().expect("still running");
+            let m = inbox[me].pop_front().expect("a message is waiting");
+            let (step, out) = p.receive(&m).expect("honest step");
+            if let Some(out) = out {
+                inbox[1 - me].push_back(out.into_bytes());
+            }
+            if let Step::Continue(p) = step {
+                parties[me] = Some(p);
+            }
+        }
+        let me = k % 2;
+        let p = parties[me].take().expect("still running");
+        let m = inbox[me].pop_front().expect("a message is waiting");
+        (p, m)
+    }
+
+    #[test]
+    fn every_state_accepts_its_honest_message() {
+        for k in 0..7 {
+            let (p, m) = state_at(k);
+            assert!(p.receive(&m).is_ok(), "state {k}");
+        }
+    }
+
+    #[test]
+    fn codes_round_trip() {
+        let mut rng = StdRng::seed_from_u64(30);
+        for mailbox in [1, 7, 4242, MAX_MAILBOX] {
+            for _ in 0..50 {
+                let c = PairingCode::generate(mailbox, &mut rng).expect("in range");
+                let text = c.reveal();
+                assert!(text.starts_with(&format!("{mailbox}-")));
+                let back = PairingCode::parse(&text).expect("own code parses");
+                assert_eq!(*back.reveal(), *text);
+                assert_eq!(back.mailbox(), mailbox);
+                // As people type it.
+                let sloppy = format!("  {} ", text.replace('-', "  ").to_uppercase());
+                assert_eq!(*code(&sloppy).reveal(), *text);
+            }
+        }
+        assert_eq!(
+            PairingCode::generate(0, &mut rng).err(),
+            Some(CodeError::Mailbox)
+        );
+        assert_eq!(
+            PairingCode::generate(MAX_MAILBOX + 1, &mut rng).err(),
+            Some(CodeError::Mailbox)
+        );
+    }
+
+    #[test]
+    fn codes_are_parsed_leniently_and_junk_is_refused() {
+        for ok in [
+            "7-crystal-orbit",
+            " 7-crystal-orbit\n",
+            "7 Crystal ORBIT",
+            "7 - crystal -- orbit",
+            "007-crystal-orbit",
+            "7\tcrystal\torbit",
+            "-7-crystal-orbit-",
+        ] {
+            assert_eq!(*code(ok).reveal(), "7-crystal-orbit", "{ok:?}");
+        }
+        for (junk, err) in [
+            ("", CodeError::Shape),
+            ("   ", CodeError::Shape),
+            ("7", CodeError::Shape),
+            ("7-crystal", CodeError::Shape),
+            ("7-crystal-orbit-zoo", CodeError::Shape),
+            ("crystal-orbit-7", CodeError::Shape),
+            ("crystal-7-orbit", CodeError::Shape),
+            ("+7-crystal-orbit", CodeError::Shape),
+            ("7.crystal.orbit", CodeError::Shape),
+            ("7_crystal_orbit", CodeError::Shape),
+            ("\u{0667}-crystal-orbit", CodeError::Shape),
+            ("0-crystal-orbit", CodeError::Mailbox),
+            ("000-crystal-orbit", CodeError::Mailbox),
+            ("100000-crystal-orbit", CodeError::Mailbox),
+            ("99999999999999999999999-crystal-orbit", CodeError::Mailbox),
+            ("7-crystall-orbit", CodeError::UnknownWord { position: 1 }),
+            ("7-crystal-orbi", CodeError::UnknownWord { position: 2 }),
+            ("7-crystal-\u{043e}rbit", CodeError::UnknownWord { position: 2 }),
+            ("7-affair-orbit", CodeError::UnknownWord { position: 1 }),
+        ] {
+            assert_eq!(PairingCode::parse(junk).err(), Some(err), "{junk:?}");
+        }
+        assert_eq!(*code("99999-zoo-abstract").reveal(), "99999-zoo-abstract");
+        assert!(CodeError::Shape.to_string().contains("7-crystal-orbit"));
+    }
+
+    #[test]
+    fn the_word_list_has_2048_distinct_short_lowercase_words() {
+        let list = wordlist();
+        assert_eq!(list.len(), WORD_COUNT);
+        assert!(list.windows(2).all(|w| w[0] < w[1]), "sorted and distinct");
+        for w in list {
+            assert!((3..=8).contains(&w.len()), "{w}");
+            assert!(w.bytes().all(|b| b.is_ascii_lowercase()), "{w}");
+        }
+        let prefixes: std::collections::HashSet<_> =
+            list.iter().map(|w| &w[..w.len().min(4)]).collect();
+        assert_eq!(prefixes.len(), WORD_COUNT, "four letters identify a word");
+        for loaded in [
+            "affair", "betray", "divorce", "secret", "liar", "spy", "jealous", "cheat", "guilt",
+            "blame", "hurt", "wife", "husband", "marriage", "kiss", "lonely", "abuse", "gun",
+        ] {
+            assert!(word_index(loaded).is_none(), "{loaded}");
+        }
+        assert_eq!(words_with_prefix("crys").collect::<Vec<_>>(), ["crystal"]);
+        assert_eq!(words_with_prefix(" ORB").collect::<Vec<_>>(), ["orbit"]);
+        assert!(words_with_prefix("zz").next().is_none());
+        assert_eq!(words_with_prefix("").count(), WORD_COUNT);
+    }
+
+    #[test]
+    fn nothing_secret_is_printed() {
+        let mut s = setup(31);
+        let text = s.code.reveal();
+        let words: Vec<String> = text.split('-').skip(1).map(str::to_owned).collect();
+        let c = code(&text);
+        let a = s_a(&s);
+        let (pa, ma) = create(&mut s, &a, &c);
+        let seed = hex::encode(*s.a.identity.to_seed());
+        let printed = format!("{c:?} {:?} {pa:?} {ma:?}", s.code);
+        for w in &words {
+            assert!(!printed.contains(w.as_str()), "{printed}");
+        }
+        assert!(!printed.contains(&seed));
+        assert!(printed.contains("mailbox: 7"));
+    }
+
+    fn s_a(s: &Setup) -> Person {
+        Person {
+            identity: IdentitySecret::from_seed(&s.a.identity.to_seed()),
+            cert: s.a.cert.clone(),
+        }
+    }
+
+    #[test]
+    fn errors_say_what_to_do_next() {
+        for e in [
+            PairingError::WrongCode,
+            PairingError::Malformed,
+            PairingError::UnexpectedMessage,
+            PairingError::UnsupportedVersion(2),
+            PairingError::BadSignature,
+            PairingError::IdentityMismatch,
+            PairingError::SamePerson,
+        ] {
+            assert!(e.to_string().contains("new code"), "{e}");
+        }
+    }
+
+    #[test]
+    fn other_versions_are_named() {
+        let (p, m) = state_at(0);
+        let mut m = m;
+        m[0] = 2;
+        assert_eq!(p.receive(&m).err(), Some(PairingError::UnsupportedVersion(2)));
+        assert_eq!(
+            Message::from_base64(&"A".repeat(1000)).err(),
+            Some(PairingError::Malformed)
+        );
+        assert_eq!(Message::from_base64("!!").err(), Some(PairingError::Malformed));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn random_bytes_never_panic(k in 0usize..7, bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let (p, _) = state_at(k);
+            let _ = p.receive(&bytes);
+        }
+
+        #[test]
+        fn random_bodies_with_a_valid_header_never_panic(
+            k in 0usize..7,
+            kind in 1u8..=7,
+            seed in any::<u64>(),
+        ) {
+            let (p, _) = state_at(k);
+            let len = Kind::from_u8(kind).map_or(0, Kind::body_len);
+            let mut body = vec![0u8; len];
+            rand::RngCore::fill_bytes(&mut StdRng::seed_from_u64(seed), &mut body);
+            let msg = Message::new(Kind::from_u8(kind).unwrap_or(Kind::CreatorPake), &body);
+            let result = p.receive(msg.as_bytes());
+            // Only a SPAKE2 message can be accepted without a key.
+            if k >= 2 {
+                prop_assert!(result.is_err());
+            }
+        }
+    }
+}
