@@ -1107,8 +1107,15 @@ mod tests {
     }
 
     fn create(s: &mut Setup, p: &Person, code: &PairingCode) -> (Pairing, Message) {
-        Pairing::create(code, &p.identity, &p.cert, s.space, Role::Leading, &mut s.rng)
-            .expect("own cert")
+        Pairing::create(
+            code,
+            &p.identity,
+            &p.cert,
+            s.space,
+            Role::Leading,
+            &mut s.rng,
+        )
+        .expect("own cert")
     }
 
     fn join(s: &mut Setup, p: &Person, code: &PairingCode) -> (Pairing, Message) {
@@ -1283,12 +1290,23 @@ mod tests {
             ("7-crystal-orbit", "7-orbit-crystal"),
         ] {
             let mut s = setup(3);
-            let (a, b) = (second_device(&s.a, &mut s.rng), second_device(&s.b, &mut s.rng));
+            let (a, b) = (
+                second_device(&s.a, &mut s.rng),
+                second_device(&s.b, &mut s.rng),
+            );
             let ca = create(&mut s, &a, &code(right));
             let cb = join(&mut s, &b, &code(wrong));
             let (ea, eb) = drive(ca, cb, honest);
-            assert_eq!(ea.error(), Some(PairingError::WrongCode), "{right} / {wrong}");
-            assert_eq!(eb.error(), Some(PairingError::WrongCode), "{right} / {wrong}");
+            assert_eq!(
+                ea.error(),
+                Some(PairingError::WrongCode),
+                "{right} / {wrong}"
+            );
+            assert_eq!(
+                eb.error(),
+                Some(PairingError::WrongCode),
+                "{right} / {wrong}"
+            );
         }
         let msg = PairingError::WrongCode.to_string();
         assert!(msg.contains("didn't match") && msg.contains("new code"));
@@ -1302,7 +1320,10 @@ mod tests {
         for (from, index) in [(B, 1), (B, 2), (B, 3), (A, 1), (A, 2)] {
             let mut s = setup(4);
             let c = code(&s.code.reveal());
-            let (a, b) = (second_device(&s.a, &mut s.rng), second_device(&s.b, &mut s.rng));
+            let (a, b) = (
+                second_device(&s.a, &mut s.rng),
+                second_device(&s.b, &mut s.rng),
+            );
             let (ca, cb) = (create(&mut s, &a, &c), join(&mut s, &b, &c));
             let (ea, eb) = drive(ca, cb, |f, i, m| {
                 if (f, i) == (from, index) {
@@ -1337,7 +1358,10 @@ mod tests {
         let mut s = setup(5);
         let c = code(&s.code.reveal());
         let m = person(&mut s.rng);
-        let (a, b) = (second_device(&s.a, &mut s.rng), second_device(&s.b, &mut s.rng));
+        let (a, b) = (
+            second_device(&s.a, &mut s.rng),
+            second_device(&s.b, &mut s.rng),
+        );
         let (ca, cm) = (create(&mut s, &a, &c), join(&mut s, &m, &c));
         let (ea, _) = drive(ca, cm, honest);
         let (cm, cb) = (create(&mut s, &m, &c), join(&mut s, &b, &c));
@@ -1478,7 +1502,10 @@ mod tests {
                 }
             });
             let receiver = if from == A { &eb } else { &ea };
-            assert!(receiver.error().is_some(), "old {index} from {from} accepted");
+            assert!(
+                receiver.error().is_some(),
+                "old {index} from {from} accepted"
+            );
         }
     }
 
@@ -1504,8 +1531,15 @@ mod tests {
             Some(PairingError::IdentityMismatch)
         );
         assert_eq!(
-            Pairing::create(&c, &s.a.identity, &s.b.cert, s.space, Role::Leading, &mut s.rng)
-                .err(),
+            Pairing::create(
+                &c,
+                &s.a.identity,
+                &s.b.cert,
+                s.space,
+                Role::Leading,
+                &mut s.rng
+            )
+            .err(),
             Some(PairingError::IdentityMismatch)
         );
 
@@ -1519,8 +1553,12 @@ mod tests {
             panic!("not done yet")
         };
         pb.0.me.cert = other.cert.clone();
-        let (pa, _) = pa.receive(cb.expect("confirm").as_bytes()).expect("confirm");
-        let (_, keys_b) = pb.receive(ca.expect("confirm").as_bytes()).expect("confirm");
+        let (pa, _) = pa
+            .receive(cb.expect("confirm").as_bytes())
+            .expect("confirm");
+        let (_, keys_b) = pb
+            .receive(ca.expect("confirm").as_bytes())
+            .expect("confirm");
         let Step::Continue(pa) = pa else {
             panic!("not done yet")
         };
@@ -1564,12 +1602,37 @@ mod tests {
             other_space.space = SpaceId([9; 16]);
             let mut other_role = Binding { ..*binding };
             other_role.creator_role = binding.creator_role.other();
-            let other_side = if signer == Side::Creator { Side::Joiner } else { Side::Creator };
+            let other_side = if signer == Side::Creator {
+                Side::Joiner
+            } else {
+                Side::Creator
+            };
             [
                 binding.sign(signer, &other.identity),
-                other_space.sign(signer, if signer == Side::Creator { &a.identity } else { &b.identity }),
-                other_role.sign(signer, if signer == Side::Creator { &a.identity } else { &b.identity }),
-                binding.sign(other_side, if signer == Side::Creator { &a.identity } else { &b.identity }),
+                other_space.sign(
+                    signer,
+                    if signer == Side::Creator {
+                        &a.identity
+                    } else {
+                        &b.identity
+                    },
+                ),
+                other_role.sign(
+                    signer,
+                    if signer == Side::Creator {
+                        &a.identity
+                    } else {
+                        &b.identity
+                    },
+                ),
+                binding.sign(
+                    other_side,
+                    if signer == Side::Creator {
+                        &a.identity
+                    } else {
+                        &b.identity
+                    },
+                ),
             ]
         };
 
@@ -1580,7 +1643,11 @@ mod tests {
             let session = session_of(&mut pb);
             let plain = session
                 .recv
-                .open(Kind::CreatorKeys, &session.transcript, &keys_a.expect("keys").as_bytes()[2..])
+                .open(
+                    Kind::CreatorKeys,
+                    &session.transcript,
+                    &keys_a.expect("keys").as_bytes()[2..],
+                )
                 .expect("opens");
             let binding = Binding {
                 space: SpaceId(plain[32 + DeviceCert::LEN..][..16].try_into().expect("16")),
@@ -1593,7 +1660,10 @@ mod tests {
             };
             let sig = forged_sigs(&binding, Side::Joiner)[n];
             let transcript = session.transcript;
-            let forged = session.send.seal(Kind::JoinerSignature, &transcript, &sig).expect("seal");
+            let forged = session
+                .send
+                .seal(Kind::JoinerSignature, &transcript, &sig)
+                .expect("seal");
             assert_eq!(
                 pa.receive(forged.as_bytes()).err(),
                 Some(PairingError::BadSignature),
@@ -1624,7 +1694,10 @@ mod tests {
             w.raw(&a.identity.public().to_bytes());
             a.cert.encode(&mut w);
             w.raw(&s.space.0).u8(Role::Leading.to_u8()).raw(&sig);
-            let forged = session.send.seal(Kind::CreatorKeys, &transcript, w.as_slice()).expect("seal");
+            let forged = session
+                .send
+                .seal(Kind::CreatorKeys, &transcript, w.as_slice())
+                .expect("seal");
             assert_eq!(
                 pb.receive(forged.as_bytes()).err(),
                 Some(PairingError::BadSignature),
@@ -1728,7 +1801,10 @@ mod tests {
             ("99999999999999999999999-crystal-orbit", CodeError::Mailbox),
             ("7-crystall-orbit", CodeError::UnknownWord { position: 1 }),
             ("7-crystal-orbi", CodeError::UnknownWord { position: 2 }),
-            ("7-crystal-\u{043e}rbit", CodeError::UnknownWord { position: 2 }),
+            (
+                "7-crystal-\u{043e}rbit",
+                CodeError::UnknownWord { position: 2 },
+            ),
             ("7-affair-orbit", CodeError::UnknownWord { position: 1 }),
         ] {
             assert_eq!(PairingCode::parse(junk).err(), Some(err), "{junk:?}");
@@ -1805,12 +1881,18 @@ mod tests {
         let (p, m) = state_at(0);
         let mut m = m;
         m[0] = 2;
-        assert_eq!(p.receive(&m).err(), Some(PairingError::UnsupportedVersion(2)));
+        assert_eq!(
+            p.receive(&m).err(),
+            Some(PairingError::UnsupportedVersion(2))
+        );
         assert_eq!(
             Message::from_base64(&"A".repeat(1000)).err(),
             Some(PairingError::Malformed)
         );
-        assert_eq!(Message::from_base64("!!").err(), Some(PairingError::Malformed));
+        assert_eq!(
+            Message::from_base64("!!").err(),
+            Some(PairingError::Malformed)
+        );
     }
 
     proptest! {
