@@ -1,9 +1,12 @@
 //! `cargo xtask`: the project's build glue, in Rust rather than shell.
 //!
-//! - `cargo xtask test`: everything CI checks, from a fresh clone (installs what
-//!   the tests need first, idempotently).
+//! - `cargo xtask test`: everything CI checks, from a fresh clone. It first
+//!   installs what the tests need (idempotently: each step is skipped when its
+//!   tool is already there), then runs formatting, lints, the wasm build, every
+//!   Rust test and the browser tests.
 //! - `cargo xtask setup`: only the installs.
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
@@ -23,10 +26,67 @@ fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
 }
 
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn have(program: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {program} >/dev/null 2>&1")])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Installs Debian packages that are missing; apt-get update runs once, only
+/// when something is missing.
+fn apt_install(packages: &[(&str, &str)]) -> Result<()> {
+    let missing: Vec<&str> = packages
+        .iter()
+        .filter(|(program, _)| !have(program))
+        .map(|(_, pkg)| *pkg)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if !have("apt-get") {
+        bail!("these tools are missing and there is no apt-get to install them: {missing:?}");
+    }
+    let sudo = |c: &mut Command| -> Command {
+        let is_root = Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| o.stdout.starts_with(b"0"));
+        let args: Vec<_> = std::iter::once(c.get_program().to_owned())
+            .chain(c.get_args().map(|a| a.to_owned()))
+            .collect();
+        let mut out = Command::new(if is_root { &args[0] } else { "sudo".as_ref() });
+        out.args(if is_root { &args[1..] } else { &args[..] });
+        out.env("DEBIAN_FRONTEND", "noninteractive");
+        out
+    };
+    run(&mut sudo(Command::new("apt-get").args(["update", "-q"])))?;
+    run(&mut sudo(
+        Command::new("apt-get")
+            .args(["install", "-y", "-q", "--no-install-recommends"])
+            .args(&missing),
+    ))
+}
+
 fn setup() -> Result<()> {
     // The wasm target comes from rust-toolchain.toml; make sure it is there even
-    // when a toolchain was installed before the file listed it.
+    // when the toolchain was installed before the file listed it.
     run(Command::new("rustup").args(["target", "add", "wasm32-unknown-unknown"]))?;
+    // Go age (interop tests), Chromium (browser tests).
+    apt_install(&[("age", "age"), ("chromium", "chromium")])?;
+    let browser = root().join("tests/browser");
+    if browser.join("package-lock.json").exists() {
+        run(Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&browser))?;
+    }
     Ok(())
 }
 
@@ -51,6 +111,10 @@ fn test() -> Result<()> {
         "wasm32-unknown-unknown",
     ]))?;
     run(cargo().args(["test", "--workspace", "--locked"]))?;
+    let browser = root().join("tests/browser");
+    if browser.join("package.json").exists() {
+        run(Command::new("npm").args(["test"]).current_dir(&browser))?;
+    }
     Ok(())
 }
 
