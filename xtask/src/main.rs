@@ -54,25 +54,25 @@ fn apt_install(packages: &[(&str, &str)]) -> Result<()> {
     if !have("apt-get") {
         bail!("these tools are missing and there is no apt-get to install them: {missing:?}");
     }
-    let sudo = |c: &mut Command| -> Command {
-        let is_root = Command::new("id")
-            .arg("-u")
-            .output()
-            .is_ok_and(|o| o.stdout.starts_with(b"0"));
-        let args: Vec<_> = std::iter::once(c.get_program().to_owned())
-            .chain(c.get_args().map(|a| a.to_owned()))
-            .collect();
-        let mut out = Command::new(if is_root { &args[0] } else { "sudo".as_ref() });
-        out.args(if is_root { &args[1..] } else { &args[..] });
-        out.env("DEBIAN_FRONTEND", "noninteractive");
-        out
+    let is_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0"));
+    let apt = |args: &[&str]| -> Result<()> {
+        let mut c = if is_root {
+            Command::new("apt-get")
+        } else {
+            let mut c = Command::new("sudo");
+            c.arg("apt-get");
+            c
+        };
+        c.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+        run(&mut c)
     };
-    run(&mut sudo(Command::new("apt-get").args(["update", "-q"])))?;
-    run(&mut sudo(
-        Command::new("apt-get")
-            .args(["install", "-y", "-q", "--no-install-recommends"])
-            .args(&missing),
-    ))
+    apt(&["update", "-q"])?;
+    let mut args = vec!["install", "-y", "-q", "--no-install-recommends"];
+    args.extend(&missing);
+    apt(&args)
 }
 
 fn setup() -> Result<()> {
