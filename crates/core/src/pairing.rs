@@ -75,6 +75,13 @@
 //!   own identity ([`PairingError::SamePerson`]), and weak or non-canonical
 //!   keys (refused by the key parsers: [`PairingError::Malformed`]).
 //!
+//! Any error ends the run on that side. The apps should then close the
+//! mailbox and offer a new code; the relay should let only two parties into a
+//! mailbox, so that a code allows a single guess.
+//!
+//! Test vectors for every value above, from fixed inputs, are in
+//! `crates/core/testdata/pairing/vectors.json`.
+//!
 //! The result on each side is a [`Paired`]: the space, the partner's identity,
 //! device certificate and role, and the safety number both should see. The
 //! creator then adds the joiner to the space's log; the joiner reads the log
