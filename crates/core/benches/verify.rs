@@ -50,7 +50,12 @@ fn build() -> Space {
     while a.events().len() < N {
         let i = a.events().len();
         let (author, content) = if i % 3 == 0 {
-            (&a, Content::RequestCheckIn { note: "Could you check in when you can?".into() })
+            (
+                &a,
+                Content::RequestCheckIn {
+                    note: "Could you check in when you can?".into(),
+                },
+            )
         } else {
             (
                 &b,
@@ -61,7 +66,9 @@ fn build() -> Space {
                 },
             )
         };
-        let ev = author.compose(&content, now + i as u64, &mut rng).expect("compose");
+        let ev = author
+            .compose(&content, now + i as u64, &mut rng)
+            .expect("compose");
         a.ingest(std::slice::from_ref(&ev));
         b.ingest(std::slice::from_ref(&ev));
     }
@@ -125,7 +132,8 @@ fn main() {
         let v: serde_json::Value = serde_json::from_str(&text).ok()?;
         v["mean"]["point_estimate"].as_f64()
     };
-    if let (Some(base), Some(full)) = (mean("baseline_verify_strict_10k"), mean("full_verify_10k")) {
+    if let (Some(base), Some(full)) = (mean("baseline_verify_strict_10k"), mean("full_verify_10k"))
+    {
         println!(
             "full verification of {N} events: {:.1} ms; {N} raw verify_strict: {:.1} ms; ratio {:.2} (target <= 1.0)",
             full / 1e6,

@@ -246,6 +246,8 @@ impl Control {
 }
 
 /// An event's body.
+// Control events are rare (a handful per space); boxing would only complicate matching.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Body {
     /// `nonce (24) || XChaCha20-Poly1305 ciphertext` of a padded [`crate::content::Content`].

@@ -224,7 +224,7 @@ impl DeviceSecret {
     pub fn from_age_secret(signing_seed: &[u8; 32], age_secret: &str) -> Result<Self, KeyError> {
         let (hrp, data) = bech32::decode(age_secret).map_err(|_| KeyError::Invalid)?;
         let data = Zeroizing::new(data);
-        if hrp.as_str().to_ascii_lowercase() != "age-secret-key-" {
+        if !hrp.as_str().eq_ignore_ascii_case("age-secret-key-") {
             return Err(KeyError::Invalid);
         }
         let arr: [u8; 32] = data.as_slice().try_into().map_err(|_| KeyError::Invalid)?;

@@ -258,13 +258,13 @@ impl ChainVerifier {
         // Structural pass on copies: sequence, chain, space, membership.
         let mut members = self.members.clone();
         let mut last = self.hashes.last().copied();
-        let mut next = self.len();
         let mut prev_seq: Option<u64> = None;
         let mut keys = Vec::with_capacity(events.len());
         let mut hashes = Vec::with_capacity(events.len());
         let mut structural_error = None;
         for ev in events {
             let h = ev.header();
+            let next = self.len() + hashes.len() as u64;
             if let Err(e) = self.check_structure(ev, next, last, prev_seq, &hashes) {
                 structural_error = Some(e);
                 break;
@@ -293,7 +293,6 @@ impl ChainVerifier {
             keys.push(key);
             hashes.push(hash);
             last = Some(hash);
-            next += 1;
             prev_seq = Some(h.seq);
         }
         // Signatures for the structurally valid prefix, in one batch.

@@ -98,7 +98,9 @@ fn batch_accepts(case: &Case) -> bool {
     }])
     .is_ok();
     // …and among valid signatures (so the batch equation really runs).
-    let signers: Vec<SigningKey> = (1..=4u8).map(|i| SigningKey::from_bytes(&[i; 32])).collect();
+    let signers: Vec<SigningKey> = (1..=4u8)
+        .map(|i| SigningKey::from_bytes(&[i; 32]))
+        .collect();
     let prepared_signers: Vec<PreparedKey> = signers
         .iter()
         .map(|s| PreparedKey::new(s.verifying_key()))
@@ -127,7 +129,11 @@ fn batch_accepts(case: &Case) -> bool {
             false
         }
     };
-    assert_eq!(alone, mixed, "{}: batch result depends on company", case.name);
+    assert_eq!(
+        alone, mixed,
+        "{}: batch result depends on company",
+        case.name
+    );
     alone
 }
 
@@ -144,7 +150,11 @@ fn batch_accepts_exactly_what_verify_strict_accepts() {
             .key
             .is_some_and(|k| k.verify_strict(&case.message, &case.signature).is_ok());
         let batch = batch_accepts(case);
-        assert_eq!(strict, batch, "{}: strict {strict}, batch {batch}", case.name);
+        assert_eq!(
+            strict, batch,
+            "{}: strict {strict}, batch {batch}",
+            case.name
+        );
         if strict {
             accepted.push(case.name.clone());
         }

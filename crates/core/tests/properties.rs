@@ -71,7 +71,14 @@ fn fixture() -> Fixture {
     let id = AgreementId([9; 16]);
     let t = template("bed").expect("bed");
     let p = a
-        .propose(Agreement { id, version: 1, supersedes: None, title: t.title.into(), rules: t.rules, review_on: Day(20_000) })
+        .propose(Agreement {
+            id,
+            version: 1,
+            supersedes: None,
+            title: t.title.into(),
+            rules: t.rules,
+            review_on: Day(20_000),
+        })
         .expect("propose");
     let ev = a.compose(&p, 2, &mut rng).expect("compose");
     a.ingest(&[ev]);
@@ -80,19 +87,39 @@ fn fixture() -> Fixture {
     a.ingest(&[ev]);
     for i in 0..8u64 {
         let c = if i == 4 {
-            Content::Withdraw { agreement: id, comment: "stepping back".into() }
+            Content::Withdraw {
+                agreement: id,
+                comment: "stepping back".into(),
+            }
         } else {
-            Content::CheckIn { text: format!("{i}"), place: None, answers: None }
+            Content::CheckIn {
+                text: format!("{i}"),
+                place: None,
+                answers: None,
+            }
         };
         let ev = a.compose(&c, 4 + i, &mut rng).expect("compose");
         a.ingest(&[ev]);
     }
-    Fixture { events: a.events().to_vec(), b_file, a_id, space }
+    Fixture {
+        events: a.events().to_vec(),
+        b_file,
+        a_id,
+        space,
+    }
 }
 
 fn fresh(f: &Fixture) -> Replica {
     let kb = KeyBundle::decrypt(f.b_file.as_bytes(), "pw", 4).expect("dec");
-    Replica::open(kb, Role::Rebuilding, f.space, TrustAnchors { leading: Some(f.a_id), rebuilding: None })
+    Replica::open(
+        kb,
+        Role::Rebuilding,
+        f.space,
+        TrustAnchors {
+            leading: Some(f.a_id),
+            rebuilding: None,
+        },
+    )
 }
 
 proptest! {

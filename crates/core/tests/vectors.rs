@@ -112,9 +112,14 @@ fn generate() -> Value {
     };
     let sig_a = ag.cosign(space, &id_a);
     let sig_b = ag.cosign(space, &id_b);
-    let cert = InForce::verify(space, ag.clone(), (id_a.public(), sig_a), (id_b.public(), sig_b))
-        .expect("in force")
-        .certificate();
+    let cert = InForce::verify(
+        space,
+        ag.clone(),
+        (id_a.public(), sig_a),
+        (id_b.public(), sig_b),
+    )
+    .expect("in force")
+    .certificate();
 
     let req = RequestAuth::sign(
         &dev_a,
@@ -192,13 +197,17 @@ fn vectors_match_and_verify() {
         Body::Control(Control::Genesis { cert, .. }) => *cert.device().verifying_key(),
         _ => panic!("not a genesis"),
     };
-    genesis.verify_signature(&dev_key).expect("genesis signature");
+    genesis
+        .verify_signature(&dev_key)
+        .expect("genesis signature");
     assert_eq!(genesis.hash().to_hex(), events[0]["hash"]);
     let ev1 = Event::decode(&unhex(&events[1]["bytes"])).expect("decode");
     ev1.verify_signature(&dev_key).expect("signature");
     assert_eq!(ev1.header().prev, genesis.hash());
     let key: [u8; 32] = unhex(&events[1]["epoch_key"]).try_into().expect("32");
-    let Body::Sealed(ct) = ev1.body() else { panic!("sealed") };
+    let Body::Sealed(ct) = ev1.body() else {
+        panic!("sealed")
+    };
     let pt = crypto::open(&EpochKey::from_bytes(key), &ev1.header().to_bytes(), ct).expect("open");
     assert_eq!(h(&pt), events[1]["plaintext_content"]);
     assert!(matches!(Content::decode(&pt), Ok(Content::CheckIn { .. })));
@@ -220,7 +229,15 @@ fn vectors_match_and_verify() {
             &unhex(&r["signature"]).try_into().expect("64"),
         ),
     };
-    let body = B64.decode(r["body_base64"].as_str().expect("b64")).expect("b64");
-    auth.verify(&dev_key, Some(space), "POST", r["path"].as_str().expect("path"), &body)
-        .expect("request signature");
+    let body = B64
+        .decode(r["body_base64"].as_str().expect("b64"))
+        .expect("b64");
+    auth.verify(
+        &dev_key,
+        Some(space),
+        "POST",
+        r["path"].as_str().expect("path"),
+        &body,
+    )
+    .expect("request signature");
 }
