@@ -1,0 +1,786 @@
+//! # troth-wasm
+//!
+//! The browser's core: thin `wasm-bindgen` handles over `troth-core`, and
+//! nothing else. It owns the translation between JavaScript values and core
+//! types (hex ids, base64 events, JSON-friendly state), and three small things
+//! core leaves to its shells: the QR code of a pairing code (as SVG), the
+//! therapist report (text, and an age file to the therapist's recipient), and
+//! randomness and time taken from the browser (`crypto.getRandomValues`
+//! through `OsRng`; `Date.now()` passed in by the page).
+//!
+//! Handles are opaque (`Keys`, `Space`, `PairingSession`); names are camelCase;
+//! errors are JavaScript `Error`s with words for people. No secret byte
+//! crosses into JavaScript: the only way a key leaves is
+//! [`Keys::export_file`], the passphrase-protected age file the CLI writes too.
+//! The pairing code's words are shown to the person (they must read them out),
+//! and are worthless once the pairing ends.
+#![forbid(unsafe_code)]
+
+mod json;
+mod report;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use rand_core::OsRng;
+use troth_core::SpaceId;
+use troth_core::agreement::{Agreement, Day, Rule};
+use troth_core::content::{Content, PhoneAction, ReportScope};
+use troth_core::event::{Event, EventHash, Role};
+use troth_core::ids::AgreementId;
+use troth_core::keyfile::{KeyBundle, MAX_WORK_FACTOR};
+use troth_core::keys::{DeviceCert, DeviceSecret, IdentityKey, IdentitySecret};
+use troth_core::log::TrustAnchors;
+use troth_core::pairing::{Paired, Pairing, PairingCode, Step};
+use troth_core::replica::Replica;
+use troth_core::request::RequestAuth;
+use wasm_bindgen::prelude::*;
+
+/// The scrypt work factor new key files get (core's default).
+pub const WORK_FACTOR: u8 = troth_core::keyfile::DEFAULT_WORK_FACTOR;
+
+fn err(e: impl std::fmt::Display) -> JsError {
+    JsError::new(&e.to_string())
+}
+
+fn ms(now: f64) -> u64 {
+    if now.is_finite() && now > 0.0 {
+        now as u64
+    } else {
+        0
+    }
+}
+
+fn role_name(r: Role) -> &'static str {
+    match r {
+        Role::Leading => "leading",
+        Role::Rebuilding => "rebuilding",
+    }
+}
+
+fn parse_role(s: &str) -> Result<Role, JsError> {
+    match s {
+        "leading" => Ok(Role::Leading),
+        "rebuilding" => Ok(Role::Rebuilding),
+        _ => Err(err("a role is \"leading\" or \"rebuilding\"")),
+    }
+}
+
+fn hex_array<const N: usize>(what: &str, s: &str) -> Result<[u8; N], JsError> {
+    hex::decode(s.trim())
+        .ok()
+        .and_then(|v| v.try_into().ok())
+        .ok_or_else(|| err(format!("{what} is not well-formed")))
+}
+
+fn agreement_id(s: &str) -> Result<AgreementId, JsError> {
+    hex_array("the agreement id", s).map(AgreementId)
+}
+
+fn event_hash(s: &str) -> Result<EventHash, JsError> {
+    hex_array("the event reference", s).map(EventHash)
+}
+
+fn identity(s: &str) -> Result<IdentityKey, JsError> {
+    IdentityKey::from_bytes(&hex_array("the identity key", s)?).map_err(err)
+}
+
+fn b64(ev: &Event) -> String {
+    STANDARD.encode(ev.as_bytes())
+}
+
+/// A copy of a key bundle (core's bundle is deliberately not `Clone`).
+fn dup(k: &KeyBundle) -> Result<KeyBundle, JsError> {
+    let device = DeviceSecret::from_age_secret(
+        &k.device.signing_seed(),
+        k.device.age_secret_string().as_str(),
+    )
+    .map_err(err)?;
+    Ok(KeyBundle {
+        identity: IdentitySecret::from_seed(&k.identity.to_seed()),
+        device,
+        cert: k.cert.clone(),
+    })
+}
+
+fn headers(auth: &RequestAuth) -> Result<JsValue, JsError> {
+    let h = auth.to_headers();
+    let obj = js_sys::Object::new();
+    for (name, value) in h {
+        js_sys::Reflect::set(&obj, &name.into(), &value.into())
+            .map_err(|_| err("could not build the request headers"))?;
+    }
+    Ok(obj.into())
+}
+
+fn nonce() -> [u8; 16] {
+    let mut n = [0u8; 16];
+    rand_core::RngCore::fill_bytes(&mut OsRng, &mut n);
+    n
+}
+
+/// The templates core offers, as `[{name, title, rules: [{text, category, asksOf, params}]}]`.
+#[wasm_bindgen]
+pub fn templates() -> Result<JsValue, JsError> {
+    json::to_js(&json::templates())
+}
+
+/// The pairing word list's words starting with `prefix` (for completion).
+#[wasm_bindgen(js_name = wordsWithPrefix)]
+pub fn words_with_prefix(prefix: &str) -> Vec<String> {
+    troth_core::pairing::words_with_prefix(prefix)
+        .take(8)
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Checks a typed pairing code; returns the mailbox number, or an error that
+/// says what to fix.
+#[wasm_bindgen(js_name = checkCode)]
+pub fn check_code(typed: &str) -> Result<u32, JsError> {
+    PairingCode::parse(typed).map(|c| c.mailbox()).map_err(err)
+}
+
+/// Today's date (`YYYY-MM-DD`, UTC) plus `days`.
+#[wasm_bindgen(js_name = dayPlus)]
+pub fn day_plus(now: f64, days: u32) -> String {
+    Day::from_unix_ms(ms(now)).plus(days).to_string()
+}
+
+/// Decrypts a key file and drops it at once: the page times this to compare
+/// the browser's scrypt with the native one (`tests/browser/unlock-time.mjs`).
+#[wasm_bindgen(js_name = benchUnlock)]
+pub fn bench_unlock(file: &str, passphrase: &str) -> Result<(), JsError> {
+    KeyBundle::decrypt(file.as_bytes(), passphrase, MAX_WORK_FACTOR)
+        .map(drop)
+        .map_err(err)
+}
+
+/// A person's keys: identity, this device, and the device certificate.
+#[wasm_bindgen]
+pub struct Keys {
+    inner: KeyBundle,
+}
+
+#[wasm_bindgen]
+impl Keys {
+    /// Makes a new identity with one certified device.
+    pub fn generate(now: f64) -> Keys {
+        Keys {
+            inner: KeyBundle::generate(&mut OsRng, ms(now)),
+        }
+    }
+
+    /// Opens a key file (armored or binary age, as the CLI writes) with its passphrase.
+    pub fn unlock(file: &[u8], passphrase: &str) -> Result<Keys, JsError> {
+        KeyBundle::decrypt(file, passphrase, MAX_WORK_FACTOR)
+            .map(|inner| Keys { inner })
+            .map_err(err)
+    }
+
+    /// The key file, encrypted with `passphrase` (armored age text; the only
+    /// form in which a secret leaves wasm).
+    #[wasm_bindgen(js_name = exportFile)]
+    pub fn export_file(&self, passphrase: &str, work_factor: Option<u8>) -> Result<String, JsError> {
+        if passphrase.chars().count() < 8 {
+            return Err(err(
+                "Please choose a passphrase of at least 8 characters; a few words you'll remember work well.",
+            ));
+        }
+        self.inner
+            .encrypt(passphrase, work_factor.unwrap_or(WORK_FACTOR))
+            .map_err(err)
+    }
+
+    /// The identity's public key, hex.
+    #[wasm_bindgen(getter, js_name = identityHex)]
+    pub fn identity_hex(&self) -> String {
+        hex::encode(self.inner.identity.public().to_bytes())
+    }
+
+    /// The identity's fingerprint, for people.
+    #[wasm_bindgen(getter)]
+    pub fn fingerprint(&self) -> String {
+        self.inner.identity.public().fingerprint()
+    }
+
+    /// This device's id (base64url).
+    #[wasm_bindgen(getter, js_name = deviceId)]
+    pub fn device_id(&self) -> String {
+        self.inner.cert.device().id().to_b64()
+    }
+
+    /// Signs a request that names no space (e.g. rendezvous): the four
+    /// `troth-*` header values as an object.
+    #[wasm_bindgen(js_name = signRequest)]
+    pub fn sign_request(
+        &self,
+        space: Option<String>,
+        method: &str,
+        path: &str,
+        body: &[u8],
+        now: f64,
+    ) -> Result<JsValue, JsError> {
+        let space = match space {
+            Some(s) => Some(SpaceId(hex_array("the space id", &s)?)),
+            None => None,
+        };
+        let a = RequestAuth::sign(
+            &self.inner.device,
+            space,
+            method,
+            path,
+            body,
+            ms(now),
+            nonce(),
+        );
+        headers(&a)
+    }
+}
+
+/// A local, verified copy of one shared space.
+#[wasm_bindgen]
+pub struct Space {
+    inner: Replica,
+}
+
+#[wasm_bindgen]
+impl Space {
+    /// Starts a new space in which this person leads. The genesis event is
+    /// already applied locally; post `eventsFrom(0)[0]` to the relay to create it.
+    pub fn create(keys: &Keys, now: f64) -> Result<Space, JsError> {
+        let space = SpaceId::random(&mut OsRng);
+        let (mut inner, genesis) =
+            Replica::create(dup(&keys.inner)?, Role::Leading, space, ms(now), &mut OsRng)
+                .map_err(err)?;
+        let r = inner.ingest(std::slice::from_ref(&genesis));
+        if let Some(e) = r.error {
+            return Err(err(e));
+        }
+        Ok(Space { inner })
+    }
+
+    /// Re-opens a space from what this device stored: its role, the space id,
+    /// and the identities authenticated at pairing (hex; `undefined` if not yet
+    /// known). Then feed it the stored events with `ingest`.
+    pub fn open(
+        keys: &Keys,
+        role: &str,
+        space: &str,
+        leading: Option<String>,
+        rebuilding: Option<String>,
+    ) -> Result<Space, JsError> {
+        let anchors = TrustAnchors {
+            leading: leading.as_deref().map(identity).transpose()?,
+            rebuilding: rebuilding.as_deref().map(identity).transpose()?,
+        };
+        Ok(Space {
+            inner: Replica::open(
+                dup(&keys.inner)?,
+                parse_role(role)?,
+                SpaceId(hex_array("the space id", space)?),
+                anchors,
+            ),
+        })
+    }
+
+    /// Opens the space a finished pairing joined (the joiner's side).
+    #[wasm_bindgen(js_name = fromPairing)]
+    pub fn from_pairing(keys: &Keys, pairing: &PairingSession) -> Result<Space, JsError> {
+        let p = pairing.paired()?;
+        let mut anchors = TrustAnchors::default();
+        anchors.set(p.partner_role, p.partner_identity);
+        Ok(Space {
+            inner: Replica::open(dup(&keys.inner)?, p.partner_role.other(), p.space, anchors),
+        })
+    }
+
+    /// The creator's side of a finished pairing: trusts the partner's identity
+    /// and returns the event (base64) that admits their device.
+    #[wasm_bindgen(js_name = admitPartner)]
+    pub fn admit_partner(&mut self, pairing: &PairingSession, now: f64) -> Result<String, JsError> {
+        let p = pairing.paired()?;
+        if p.space != self.inner.space() {
+            return Err(err("this pairing was for another space"));
+        }
+        self.inner.trust_partner(p.partner_identity);
+        self.inner
+            .compose_add_member(&p.partner_cert, ms(now))
+            .map(|e| b64(&e))
+            .map_err(err)
+    }
+
+    /// The space id (hex).
+    #[wasm_bindgen(getter)]
+    pub fn id(&self) -> String {
+        self.inner.space().to_hex()
+    }
+
+    /// This device's role: `"leading"` or `"rebuilding"`.
+    #[wasm_bindgen(getter)]
+    pub fn role(&self) -> String {
+        role_name(self.inner.role()).to_owned()
+    }
+
+    /// The partners' identities authenticated at pairing, hex, by role (for storage).
+    #[wasm_bindgen(getter)]
+    pub fn anchors(&self) -> Result<JsValue, JsError> {
+        let a = self.inner.chain().anchors();
+        let h = |k: &Option<IdentityKey>| k.map(|k| hex::encode(k.to_bytes()));
+        json::to_js(&serde_json::json!({
+            "leading": h(&a.leading),
+            "rebuilding": h(&a.rebuilding),
+        }))
+    }
+
+    /// How many verified events this device holds.
+    #[wasm_bindgen(getter, js_name = eventCount)]
+    pub fn event_count(&self) -> u32 {
+        u32::try_from(self.inner.events().len()).unwrap_or(u32::MAX)
+    }
+
+    /// The verified events from `from` on, base64 (what the page stores).
+    #[wasm_bindgen(js_name = eventsFrom)]
+    pub fn events_from(&self, from: u32) -> Vec<String> {
+        self.inner
+            .events()
+            .iter()
+            .skip(from as usize)
+            .map(b64)
+            .collect()
+    }
+
+    /// Verifies base64 events from the relay and applies the valid prefix.
+    /// Returns `{accepted, error}`; `error` is words for people or `null`.
+    pub fn ingest(&mut self, events: Vec<String>) -> Result<JsValue, JsError> {
+        let mut decoded = Vec::with_capacity(events.len());
+        let mut bad = None;
+        for (i, e) in events.iter().enumerate() {
+            match STANDARD
+                .decode(e)
+                .ok()
+                .and_then(|b| Event::decode(&b).ok())
+            {
+                Some(ev) => decoded.push(ev),
+                None => {
+                    bad = Some(i);
+                    break;
+                }
+            }
+        }
+        let r = self.inner.ingest(&decoded);
+        let error = match (&r.error, bad) {
+            (Some(e), _) => Some(e.to_string()),
+            (None, Some(_)) => Some("an event from the relay could not be read".to_owned()),
+            _ => None,
+        };
+        json::to_js(&serde_json::json!({ "accepted": r.accepted, "error": error }))
+    }
+
+    /// Checks the head the relay claims (`seq`, `hash` hex); a rollback or
+    /// fork raises an alert and an error.
+    #[wasm_bindgen(js_name = checkRemoteHead)]
+    pub fn check_remote_head(&mut self, seq: f64, hash: &str) -> Result<(), JsError> {
+        let remote = Some((ms(seq), event_hash(hash)?));
+        self.inner.check_remote_head(remote).map_err(err)
+    }
+
+    /// The state a person sees, as a plain object (see docs/WEB.md).
+    pub fn state(&self, now: f64) -> Result<JsValue, JsError> {
+        json::to_js(&json::state(&self.inner, Day::from_unix_ms(ms(now))))
+    }
+
+    /// Integrity alerts: `[{what, advice}]`.
+    pub fn alerts(&self) -> Result<JsValue, JsError> {
+        let v: Vec<_> = self
+            .inner
+            .alerts()
+            .iter()
+            .map(|a| serde_json::json!({ "what": a.error.to_string(), "advice": a.advice() }))
+            .collect();
+        json::to_js(&serde_json::Value::Array(v))
+    }
+
+    /// The state code of the verified head.
+    #[wasm_bindgen(getter, js_name = stateCode)]
+    pub fn state_code(&self) -> String {
+        self.inner.state_code()
+    }
+
+    /// The safety number with the partner, once paired.
+    #[wasm_bindgen(getter, js_name = safetyNumber)]
+    pub fn safety_number(&self) -> Option<String> {
+        self.inner.safety_number().map(|s| s.to_string())
+    }
+
+    /// Signs a request about this space: the four `troth-*` header values.
+    #[wasm_bindgen(js_name = signRequest)]
+    pub fn sign_request(
+        &self,
+        method: &str,
+        path: &str,
+        body: &[u8],
+        now: f64,
+    ) -> Result<JsValue, JsError> {
+        let a = RequestAuth::sign(
+            &self.inner.keys().device,
+            Some(self.inner.space()),
+            method,
+            path,
+            body,
+            ms(now),
+            nonce(),
+        );
+        headers(&a)
+    }
+
+    fn seal(&self, c: &Content, now: f64) -> Result<String, JsError> {
+        self.inner
+            .compose(c, ms(now), &mut OsRng)
+            .map(|e| b64(&e))
+            .map_err(err)
+    }
+
+    /// Proposes an agreement (a new one, or the next version of `amends`):
+    /// `{title, rules: [{text, category, asksOf, params}], reviewOn}`.
+    /// Returns the event (base64).
+    pub fn propose(
+        &self,
+        draft: JsValue,
+        amends: Option<String>,
+        now: f64,
+    ) -> Result<String, JsError> {
+        let text = js_sys::JSON::stringify(&draft)
+            .ok()
+            .and_then(|s| s.as_string())
+            .ok_or_else(|| err("the proposal could not be read"))?;
+        let d: serde_json::Value = serde_json::from_str(&text).map_err(err)?;
+        let title = d["title"].as_str().unwrap_or_default().trim().to_owned();
+        let review_on = Day::parse(d["reviewOn"].as_str().unwrap_or_default())
+            .ok_or_else(|| err("Please choose a review date."))?;
+        if review_on <= Day::from_unix_ms(ms(now)) {
+            return Err(err("Please choose a review date after today."));
+        }
+        let rules = d["rules"]
+            .as_array()
+            .map(|rs| rs.iter().map(json::rule).collect::<Result<Vec<Rule>, _>>())
+            .transpose()
+            .map_err(err)?
+            .unwrap_or_default();
+        let agreement = match amends {
+            None => Agreement {
+                id: AgreementId::random(&mut OsRng),
+                version: 1,
+                supersedes: None,
+                title,
+                rules,
+                review_on,
+            },
+            Some(id) => {
+                let id = agreement_id(&id)?;
+                let latest = self
+                    .inner
+                    .state()
+                    .agreements
+                    .get(&id)
+                    .and_then(|r| r.latest())
+                    .ok_or_else(|| err("there is no agreement with that id"))?;
+                latest.agreement.amended(title, rules, review_on)
+            }
+        };
+        let c = self.inner.propose(agreement).map_err(err)?;
+        self.seal(&c, now)
+    }
+
+    /// Co-signs a version with this identity.
+    pub fn cosign(&self, agreement: &str, version: u32, now: f64) -> Result<String, JsError> {
+        let c = self
+            .inner
+            .cosign(agreement_id(agreement)?, version)
+            .map_err(err)?;
+        self.seal(&c, now)
+    }
+
+    /// Asks for a change to a version before signing.
+    #[wasm_bindgen(js_name = requestChange)]
+    pub fn request_change(
+        &self,
+        agreement: &str,
+        version: u32,
+        comment: &str,
+        now: f64,
+    ) -> Result<String, JsError> {
+        let c = Content::RequestChange {
+            agreement: agreement_id(agreement)?,
+            version,
+            comment: comment.trim().to_owned(),
+        };
+        self.seal(&c, now)
+    }
+
+    /// Declines a proposed version.
+    pub fn decline(
+        &self,
+        agreement: &str,
+        version: u32,
+        comment: &str,
+        now: f64,
+    ) -> Result<String, JsError> {
+        let c = Content::Decline {
+            agreement: agreement_id(agreement)?,
+            version,
+            comment: comment.trim().to_owned(),
+        };
+        self.seal(&c, now)
+    }
+
+    /// Withdraws consent from an agreement (alone, at any time).
+    pub fn withdraw(&self, agreement: &str, comment: &str, now: f64) -> Result<String, JsError> {
+        let c = Content::Withdraw {
+            agreement: agreement_id(agreement)?,
+            comment: comment.trim().to_owned(),
+        };
+        self.seal(&c, now)
+    }
+
+    /// Asks to retire an agreement (retired once both asked).
+    pub fn retire(&self, agreement: &str, now: f64) -> Result<String, JsError> {
+        let c = Content::Retire {
+            agreement: agreement_id(agreement)?,
+        };
+        self.seal(&c, now)
+    }
+
+    /// A check-in; `place` only when the author attached one this time;
+    /// `answers` the request's hash (hex).
+    #[wasm_bindgen(js_name = checkIn)]
+    pub fn check_in(
+        &self,
+        text: &str,
+        place: Option<String>,
+        answers: Option<String>,
+        now: f64,
+    ) -> Result<String, JsError> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Err(err("Please write a few words for your check-in."));
+        }
+        let c = Content::CheckIn {
+            text: text.to_owned(),
+            place: place
+                .map(|p| p.trim().to_owned())
+                .filter(|p| !p.is_empty()),
+            answers: answers.as_deref().map(event_hash).transpose()?,
+        };
+        self.seal(&c, now)
+    }
+
+    /// Asks the partner for a check-in.
+    #[wasm_bindgen(js_name = requestCheckIn)]
+    pub fn request_check_in(&self, note: &str, now: f64) -> Result<String, JsError> {
+        let c = Content::RequestCheckIn {
+            note: note.trim().to_owned(),
+        };
+        self.seal(&c, now)
+    }
+
+    /// Acknowledges an event (hash hex).
+    pub fn ack(&self, event: &str, now: f64) -> Result<String, JsError> {
+        let c = Content::Ack {
+            event: event_hash(event)?,
+        };
+        self.seal(&c, now)
+    }
+
+    /// The phone-access log: `action` is `asked`, `granted` or `declined`.
+    pub fn phone(
+        &self,
+        action: &str,
+        note: &str,
+        answers: Option<String>,
+        now: f64,
+    ) -> Result<String, JsError> {
+        let action = match action {
+            "asked" => PhoneAction::Asked,
+            "granted" => PhoneAction::Granted,
+            "declined" => PhoneAction::Declined,
+            _ => return Err(err("a phone action is asked, granted or declined")),
+        };
+        let c = Content::Phone {
+            action,
+            note: note.trim().to_owned(),
+            answers: answers.as_deref().map(event_hash).transpose()?,
+        };
+        self.seal(&c, now)
+    }
+
+    /// Signs this person's consent to share a report with a therapist
+    /// (`recipient` an `age1…` key, or empty for a printed copy) until `until`.
+    #[wasm_bindgen(js_name = consentReport)]
+    pub fn consent_report(
+        &self,
+        recipient: &str,
+        include_checkins: bool,
+        until: &str,
+        now: f64,
+    ) -> Result<String, JsError> {
+        let recipient = recipient.trim();
+        if !recipient.is_empty() {
+            report::parse_recipient(recipient)?;
+        }
+        let until = Day::parse(until).ok_or_else(|| err("Please choose until when."))?;
+        let c = self.inner.consent(ReportScope {
+            recipient: recipient.to_owned(),
+            include_checkins,
+            until,
+        });
+        self.seal(&c, now)
+    }
+
+    /// The readable summary for a therapist; only once both consented.
+    #[wasm_bindgen(js_name = reportText)]
+    pub fn report_text(&self, recipient: &str, now: f64) -> Result<String, JsError> {
+        report::text(&self.inner, recipient.trim(), Day::from_unix_ms(ms(now)))
+    }
+
+    /// The summary encrypted to the therapist's age recipient (armored).
+    #[wasm_bindgen(js_name = encryptReport)]
+    pub fn encrypt_report(&self, recipient: &str, now: f64) -> Result<String, JsError> {
+        let text = self.report_text(recipient, now)?;
+        report::encrypt(recipient.trim(), &text)
+    }
+}
+
+/// Pairing over a one-time code through the relay's rendezvous mailbox.
+#[wasm_bindgen]
+pub struct PairingSession {
+    run: Option<Pairing>,
+    paired: Option<Paired>,
+    code: Option<PairingCode>,
+    first: Option<String>,
+}
+
+impl PairingSession {
+    fn paired(&self) -> Result<&Paired, JsError> {
+        self.paired
+            .as_ref()
+            .ok_or_else(|| err("pairing has not finished"))
+    }
+}
+
+#[wasm_bindgen]
+impl PairingSession {
+    /// Starts pairing as the creator of `space`, on the relay's `mailbox`.
+    pub fn create(keys: &Keys, space: &Space, mailbox: u32) -> Result<PairingSession, JsError> {
+        let code = PairingCode::generate(mailbox, &mut OsRng).map_err(err)?;
+        let (run, first) = Pairing::create(
+            &code,
+            &keys.inner.identity,
+            &keys.inner.cert,
+            space.inner.space(),
+            space.inner.role(),
+            &mut OsRng,
+        )
+        .map_err(err)?;
+        Ok(PairingSession {
+            run: Some(run),
+            paired: None,
+            code: Some(code),
+            first: Some(first.to_base64()),
+        })
+    }
+
+    /// Starts pairing as the joiner, with the code the partner showed.
+    pub fn join(keys: &Keys, code: &str) -> Result<PairingSession, JsError> {
+        let code = PairingCode::parse(code).map_err(err)?;
+        let (run, first) =
+            Pairing::join(&code, &keys.inner.identity, &keys.inner.cert, &mut OsRng)
+                .map_err(err)?;
+        Ok(PairingSession {
+            run: Some(run),
+            paired: None,
+            code: Some(code),
+            first: Some(first.to_base64()),
+        })
+    }
+
+    /// The mailbox number.
+    #[wasm_bindgen(getter)]
+    pub fn mailbox(&self) -> u32 {
+        self.code.as_ref().map(|c| c.mailbox()).unwrap_or(0)
+    }
+
+    /// The code to show (creator) while pairing runs; empty afterwards.
+    #[wasm_bindgen(getter)]
+    pub fn code(&self) -> String {
+        match (&self.code, &self.paired) {
+            (Some(c), None) => c.reveal().to_string(),
+            _ => String::new(),
+        }
+    }
+
+    /// The code as a QR code (SVG markup, black on white).
+    #[wasm_bindgen(js_name = codeSvg)]
+    pub fn code_svg(&self) -> Result<String, JsError> {
+        let code = self.code();
+        if code.is_empty() {
+            return Err(err("there is no code to show"));
+        }
+        json::qr_svg(&code)
+    }
+
+    /// The first message to post (base64), once.
+    #[wasm_bindgen(js_name = takeFirstMessage)]
+    pub fn take_first_message(&mut self) -> Option<String> {
+        self.first.take()
+    }
+
+    /// Takes the partner's next message (base64); returns a message to post,
+    /// or `undefined`. Any error ends the pairing: start again with a new code.
+    pub fn receive(&mut self, message: &str) -> Result<Option<String>, JsError> {
+        let run = self
+            .run
+            .take()
+            .ok_or_else(|| err("This pairing has ended. Start again with a new code."))?;
+        let bytes = STANDARD.decode(message.trim()).map_err(|_| {
+            err("A pairing message was damaged or changed on the way. Start again with a new code.")
+        })?;
+        let (step, out) = run.receive(&bytes).map_err(|e| {
+            self.code = None;
+            err(e)
+        })?;
+        match step {
+            Step::Continue(next) => self.run = Some(next),
+            Step::Paired(p) => {
+                self.paired = Some(p);
+                self.code = None;
+            }
+        }
+        Ok(out.map(|m| m.to_base64()))
+    }
+
+    /// Whether both sides are authenticated.
+    #[wasm_bindgen(getter, js_name = isPaired)]
+    pub fn is_paired(&self) -> bool {
+        self.paired.is_some()
+    }
+
+    /// The safety number, once paired.
+    #[wasm_bindgen(getter, js_name = safetyNumber)]
+    pub fn safety_number(&self) -> Option<String> {
+        self.paired.as_ref().map(|p| p.safety_number.to_string())
+    }
+
+    /// The partner's device certificate (base64), once paired.
+    #[wasm_bindgen(getter, js_name = partnerCert)]
+    pub fn partner_cert(&self) -> Option<String> {
+        self.paired
+            .as_ref()
+            .map(|p| STANDARD.encode(DeviceCert::to_bytes(&p.partner_cert)))
+    }
+
+    /// The space id (hex), once paired.
+    #[wasm_bindgen(getter)]
+    pub fn space(&self) -> Option<String> {
+        self.paired.as_ref().map(|p| p.space.to_hex())
+    }
+}
