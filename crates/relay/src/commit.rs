@@ -7,6 +7,8 @@
 //! when many tasks call it at once; this never does.)
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -14,16 +16,30 @@ use crate::store::Store;
 
 type Waiter = oneshot::Sender<bool>;
 
+/// Flush counters, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct FlushStats {
+    /// Flushes done.
+    pub flushes: AtomicU64,
+    /// Writers woken by those flushes.
+    pub waiters: AtomicU64,
+    /// Time spent flushing, in µs.
+    pub micros: AtomicU64,
+}
+
 /// The handle writers use to wait for durability.
 #[derive(Clone, Debug)]
 pub struct Committer {
     tx: mpsc::UnboundedSender<Waiter>,
+    stats: Arc<FlushStats>,
 }
 
 impl Committer {
     /// Starts the flusher thread for `store`. It stops when every handle is gone.
     pub fn start(store: Arc<dyn Store>) -> std::io::Result<Self> {
         let (tx, mut rx) = mpsc::unbounded_channel::<Waiter>();
+        let stats = Arc::new(FlushStats::default());
+        let st = stats.clone();
         std::thread::Builder::new()
             .name("troth-relay-flusher".into())
             .spawn(move || {
@@ -33,6 +49,7 @@ impl Committer {
                     while let Ok(w) = rx.try_recv() {
                         batch.push(w);
                     }
+                    let t = Instant::now();
                     let ok = match store.flush() {
                         Ok(()) => true,
                         Err(e) => {
@@ -40,12 +57,20 @@ impl Committer {
                             false
                         }
                     };
+                    st.flushes.fetch_add(1, Ordering::Relaxed);
+                    st.waiters.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    st.micros.fetch_add(t.elapsed().as_micros() as u64, Ordering::Relaxed);
                     for w in batch.drain(..) {
                         let _ = w.send(ok);
                     }
                 }
             })?;
-        Ok(Committer { tx })
+        Ok(Committer { tx, stats })
+    }
+
+    /// Flush counters.
+    pub fn stats(&self) -> &FlushStats {
+        &self.stats
     }
 
     /// Waits until everything written before this call is durable. `false` if

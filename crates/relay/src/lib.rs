@@ -21,6 +21,7 @@ pub mod error;
 mod routes;
 pub mod state;
 pub mod store;
+pub mod web;
 
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -64,6 +65,7 @@ pub fn app(state: AppState) -> Router {
             "/v1/rendezvous/{n}/messages",
             post(routes::rendezvous::post).get(routes::rendezvous::get),
         )
+        .merge(web::router())
         .fallback(not_found)
         .layer(RequestBodyLimitLayer::new(limits.max_body_bytes))
         .layer(GlobalConcurrencyLimitLayer::new(limits.max_concurrent_requests))

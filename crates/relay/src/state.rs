@@ -207,6 +207,11 @@ impl AppState {
         }
     }
 
+    /// Group-commit counters.
+    pub fn flush_stats(&self) -> &crate::commit::FlushStats {
+        self.0.committer.stats()
+    }
+
     pub(crate) fn metrics(&self) -> &Metrics {
         &self.0.metrics
     }

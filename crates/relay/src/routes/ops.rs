@@ -46,5 +46,13 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         "# HELP troth_relay_storage_bytes Bytes the store uses on disk.\n# TYPE troth_relay_storage_bytes gauge\ntroth_relay_storage_bytes {}",
         state.store().size_on_disk()
     );
+    let f = state.flush_stats();
+    let _ = writeln!(
+        out,
+        "# HELP troth_relay_flushes_total Group-commit flushes.\n# TYPE troth_relay_flushes_total counter\ntroth_relay_flushes_total {}\n# HELP troth_relay_flush_waiters_total Writes made durable by those flushes.\n# TYPE troth_relay_flush_waiters_total counter\ntroth_relay_flush_waiters_total {}\n# HELP troth_relay_flush_seconds_total Time spent flushing.\n# TYPE troth_relay_flush_seconds_total counter\ntroth_relay_flush_seconds_total {:.6}",
+        f.flushes.load(Ordering::Relaxed),
+        f.waiters.load(Ordering::Relaxed),
+        f.micros.load(Ordering::Relaxed) as f64 / 1e6
+    );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }

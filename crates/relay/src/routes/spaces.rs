@@ -182,8 +182,8 @@ async fn append_event(
     let mut next = (*current).clone();
     next.apply_event(&ev).map_err(membership)?;
     let new_head = Head { seq: h.seq, hash: ev.hash() };
-    let record = SpaceRecord { head: new_head, members: next.encode() };
-    match state.store().append_if_head(space, head, ev.as_bytes(), &record)? {
+    let members = matches!(ev.body(), Body::Control(_)).then(|| next.encode());
+    match state.store().append_if_head(space, head, new_head.hash, ev.as_bytes(), members.as_deref())? {
         Append::Done => {}
         Append::Stale(h) => {
             state.forget_slot(space);

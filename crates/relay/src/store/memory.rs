@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
 use troth_core::SpaceId;
+use troth_core::event::EventHash;
 
 use super::{Append, Head, SpaceRecord, Store, StoreError};
 
@@ -64,8 +65,9 @@ impl Store for MemoryStore {
         &self,
         space: SpaceId,
         expected: Head,
+        hash: EventHash,
         event: &[u8],
-        record: &SpaceRecord,
+        members: Option<&[u8]>,
     ) -> Result<Append, StoreError> {
         let mut g = self.lock();
         let Some((rec, log)) = g.spaces.get_mut(&space) else {
@@ -74,8 +76,12 @@ impl Store for MemoryStore {
         if rec.head != expected {
             return Ok(Append::Stale(rec.head));
         }
-        log.insert(expected.seq.saturating_add(1), event.to_vec());
-        *rec = record.clone();
+        let seq = expected.seq.saturating_add(1);
+        log.insert(seq, event.to_vec());
+        rec.head = Head { seq, hash };
+        if let Some(m) = members {
+            rec.members = m.to_vec();
+        }
         Ok(Append::Done)
     }
 

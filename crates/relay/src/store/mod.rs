@@ -33,34 +33,6 @@ pub struct SpaceRecord {
     pub members: Vec<u8>,
 }
 
-impl SpaceRecord {
-    pub(crate) fn encode(&self) -> Vec<u8> {
-        let mut v = Vec::with_capacity(1 + 8 + 32 + self.members.len());
-        v.push(1);
-        v.extend_from_slice(&self.head.seq.to_be_bytes());
-        v.extend_from_slice(&self.head.hash.0);
-        v.extend_from_slice(&self.members);
-        v
-    }
-
-    pub(crate) fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
-        if bytes.len() < 41 || bytes[0] != 1 {
-            return Err(StoreError::Corrupt("space record"));
-        }
-        let mut seq = [0u8; 8];
-        seq.copy_from_slice(&bytes[1..9]);
-        let mut hash = [0u8; 32];
-        hash.copy_from_slice(&bytes[9..41]);
-        Ok(SpaceRecord {
-            head: Head {
-                seq: u64::from_be_bytes(seq),
-                hash: EventHash(hash),
-            },
-            members: bytes[41..].to_vec(),
-        })
-    }
-}
-
 /// The outcome of [`Store::append_if_head`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Append {
@@ -92,8 +64,8 @@ pub enum StoreError {
 /// Methods are synchronous and quick (they never wait for the disk, except
 /// [`Store::flush`]); call `flush` from one thread only (the group committer).
 pub trait Store: Send + Sync + 'static {
-    /// Creates a space whose log is the single genesis event, unless it exists
-    /// (returns `false`).
+    /// Creates a space whose log is the single genesis event (whose hash and
+    /// resulting member list are in `record`), unless it exists (returns `false`).
     fn create_space(
         &self,
         space: SpaceId,
@@ -104,14 +76,16 @@ pub trait Store: Send + Sync + 'static {
     /// A space's head and member list.
     fn space(&self, space: SpaceId) -> Result<Option<SpaceRecord>, StoreError>;
 
-    /// Appends `event` at `expected.seq + 1` if the head is still `expected`,
-    /// and replaces the member list, in one atomic write.
+    /// Appends `event` (whose hash is `hash`) at `expected.seq + 1` if the
+    /// head is still `expected`, in one atomic write. `members` is the new
+    /// member list if this event changed it.
     fn append_if_head(
         &self,
         space: SpaceId,
         expected: Head,
+        hash: EventHash,
         event: &[u8],
-        record: &SpaceRecord,
+        members: Option<&[u8]>,
     ) -> Result<Append, StoreError>;
 
     /// Up to `limit` events from sequence number `from` on, no further than `upto`.
@@ -166,6 +140,20 @@ pub(crate) fn event_key(space: SpaceId, seq: u64) -> [u8; 24] {
     k[..16].copy_from_slice(&space.0);
     k[16..].copy_from_slice(&seq.to_be_bytes());
     k
+}
+
+/// Mutex stripes that make a store's check-then-write per space atomic.
+pub(crate) struct Stripes([std::sync::Mutex<()>; 64]);
+
+impl Stripes {
+    pub(crate) fn new() -> Self {
+        Stripes(std::array::from_fn(|_| std::sync::Mutex::new(())))
+    }
+
+    pub(crate) fn lock(&self, space: SpaceId) -> std::sync::MutexGuard<'_, ()> {
+        let i = usize::from(space.0[0] ^ space.0[15]) % self.0.len();
+        self.0[i].lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 pub(crate) fn nonce_key(time_ms: u64, device: &[u8; 32], nonce: &[u8; 16]) -> [u8; 56] {

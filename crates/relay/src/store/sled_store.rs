@@ -2,27 +2,34 @@
 //!
 //! Every tree, in one place (key → value):
 //!
-//! | tree        | key                                   | value                         |
-//! | ----------- | ------------------------------------- | ----------------------------- |
-//! | `spaces`    | space id (16)                         | [`SpaceRecord`] (head, members) |
-//! | `events`    | space id (16) ‖ seq (u64 BE)          | the event's bytes             |
-//! | `deleting`  | space id (16)                         | empty: a deletion in progress |
-//! | `nonces`    | signed time (u64 BE) ‖ device (32) ‖ nonce (16) | empty              |
+//! | tree        | key                                   | value                          |
+//! | ----------- | ------------------------------------- | ------------------------------ |
+//! | `spaces`    | space id (16)                         | empty: the space exists        |
+//! | `events`    | space id (16) ‖ seq (u64 BE)          | an [`Entry`]: the event, its hash, the seq of the last membership change, and the member list if this event changed it |
+//! | `deleting`  | space id (16)                         | empty: a deletion in progress  |
+//! | `nonces`    | signed time (u64 BE) ‖ device (32) ‖ nonce (16) | empty                |
 //! | `mailboxes` | mailbox number (u32 BE)               | the mailbox (see `rendezvous`) |
+//!
+//! Every append is one single-key insert, so it is atomic without sled
+//! transactions or batches. (Those take a process-wide write lock in sled
+//! 0.34 that also stalls every reader for the length of a flush; this
+//! backend never uses them.) The head is the last entry of a space; the
+//! member list is found through the head entry's pointer to the last
+//! membership change. Check-then-write is made atomic per space by a
+//! striped mutex; only one process opens a sled database.
 
 use std::path::Path;
 
-use sled::Transactional;
-use sled::transaction::{ConflictableTransactionError, TransactionError};
 use troth_core::SpaceId;
+use troth_core::event::EventHash;
 
-use super::{Append, Head, SpaceRecord, Store, StoreError, event_key, nonce_key};
+use super::{Append, Head, SpaceRecord, Store, StoreError, Stripes, event_key, nonce_key};
 
 /// The names of sled's trees, in one place.
 pub mod trees {
-    /// Space id → head and members.
+    /// Space id → (): the space exists.
     pub const SPACES: &str = "spaces";
-    /// Space id ‖ seq → event bytes.
+    /// Space id ‖ seq → entry.
     pub const EVENTS: &str = "events";
     /// Space id → (): deletions not yet finished (resumed at open).
     pub const DELETING: &str = "deleting";
@@ -32,8 +39,54 @@ pub mod trees {
     pub const MAILBOXES: &str = "mailboxes";
 }
 
-/// Removes this many events per write while forgetting a space.
-const DELETE_CHUNK: usize = 1024;
+/// One stored event: `1 ‖ hash (32) ‖ last membership change seq (u64) ‖
+/// has members (u8) [‖ u32 length ‖ members] ‖ event bytes`.
+struct Entry<'a> {
+    hash: EventHash,
+    members_at: u64,
+    members: Option<&'a [u8]>,
+    event: &'a [u8],
+}
+
+impl<'a> Entry<'a> {
+    fn encode(&self) -> Vec<u8> {
+        let m = self.members.map(|m| m.len() + 4).unwrap_or(0);
+        let mut v = Vec::with_capacity(1 + 32 + 8 + 1 + m + self.event.len());
+        v.push(1);
+        v.extend_from_slice(&self.hash.0);
+        v.extend_from_slice(&self.members_at.to_be_bytes());
+        match self.members {
+            None => v.push(0),
+            Some(m) => {
+                v.push(1);
+                v.extend_from_slice(&(m.len() as u32).to_be_bytes());
+                v.extend_from_slice(m);
+            }
+        }
+        v.extend_from_slice(self.event);
+        v
+    }
+
+    fn decode(b: &'a [u8]) -> Result<Self, StoreError> {
+        let bad = || StoreError::Corrupt("event entry");
+        if b.len() < 42 || b[0] != 1 {
+            return Err(bad());
+        }
+        let hash = EventHash(b[1..33].try_into().map_err(|_| bad())?);
+        let members_at = u64::from_be_bytes(b[33..41].try_into().map_err(|_| bad())?);
+        let (members, rest) = match b[41] {
+            0 => (None, &b[42..]),
+            1 => {
+                let len_bytes: [u8; 4] = b.get(42..46).and_then(|s| s.try_into().ok()).ok_or_else(bad)?;
+                let len = u32::from_be_bytes(len_bytes) as usize;
+                let m = b.get(46..46 + len).ok_or_else(bad)?;
+                (Some(m), &b[46 + len..])
+            }
+            _ => return Err(bad()),
+        };
+        Ok(Entry { hash, members_at, members, event: rest })
+    }
+}
 
 /// The sled backend.
 pub struct SledStore {
@@ -43,18 +96,12 @@ pub struct SledStore {
     deleting: sled::Tree,
     nonces: sled::Tree,
     mailboxes: sled::Tree,
+    stripes: Stripes,
 }
 
 impl std::fmt::Debug for SledStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SledStore").finish_non_exhaustive()
-    }
-}
-
-fn tx_err(e: TransactionError<StoreError>) -> StoreError {
-    match e {
-        TransactionError::Abort(e) => e,
-        TransactionError::Storage(e) => StoreError::Sled(e),
     }
 }
 
@@ -73,37 +120,38 @@ impl SledStore {
             nonces: db.open_tree(trees::NONCES)?,
             mailboxes: db.open_tree(trees::MAILBOXES)?,
             db,
+            stripes: Stripes::new(),
         };
-        let pending: Vec<sled::IVec> = store
-            .deleting
-            .iter()
-            .keys()
-            .collect::<Result<_, _>>()?;
+        let pending: Vec<sled::IVec> = store.deleting.iter().keys().collect::<Result<_, _>>()?;
         for k in pending {
-            store.finish_deletion(&k)?;
+            store.remove_events(&k)?;
+            store.deleting.remove(k)?;
         }
         Ok(store)
     }
 
-    fn finish_deletion(&self, space: &[u8]) -> Result<(), StoreError> {
-        loop {
-            let keys: Vec<sled::IVec> = self
-                .events
-                .scan_prefix(space)
-                .keys()
-                .take(DELETE_CHUNK)
-                .collect::<Result<_, _>>()?;
-            if keys.is_empty() {
-                break;
-            }
-            let mut batch = sled::Batch::default();
-            for k in keys {
-                batch.remove(k);
-            }
-            self.events.apply_batch(batch)?;
+    fn remove_events(&self, space: &[u8]) -> Result<(), StoreError> {
+        for k in self.events.scan_prefix(space).keys() {
+            self.events.remove(k?)?;
         }
-        self.deleting.remove(space)?;
         Ok(())
+    }
+
+    /// The last entry of a space: (seq, raw value).
+    fn last(&self, space: SpaceId) -> Result<Option<(u64, sled::IVec)>, StoreError> {
+        let Some((k, v)) = self.events.scan_prefix(space.0).next_back().transpose()? else {
+            return Ok(None);
+        };
+        let seq: [u8; 8] = k.get(16..24).and_then(|s| s.try_into().ok()).ok_or(StoreError::Corrupt("event key"))?;
+        Ok(Some((u64::from_be_bytes(seq), v)))
+    }
+
+    fn head(&self, space: SpaceId) -> Result<Option<(Head, u64)>, StoreError> {
+        let Some((seq, v)) = self.last(space)? else {
+            return Ok(None);
+        };
+        let e = Entry::decode(&v)?;
+        Ok(Some((Head { seq, hash: e.hash }, e.members_at)))
     }
 }
 
@@ -114,53 +162,54 @@ impl Store for SledStore {
         genesis: &[u8],
         record: &SpaceRecord,
     ) -> Result<bool, StoreError> {
-        if self.deleting.contains_key(space.0)? {
-            self.finish_deletion(&space.0)?;
+        let _g = self.stripes.lock(space);
+        if self.spaces.contains_key(space.0)? {
+            return Ok(false);
         }
-        let rec = record.encode();
-        let key = event_key(space, 0);
-        (&self.spaces, &self.events)
-            .transaction(|(spaces, events)| {
-                if spaces.get(space.0)?.is_some() {
-                    return Ok(false);
-                }
-                spaces.insert(&space.0[..], rec.as_slice())?;
-                events.insert(&key[..], genesis)?;
-                Ok(true)
-            })
-            .map_err(tx_err)
+        // Leftovers of an interrupted create or delete.
+        self.remove_events(&space.0)?;
+        self.deleting.remove(space.0)?;
+        let entry = Entry { hash: record.head.hash, members_at: 0, members: Some(&record.members), event: genesis };
+        self.events.insert(event_key(space, 0), entry.encode())?;
+        self.spaces.insert(space.0, &[][..])?;
+        Ok(true)
     }
 
     fn space(&self, space: SpaceId) -> Result<Option<SpaceRecord>, StoreError> {
-        match self.spaces.get(space.0)? {
-            None => Ok(None),
-            Some(v) => SpaceRecord::decode(&v).map(Some),
+        if !self.spaces.contains_key(space.0)? {
+            return Ok(None);
         }
+        let Some((head, members_at)) = self.head(space)? else {
+            return Err(StoreError::Corrupt("space without events"));
+        };
+        let raw = self.events.get(event_key(space, members_at))?.ok_or(StoreError::Corrupt("membership entry"))?;
+        let members = Entry::decode(&raw)?.members.ok_or(StoreError::Corrupt("membership entry"))?.to_vec();
+        Ok(Some(SpaceRecord { head, members }))
     }
 
     fn append_if_head(
         &self,
         space: SpaceId,
         expected: Head,
+        hash: EventHash,
         event: &[u8],
-        record: &SpaceRecord,
+        members: Option<&[u8]>,
     ) -> Result<Append, StoreError> {
-        let rec = record.encode();
-        let key = event_key(space, expected.seq.saturating_add(1));
-        (&self.spaces, &self.events)
-            .transaction(|(spaces, events)| {
-                let Some(cur) = spaces.get(space.0)? else {
-                    return Ok(Append::NoSpace);
-                };
-                let cur = SpaceRecord::decode(&cur).map_err(ConflictableTransactionError::Abort)?;
-                if cur.head != expected {
-                    return Ok(Append::Stale(cur.head));
-                }
-                spaces.insert(&space.0[..], rec.as_slice())?;
-                events.insert(&key[..], event)?;
-                Ok(Append::Done)
-            })
-            .map_err(tx_err)
+        let _g = self.stripes.lock(space);
+        if !self.spaces.contains_key(space.0)? {
+            return Ok(Append::NoSpace);
+        }
+        let Some((head, members_at)) = self.head(space)? else {
+            return Ok(Append::NoSpace);
+        };
+        if head != expected {
+            return Ok(Append::Stale(head));
+        }
+        let seq = expected.seq.saturating_add(1);
+        let members_at = if members.is_some() { seq } else { members_at };
+        let entry = Entry { hash, members_at, members, event };
+        self.events.insert(event_key(space, seq), entry.encode())?;
+        Ok(Append::Done)
     }
 
     fn read_range(
@@ -177,24 +226,24 @@ impl Store for SledStore {
             .range(event_key(space, from)..=event_key(space, upto))
             .values()
             .take(limit)
-            .map(|r| r.map(|v| v.to_vec()).map_err(StoreError::from))
+            .map(|r| {
+                let v = r?;
+                Ok(Entry::decode(&v)?.event.to_vec())
+            })
             .collect()
     }
 
     fn delete_space(&self, space: SpaceId) -> Result<bool, StoreError> {
-        let existed = (&self.spaces, &self.deleting)
-            .transaction(|(spaces, deleting)| {
-                let existed = spaces.remove(&space.0[..])?.is_some();
-                if existed {
-                    deleting.insert(&space.0[..], &[][..])?;
-                }
-                Ok::<_, ConflictableTransactionError<StoreError>>(existed)
-            })
-            .map_err(tx_err)?;
-        if existed {
-            self.finish_deletion(&space.0)?;
+        let _g = self.stripes.lock(space);
+        if !self.spaces.contains_key(space.0)? {
+            return Ok(false);
         }
-        Ok(existed)
+        // Marked first, so a crash part-way is finished at the next open.
+        self.deleting.insert(space.0, &[][..])?;
+        self.spaces.remove(space.0)?;
+        self.remove_events(&space.0)?;
+        self.deleting.remove(space.0)?;
+        Ok(true)
     }
 
     fn nonce_fresh(
@@ -213,23 +262,11 @@ impl Store for SledStore {
     fn nonce_sweep(&self, before_ms: u64) -> Result<usize, StoreError> {
         let end = before_ms.to_be_bytes();
         let mut n = 0;
-        loop {
-            let keys: Vec<sled::IVec> = self
-                .nonces
-                .range(..&end[..])
-                .keys()
-                .take(DELETE_CHUNK)
-                .collect::<Result<_, _>>()?;
-            if keys.is_empty() {
-                return Ok(n);
-            }
-            let mut batch = sled::Batch::default();
-            n += keys.len();
-            for k in keys {
-                batch.remove(k);
-            }
-            self.nonces.apply_batch(batch)?;
+        for k in self.nonces.range(..&end[..]).keys() {
+            self.nonces.remove(k?)?;
+            n += 1;
         }
+        Ok(n)
     }
 
     fn mailbox(&self, n: u32) -> Result<Option<Vec<u8>>, StoreError> {

@@ -1,0 +1,250 @@
+//! Builds the web client into the relay binary, so `cargo run -p troth-relay`
+//! serves it with no other step (see `docs/WEB.md` and `TOOLCHAIN` notes there):
+//!
+//! 1. compiles `crates/wasm` for `wasm32-unknown-unknown` with a nested cargo,
+//!    in a target folder of its own (`target-wasm/`, beside the outer one:
+//!    sharing the outer folder deadlocks on its lock) and the `wasm-release`
+//!    profile, through `cargo rustc --crate-type cdylib` (LTO is dropped for a
+//!    `cdylib` + `rlib` crate under `cargo build`);
+//! 2. runs the bindgen step with `wasm-bindgen-cli-support` (same version as
+//!    `wasm-bindgen`, pinned with `=`), so no CLI is installed;
+//! 3. copies `web/` beside the generated files, gzips each asset, and writes
+//!    `assets.rs` (path, type, etag, bytes, gzip bytes) for `src/web.rs`.
+
+use std::env;
+use std::fmt::Write as _;
+use std::fs;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use sha2::Digest as _;
+
+type Res<T> = Result<T, String>;
+
+fn main() {
+    if let Err(e) = run() {
+        // One line that says what to do; cargo prints it with the failure.
+        panic!("{e}");
+    }
+}
+
+fn run() -> Res<()> {
+    let manifest = PathBuf::from(var("CARGO_MANIFEST_DIR")?);
+    let root = manifest
+        .parent()
+        .and_then(Path::parent)
+        .ok_or("cannot find the workspace root")?
+        .to_path_buf();
+    let out = PathBuf::from(var("OUT_DIR")?);
+    for p in [
+        "crates/wasm/src",
+        "crates/wasm/Cargo.toml",
+        "crates/core/src",
+        "crates/core/Cargo.toml",
+        "web",
+        "Cargo.lock",
+        "Cargo.toml",
+        "rust-toolchain.toml",
+    ] {
+        println!("cargo:rerun-if-changed={}", root.join(p).display());
+    }
+    println!("cargo:rerun-if-env-changed=TROTH_WASM_PROFILE");
+
+    let wasm = build_wasm(&root, &out)?;
+    let site = out.join("site");
+    if site.exists() {
+        fs::remove_dir_all(&site).map_err(|e| format!("cannot clear {}: {e}", site.display()))?;
+    }
+    fs::create_dir_all(&site).map_err(|e| format!("cannot create {}: {e}", site.display()))?;
+    let mut bindgen = wasm_bindgen_cli_support::Bindgen::new();
+    bindgen
+        .input_path(&wasm)
+        .web(true)
+        .map_err(|e| format!("wasm-bindgen: {e}"))?
+        // The library defaults to `true`, unlike the CLI; then `await init()`
+        // cannot find the .wasm file.
+        .omit_default_module_path(false)
+        .typescript(false)
+        .remove_name_section(true)
+        .remove_producers_section(true)
+        .generate(&site)
+        .map_err(|e| format!("wasm-bindgen could not process {}: {e}", wasm.display()))?;
+    copy_dir(&root.join("web"), &site)?;
+    write_assets(&site, &out.join("assets.rs"))
+}
+
+fn var(name: &str) -> Res<String> {
+    env::var(name).map_err(|_| format!("cargo did not set {name}"))
+}
+
+/// The outer target folder: the ancestor of OUT_DIR holding `CACHEDIR.TAG`.
+fn outer_target(out: &Path) -> Option<PathBuf> {
+    out.ancestors()
+        .find(|p| p.join("CACHEDIR.TAG").is_file())
+        .map(Path::to_path_buf)
+}
+
+fn build_wasm(root: &Path, out: &Path) -> Res<PathBuf> {
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let rustc = env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let sysroot = Command::new(&rustc)
+        .args(["--print", "sysroot"])
+        .output()
+        .map_err(|e| format!("cannot run {rustc}: {e}"))?;
+    let sysroot = PathBuf::from(String::from_utf8_lossy(&sysroot.stdout).trim());
+    if !sysroot
+        .join("lib/rustlib/wasm32-unknown-unknown/lib")
+        .is_dir()
+    {
+        return Err(
+            "the web client needs the wasm32 target: run `rustup target add wasm32-unknown-unknown`"
+                .into(),
+        );
+    }
+    let target_dir = match outer_target(out) {
+        Some(t) => t
+            .parent()
+            .map(|p| p.join("target-wasm"))
+            .unwrap_or_else(|| out.join("target-wasm")),
+        None => out.join("target-wasm"),
+    };
+    let profile = env::var("TROTH_WASM_PROFILE").unwrap_or_else(|_| "wasm-release".into());
+    let mut cmd = Command::new(&cargo);
+    cmd.current_dir(root)
+        .args([
+            "rustc",
+            "-p",
+            "troth-wasm",
+            "--lib",
+            "--crate-type",
+            "cdylib",
+            "--target",
+            "wasm32-unknown-unknown",
+            "--profile",
+            &profile,
+            "--locked",
+            "--quiet",
+        ])
+        .arg("--target-dir")
+        .arg(&target_dir);
+    // Keep the outer cargo's settings out of the nested build.
+    for (k, _) in env::vars_os() {
+        let Some(k) = k.to_str() else { continue };
+        let keep = matches!(k, "CARGO_HOME" | "CARGO_MAKEFLAGS")
+            || ["CARGO_NET_", "CARGO_HTTP_", "CARGO_REGISTRY", "CARGO_REGISTRIES_", "CARGO_TERM_"]
+                .iter()
+                .any(|p| k.starts_with(p));
+        let drop = (k.starts_with("CARGO_") && !keep)
+            || k.starts_with("__CARGO")
+            || matches!(
+                k,
+                "CARGO"
+                    | "RUSTFLAGS"
+                    | "RUSTDOCFLAGS"
+                    | "RUSTC_WRAPPER"
+                    | "RUSTC_WORKSPACE_WRAPPER"
+                    | "CLIPPY_ARGS"
+                    | "CLIPPY_CONF_DIR"
+            );
+        if drop {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("CARGO_ENCODED_RUSTFLAGS", "").env("RUSTC", &rustc);
+    let status = cmd
+        .status()
+        .map_err(|e| format!("cannot run the nested cargo ({cargo}): {e}"))?;
+    if !status.success() {
+        return Err(format!(
+            "building crates/wasm for wasm32-unknown-unknown failed (see above); try `cargo build -p troth-wasm --target wasm32-unknown-unknown` ({status})"
+        ));
+    }
+    let wasm = target_dir
+        .join("wasm32-unknown-unknown")
+        .join(&profile)
+        .join("troth_wasm.wasm");
+    if !wasm.is_file() {
+        return Err(format!("the wasm build left no {}", wasm.display()));
+    }
+    Ok(wasm)
+}
+
+fn copy_dir(from: &Path, to: &Path) -> Res<()> {
+    let entries = fs::read_dir(from).map_err(|e| format!("cannot read {}: {e}", from.display()))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| format!("cannot read {}: {e}", from.display()))?;
+        let path = entry.path();
+        let name = entry.file_name();
+        if name.to_string_lossy().starts_with('.') {
+            continue;
+        }
+        let dest = to.join(&name);
+        if path.is_dir() {
+            fs::create_dir_all(&dest).map_err(|e| format!("cannot create {}: {e}", dest.display()))?;
+            copy_dir(&path, &dest)?;
+        } else {
+            fs::copy(&path, &dest).map_err(|e| format!("cannot copy {}: {e}", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
+fn content_type(path: &str) -> Option<&'static str> {
+    let ext = path.rsplit('.').next()?;
+    Some(match ext {
+        "html" => "text/html; charset=utf-8",
+        "js" | "mjs" => "text/javascript; charset=utf-8",
+        "css" => "text/css; charset=utf-8",
+        "wasm" => "application/wasm",
+        "svg" => "image/svg+xml",
+        "png" => "image/png",
+        "ico" => "image/x-icon",
+        "json" | "webmanifest" => "application/manifest+json",
+        "txt" => "text/plain; charset=utf-8",
+        _ => return None,
+    })
+}
+
+fn files(dir: &Path, base: &Path, acc: &mut Vec<(String, PathBuf)>) -> Res<()> {
+    let entries = fs::read_dir(dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+    for entry in entries {
+        let path = entry.map_err(|e| e.to_string())?.path();
+        if path.is_dir() {
+            files(&path, base, acc)?;
+        } else if let Ok(rel) = path.strip_prefix(base) {
+            let rel = rel.to_string_lossy().replace('\\', "/");
+            acc.push((format!("/{rel}"), path));
+        }
+    }
+    Ok(())
+}
+
+fn write_assets(site: &Path, dest: &Path) -> Res<()> {
+    let mut list = Vec::new();
+    files(site, site, &mut list)?;
+    list.sort();
+    let mut code = String::from("// Generated by build.rs: the web client's files.\n&[\n");
+    for (url, path) in &list {
+        let Some(ct) = content_type(url) else { continue };
+        let bytes = fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        gz.write_all(&bytes).map_err(|e| e.to_string())?;
+        let gz = gz.finish().map_err(|e| e.to_string())?;
+        let gz_path = PathBuf::from(format!("{}.gz", path.display()));
+        fs::write(&gz_path, &gz).map_err(|e| format!("cannot write {}: {e}", gz_path.display()))?;
+        let etag = sha2::Sha256::digest(&bytes);
+        let etag: String = etag.iter().take(12).fold(String::new(), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        });
+        let _ = writeln!(
+            code,
+            "    Asset {{ path: {url:?}, content_type: {ct:?}, etag: \"\\\"{etag}\\\"\", raw: include_bytes!({:?}), gzip: include_bytes!({:?}) }},",
+            path.display().to_string(),
+            gz_path.display().to_string()
+        );
+    }
+    code.push_str("]\n");
+    fs::write(dest, code).map_err(|e| format!("cannot write {}: {e}", dest.display()))
+}
