@@ -1,0 +1,296 @@
+//! The command line: every command, flag and help text (clap derive).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Troth: boundary agreements for a couple rebuilding trust, end-to-end encrypted.
+///
+/// The partner who was hurt sets the conditions; both co-sign them; the
+/// partner rebuilding trust keeps them in the open with check-ins. The relay
+/// only ever sees ciphertext.
+#[derive(Parser, Debug)]
+#[command(
+    name = "troth",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+#[command(
+    after_help = "Exit codes: 0 ok, 1 could not be done, 2 usage, 3 key or passphrase, \
+4 relay, 5 integrity, 6 pairing. See docs/CLI.md."
+)]
+pub struct Cli {
+    /// The key store folder [default: your data folder's `troth`]
+    #[arg(long, global = true, env = "TROTH_HOME", value_name = "DIR")]
+    pub home: Option<PathBuf>,
+    /// Read the passphrase from the first line of FILE (or set TROTH_PASSPHRASE)
+    #[arg(long, global = true, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+    /// Print listings as JSON (stable shapes, see docs/CLI.md)
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// What to do
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create your identity and this device's keys, protected by a passphrase
+    Init,
+    /// Show your identity's fingerprint (or this device's age recipient)
+    Id {
+        /// Print only this device's `age1…` recipient
+        #[arg(long)]
+        age_recipient: bool,
+    },
+    /// Back up, restore, rotate and revoke keys
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Pair with your partner over a one-time code
+    #[command(subcommand)]
+    Pair(PairCommand),
+    /// Propose, read, sign and review boundary agreements
+    #[command(subcommand, alias = "agreements")]
+    Agreement(AgreementCommand),
+    /// Check an exported agreement certificate (no relay, no keys needed)
+    VerifyCertificate {
+        /// The certificate file (from `troth agreement export`)
+        file: PathBuf,
+    },
+    /// Post a check-in: where you are, or anything worth saying
+    Checkin {
+        /// The words, e.g. "at the gym until 7"
+        text: String,
+        /// Attach a place, this time only
+        #[arg(long)]
+        place: Option<String>,
+        /// The request this answers (its number in the timeline) [default: the latest open one]
+        #[arg(long, value_name = "N", conflicts_with = "no_answer")]
+        answers: Option<u64>,
+        /// Don't answer any open request with this check-in
+        #[arg(long)]
+        no_answer: bool,
+    },
+    /// Ask your partner for a check-in
+    RequestCheckin {
+        /// A gentle note
+        #[arg(default_value = "Could you check in when you can?")]
+        note: String,
+    },
+    /// Acknowledge your partner's check-in ("seen, thank you")
+    Ack {
+        /// The check-in's number in the timeline
+        n: u64,
+    },
+    /// Everything that happened, in order, with who did what and when
+    Timeline,
+    /// Where things stand: partner, safety number, what needs you
+    Status,
+    /// Fetch and verify what's new from the relay
+    Sync,
+    /// Re-verify the whole local history
+    Verify,
+    /// Agree to share a report with a therapist (both partners must)
+    ConsentReport {
+        /// The therapist's age recipient (`age1…`)
+        #[arg(long, value_name = "AGE1")]
+        to: String,
+        /// How long the consent lasts, e.g. 30d or 4w
+        #[arg(
+            long = "for",
+            value_name = "DURATION",
+            default_value = "30d",
+            conflicts_with = "until"
+        )]
+        duration: String,
+        /// The last day the consent lasts (YYYY-MM-DD)
+        #[arg(long, value_name = "DATE")]
+        until: Option<String>,
+        /// Share agreements only, not check-ins
+        #[arg(long)]
+        no_checkins: bool,
+    },
+    /// Write a therapist report, encrypted to their age key (needs both partners' consent)
+    Report {
+        /// The therapist's age recipient (`age1…`)
+        #[arg(long, value_name = "AGE1")]
+        to: String,
+        /// Where to write it (never overwritten)
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Print shell completions
+    Completions {
+        /// The shell
+        shell: clap_complete::Shell,
+    },
+}
+
+/// `troth key …`
+#[derive(Subcommand, Debug)]
+pub enum KeyCommand {
+    /// Write a backup of your keys, encrypted with your passphrase (the `age` tool opens it)
+    Export {
+        /// Where to write it (never overwritten)
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Restore keys from a backup into an empty key store
+    Import {
+        /// The backup file
+        file: PathBuf,
+    },
+    /// New keys for this device, certified by your identity; the old ones are revoked
+    Rotate,
+    /// Revoke one of your devices: it reads nothing new from now on
+    Revoke {
+        /// The device (the start of its id, from `troth key devices`)
+        device: String,
+    },
+    /// List the devices in your space
+    Devices,
+}
+
+/// `troth pair …`
+#[derive(Subcommand, Debug)]
+pub enum PairCommand {
+    /// Create the space and show a one-time code for your partner (first line of output)
+    Start {
+        /// The relay's address
+        #[arg(long, env = "TROTH_RELAY", value_name = "URL")]
+        relay: String,
+        /// Your role: `leading` (the partner who was hurt) or `rebuilding`
+        #[arg(long, value_enum, default_value_t = RoleArg::Leading)]
+        role: RoleArg,
+        /// How long to wait for your partner, e.g. 10m
+        #[arg(long, default_value = "10m", value_name = "DURATION")]
+        timeout: String,
+    },
+    /// Join your partner's space with the code they show you
+    Join {
+        /// The code, e.g. 7-crystal-orbit
+        code: String,
+        /// The relay's address
+        #[arg(long, env = "TROTH_RELAY", value_name = "URL")]
+        relay: String,
+        /// How long to wait, e.g. 2m
+        #[arg(long, default_value = "2m", value_name = "DURATION")]
+        timeout: String,
+    },
+}
+
+/// A partner's role, as typed.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RoleArg {
+    /// The partner who was hurt, who sets the conditions
+    Leading,
+    /// The partner rebuilding trust
+    Rebuilding,
+}
+
+/// When to review an agreement.
+#[derive(Args, Debug, Clone)]
+pub struct Review {
+    /// Review after this long, e.g. 30d, 6w [default: 30d]
+    #[arg(long, value_name = "DURATION", conflicts_with = "review_on")]
+    pub review_in: Option<String>,
+    /// Review on this day (YYYY-MM-DD)
+    #[arg(long, value_name = "DATE")]
+    pub review_on: Option<String>,
+}
+
+/// `troth agreement …`
+#[derive(Subcommand, Debug)]
+pub enum AgreementCommand {
+    /// Propose an agreement (you sign it as you propose it)
+    Propose {
+        /// Start from a template: whereabouts, phone, bed, no-contact, therapy, honesty
+        #[arg(long, value_name = "NAME")]
+        template: Option<String>,
+        /// A title [default: the template's]
+        #[arg(long)]
+        title: Option<String>,
+        /// The words of a rule (repeat for several); replaces the template's words
+        #[arg(long, value_name = "TEXT")]
+        text: Vec<String>,
+        /// When to review it
+        #[command(flatten)]
+        review: Review,
+    },
+    /// List agreements and where each stands
+    List,
+    /// Show an agreement's words, versions and signatures
+    Show {
+        /// The agreement (the start of its id)
+        id: String,
+    },
+    /// Co-sign the version waiting for your signature
+    Sign {
+        /// The agreement
+        id: String,
+    },
+    /// Ask for a change before signing
+    RequestChange {
+        /// The agreement
+        id: String,
+        /// What you'd like changed
+        #[arg(long)]
+        comment: String,
+    },
+    /// Decline the version waiting for your signature
+    Decline {
+        /// The agreement
+        id: String,
+        /// Why, if you wish to say
+        #[arg(long, default_value = "")]
+        comment: String,
+    },
+    /// Propose new words for an agreement (a new version both sign)
+    Amend {
+        /// The agreement
+        id: String,
+        /// A new title
+        #[arg(long)]
+        title: Option<String>,
+        /// New words for the rules (repeat for several)
+        #[arg(long, value_name = "TEXT")]
+        text: Vec<String>,
+        /// When to review it
+        #[command(flatten)]
+        review: Review,
+    },
+    /// Keep an agreement as it is until a new review date (a new version both sign)
+    Renew {
+        /// The agreement
+        id: String,
+        /// When to review it next
+        #[command(flatten)]
+        review: Review,
+    },
+    /// Ask to retire an agreement (retired once both have asked)
+    Retire {
+        /// The agreement
+        id: String,
+    },
+    /// Withdraw your consent, at any time, alone
+    Withdraw {
+        /// The agreement
+        id: String,
+        /// Anything you wish to say
+        #[arg(long, default_value = "")]
+        comment: String,
+    },
+    /// Write the co-signed agreement as a certificate anyone can verify offline
+    Export {
+        /// The agreement
+        id: String,
+        /// Where to write it (never overwritten)
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// List the templates
+    Templates,
+}

@@ -1,0 +1,1192 @@
+//! What each command does.
+
+use std::io::Write;
+use std::path::Path;
+
+use rand::rngs::OsRng;
+use serde_json::json;
+use troth_client::pair::{Invitation, await_admission, create_space, join};
+use troth_client::store::{clone_keys, role_name, write_new};
+use troth_client::{Error as ClientError, RelayClient, Session};
+use troth_core::AgreementId;
+use troth_core::agreement::{Agreement, Category, Certificate, Day, Rule, template, templates};
+use troth_core::content::{Content, ReportScope};
+use troth_core::event::Role;
+use troth_core::keyfile::{KeyBundle, MAX_WORK_FACTOR};
+use troth_core::keys::DeviceId;
+use troth_core::replica::Replica;
+use troth_core::state::{AgreementRecord, State, VersionStatus};
+
+use crate::cli::{AgreementCommand, Cli, Command, KeyCommand, PairCommand, Review, RoleArg};
+use crate::ctx::{Ctx, EXIT_INTEGRITY, EXIT_KEY, fail, fail_with, parse_days, parse_wait, when};
+use crate::view;
+
+/// Runs one command.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Completions { shell } = &cli.command {
+        let mut cmd = <Cli as clap::CommandFactory>::command();
+        clap_complete::generate(*shell, &mut cmd, "troth", &mut std::io::stdout());
+        return Ok(());
+    }
+    if let Command::VerifyCertificate { file } = &cli.command {
+        return verify_certificate(file, cli.json);
+    }
+    let ctx = Ctx::new(cli.home, cli.passphrase_file, cli.json)?;
+    match cli.command {
+        Command::Init => init(&ctx),
+        Command::Id { age_recipient } => id(&ctx, age_recipient),
+        Command::Key(k) => key(&ctx, k),
+        Command::Pair(p) => pair(&ctx, p),
+        Command::Agreement(a) => agreement(&ctx, a),
+        Command::Checkin {
+            text,
+            place,
+            answers,
+            no_answer,
+        } => checkin(&ctx, text, place, answers, no_answer),
+        Command::RequestCheckin { note } => {
+            let mut s = ctx.session()?;
+            let ev = s.post(&Content::RequestCheckIn { note }, ctx.now_ms, &mut OsRng)?;
+            ctx.save(&s)?;
+            say(
+                &ctx,
+                &format!("Asked for a check-in (#{}).", ev.header().seq),
+                json!({ "seq": ev.header().seq }),
+            )
+        }
+        Command::Ack { n } => ack(&ctx, n),
+        Command::Timeline => timeline(&ctx),
+        Command::Status => status(&ctx),
+        Command::Sync => sync(&ctx),
+        Command::Verify => verify(&ctx),
+        Command::ConsentReport {
+            to,
+            duration,
+            until,
+            no_checkins,
+        } => consent_report(&ctx, &to, &duration, until.as_deref(), no_checkins),
+        Command::Report { to, out } => crate::report::report(&ctx, &to, &out),
+        Command::Completions { .. } | Command::VerifyCertificate { .. } => Ok(()),
+    }
+}
+
+/// Prints a line for people, or a JSON object for scripts.
+pub fn say(ctx: &Ctx, text: &str, value: serde_json::Value) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    if ctx.json {
+        writeln!(out, "{value}")?;
+    } else {
+        writeln!(out, "{text}")?;
+    }
+    Ok(())
+}
+
+fn me(s: &Session) -> Role {
+    s.replica().role()
+}
+
+// ------------------------------------------------------------------ keys
+
+fn init(ctx: &Ctx) -> anyhow::Result<()> {
+    if ctx.home.has_keys() {
+        return Err(ClientError::Exists(ctx.home.key_path()).into());
+    }
+    let pass = ctx.passphrase("Choose a passphrase for your key: ", true)?;
+    let keys = KeyBundle::generate(&mut OsRng, ctx.now_ms);
+    {
+        let _s = ctx.spinner("Protecting your key with your passphrase…");
+        ctx.home.create_keys(&keys, &pass, ctx.work_factor)?;
+    }
+    let fp = keys.identity.public().fingerprint();
+    say(
+        ctx,
+        &format!(
+            "Your key is ready.\nIdentity: {}\nKey store: {}\n\nNext, to pair with your partner: `troth pair start --relay URL` on one side,\n`troth pair join CODE --relay URL` on the other.",
+            ctx.bold(&fp),
+            ctx.home.dir().display()
+        ),
+        json!({ "identity": fp, "home": ctx.home.dir() }),
+    )
+}
+
+fn id(ctx: &Ctx, age_recipient: bool) -> anyhow::Result<()> {
+    let keys = ctx.keys()?;
+    let recipient = keys.cert.device().age_recipient_string();
+    if age_recipient && !ctx.json {
+        println!("{recipient}");
+        return Ok(());
+    }
+    let fp = keys.identity.public().fingerprint();
+    say(
+        ctx,
+        &format!(
+            "Identity: {fp}\nDevice:   {}\nage:      {recipient}",
+            hex::encode(keys.cert.device().id().0)
+        ),
+        json!({
+            "identity": fp,
+            "identity_key": hex::encode(keys.identity.public().to_bytes()),
+            "device": hex::encode(keys.cert.device().id().0),
+            "age_recipient": recipient,
+        }),
+    )
+}
+
+fn key(ctx: &Ctx, k: KeyCommand) -> anyhow::Result<()> {
+    match k {
+        KeyCommand::Export { out } => {
+            if out.exists() {
+                return Err(ClientError::Exists(out).into());
+            }
+            let (keys, pass) = unlock(ctx)?;
+            let armored = {
+                let _s = ctx.spinner("Encrypting the backup…");
+                keys.encrypt(&pass, ctx.work_factor)?
+            };
+            write_new(&out, armored.as_bytes())?;
+            say(
+                ctx,
+                &format!(
+                    "Wrote a backup of your keys to {}. It opens with your passphrase (also with `age -d`). Keep it somewhere safe.",
+                    out.display()
+                ),
+                json!({ "out": out }),
+            )
+        }
+        KeyCommand::Import { file } => {
+            if ctx.home.has_keys() {
+                return Err(ClientError::Exists(ctx.home.key_path()).into());
+            }
+            let bytes = read_small(&file, troth_core::keyfile::MAX_FILE)?;
+            let pass = ctx.passphrase("Passphrase of the backup: ", false)?;
+            let keys = {
+                let _s = ctx.spinner("Opening the backup…");
+                KeyBundle::decrypt(&bytes, &pass, MAX_WORK_FACTOR)?
+            };
+            {
+                let _s = ctx.spinner("Saving your key…");
+                ctx.home.create_keys(&keys, &pass, ctx.work_factor)?;
+            }
+            let fp = keys.identity.public().fingerprint();
+            say(
+                ctx,
+                &format!("Restored identity {fp} into {}.", ctx.home.dir().display()),
+                json!({ "identity": fp, "home": ctx.home.dir() }),
+            )
+        }
+        KeyCommand::Rotate => rotate(ctx),
+        KeyCommand::Revoke { device } => {
+            let mut s = ctx.session()?;
+            let target = find_device(s.replica(), &device)?;
+            if target == s.replica().keys().cert.device().id() {
+                return Err(fail(
+                    "That is this device. To replace its keys, use `troth key rotate`.",
+                ));
+            }
+            let now = ctx.now_ms;
+            s.post_with(|r| Ok(r.compose_revoke(target, now, &mut OsRng)?))?;
+            ctx.save(&s)?;
+            say(
+                ctx,
+                &format!(
+                    "Revoked device {}. It can't read anything new.",
+                    hex::encode(&target.0[..8])
+                ),
+                json!({ "revoked": hex::encode(target.0) }),
+            )
+        }
+        KeyCommand::Devices => {
+            let s = ctx.session()?;
+            let me = s.replica().keys().cert.device().id();
+            let members = s.replica().chain().members();
+            let list: Vec<_> = members
+                .devices()
+                .map(|(id, d)| {
+                    json!({
+                        "id": hex::encode(id.0),
+                        "role": role_name(d.role),
+                        "active": d.is_active(),
+                        "added_at_seq": d.added_at,
+                        "revoked_at_seq": d.revoked_at,
+                        "this_device": *id == me,
+                    })
+                })
+                .collect();
+            if ctx.json {
+                println!("{}", json!({ "devices": list }));
+                return Ok(());
+            }
+            let myrole = s.replica().role();
+            for (id, d) in members.devices() {
+                let state = if d.is_active() { "active" } else { "revoked" };
+                let this = if *id == me { " (this device)" } else { "" };
+                println!(
+                    "{}  {:<12} {state}{this}",
+                    hex::encode(&id.0[..8]),
+                    view::who(myrole, d.role)
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+fn unlock(ctx: &Ctx) -> anyhow::Result<(KeyBundle, zeroize::Zeroizing<String>)> {
+    if !ctx.home.has_keys() {
+        return Err(ClientError::NoKeys(ctx.home.dir().to_path_buf()).into());
+    }
+    let pass = ctx.passphrase("Passphrase: ", false)?;
+    let _s = ctx.spinner("Unlocking your key…");
+    let keys = ctx.home.load_keys(&pass)?;
+    Ok((keys, pass))
+}
+
+fn read_small(path: &Path, max: usize) -> anyhow::Result<Vec<u8>> {
+    use std::io::Read;
+    let f = std::fs::File::open(path)
+        .map_err(|e| fail(format!("Couldn't open {}: {e}", path.display())))?;
+    let mut v = Vec::new();
+    f.take(max as u64 + 1)
+        .read_to_end(&mut v)
+        .map_err(|e| fail(format!("Couldn't read {}: {e}", path.display())))?;
+    if v.len() > max {
+        return Err(fail_with(
+            EXIT_KEY,
+            format!("{} is too large to be a key file.", path.display()),
+        ));
+    }
+    Ok(v)
+}
+
+fn find_device(r: &Replica, prefix: &str) -> anyhow::Result<DeviceId> {
+    let p = prefix.trim().to_lowercase();
+    if p.len() < 4 {
+        return Err(fail(
+            "Give at least the first 4 characters of the device id (see `troth key devices`).",
+        ));
+    }
+    let mine = *r.keys().cert.identity();
+    let found: Vec<DeviceId> = r
+        .chain()
+        .members()
+        .devices()
+        .filter(|(id, d)| {
+            hex::encode(id.0).starts_with(&p) && *d.cert.identity() == mine && d.is_active()
+        })
+        .map(|(id, _)| *id)
+        .collect();
+    match found.as_slice() {
+        [one] => Ok(*one),
+        [] => Err(fail(
+            "None of your active devices has that id (see `troth key devices`).",
+        )),
+        _ => Err(fail("Several devices start that way; give more of the id.")),
+    }
+}
+
+fn rotate(ctx: &Ctx) -> anyhow::Result<()> {
+    let (keys, pass) = unlock(ctx)?;
+    if !ctx.home.has_space() {
+        // No space yet: new device keys, nothing to tell anyone.
+        let new = keys.rotate_device(&mut OsRng, ctx.now_ms);
+        ctx.home.replace_keys(&new, &pass, ctx.work_factor)?;
+        return say(
+            ctx,
+            "This device has new keys.",
+            json!({ "device": hex::encode(new.cert.device().id().0) }),
+        );
+    }
+    let stored = ctx.home.load_space(clone_keys(&keys)?)?;
+    let relay = RelayClient::new(&stored.relay)?;
+    let mut s = Session::new(stored.replica, relay.clone());
+    s.sync_strict()?;
+    let old = keys.cert.device().id();
+    let old_recipient = keys.cert.device().age_recipient_string();
+    let new = keys.rotate_device(&mut OsRng, ctx.now_ms);
+    let now = ctx.now_ms;
+    s.post_with(|r| Ok(r.compose_add_device(&new.cert, now)?))?;
+    ctx.save(&s)?;
+    // The new device reads every epoch key from the AddDevice envelopes.
+    let old_replica = s.into_replica();
+    let mut replica = Replica::open(
+        clone_keys(&new)?,
+        old_replica.role(),
+        old_replica.space(),
+        old_replica.chain().anchors().clone(),
+    );
+    let ing = replica.ingest(old_replica.events());
+    if ing.error.is_some() {
+        return Err(fail_with(
+            EXIT_INTEGRITY,
+            "The new device couldn't verify the space; your old keys are still in place.",
+        ));
+    }
+    // Readable by both devices until the key file is replaced.
+    ctx.home
+        .save_space_for(relay.url(), &replica, &[old_recipient])?;
+    {
+        let _s = ctx.spinner("Protecting the new key with your passphrase…");
+        ctx.home.replace_keys(&new, &pass, ctx.work_factor)?;
+    }
+    let mut s = Session::new(replica, relay);
+    ctx.save(&s)?;
+    let revoked = s.post_with(|r| Ok(r.compose_revoke(old, now, &mut OsRng)?));
+    ctx.save(&s)?;
+    let newid = hex::encode(new.cert.device().id().0);
+    match revoked {
+        Ok(_) => say(
+            ctx,
+            "This device has new keys; the old ones are revoked. Your partner sees the change in the timeline.",
+            json!({ "device": newid, "revoked": hex::encode(old.0) }),
+        ),
+        Err(e) => Err(fail(format!(
+            "This device has new keys, but the old ones couldn't be revoked yet ({e}). Run `troth key revoke {}` later.",
+            hex::encode(&old.0[..8])
+        ))),
+    }
+}
+
+// ------------------------------------------------------------------ pairing
+
+fn role(r: RoleArg) -> Role {
+    match r {
+        RoleArg::Leading => Role::Leading,
+        RoleArg::Rebuilding => Role::Rebuilding,
+    }
+}
+
+fn pair(ctx: &Ctx, p: PairCommand) -> anyhow::Result<()> {
+    if ctx.home.has_keys() && ctx.home.has_space() {
+        return Err(ClientError::AlreadyPaired.into());
+    }
+    match p {
+        PairCommand::Start {
+            relay,
+            role: r,
+            timeout,
+        } => {
+            let timeout = parse_wait(&timeout)?;
+            let relay = RelayClient::new(&relay)?;
+            let keys = ctx.keys()?;
+            let myrole = role(r);
+            let inv = {
+                let _s = ctx.spinner("Asking the relay for a code…");
+                Invitation::open(&relay, &keys, myrole, &mut OsRng)?
+            };
+            {
+                let mut out = std::io::stdout().lock();
+                writeln!(out, "{}", inv.code().as_str())?;
+                out.flush()?;
+            }
+            eprintln!(
+                "Give your partner this code. On their device: troth pair join {} --relay {}",
+                inv.code().as_str(),
+                relay.url()
+            );
+            let paired = {
+                let _s = ctx.spinner("Waiting for your partner…");
+                inv.wait(timeout)?
+            };
+            let replica = {
+                let _s = ctx.spinner("Creating your shared space…");
+                create_space(&relay, keys, myrole, &paired, ctx.now_ms, &mut OsRng)?
+            };
+            ctx.home.save_space(relay.url(), &replica)?;
+            paired_message(ctx, &replica, paired.safety_number.as_str())
+        }
+        PairCommand::Join {
+            code,
+            relay,
+            timeout,
+        } => {
+            let timeout = parse_wait(&timeout)?;
+            let relay = RelayClient::new(&relay)?;
+            let keys = ctx.keys()?;
+            let paired = {
+                let _s = ctx.spinner("Pairing…");
+                join(&relay, &keys, &code, timeout, &mut OsRng)?
+            };
+            let replica = {
+                let _s = ctx.spinner("Waiting for your partner's device to add this one…");
+                await_admission(&relay, keys, &paired, timeout)?
+            };
+            ctx.home.save_space(relay.url(), &replica)?;
+            paired_message(ctx, &replica, paired.safety_number.as_str())
+        }
+    }
+}
+
+fn paired_message(ctx: &Ctx, r: &Replica, safety: &str) -> anyhow::Result<()> {
+    say(
+        ctx,
+        &format!(
+            "Paired. Safety number: {}\nCompare it with your partner's screen: if both show the same number, nobody is in between.",
+            ctx.bold(safety)
+        ),
+        json!({
+            "safety_number": safety,
+            "space": r.space().to_hex(),
+            "role": role_name(r.role()),
+            "state_code": r.state_code(),
+        }),
+    )
+}
+
+// ------------------------------------------------------------------ agreements
+
+fn review_day(ctx: &Ctx, review: &Review, default: Option<Day>) -> anyhow::Result<Day> {
+    let today = ctx.today();
+    let day = match (&review.review_in, &review.review_on) {
+        (Some(d), _) => today.plus(parse_days(d)?),
+        (None, Some(on)) => Day::parse(on)
+            .ok_or_else(|| fail(format!("“{on}” isn't a date; write it like 2027-01-15.")))?,
+        (None, None) => default.filter(|d| *d > today).unwrap_or(today.plus(30)),
+    };
+    if day <= today {
+        return Err(fail("Choose a review date after today."));
+    }
+    Ok(day)
+}
+
+fn find_agreement(state: &State, prefix: &str) -> anyhow::Result<AgreementId> {
+    let p = prefix.trim().to_lowercase();
+    if p.len() < 4 {
+        return Err(fail(
+            "Give at least the first 4 characters of the agreement's id (see `troth agreement list`).",
+        ));
+    }
+    let found: Vec<AgreementId> = state
+        .agreements
+        .keys()
+        .filter(|id| id.to_hex().starts_with(&p))
+        .copied()
+        .collect();
+    match found.as_slice() {
+        [one] => Ok(*one),
+        [] => Err(fail(
+            "There's no agreement with that id (see `troth agreement list`).",
+        )),
+        _ => Err(fail(
+            "Several agreements start that way; give more of the id.",
+        )),
+    }
+}
+
+fn record<'a>(state: &'a State, id: &AgreementId) -> anyhow::Result<&'a AgreementRecord> {
+    state
+        .agreements
+        .get(id)
+        .ok_or_else(|| fail("There's no agreement with that id."))
+}
+
+fn rules_from(texts: &[String], like: Option<&Rule>) -> Vec<Rule> {
+    texts
+        .iter()
+        .map(|t| Rule {
+            text: t.trim().to_owned(),
+            category: like.map_or(Category::Other, |r| r.category),
+            asks_of: like.map_or(Role::Rebuilding, |r| r.asks_of),
+            params: Vec::new(),
+        })
+        .collect()
+}
+
+/// Proposes a version and signs it as the proposer. Returns the id and version.
+fn propose_and_sign(ctx: &Ctx, s: &mut Session, a: Agreement) -> anyhow::Result<()> {
+    let (id, version, title) = (a.id, a.version, a.title.clone());
+    let content = s.replica().propose(a)?;
+    s.post(&content, ctx.now_ms, &mut OsRng)?;
+    ctx.save(s)?;
+    let now = ctx.now_ms;
+    s.post_with(|r| {
+        let c = r.cosign(id, version)?;
+        Ok(r.compose(&c, now, &mut OsRng)?)
+    })?;
+    ctx.save(s)?;
+    let short = view::short(&id);
+    say(
+        ctx,
+        &format!(
+            "Proposed “{title}” (version {version}, id {short}) and signed it.\nIt comes into force when your partner signs it too: troth agreement sign {short}"
+        ),
+        json!({ "id": id.to_hex(), "version": version, "status": "pending" }),
+    )
+}
+
+fn agreement(ctx: &Ctx, cmd: AgreementCommand) -> anyhow::Result<()> {
+    match cmd {
+        AgreementCommand::Templates => {
+            let ts = templates();
+            if ctx.json {
+                let v: Vec<_> = ts
+                    .iter()
+                    .map(|t| json!({ "name": t.name, "title": t.title, "rules": t.rules.iter().map(|r| r.text.clone()).collect::<Vec<_>>() }))
+                    .collect();
+                println!("{}", json!({ "templates": v }));
+            } else {
+                for t in ts {
+                    println!("{:<12} {}", t.name, t.title);
+                    for r in &t.rules {
+                        println!("             {}", ctx.dim(&r.text));
+                    }
+                }
+            }
+            Ok(())
+        }
+        AgreementCommand::Propose {
+            template: name,
+            title,
+            text,
+            review,
+        } => {
+            let t = match &name {
+                Some(n) => Some(template(n).ok_or_else(|| {
+                    fail(format!(
+                        "There's no template called “{n}”. Try one of: {}.",
+                        templates()
+                            .iter()
+                            .map(|t| t.name)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ))
+                })?),
+                None => None,
+            };
+            if t.is_none() && text.is_empty() {
+                return Err(fail(
+                    "Start from a --template, or give the words with --text.",
+                ));
+            }
+            let title = title
+                .or_else(|| t.as_ref().map(|t| t.title.to_owned()))
+                .ok_or_else(|| fail("Give the agreement a --title."))?;
+            let rules = if text.is_empty() {
+                t.as_ref().map(|t| t.rules.clone()).unwrap_or_default()
+            } else {
+                rules_from(&text, t.as_ref().and_then(|t| t.rules.first()))
+            };
+            let review_on = review_day(ctx, &review, None)?;
+            let a = Agreement {
+                id: AgreementId::random(&mut OsRng),
+                version: 1,
+                supersedes: None,
+                title,
+                rules,
+                review_on,
+            };
+            a.validate()?;
+            let mut s = ctx.session()?;
+            propose_and_sign(ctx, &mut s, a)
+        }
+        AgreementCommand::List => {
+            let s = ctx.session()?;
+            let st = s.replica().state();
+            if ctx.json {
+                let v: Vec<_> = st.agreements.values().map(view::summary_json).collect();
+                println!("{}", json!({ "agreements": v }));
+                return Ok(());
+            }
+            if st.agreements.is_empty() {
+                println!(
+                    "No agreements yet. Propose one: troth agreement propose --template whereabouts"
+                );
+                return Ok(());
+            }
+            let me = me(&s);
+            let today = ctx.today();
+            for rec in st.agreements.values() {
+                let Some(latest) = rec.latest() else { continue };
+                let shown = rec.in_force().unwrap_or(latest);
+                let due = if rec
+                    .in_force()
+                    .is_some_and(|v| v.agreement.review_on <= today)
+                {
+                    " · due for review"
+                } else {
+                    ""
+                };
+                println!(
+                    "{}  {}  {} · review on {}{due}",
+                    view::short(&rec.id),
+                    ctx.bold(&shown.agreement.title),
+                    view::record_words(rec, me),
+                    shown.agreement.review_on
+                );
+            }
+            Ok(())
+        }
+        AgreementCommand::Show { id } => {
+            let s = ctx.session()?;
+            let st = s.replica().state();
+            let id = find_agreement(st, &id)?;
+            let rec = record(st, &id)?;
+            if ctx.json {
+                println!("{}", view::record_json(rec));
+                return Ok(());
+            }
+            let me = me(&s);
+            println!("{} {}", ctx.bold("Agreement"), id.to_hex());
+            println!("Now: {}", view::record_words(rec, me));
+            for v in rec.versions.iter().rev() {
+                let a = &v.agreement;
+                println!();
+                println!(
+                    "{} · version {} · {} · review on {}",
+                    ctx.bold(&a.title),
+                    a.version,
+                    view::version_words(v, me),
+                    a.review_on
+                );
+                print!("{}", view::rules_text(a));
+                let signed: Vec<&str> = v.signatures.keys().map(|r| view::who(me, *r)).collect();
+                println!(
+                    "  {}",
+                    ctx.dim(&format!(
+                        "proposed by {} · signed by {}",
+                        view::who(me, v.proposed_by),
+                        if signed.is_empty() {
+                            "nobody yet".into()
+                        } else {
+                            signed.join(" and ")
+                        }
+                    ))
+                );
+                for (by, c, _) in &v.change_requests {
+                    println!("  {} asked for a change: {c}", view::who(me, *by));
+                }
+            }
+            if let Some((by, _, c)) = &rec.withdrawn {
+                println!();
+                let c = if c.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {c}")
+                };
+                println!("{} withdrew consent{c}", view::who(me, *by));
+            }
+            Ok(())
+        }
+        AgreementCommand::Sign { id } => {
+            let mut s = ctx.session()?;
+            let id = find_agreement(s.replica().state(), &id)?;
+            let version = {
+                let rec = record(s.replica().state(), &id)?;
+                let v = rec.pending().ok_or_else(|| {
+                    fail("There's no version of this agreement waiting for signatures.")
+                })?;
+                v.agreement.version
+            };
+            let now = ctx.now_ms;
+            s.post_with(|r| {
+                let c = r.cosign(id, version)?;
+                Ok(r.compose(&c, now, &mut OsRng)?)
+            })?;
+            ctx.save(&s)?;
+            let rec = record(s.replica().state(), &id)?;
+            let in_force = rec
+                .in_force()
+                .is_some_and(|v| v.agreement.version == version);
+            let title = rec
+                .latest()
+                .map(|v| v.agreement.title.clone())
+                .unwrap_or_default();
+            say(
+                ctx,
+                &if in_force {
+                    format!(
+                        "You signed “{title}”. {}",
+                        ctx.green("It is now in force for both of you.")
+                    )
+                } else {
+                    format!(
+                        "You signed “{title}”. It comes into force when your partner signs too."
+                    )
+                },
+                json!({ "id": id.to_hex(), "version": version, "status": if in_force { "in_force" } else { "pending" } }),
+            )
+        }
+        AgreementCommand::RequestChange { id, comment } => {
+            let mut s = ctx.session()?;
+            let id = find_agreement(s.replica().state(), &id)?;
+            let version = record(s.replica().state(), &id)?
+                .pending()
+                .map(|v| v.agreement.version)
+                .ok_or_else(|| {
+                    fail("There's no version of this agreement waiting for signatures.")
+                })?;
+            s.post(
+                &Content::RequestChange {
+                    agreement: id,
+                    version,
+                    comment,
+                },
+                ctx.now_ms,
+                &mut OsRng,
+            )?;
+            ctx.save(&s)?;
+            say(
+                ctx,
+                "Your partner will see your request for a change.",
+                json!({ "id": id.to_hex(), "version": version }),
+            )
+        }
+        AgreementCommand::Decline { id, comment } => {
+            let mut s = ctx.session()?;
+            let id = find_agreement(s.replica().state(), &id)?;
+            let version = record(s.replica().state(), &id)?
+                .pending()
+                .map(|v| v.agreement.version)
+                .ok_or_else(|| {
+                    fail("There's no version of this agreement waiting for signatures.")
+                })?;
+            s.post(
+                &Content::Decline {
+                    agreement: id,
+                    version,
+                    comment,
+                },
+                ctx.now_ms,
+                &mut OsRng,
+            )?;
+            ctx.save(&s)?;
+            say(
+                ctx,
+                "Declined for now. You can talk it over and propose new words any time.",
+                json!({ "id": id.to_hex(), "version": version, "status": "declined" }),
+            )
+        }
+        AgreementCommand::Amend {
+            id,
+            title,
+            text,
+            review,
+        } => {
+            let mut s = ctx.session()?;
+            let id = find_agreement(s.replica().state(), &id)?;
+            let a = {
+                let rec = record(s.replica().state(), &id)?;
+                let latest = rec
+                    .latest()
+                    .ok_or_else(|| fail("This agreement has no versions."))?;
+                let base = &latest.agreement;
+                let rules = if text.is_empty() {
+                    base.rules.clone()
+                } else {
+                    rules_from(&text, base.rules.first())
+                };
+                let review_on = review_day(ctx, &review, Some(base.review_on))?;
+                base.amended(
+                    title.unwrap_or_else(|| base.title.clone()),
+                    rules,
+                    review_on,
+                )
+            };
+            a.validate()?;
+            propose_and_sign(ctx, &mut s, a)
+        }
+        AgreementCommand::Renew { id, review } => {
+            let mut s = ctx.session()?;
+            let id = find_agreement(s.replica().state(), &id)?;
+            let a = {
+                let rec = record(s.replica().state(), &id)?;
+                let latest = rec
+                    .latest()
+                    .ok_or_else(|| fail("This agreement has no versions."))?;
+                let words = rec.in_force().unwrap_or(latest);
+                let review_on = review_day(ctx, &review, None)?;
+                let mut a = latest.agreement.amended(
+                    words.agreement.title.clone(),
+                    words.agreement.rules.clone(),
+                    review_on,
+                );
+                a.supersedes = Some(latest.hash);
+                a
+            };
+            propose_and_sign(ctx, &mut s, a)
+        }
+        AgreementCommand::Retire { id } => {
+            let mut s = ctx.session()?;
+            let id = find_agreement(s.replica().state(), &id)?;
+            s.post(&Content::Retire { agreement: id }, ctx.now_ms, &mut OsRng)?;
+            ctx.save(&s)?;
+            let rec = record(s.replica().state(), &id)?;
+            let both = rec.retire_requests.len() == 2;
+            say(
+                ctx,
+                if both {
+                    "The agreement is retired: you both asked."
+                } else {
+                    "You asked to retire it; it is retired once your partner asks too."
+                },
+                json!({ "id": id.to_hex(), "retired": both }),
+            )
+        }
+        AgreementCommand::Withdraw { id, comment } => {
+            let mut s = ctx.session()?;
+            let id = find_agreement(s.replica().state(), &id)?;
+            s.post(
+                &Content::Withdraw {
+                    agreement: id,
+                    comment,
+                },
+                ctx.now_ms,
+                &mut OsRng,
+            )?;
+            ctx.save(&s)?;
+            say(
+                ctx,
+                "You withdrew your consent. It's recorded and your partner sees it; the agreement is no longer in force.",
+                json!({ "id": id.to_hex(), "status": "withdrawn" }),
+            )
+        }
+        AgreementCommand::Export { id, out } => {
+            if out.exists() {
+                return Err(ClientError::Exists(out).into());
+            }
+            let s = ctx.session()?;
+            let st = s.replica().state();
+            let id = find_agreement(st, &id)?;
+            let rec = record(st, &id)?;
+            let v = rec
+                .versions
+                .iter()
+                .rev()
+                .find(|v| v.in_force.is_some())
+                .ok_or_else(|| fail("This agreement hasn't been signed by both of you yet, so there's no certificate."))?;
+            let proof = v.in_force.as_ref().ok_or_else(|| fail("No certificate."))?;
+            write_new(&out, proof.certificate().to_text().as_bytes())?;
+            let still = v.status == VersionStatus::InForce;
+            say(
+                ctx,
+                &format!(
+                    "Wrote the certificate of “{}” (version {}) to {}.{}",
+                    v.agreement.title,
+                    v.agreement.version,
+                    out.display(),
+                    if still {
+                        ""
+                    } else {
+                        " Note: this version is no longer in force; the certificate shows only that it was agreed."
+                    }
+                ),
+                json!({ "id": id.to_hex(), "version": v.agreement.version, "in_force": still, "out": out }),
+            )
+        }
+    }
+}
+
+fn verify_certificate(file: &Path, json_out: bool) -> anyhow::Result<()> {
+    let bytes = read_small(file, 1024 * 1024)?;
+    let text = String::from_utf8_lossy(&bytes);
+    let proof = Certificate::from_text(&text).map_err(|e| {
+        fail_with(
+            EXIT_INTEGRITY,
+            format!("This certificate does not verify: {e}. Don't rely on it."),
+        )
+    })?;
+    let a = proof.agreement();
+    let signers: Vec<String> = proof.signers().iter().map(|k| k.fingerprint()).collect();
+    if json_out {
+        let mut v = view::agreement_json(a);
+        v["valid"] = json!(true);
+        v["space"] = json!(proof.space().to_hex());
+        v["signers"] = json!(signers);
+        println!("{v}");
+        return Ok(());
+    }
+    println!("Valid: both partners signed these exact words.");
+    println!();
+    println!(
+        "{} · version {} · review on {}",
+        a.title, a.version, a.review_on
+    );
+    print!("{}", view::rules_text(a));
+    println!();
+    println!("Signed by {} and {}.", signers[0], signers[1]);
+    println!(
+        "(A certificate shows the agreement was made; only the couple's log shows whether it is still in force.)"
+    );
+    Ok(())
+}
+
+// ------------------------------------------------------------------ transparency
+
+fn checkin(
+    ctx: &Ctx,
+    text: String,
+    place: Option<String>,
+    answers: Option<u64>,
+    no_answer: bool,
+) -> anyhow::Result<()> {
+    let mut s = ctx.session()?;
+    let me = me(&s);
+    let st = s.replica().state();
+    let answers = if no_answer {
+        None
+    } else if let Some(n) = answers {
+        Some(
+            st.requests
+                .iter()
+                .find(|r| r.seq == n && r.by != me)
+                .map(|r| r.hash)
+                .ok_or_else(|| fail(format!("#{n} isn't a check-in request from your partner.")))?,
+        )
+    } else {
+        st.requests
+            .iter()
+            .rev()
+            .find(|r| r.by != me && r.answered_by.is_none())
+            .map(|r| r.hash)
+    };
+    let ev = s.post(
+        &Content::CheckIn {
+            text,
+            place,
+            answers,
+        },
+        ctx.now_ms,
+        &mut OsRng,
+    )?;
+    ctx.save(&s)?;
+    let seq = ev.header().seq;
+    say(
+        ctx,
+        &if answers.is_some() {
+            format!("Checked in (#{seq}), answering your partner's request.")
+        } else {
+            format!("Checked in (#{seq}).")
+        },
+        json!({ "seq": seq, "answers": answers.map(|h| h.to_hex()) }),
+    )
+}
+
+fn ack(ctx: &Ctx, n: u64) -> anyhow::Result<()> {
+    let mut s = ctx.session()?;
+    let me = me(&s);
+    let hash = s
+        .replica()
+        .state()
+        .checkins
+        .iter()
+        .find(|c| c.seq == n && c.by != me)
+        .map(|c| c.hash)
+        .ok_or_else(|| {
+            fail(format!(
+                "#{n} isn't a check-in from your partner (see `troth timeline`)."
+            ))
+        })?;
+    s.post(&Content::Ack { event: hash }, ctx.now_ms, &mut OsRng)?;
+    ctx.save(&s)?;
+    say(
+        ctx,
+        &format!("Acknowledged #{n}."),
+        json!({ "acknowledged": n }),
+    )
+}
+
+fn timeline(ctx: &Ctx) -> anyhow::Result<()> {
+    let s = ctx.session()?;
+    let st = s.replica().state();
+    if ctx.json {
+        let v: Vec<_> = st.timeline.iter().map(view::entry_json).collect();
+        println!("{}", json!({ "events": v }));
+        return Ok(());
+    }
+    let me = me(&s);
+    for e in &st.timeline {
+        println!(
+            "#{:<4} {}  {:<12} {}",
+            e.seq,
+            ctx.dim(&when(e.at_ms)),
+            view::who(me, e.by),
+            e.what
+        );
+    }
+    Ok(())
+}
+
+fn status(ctx: &Ctx) -> anyhow::Result<()> {
+    let s = ctx.session()?;
+    let r = s.replica();
+    let st = r.state();
+    let me = r.role();
+    let today = ctx.today();
+    let due: Vec<_> = st.due_for_review(today);
+    let open_requests: Vec<_> = st
+        .requests
+        .iter()
+        .filter(|q| q.by != me && q.answered_by.is_none())
+        .collect();
+    let to_ack: Vec<_> = st
+        .checkins
+        .iter()
+        .filter(|c| c.by != me && c.acked_at.is_none())
+        .collect();
+    let to_sign: Vec<_> = st
+        .agreements
+        .values()
+        .filter_map(|a| a.pending())
+        .filter(|v| !v.signatures.contains_key(&me))
+        .collect();
+    let safety = r.safety_number().map(|n| n.as_str().to_owned());
+    if ctx.json {
+        println!(
+            "{}",
+            json!({
+                "role": role_name(me),
+                "space": r.space().to_hex(),
+                "relay": s.relay().url(),
+                "partner": r.partner().map(|p| p.fingerprint()),
+                "safety_number": safety,
+                "state_code": r.state_code(),
+                "events": r.events().len(),
+                "to_sign": to_sign.iter().map(|v| v.agreement.id.to_hex()).collect::<Vec<_>>(),
+                "due_for_review": due.iter().map(|v| v.agreement.id.to_hex()).collect::<Vec<_>>(),
+                "open_requests": open_requests.iter().map(|q| q.seq).collect::<Vec<_>>(),
+                "unacknowledged_checkins": to_ack.iter().map(|c| c.seq).collect::<Vec<_>>(),
+            })
+        );
+        return Ok(());
+    }
+    let role_words = match me {
+        Role::Leading => "the partner who sets the conditions",
+        Role::Rebuilding => "the partner rebuilding trust",
+    };
+    println!("You are {role_words}.");
+    match &safety {
+        Some(n) => println!("Safety number: {n}"),
+        None => println!("Your partner hasn't joined yet."),
+    }
+    println!(
+        "State code: {} (equal codes on both devices mean the same history)",
+        r.state_code()
+    );
+    let in_force = st
+        .agreements
+        .values()
+        .filter(|a| a.in_force().is_some())
+        .count();
+    println!("Agreements in force: {in_force}");
+    for v in &to_sign {
+        println!(
+            "• Waiting for your signature: “{}” (troth agreement show {})",
+            v.agreement.title,
+            view::short(&v.agreement.id)
+        );
+    }
+    for v in &due {
+        println!(
+            "• Time to review “{}”: renew, amend or retire it (troth agreement show {})",
+            v.agreement.title,
+            view::short(&v.agreement.id)
+        );
+    }
+    for q in &open_requests {
+        println!(
+            "• Your partner asked for a check-in (#{}): {}",
+            q.seq, q.note
+        );
+    }
+    for c in &to_ack {
+        println!(
+            "• New check-in from your partner (#{}): {} (troth ack {})",
+            c.seq, c.text, c.seq
+        );
+    }
+    Ok(())
+}
+
+fn sync(ctx: &Ctx) -> anyhow::Result<()> {
+    let stored = ctx.stored()?;
+    let relay = RelayClient::new(&stored.relay)?;
+    let mut s = Session::new(stored.replica, relay);
+    let r = {
+        let _sp = ctx.spinner("Syncing…");
+        s.sync()?
+    };
+    if r.accepted > 0 {
+        ctx.save(&s)?;
+    }
+    if let Some(a) = r.alert {
+        return Err(ClientError::Integrity(a).into());
+    }
+    let rep = s.replica();
+    say(
+        ctx,
+        &format!(
+            "Up to date: {} new event{}. State code {}.",
+            r.accepted,
+            if r.accepted == 1 { "" } else { "s" },
+            rep.state_code()
+        ),
+        json!({ "new_events": r.accepted, "events": rep.events().len(), "state_code": rep.state_code() }),
+    )
+}
+
+fn verify(ctx: &Ctx) -> anyhow::Result<()> {
+    // Opening the space re-verifies every stored event from the start.
+    let stored = ctx.stored()?;
+    let r = &stored.replica;
+    let problems = &r.state().problems;
+    say(
+        ctx,
+        &format!(
+            "All {} events verify: signatures, chain and membership. State code {}.{}",
+            r.events().len(),
+            r.state_code(),
+            if problems.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " ({} could not be applied; see the timeline.)",
+                    problems.len()
+                )
+            }
+        ),
+        json!({ "ok": true, "events": r.events().len(), "state_code": r.state_code(), "unapplied": problems.len() }),
+    )
+}
+
+fn consent_report(
+    ctx: &Ctx,
+    to: &str,
+    duration: &str,
+    until: Option<&str>,
+    no_checkins: bool,
+) -> anyhow::Result<()> {
+    crate::report::parse_recipient(to)?;
+    let today = ctx.today();
+    let until = match until {
+        Some(u) => Day::parse(u)
+            .ok_or_else(|| fail(format!("“{u}” isn't a date; write it like 2027-01-15.")))?,
+        None => today.plus(parse_days(duration)?),
+    };
+    if until < today {
+        return Err(fail(
+            "The consent would already have ended; choose a later day.",
+        ));
+    }
+    let mut s = ctx.session()?;
+    let scope = ReportScope {
+        recipient: to.trim().to_owned(),
+        include_checkins: !no_checkins,
+        until,
+    };
+    let content = s.replica().consent(scope);
+    s.post(&content, ctx.now_ms, &mut OsRng)?;
+    ctx.save(&s)?;
+    let both = s.replica().state().report_consented(to.trim(), today);
+    say(
+        ctx,
+        &if both {
+            format!(
+                "You both agreed to share a report with {to} until {until}. Either of you can write it: troth report --to {to} --out FILE"
+            )
+        } else {
+            format!(
+                "Your consent is recorded until {until}. A report can be written once your partner agrees too."
+            )
+        },
+        json!({ "recipient": to, "until": until.to_string(), "both": both }),
+    )
+}

@@ -1,0 +1,152 @@
+//! How things are shown: calm words for people, stable JSON for scripts.
+
+use serde_json::{Value, json};
+use troth_client::store::role_name;
+use troth_core::AgreementId;
+use troth_core::agreement::{Agreement, Rule};
+use troth_core::event::Role;
+use troth_core::state::{AgreementRecord, TimelineEntry, VersionRecord, VersionStatus};
+
+use crate::ctx::when_iso;
+
+/// The JSON name of a version status.
+pub fn status_name(s: VersionStatus) -> &'static str {
+    match s {
+        VersionStatus::Pending => "pending",
+        VersionStatus::InForce => "in_force",
+        VersionStatus::Superseded => "superseded",
+        VersionStatus::Declined => "declined",
+        VersionStatus::Withdrawn => "withdrawn",
+        VersionStatus::Retired => "retired",
+    }
+}
+
+/// "you" or "your partner".
+pub fn who(me: Role, by: Role) -> &'static str {
+    if me == by { "you" } else { "your partner" }
+}
+
+/// The first 8 hex digits of an id: enough to type.
+pub fn short(id: &AgreementId) -> String {
+    id.to_hex()[..8].to_owned()
+}
+
+/// Where one version stands, for people.
+pub fn version_words(v: &VersionRecord, me: Role) -> String {
+    match v.status {
+        VersionStatus::Pending => {
+            if v.signatures.contains_key(&me) {
+                "waiting for your partner's signature".into()
+            } else {
+                "waiting for your signature".into()
+            }
+        }
+        VersionStatus::InForce => "in force".into(),
+        VersionStatus::Superseded => "replaced by a later version".into(),
+        VersionStatus::Declined => "declined".into(),
+        VersionStatus::Withdrawn => "consent withdrawn".into(),
+        VersionStatus::Retired => "retired".into(),
+    }
+}
+
+/// Where an agreement stands, for people.
+pub fn record_words(rec: &AgreementRecord, me: Role) -> String {
+    match (rec.in_force(), rec.pending()) {
+        (Some(f), Some(p)) => format!(
+            "in force (version {}); version {} is {}",
+            f.agreement.version,
+            p.agreement.version,
+            version_words(p, me)
+        ),
+        (Some(f), None) => format!("in force (version {})", f.agreement.version),
+        (None, _) => rec
+            .latest()
+            .map(|v| version_words(v, me))
+            .unwrap_or_default(),
+    }
+}
+
+/// The words both partners sign, as numbered lines.
+pub fn rules_text(a: &Agreement) -> String {
+    a.rules
+        .iter()
+        .enumerate()
+        .map(|(i, r)| format!("  {}. {}\n", i + 1, r.text))
+        .collect()
+}
+
+fn rule_json(r: &Rule) -> Value {
+    json!({
+        "text": r.text,
+        "category": r.category.name(),
+        "asks_of": role_name(r.asks_of),
+        "params": r.params.iter().map(|(k, v)| json!({ "name": k, "value": v })).collect::<Vec<_>>(),
+    })
+}
+
+/// An agreement version's words as JSON.
+pub fn agreement_json(a: &Agreement) -> Value {
+    json!({
+        "id": a.id.to_hex(),
+        "version": a.version,
+        "title": a.title,
+        "review_on": a.review_on.to_string(),
+        "content_hash": a.content_hash().to_hex(),
+        "rules": a.rules.iter().map(rule_json).collect::<Vec<_>>(),
+    })
+}
+
+fn signed_by(v: &VersionRecord) -> Vec<&'static str> {
+    v.signatures.keys().map(|r| role_name(*r)).collect()
+}
+
+/// One line of `agreement list --json`.
+pub fn summary_json(rec: &AgreementRecord) -> Value {
+    let latest = rec.latest();
+    json!({
+        "id": rec.id.to_hex(),
+        "title": latest.map(|v| v.agreement.title.clone()),
+        "latest_version": latest.map(|v| v.agreement.version),
+        "status": latest.map(|v| status_name(v.status)),
+        "in_force_version": rec.in_force().map(|v| v.agreement.version),
+        "pending_version": rec.pending().map(|v| v.agreement.version),
+        "signed_by": latest.map(signed_by).unwrap_or_default(),
+        "review_on": rec.in_force().or(latest).map(|v| v.agreement.review_on.to_string()),
+        "withdrawn_by": rec.withdrawn.as_ref().map(|w| role_name(w.0)),
+    })
+}
+
+/// `agreement show --json`.
+pub fn record_json(rec: &AgreementRecord) -> Value {
+    json!({
+        "id": rec.id.to_hex(),
+        "in_force_version": rec.in_force().map(|v| v.agreement.version),
+        "withdrawn": rec.withdrawn.as_ref().map(|(by, seq, comment)| json!({
+            "by": role_name(*by), "seq": seq, "comment": comment,
+        })),
+        "retire_requested_by": rec.retire_requests.iter().map(|r| role_name(*r)).collect::<Vec<_>>(),
+        "versions": rec.versions.iter().map(|v| {
+            let mut a = agreement_json(&v.agreement);
+            a["status"] = json!(status_name(v.status));
+            a["proposed_by"] = json!(role_name(v.proposed_by));
+            a["proposed_at_seq"] = json!(v.proposed_at);
+            a["signed_by"] = json!(signed_by(v));
+            a["change_requests"] = json!(v.change_requests.iter().map(|(by, c, seq)| json!({
+                "by": role_name(*by), "comment": c, "seq": seq,
+            })).collect::<Vec<_>>());
+            a
+        }).collect::<Vec<_>>(),
+    })
+}
+
+/// One timeline entry as JSON.
+pub fn entry_json(e: &TimelineEntry) -> Value {
+    json!({
+        "seq": e.seq,
+        "by": role_name(e.by),
+        "at": when_iso(e.at_ms),
+        "at_ms": e.at_ms,
+        "what": e.what,
+        "hash": e.hash.to_hex(),
+    })
+}

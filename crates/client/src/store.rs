@@ -1,0 +1,453 @@
+//! The local key store: one folder holding this person's key file and their
+//! space's state, both encrypted at rest.
+//!
+//! ```text
+//! <home>/key.age     the key bundle: age, scrypt passphrase, ASCII armor (troth-core's keyfile)
+//! <home>/space.age   the space: age, to this device's own X25519 recipient
+//! ```
+//!
+//! `space.age` holds JSON (`format`, `relay`, `space`, `role`, `anchors`,
+//! `events`): the relay's address, the identities authenticated at pairing
+//! and every verified event as the relay sent it (still sealed). Opening it
+//! needs the unlocked key bundle, and re-verifies the whole chain, so a file
+//! altered on disk is refused. Files are written with mode 0600 through a
+//! temporary file and a rename (a crash leaves the old file or the new one,
+//! never half of one), and the key file is never replaced by accident.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use troth_core::SpaceId;
+use troth_core::event::{Event, Role};
+use troth_core::keyfile::{KeyBundle, MAX_WORK_FACTOR};
+use troth_core::keys::{DeviceSecret, IdentityKey, IdentitySecret};
+use troth_core::log::TrustAnchors;
+use troth_core::replica::Replica;
+use zeroize::Zeroizing;
+
+use crate::error::Error;
+
+/// The key file's name inside the home folder.
+pub const KEY_FILE: &str = "key.age";
+/// The space file's name inside the home folder.
+pub const SPACE_FILE: &str = "space.age";
+/// Largest space file read (a million small events fit).
+const MAX_SPACE_FILE: u64 = 512 * 1024 * 1024;
+
+/// A key store folder.
+#[derive(Debug, Clone)]
+pub struct Home {
+    dir: PathBuf,
+}
+
+/// A space as kept on disk, opened and verified.
+#[derive(Debug)]
+pub struct Stored {
+    /// The relay's address.
+    pub relay: String,
+    /// The verified replica.
+    pub replica: Replica,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SpaceFile {
+    format: u32,
+    relay: String,
+    space: String,
+    role: String,
+    anchors: AnchorsJson,
+    events: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct AnchorsJson {
+    leading: Option<String>,
+    rebuilding: Option<String>,
+}
+
+/// `leading` or `rebuilding`: how roles are written in files and JSON output.
+pub fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::Leading => "leading",
+        Role::Rebuilding => "rebuilding",
+    }
+}
+
+/// Parses [`role_name`]'s output.
+pub fn parse_role(s: &str) -> Option<Role> {
+    match s {
+        "leading" => Some(Role::Leading),
+        "rebuilding" => Some(Role::Rebuilding),
+        _ => None,
+    }
+}
+
+fn identity_hex(k: &IdentityKey) -> String {
+    hex::encode(k.to_bytes())
+}
+
+fn identity_from_hex(s: &str) -> Option<IdentityKey> {
+    let mut b = [0u8; 32];
+    hex::decode_to_slice(s, &mut b).ok()?;
+    IdentityKey::from_bytes(&b).ok()
+}
+
+/// A second handle on the same keys (the replica takes its keys by value).
+pub fn clone_keys(keys: &KeyBundle) -> Result<KeyBundle, Error> {
+    let device = DeviceSecret::from_age_secret(
+        &keys.device.signing_seed(),
+        &keys.device.age_secret_string(),
+    )
+    .map_err(|_| Error::Key(troth_core::keyfile::KeyFileError::NotAKeyFile))?;
+    Ok(KeyBundle {
+        identity: IdentitySecret::from_seed(&keys.identity.to_seed()),
+        device,
+        cert: keys.cert.clone(),
+    })
+}
+
+impl Home {
+    /// The key store in `dir`.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+
+    /// The default folder: `<data dir>/troth` (e.g. `~/.local/share/troth`).
+    pub fn default_dir() -> Option<PathBuf> {
+        dirs::data_dir().map(|d| d.join("troth"))
+    }
+
+    /// The folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The key file's path.
+    pub fn key_path(&self) -> PathBuf {
+        self.dir.join(KEY_FILE)
+    }
+
+    /// The space file's path.
+    pub fn space_path(&self) -> PathBuf {
+        self.dir.join(SPACE_FILE)
+    }
+
+    /// Whether a key file exists.
+    pub fn has_keys(&self) -> bool {
+        self.key_path().exists()
+    }
+
+    /// Whether a space file exists.
+    pub fn has_space(&self) -> bool {
+        self.space_path().exists()
+    }
+
+    fn ensure_dir(&self) -> Result<(), Error> {
+        let mut b = fs::DirBuilder::new();
+        b.recursive(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            b.mode(0o700);
+        }
+        b.create(&self.dir)
+            .map_err(|e| Error::io("create the folder", &self.dir, &e))
+    }
+
+    /// Writes a new key file; refuses if one exists.
+    pub fn create_keys(
+        &self,
+        keys: &KeyBundle,
+        passphrase: &str,
+        work_factor: u8,
+    ) -> Result<(), Error> {
+        if self.has_keys() {
+            return Err(Error::Exists(self.key_path()));
+        }
+        let armored = keys.encrypt(passphrase, work_factor)?;
+        self.ensure_dir()?;
+        write_new(&self.key_path(), armored.as_bytes())
+    }
+
+    /// Replaces the key file (after a key rotation), atomically.
+    pub fn replace_keys(
+        &self,
+        keys: &KeyBundle,
+        passphrase: &str,
+        work_factor: u8,
+    ) -> Result<(), Error> {
+        let armored = keys.encrypt(passphrase, work_factor)?;
+        write_atomic(&self.key_path(), armored.as_bytes())
+    }
+
+    /// Reads the key file's bytes (bounded).
+    pub fn key_file(&self) -> Result<Vec<u8>, Error> {
+        let path = self.key_path();
+        if !path.exists() {
+            return Err(Error::NoKeys(self.dir.clone()));
+        }
+        read_bounded(&path, troth_core::keyfile::MAX_FILE as u64 + 1)
+    }
+
+    /// Unlocks the key file.
+    pub fn load_keys(&self, passphrase: &str) -> Result<KeyBundle, Error> {
+        let bytes = self.key_file()?;
+        Ok(KeyBundle::decrypt(&bytes, passphrase, MAX_WORK_FACTOR)?)
+    }
+
+    /// Opens the space with the unlocked keys and re-verifies every event.
+    pub fn load_space(&self, keys: KeyBundle) -> Result<Stored, Error> {
+        let path = self.space_path();
+        if !path.exists() {
+            return Err(Error::NotPaired);
+        }
+        let corrupt = || Error::CorruptState(path.clone());
+        let bytes = read_bounded(&path, MAX_SPACE_FILE)?;
+        let identity: age::x25519::Identity = keys
+            .device
+            .age_secret_string()
+            .parse()
+            .map_err(|_| corrupt())?;
+        let dec = age::Decryptor::new_buffered(age::armor::ArmoredReader::new(&bytes[..]))
+            .map_err(|_| corrupt())?;
+        let mut r = dec
+            .decrypt(std::iter::once(&identity as &dyn age::Identity))
+            .map_err(|_| corrupt())?;
+        let mut plain = Zeroizing::new(Vec::new());
+        r.read_to_end(&mut plain).map_err(|_| corrupt())?;
+        let f: SpaceFile = serde_json::from_slice(&plain).map_err(|_| corrupt())?;
+        if f.format != 1 {
+            return Err(corrupt());
+        }
+        let space = SpaceId::from_hex(&f.space).map_err(|_| corrupt())?;
+        let role = parse_role(&f.role).ok_or_else(corrupt)?;
+        let anchor = |s: &Option<String>| -> Result<Option<IdentityKey>, Error> {
+            match s {
+                None => Ok(None),
+                Some(h) => identity_from_hex(h).map(Some).ok_or_else(corrupt),
+            }
+        };
+        let anchors = TrustAnchors {
+            leading: anchor(&f.anchors.leading)?,
+            rebuilding: anchor(&f.anchors.rebuilding)?,
+        };
+        let events = f
+            .events
+            .iter()
+            .map(|s| {
+                STANDARD
+                    .decode(s)
+                    .ok()
+                    .and_then(|b| Event::decode(&b).ok())
+                    .ok_or_else(corrupt)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut replica = Replica::open(keys, role, space, anchors);
+        let ing = replica.ingest(&events);
+        if ing.error.is_some() || ing.accepted != events.len() {
+            return Err(Error::LocalIntegrity(path));
+        }
+        Ok(Stored {
+            relay: f.relay,
+            replica,
+        })
+    }
+
+    /// Writes the space (atomically), encrypted to this device.
+    pub fn save_space(&self, relay: &str, replica: &Replica) -> Result<(), Error> {
+        self.save_space_for(relay, replica, &[])
+    }
+
+    /// Writes the space encrypted to this device and to other devices of the
+    /// same person (`age1…` recipients): used while rotating keys, so that a
+    /// crash between writing the new key file and the space leaves both readable.
+    pub fn save_space_for(
+        &self,
+        relay: &str,
+        replica: &Replica,
+        also: &[String],
+    ) -> Result<(), Error> {
+        let anchors = replica.chain().anchors();
+        let f = SpaceFile {
+            format: 1,
+            relay: relay.to_owned(),
+            space: replica.space().to_hex(),
+            role: role_name(replica.role()).to_owned(),
+            anchors: AnchorsJson {
+                leading: anchors.leading.as_ref().map(identity_hex),
+                rebuilding: anchors.rebuilding.as_ref().map(identity_hex),
+            },
+            events: replica
+                .events()
+                .iter()
+                .map(|e| STANDARD.encode(e.as_bytes()))
+                .collect(),
+        };
+        let plain = Zeroizing::new(
+            serde_json::to_vec(&f).map_err(|_| Error::CorruptState(self.space_path()))?,
+        );
+        let mut recipients = vec![replica.keys().cert.device().age_recipient_string()];
+        recipients.extend(also.iter().cloned());
+        let recipients = recipients
+            .iter()
+            .map(|r| r.parse::<age::x25519::Recipient>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| Error::CorruptState(self.space_path()))?;
+        let armored = age_encrypt_to(&recipients, &plain)
+            .map_err(|e| Error::io("encrypt", &self.space_path(), &e))?;
+        self.ensure_dir()?;
+        write_atomic(&self.space_path(), armored.as_bytes())
+    }
+}
+
+/// Encrypts `plain` to one age recipient, ASCII-armored.
+pub fn age_encrypt(recipient: &age::x25519::Recipient, plain: &[u8]) -> std::io::Result<String> {
+    age_encrypt_to(std::slice::from_ref(recipient), plain)
+}
+
+/// Encrypts `plain` to age X25519 recipients, ASCII-armored.
+pub fn age_encrypt_to(
+    recipients: &[age::x25519::Recipient],
+    plain: &[u8],
+) -> std::io::Result<String> {
+    let enc = age::Encryptor::with_recipients(recipients.iter().map(|r| r as &dyn age::Recipient))
+        .map_err(std::io::Error::other)?;
+    let mut out = Vec::new();
+    let armor = age::armor::ArmoredWriter::wrap_output(&mut out, age::armor::Format::AsciiArmor)?;
+    let mut w = enc.wrap_output(armor)?;
+    w.write_all(plain)?;
+    w.finish().and_then(|a| a.finish())?;
+    String::from_utf8(out).map_err(std::io::Error::other)
+}
+
+fn read_bounded(path: &Path, max: u64) -> Result<Vec<u8>, Error> {
+    let f = File::open(path).map_err(|e| Error::io("read", path, &e))?;
+    let mut v = Vec::new();
+    f.take(max + 1)
+        .read_to_end(&mut v)
+        .map_err(|e| Error::io("read", path, &e))?;
+    if v.len() as u64 > max {
+        return Err(Error::CorruptState(path.to_path_buf()));
+    }
+    Ok(v)
+}
+
+fn temp_beside(path: &Path) -> PathBuf {
+    let mut r = [0u8; 8];
+    rand::rngs::OsRng.fill_bytes(&mut r);
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!(".{name}.{}.tmp", hex::encode(r)))
+}
+
+fn write_temp(tmp: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut o = OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(0o600);
+    }
+    let mut f = o.open(tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+fn sync_dir(path: &Path) {
+    if let Some(d) = path.parent() {
+        // Best effort: makes the rename durable where the platform allows.
+        let _ = File::open(d).and_then(|f| f.sync_all());
+    }
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename, mode 0600.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    let tmp = temp_beside(path);
+    let r = write_temp(&tmp, bytes).and_then(|()| fs::rename(&tmp, path));
+    if let Err(e) = r {
+        let _ = fs::remove_file(&tmp);
+        return Err(Error::io("write", path, &e));
+    }
+    sync_dir(path);
+    Ok(())
+}
+
+/// Writes a new file at `path`, mode 0600, never replacing one that exists
+/// (even one that appears meanwhile): temporary file, then a hard link.
+pub fn write_new(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    if path.exists() {
+        return Err(Error::Exists(path.to_path_buf()));
+    }
+    let tmp = temp_beside(path);
+    if let Err(e) = write_temp(&tmp, bytes) {
+        let _ = fs::remove_file(&tmp);
+        return Err(Error::io("write", path, &e));
+    }
+    let r = fs::hard_link(&tmp, path);
+    let _ = fs::remove_file(&tmp);
+    match r {
+        Ok(()) => {
+            sync_dir(path);
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            Err(Error::Exists(path.to_path_buf()))
+        }
+        Err(e) => Err(Error::io("write", path, &e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_never_overwritten_and_space_round_trips() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let home = Home::new(dir.path().join("h"));
+        let mut rng = rand::rngs::OsRng;
+        let keys = KeyBundle::generate(&mut rng, 1000);
+        home.create_keys(&keys, "pw", 4).expect("create");
+        assert!(matches!(
+            home.create_keys(&keys, "pw", 4),
+            Err(Error::Exists(_))
+        ));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(home.key_path())
+                .expect("meta")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        assert!(home.load_keys("nope").is_err());
+        let keys = home.load_keys("pw").expect("load");
+        let space = SpaceId::random(&mut rng);
+        let (mut rep, genesis) =
+            Replica::create(keys, Role::Leading, space, 1000, &mut rng).expect("create");
+        assert_eq!(rep.ingest(&[genesis]).accepted, 1);
+        home.save_space("http://127.0.0.1:1", &rep).expect("save");
+        let text = fs::read_to_string(home.space_path()).expect("read");
+        assert!(text.starts_with("-----BEGIN AGE ENCRYPTED FILE-----"));
+        let back = home
+            .load_space(clone_keys(rep.keys()).expect("clone"))
+            .expect("load");
+        assert_eq!(back.replica.state_code(), rep.state_code());
+        assert_eq!(back.relay, "http://127.0.0.1:1");
+        // No temporary files are left behind.
+        let names: Vec<_> = fs::read_dir(home.dir())
+            .expect("dir")
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+    }
+}
