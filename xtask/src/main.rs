@@ -5,6 +5,7 @@
 //!   tool is already there), then runs formatting, lints, the wasm build, every
 //!   Rust test and the browser tests.
 //! - `cargo xtask setup`: only the installs.
+//! - `cargo xtask fuzz [SECONDS]`: every fuzz target for SECONDS each (long runs).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -81,6 +82,9 @@ fn setup() -> Result<()> {
     run(Command::new("rustup").args(["target", "add", "wasm32-unknown-unknown"]))?;
     // Go age (interop tests), Chromium (browser tests).
     apt_install(&[("age", "age"), ("chromium", "chromium")])?;
+    if !have("cargo-fuzz") {
+        run(cargo().args(["install", "cargo-fuzz"]))?;
+    }
     let browser = root().join("tests/browser");
     if browser.join("package-lock.json").exists() {
         run(Command::new("npm")
@@ -115,6 +119,35 @@ fn test() -> Result<()> {
     if browser.join("package.json").exists() {
         run(Command::new("npm").args(["test"]).current_dir(&browser))?;
     }
+    fuzz(30)?;
+    Ok(())
+}
+
+/// The fuzz targets, each run briefly from its committed corpus.
+const FUZZ_TARGETS: [&str; 5] = [
+    "event_decode",
+    "content_decode",
+    "certificate_decode",
+    "chain_verify",
+    "pairing_messages",
+];
+
+/// Runs every fuzz target for `seconds` (nightly toolchain, outside the workspace).
+fn fuzz(seconds: u32) -> Result<()> {
+    let dir = root().join("fuzz");
+    for t in FUZZ_TARGETS {
+        run(Command::new("cargo")
+            .args(["+nightly", "fuzz", "run", "-O", t])
+            .arg(format!("corpus/{t}"))
+            .args([
+                "--",
+                &format!("-max_total_time={seconds}"),
+                "-print_final_stats=1",
+            ])
+            .env_remove("RUSTUP_TOOLCHAIN")
+            .env_remove("CARGO")
+            .current_dir(&dir))?;
+    }
     Ok(())
 }
 
@@ -123,8 +156,15 @@ fn main() -> Result<()> {
     match task.as_str() {
         "test" => test(),
         "setup" => setup(),
+        "fuzz" => {
+            let secs = std::env::args()
+                .nth(2)
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(600);
+            fuzz(secs)
+        }
         _ => {
-            eprintln!("usage: cargo xtask <test|setup>");
+            eprintln!("usage: cargo xtask <test|setup|fuzz [SECONDS]>");
             std::process::exit(2);
         }
     }
