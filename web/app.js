@@ -1,0 +1,1083 @@
+// Troth's browser client: screens over the wasm core (troth_wasm.js).
+// Everything the relay sends goes through the core's verifier before it is
+// shown; everything we send is composed and signed in wasm.
+import init, { Keys, Space, PairingSession, templates, checkCode, dayPlus } from './troth_wasm.js';
+import { store, spaceApi, rendezvous, RelayError, Offline } from './net.js';
+
+const AUTO_LOCK_MS = 5 * 60 * 1000;
+const main = document.getElementById('main');
+const dialog = document.getElementById('dialog');
+const statusEl = document.getElementById('status');
+const integrityEl = document.getElementById('integrity');
+const lockBtn = document.getElementById('lock');
+
+/** Session state: dropped on lock. */
+let S = fresh();
+function fresh() {
+  return { keys: null, space: null, api: null, meta: null, ws: null, tab: 'agreements', drafts: [],
+    online: false, syncing: false, again: false, backoff: 1000, pairing: null, gone: false, timers: [] };
+}
+
+// ---------------------------------------------------------------- helpers
+
+/** Builds an element: h('button', {onclick}, 'Text'). */
+function h(tag, attrs = {}, ...kids) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k.startsWith('on')) el.addEventListener(k.slice(2), v);
+    else if (k === 'text') el.textContent = v;
+    else if (v === true) el.setAttribute(k, '');
+    else el.setAttribute(k, v);
+  }
+  for (const kid of kids.flat()) {
+    if (kid === null || kid === undefined || kid === false) continue;
+    el.append(kid instanceof Node ? kid : document.createTextNode(String(kid)));
+  }
+  return el;
+}
+
+let uid = 0;
+/** A labelled field: returns [wrapper, input]. */
+function field(label, tag, attrs = {}, hint) {
+  const id = attrs.id || `f${++uid}`;
+  const hintId = hint ? `${id}-hint` : undefined;
+  const input = h(tag, { id, 'aria-describedby': hintId, ...attrs });
+  return [h('div', {}, h('label', { for: id }, label), hint ? h('p', { id: hintId, class: 'muted' }, hint) : null, input), input];
+}
+
+function checkbox(label, attrs = {}) {
+  const id = `f${++uid}`;
+  const input = h('input', { type: 'checkbox', id, ...attrs });
+  return [h('label', { class: 'inline', for: id }, input, label), input];
+}
+
+function say(msg) {
+  statusEl.textContent = msg;
+  clearTimeout(say.t);
+  say.t = setTimeout(() => { statusEl.textContent = ''; }, 6000);
+}
+
+const pause = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Runs an action from a button: disables it, shows errors kindly next to it. */
+async function act(btn, errEl, fn) {
+  if (btn) btn.disabled = true;
+  if (errEl) errEl.textContent = '';
+  try {
+    await fn();
+  } catch (e) {
+    const msg = e && e.message ? e.message : String(e);
+    if (errEl) errEl.textContent = msg; else say(msg);
+  } finally {
+    if (btn && btn.isConnected) btn.disabled = false;
+  }
+}
+
+function errorLine() {
+  return h('p', { class: 'error', role: 'alert' });
+}
+
+function screen(title, ...kids) {
+  main.replaceChildren(h('h1', { id: 'screen-title' }, title), ...kids);
+  document.title = `${title} · Troth`;
+  main.focus({ preventScroll: true });
+  window.scrollTo(0, 0);
+}
+
+function when(ms) {
+  return new Date(ms).toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'short' });
+}
+
+function download(name, text, type = 'application/octet-stream') {
+  const url = URL.createObjectURL(new Blob([text], { type }));
+  const a = h('a', { href: url, download: name });
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 5000);
+}
+
+function openDialog(title, ...kids) {
+  dialog.replaceChildren(h('h2', { id: 'dialog-title' }, title), ...kids);
+  if (!dialog.open) dialog.showModal();
+  const first = dialog.querySelector('input, textarea, select, button');
+  if (first) first.focus();
+}
+
+function closeDialog() {
+  if (dialog.open) dialog.close();
+}
+
+// ---------------------------------------------------------------- leaving, locking
+
+function quickExit() {
+  try { lock(false); } catch { /* leave anyway */ }
+  location.replace('/exit.html');
+}
+document.getElementById('quick-exit').addEventListener('click', quickExit);
+let lastEsc = 0;
+document.addEventListener('keydown', (e) => {
+  if (e.key !== 'Escape') return;
+  const now = Date.now();
+  if (now - lastEsc < 800) quickExit();
+  lastEsc = now;
+});
+
+function lock(show = true) {
+  closeDialog();
+  for (const t of S.timers) clearTimeout(t);
+  if (S.ws) { S.ws.onclose = null; S.ws.close(); }
+  if (S.pairing) S.pairing.stop = true;
+  try { S.space && S.space.free(); } catch { /* already freed */ }
+  try { S.keys && S.keys.free(); } catch { /* already freed */ }
+  S = fresh();
+  integrityEl.replaceChildren();
+  lockBtn.hidden = true;
+  if (show) showUnlock('Locked. Your words are safe here until you unlock again.');
+}
+lockBtn.addEventListener('click', () => lock());
+
+let idle;
+function touch() {
+  clearTimeout(idle);
+  if (S.keys) idle = setTimeout(() => lock(), AUTO_LOCK_MS);
+}
+for (const ev of ['pointerdown', 'keydown', 'input']) document.addEventListener(ev, touch, { passive: true });
+
+// ---------------------------------------------------------------- start
+
+async function boot() {
+  try {
+    await init();
+  } catch (e) {
+    screen('Troth could not start', h('p', {}, 'This browser could not load the part of Troth that keeps your words encrypted. Please try an up-to-date browser.'));
+    return;
+  }
+  const file = await store.get('keyfile');
+  if (file) showUnlock(); else showWelcome();
+}
+
+function showWelcome() {
+  const [p1w, p1] = field('Choose a passphrase', 'input', { type: 'password', autocomplete: 'new-password', minlength: '8' },
+    'A few words you will remember. It never leaves this device; nobody can reset it for you.');
+  const [p2w, p2] = field('Type it once more', 'input', { type: 'password', autocomplete: 'new-password' });
+  const err1 = errorLine();
+  const create = h('button', { type: 'submit' }, 'Create my key');
+  const createForm = h('form', { class: 'card stack', 'aria-labelledby': 'new-key' },
+    h('h2', { id: 'new-key' }, 'New here'), p1w, p2w, err1, create);
+  createForm.addEventListener('submit', (e) => {
+    e.preventDefault();
+    act(create, err1, async () => {
+      if (p1.value !== p2.value) throw new Error("The two passphrases aren't the same. Please type them again.");
+      if (p1.value.length < 8) throw new Error('Please choose a passphrase of at least 8 characters.');
+      say('Making your key… this takes a moment.');
+      await pause(30);
+      const keys = Keys.generate(Date.now());
+      const file = keys.exportFile(p1.value);
+      await store.set('keyfile', file);
+      await unlocked(keys);
+    });
+  });
+
+  const [fw, fileInput] = field('Key file', 'input', { type: 'file', accept: '.age,.txt,text/plain' },
+    'The file the troth command line (or another browser) exported.');
+  const [tw, pasted] = field('…or paste it here', 'textarea', { rows: '4', spellcheck: 'false', placeholder: '-----BEGIN AGE ENCRYPTED FILE-----' });
+  const [pw, pass] = field('Its passphrase', 'input', { type: 'password', autocomplete: 'current-password' });
+  const err2 = errorLine();
+  const imp = h('button', { type: 'submit', class: 'secondary' }, 'Import my key');
+  const importForm = h('form', { class: 'card stack', 'aria-labelledby': 'import-key' },
+    h('h2', { id: 'import-key' }, 'I already have a key'), fw, tw, pw, err2, imp);
+  importForm.addEventListener('submit', (e) => {
+    e.preventDefault();
+    act(imp, err2, async () => {
+      let text = pasted.value.trim();
+      if (fileInput.files && fileInput.files[0]) text = await fileInput.files[0].text();
+      if (!text) throw new Error('Choose your key file or paste it first.');
+      say('Opening your key… this takes a moment.');
+      await pause(30);
+      const keys = Keys.unlock(new TextEncoder().encode(text), pass.value);
+      await store.set('keyfile', text);
+      await unlocked(keys);
+    });
+  });
+
+  screen('Welcome to Troth',
+    h('p', {}, 'A private place for the two of you to agree on what helps rebuild trust, and to keep those agreements in the open. Everything is encrypted on your devices; the server only ever sees scrambled data.'),
+    h('div', { class: 'two' }, createForm, importForm));
+}
+
+function showUnlock(note) {
+  const [pw, pass] = field('Passphrase', 'input', { type: 'password', autocomplete: 'current-password' });
+  const err = errorLine();
+  const btn = h('button', { type: 'submit' }, 'Unlock');
+  const form = h('form', { class: 'card stack' }, pw, err, btn);
+  form.addEventListener('submit', (e) => {
+    e.preventDefault();
+    act(btn, err, async () => {
+      const file = await store.get('keyfile');
+      if (!file) { showWelcome(); return; }
+      say('Unlocking… this takes a moment.');
+      await pause(30);
+      let keys;
+      try {
+        keys = Keys.unlock(new TextEncoder().encode(file), pass.value);
+      } catch (e2) {
+        pass.select();
+        throw e2;
+      }
+      await unlocked(keys);
+    });
+  });
+  const forget = h('button', { type: 'button', class: 'quiet' }, 'Use a different key on this device');
+  forget.addEventListener('click', () => confirmForget());
+  screen('Welcome back', note ? h('p', { class: 'card calm' }, note) : null,
+    h('p', {}, 'Type your passphrase to open your space.'), form, forget);
+  pass.focus();
+}
+
+function confirmForget() {
+  const yes = h('button', { type: 'button', class: 'gentle-stop' }, 'Remove it from this browser');
+  const no = h('button', { type: 'button', class: 'secondary' }, 'Keep it');
+  yes.addEventListener('click', async () => { await store.clear(); closeDialog(); showWelcome(); });
+  no.addEventListener('click', closeDialog);
+  openDialog('Remove the key from this browser?',
+    h('p', {}, 'This removes your key and your copy of the space from this browser. If you have no exported copy of the key, you will not be able to open this space again here.'),
+    h('div', { class: 'row' }, yes, no));
+}
+
+async function unlocked(keys) {
+  S.keys = keys;
+  lockBtn.hidden = false;
+  touch();
+  const meta = await store.get('space');
+  if (!meta) { showStart(); return; }
+  openSpace(meta, (await store.get('events')) || []);
+  if (!meta.compared && S.space.safetyNumber) showSafety(); else showSpace();
+}
+
+function openSpace(meta, events) {
+  const a = meta.anchors || {};
+  S.meta = meta;
+  S.space = Space.open(S.keys, meta.role, meta.id, a.leading || undefined, a.rebuilding || undefined);
+  if (events.length) S.space.ingest(events);
+  S.api = spaceApi(S.space);
+  connectLive();
+  sync();
+}
+
+async function persist() {
+  if (!S.space) return;
+  S.meta = { ...S.meta, id: S.space.id, role: S.space.role, anchors: S.space.anchors };
+  await store.set('space', S.meta);
+  await store.set('events', S.space.eventsFrom(0));
+}
+
+// ---------------------------------------------------------------- pairing
+
+function showStart() {
+  const lead = h('button', { type: 'button' }, 'Start our space and get a code');
+  const err = errorLine();
+  lead.addEventListener('click', () => act(lead, err, startSpace));
+  const [cw, code] = field('The code your partner shows you', 'input',
+    { type: 'text', autocomplete: 'off', autocapitalize: 'none', spellcheck: 'false', placeholder: '7-crystal-orbit' },
+    'A number and two words, like 7-crystal-orbit.');
+  const join = h('button', { type: 'submit', class: 'secondary' }, 'Join with this code');
+  const err2 = errorLine();
+  const form = h('form', { class: 'card stack', 'aria-labelledby': 'join-h' },
+    h('h2', { id: 'join-h' }, 'My partner gave me a code'),
+    h('p', {}, 'Your partner sets out what they need; you will see every condition and sign only what you agree to.'),
+    cw, err2, join);
+  form.addEventListener('submit', (e) => { e.preventDefault(); act(join, err2, () => joinSpace(code.value)); });
+  screen('Connect with your partner',
+    h('p', {}, 'One of you starts a shared space and gets a short one-time code; the other types it in. It takes about a minute.'),
+    h('div', { class: 'two' },
+      h('section', { class: 'card stack', 'aria-labelledby': 'lead-h' },
+        h('h2', { id: 'lead-h' }, 'I was hurt, and I want to set the conditions'),
+        h('p', {}, "You're in the driver's seat: you propose the agreements, and nothing is in force until you both sign it."),
+        err, lead),
+      form));
+}
+
+async function startSpace() {
+  const space = Space.create(S.keys, Date.now());
+  const api = spaceApi(space);
+  await api.create(space.eventsFrom(0)[0]);
+  S.space = space;
+  S.api = api;
+  S.meta = { compared: false };
+  await persist();
+  connectLive();
+  await invite();
+}
+
+/** The creator's side: open a mailbox, show the code, run the pairing. */
+async function invite() {
+  const box = await rendezvous.open();
+  const session = PairingSession.create(S.keys, S.space, box.mailbox);
+  const run = { stop: false, box, session };
+  S.pairing = run;
+  const qr = h('div', { class: 'qr' });
+  qr.innerHTML = session.codeSvg(); // SVG drawn by our own wasm from the code
+  const waiting = h('p', { class: 'muted', role: 'status' }, 'Waiting for your partner to type the code…');
+  const err = errorLine();
+  const cancel = h('button', { type: 'button', class: 'secondary' }, 'Stop and go back');
+  cancel.addEventListener('click', () => { run.stop = true; rendezvous.close(box.mailbox, box.token); showSpace(); });
+  screen('Your one-time code',
+    h('section', { class: 'card stack', 'aria-labelledby': 'code-h' },
+      h('h2', { id: 'code-h', class: 'visually-hidden' }, 'Code'),
+      h('p', {}, 'Show this to your partner, or read it out. They type it in Troth on their phone.'),
+      h('p', { class: 'code', 'data-testid': 'pairing-code' }, session.code),
+      qr,
+      h('p', { class: 'muted' }, 'It works once, for the next 10 minutes. If someone else tries it, it stops working and you both will see that.')),
+    waiting, err, cancel);
+  try {
+    await exchange(run, box.mailbox, box.token, session.takeFirstMessage());
+    if (run.stop) return;
+    const ev = S.space.admitPartner(session, Date.now());
+    await S.api.append(ev);
+    S.space.ingest([ev]);
+    await persist();
+    rendezvous.close(box.mailbox, box.token);
+    session.free();
+    S.pairing = null;
+    showSafety();
+  } catch (e) {
+    if (run.stop) return;
+    rendezvous.close(box.mailbox, box.token);
+    waiting.textContent = '';
+    err.textContent = e.message;
+    const again = h('button', { type: 'button' }, 'Start again with a new code');
+    again.addEventListener('click', () => act(again, err, invite));
+    cancel.before(again);
+  }
+}
+
+/** Posts our messages and feeds theirs to the state machine until paired. */
+async function exchange(run, n, token, first) {
+  await rendezvous.post(n, token, first);
+  let after = 0;
+  const deadline = Date.now() + 10 * 60 * 1000;
+  while (!run.session.isPaired) {
+    if (run.stop) return;
+    if (Date.now() > deadline) throw new Error('This code has expired. Start again for a new code.');
+    const r = await rendezvous.get(n, token, after, 20);
+    after = r.next;
+    for (const m of r.messages) {
+      const out = run.session.receive(m);
+      if (out) await rendezvous.post(n, token, out);
+      if (run.session.isPaired) break;
+    }
+  }
+}
+
+async function joinSpace(typed) {
+  const mailbox = checkCode(typed);
+  const session = PairingSession.join(S.keys, typed);
+  const run = { stop: false, session };
+  S.pairing = run;
+  say('Connecting with your partner…');
+  const claim = await rendezvous.claim(mailbox);
+  try {
+    await exchange(run, mailbox, claim.token, session.takeFirstMessage());
+  } catch (e) {
+    rendezvous.close(mailbox, claim.token);
+    throw e;
+  }
+  const space = Space.fromPairing(S.keys, session);
+  session.free();
+  S.pairing = null;
+  S.space = space;
+  S.api = spaceApi(space);
+  S.meta = { compared: false };
+  await persist();
+  connectLive();
+  sync();
+  showSafety();
+}
+
+function showSafety() {
+  const sn = S.space.safetyNumber;
+  const yes = h('button', { type: 'button' }, 'They match — we compared them');
+  const later = h('button', { type: 'button', class: 'secondary' }, "We'll compare later");
+  yes.addEventListener('click', async () => { S.meta.compared = true; await persist(); say('Thank you. Marked as compared.'); showSpace(); });
+  later.addEventListener('click', () => showSpace());
+  screen("You're connected",
+    h('section', { class: 'card stack', 'aria-labelledby': 'sn-h' },
+      h('h2', { id: 'sn-h' }, 'Your safety number'),
+      h('p', { class: 'digits', 'data-testid': 'safety-number' }, sn || '—'),
+      h('p', {}, 'Your partner sees the same number. When you are together, read them side by side. If they match, nobody is standing between the two of you.'),
+      h('p', { class: 'muted' }, "If they don't match, please don't go on: leave this space (under Safety) and pair again side by side.")),
+    h('div', { class: 'row' }, yes, later));
+}
+
+// ---------------------------------------------------------------- sync and live updates
+
+async function sync() {
+  if (!S.space || S.gone) return;
+  if (S.syncing) { S.again = true; return; }
+  S.syncing = true;
+  const space = S.space;
+  try {
+    do {
+      S.again = false;
+      for (;;) {
+        const r = await S.api.read(space.eventCount);
+        if (space !== S.space) return;
+        const res = space.ingest(r.events);
+        if (res.error) break;
+        if (!r.more || res.accepted === 0) {
+          try { space.checkRemoteHead(r.head.seq, r.head.hash); } catch { /* raised as an alert */ }
+          break;
+        }
+      }
+      await persist();
+    } while (S.again);
+    S.waitingAdmission = false;
+  } catch (e) {
+    if (e instanceof RelayError && e.code === 'not_member') {
+      S.waitingAdmission = true;
+      S.timers.push(setTimeout(sync, 1500));
+    } else if (e instanceof RelayError && (e.code === 'no_space' || e.status === 404)) {
+      S.gone = true;
+    } else if (e instanceof Offline) {
+      setOnline(false);
+    }
+  } finally {
+    S.syncing = false;
+    refresh();
+  }
+}
+
+function setOnline(on) {
+  S.online = on;
+  const el = document.getElementById('conn');
+  if (el) el.replaceChildren(connLine());
+}
+
+function connLine() {
+  return S.online
+    ? h('span', { class: 'muted' }, 'Connected · updates appear as they happen')
+    : h('span', { class: 'offline' }, 'Reconnecting… what you see may be behind. Anything you send while offline is refused, never lost silently.');
+}
+
+function connectLive() {
+  if (!S.space || S.ws || S.gone) return;
+  let sock;
+  try { sock = new WebSocket(S.api.liveUrl()); } catch { return; }
+  S.ws = sock;
+  const space = S.space;
+  sock.onopen = () => sock.send(S.api.liveAuth());
+  sock.onmessage = (m) => {
+    let f;
+    try { f = JSON.parse(m.data); } catch { return; }
+    if (space !== S.space) return;
+    if (f.ready) { S.backoff = 1000; setOnline(true); sync(); return; }
+    if (typeof f.seq === 'number' && typeof f.event === 'string') {
+      if (f.seq < space.eventCount) return;
+      if (f.seq > space.eventCount) { sync(); return; }
+      const r = space.ingest([f.event]);
+      if (r.error) { sync(); return; }
+      persist();
+      refresh();
+      const tl = space.state(Date.now()).timeline;
+      const last = tl[tl.length - 1];
+      if (last && last.by !== space.role) say(`Your partner ${last.what}`);
+    }
+  };
+  sock.onclose = (e) => {
+    if (S.ws !== sock) return;
+    S.ws = null;
+    setOnline(false);
+    if (e.code === 4404) { S.gone = true; refresh(); return; }
+    const wait = S.backoff;
+    S.backoff = Math.min(S.backoff * 2, 15000);
+    S.timers.push(setTimeout(() => { connectLive(); }, wait));
+  };
+}
+window.addEventListener('online', () => { if (S.space && !S.ws) connectLive(); sync(); });
+window.addEventListener('offline', () => setOnline(false));
+
+/** Composes on the verified head and appends; re-bases on a stale head. */
+async function send(compose, done) {
+  if (!navigator.onLine) throw new Offline();
+  for (let i = 0; i < 5; i++) {
+    const ev = compose(Date.now());
+    try {
+      await S.api.append(ev);
+      S.space.ingest([ev]);
+      await persist();
+      refresh();
+      if (done) say(done);
+      return;
+    } catch (e) {
+      if (e instanceof RelayError && e.code === 'stale_head') {
+        await syncNow();
+        continue;
+      }
+      throw e;
+    }
+  }
+  throw new Error('Your partner was writing at the same moment. Please try again.');
+}
+
+async function syncNow() {
+  while (S.syncing) await pause(50);
+  await sync();
+}
+
+// ---------------------------------------------------------------- the space
+
+const TABS = [
+  ['agreements', 'Agreements'],
+  ['keep', 'Check-ins'],
+  ['timeline', 'Timeline'],
+  ['safety', 'Safety'],
+];
+
+function me(role) { return role === S.space.role; }
+function who(role) { return me(role) ? 'You' : 'Your partner'; }
+
+function showSpace() {
+  const tabs = h('div', { class: 'tabs', role: 'tablist', 'aria-label': 'Sections' },
+    TABS.map(([id, label]) => {
+      const b = h('button', { type: 'button', role: 'tab', id: `tab-${id}`, 'aria-controls': 'panel',
+        'aria-selected': String(S.tab === id), tabindex: S.tab === id ? '0' : '-1' }, label);
+      b.addEventListener('click', () => { S.tab = id; showSpace(); document.getElementById(`tab-${id}`).focus(); });
+      b.addEventListener('keydown', (e) => {
+        const i = TABS.findIndex(([t]) => t === id);
+        const j = e.key === 'ArrowRight' ? i + 1 : e.key === 'ArrowLeft' ? i - 1 : null;
+        if (j === null) return;
+        S.tab = TABS[(j + TABS.length) % TABS.length][0];
+        showSpace();
+        document.getElementById(`tab-${S.tab}`).focus();
+      });
+      return b;
+    }));
+  const panel = h('section', { id: 'panel', role: 'tabpanel', 'aria-labelledby': `tab-${S.tab}` });
+  screen('Our space',
+    h('p', { id: 'conn' }, connLine()),
+    h('div', { id: 'banners' }),
+    tabs, panel);
+  buildTab(panel);
+  refresh();
+}
+
+function buildTab(panel) {
+  const tab = S.tab;
+  if (tab === 'agreements') {
+    const add = h('button', { type: 'button' }, 'Propose an agreement');
+    add.addEventListener('click', () => editor());
+    panel.append(h('div', { class: 'row' }, add), h('div', { id: 'drafts' }), h('div', { id: 'live-agreements' }));
+  } else if (tab === 'keep') {
+    panel.append(h('div', { id: 'asked-of-me' }), checkInForm(), askForm(), h('div', { id: 'live-checkins' }));
+  } else if (tab === 'timeline') {
+    panel.append(h('h2', {}, 'Everything, in order'), h('div', { id: 'live-timeline' }));
+  } else {
+    panel.append(h('div', { id: 'live-safety' }), therapistForm(), keyCard(), leaveCard());
+  }
+}
+
+/** Updates everything that depends on the space's state, keeping forms intact. */
+function refresh() {
+  renderIntegrity();
+  if (!S.space || !document.getElementById('panel')) return;
+  const st = S.space.state(Date.now());
+  const banners = document.getElementById('banners');
+  if (banners) banners.replaceChildren(...bannerCards(st));
+  const put = (id, ...kids) => { const el = document.getElementById(id); if (el) el.replaceChildren(...kids); };
+  put('live-agreements', ...agreementCards(st));
+  put('drafts', ...draftCards());
+  put('asked-of-me', ...askedOfMe(st));
+  put('live-checkins', ...checkinList(st));
+  put('live-timeline', timeline(st));
+  put('live-safety', ...safetyCards(st));
+  const answers = document.getElementById('answers');
+  if (answers) fillAnswers(answers, st);
+}
+
+function renderIntegrity() {
+  if (!S.space) { integrityEl.replaceChildren(); return; }
+  const seen = new Set();
+  const alerts = S.space.alerts().filter((a) => !seen.has(a.advice) && seen.add(a.advice));
+  if (!alerts.length) { integrityEl.replaceChildren(); return; }
+  integrityEl.replaceChildren(h('section', { class: 'warning', 'aria-labelledby': 'warn-h' },
+    h('h2', { id: 'warn-h' }, 'Something here does not add up'),
+    alerts.map((a) => h('p', {}, a.advice)),
+    h('p', {}, 'What to do: compare the state code below with your partner, in person or on a call you trust. If they differ, the server is not showing you both the same thing.'),
+    h('p', {}, 'State code on this device: ', h('strong', { class: 'digits' }, S.space.stateCode)),
+    h('details', {}, h('summary', {}, 'What the check found'), alerts.map((a) => h('p', { class: 'muted' }, a.what)))));
+}
+
+function bannerCards(st) {
+  const out = [];
+  if (S.gone) {
+    const rm = h('button', { type: 'button' }, 'Remove the space from this device');
+    rm.addEventListener('click', async () => {
+      await store.del('space'); await store.del('events');
+      try { S.space.free(); } catch { /* */ }
+      S.space = null; S.gone = false; showStart();
+    });
+    out.push(h('section', { class: 'card warm stack' }, h('h2', {}, 'This shared space was closed'),
+      h('p', {}, 'One of you chose to close it, so the server no longer keeps it. Your key is still on this device.'), rm));
+    return out;
+  }
+  if (!st.partnerJoined) {
+    if (st.role === 'leading') {
+      const b = h('button', { type: 'button' }, 'Show a code for my partner');
+      const err = errorLine();
+      b.addEventListener('click', () => act(b, err, invite));
+      out.push(h('section', { class: 'card warm stack' }, h('h2', {}, 'Your partner has not joined yet'), err, b));
+    } else {
+      out.push(h('p', { class: 'card warm' }, 'Almost there: waiting for your partner\'s device to welcome you in…'));
+    }
+  }
+  for (const a of st.agreements.filter((x) => x.due)) {
+    const b = h('button', { type: 'button' }, `Review “${a.title}”`);
+    b.addEventListener('click', () => review(a));
+    out.push(h('section', { class: 'card warm stack' },
+      h('p', {}, `It's time to look at “${a.title}” together: renew it, change it, or retire it.`), b));
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------- agreements
+
+function statusWords(a, v) {
+  switch (v.status) {
+    case 'in-force': return 'In force — both of you signed these exact words';
+    case 'pending':
+      if (v.signedBy.includes(S.space.role)) return 'Waiting for your partner to sign';
+      return 'Waiting for your signature';
+    case 'withdrawn': return a.withdrawn ? `${who(a.withdrawn.by)} withdrew consent` : 'Consent withdrawn';
+    case 'retired': return 'Retired together';
+    case 'declined': return 'Not agreed for now';
+    default: return 'Replaced by a later version';
+  }
+}
+
+function rulesList(v) {
+  return h('ul', { class: 'rules' }, v.rules.map((r) => h('li', {}, r.text,
+    r.params.length ? h('span', { class: 'muted' }, ` (${r.params.map(([k, val]) => `${k}: ${val}`).join('; ')})`) : null)));
+}
+
+function agreementCards(st) {
+  if (!st.agreements.length) {
+    return [h('p', { class: 'card calm' }, st.role === 'leading'
+      ? 'No agreements yet. When you are ready, propose one — start from a template and change the words to fit you both.'
+      : 'No agreements yet. When your partner proposes one, it appears here for you to read and sign — or to ask for a change.')];
+  }
+  return st.agreements.map((a) => {
+    const inForce = a.inForce ? a.versions[a.inForce - 1] : null;
+    const pending = a.pending ? a.versions[a.pending - 1] : null;
+    const shown = inForce || pending || a.versions[a.versions.length - 1];
+    const card = h('article', { class: 'card stack', 'aria-labelledby': `ag-${a.id}` });
+    card.append(h('h3', { id: `ag-${a.id}` }, shown.title),
+      h('p', {}, h('span', { class: `badge ${shown.status}` }, statusWords(a, shown)), ' ',
+        h('span', { class: 'muted' }, `Version ${shown.version} · review on ${shown.reviewOn}`)),
+      rulesList(shown));
+    if (shown.status === 'withdrawn' && a.withdrawn && a.withdrawn.comment) {
+      card.append(h('p', { class: 'muted' }, `${who(a.withdrawn.by)} said: “${a.withdrawn.comment}”`));
+    }
+    if (inForce && pending) {
+      card.append(h('div', { class: 'card warm stack' },
+        h('p', {}, h('strong', {}, `A new version (${pending.version}) is waiting. `), statusWords(a, pending)),
+        rulesList(pending), ...pendingActions(a, pending)));
+    } else if (pending) {
+      card.append(...pendingActions(a, pending));
+    }
+    if (inForce) card.append(inForceActions(a, inForce));
+    if (a.retireRequests.length === 1 && !inForce?.status?.startsWith('retired')) {
+      card.append(h('p', { class: 'muted' }, `${who(a.retireRequests[0])} asked to retire this. It is retired once you both have.`));
+    }
+    card.append(h('details', {}, h('summary', {}, `All versions (${a.versions.length})`),
+      a.versions.slice().reverse().map((v) => h('div', { class: 'card' },
+        h('p', {}, h('strong', {}, `Version ${v.version}: ${v.title}`), ' ', h('span', { class: `badge ${v.status}` }, statusWords(a, v))),
+        h('p', { class: 'muted' }, `Proposed by ${who(v.proposedBy).toLowerCase()} · signed by ${v.signedBy.length ? v.signedBy.map((r) => who(r).toLowerCase()).join(' and ') : 'nobody yet'} · review on ${v.reviewOn}`),
+        rulesList(v),
+        v.changeRequests.map((c) => h('p', { class: 'muted' }, `${who(c.by)} asked for a change: “${c.comment}”`))))));
+    return card;
+  });
+}
+
+function pendingActions(a, v) {
+  const out = [];
+  for (const c of v.changeRequests) out.push(h('p', { class: 'card calm' }, `${who(c.by)} asked for a change: “${c.comment}”`));
+  const err = errorLine();
+  if (!v.signedBy.includes(S.space.role)) {
+    const sign = h('button', { type: 'button' }, 'Sign these words');
+    sign.addEventListener('click', () => act(sign, err, () => send((now) => S.space.cosign(a.id, v.version, now),
+      'Signed. It comes into force once you have both signed.')));
+    const change = h('button', { type: 'button', class: 'secondary' }, 'Ask for a change');
+    change.addEventListener('click', () => askChange(a, v));
+    out.push(h('div', { class: 'row' }, sign, change));
+  } else {
+    out.push(h('p', { class: 'muted' }, 'You signed this version. Your partner can sign it or ask for a change.'));
+  }
+  const edit = h('button', { type: 'button', class: 'quiet' }, 'Propose different words');
+  edit.addEventListener('click', () => editor(v, a.id));
+  out.push(h('div', { class: 'row' }, edit), err);
+  return out;
+}
+
+function inForceActions(a, v) {
+  const err = errorLine();
+  const withdraw = h('button', { type: 'button', class: 'gentle-stop' }, 'Withdraw my consent');
+  withdraw.addEventListener('click', () => confirmWithdraw(a, v));
+  const amend = h('button', { type: 'button', class: 'secondary' }, 'Suggest a change');
+  amend.addEventListener('click', () => editor(v, a.id));
+  const retire = h('button', { type: 'button', class: 'quiet' }, 'Retire together');
+  retire.addEventListener('click', () => act(retire, err, () => send((now) => S.space.retire(a.id, now),
+    'Asked to retire. It is retired once you both have.')));
+  if (a.retireRequests.includes(S.space.role)) retire.disabled = true;
+  return h('div', { class: 'stack' }, h('div', { class: 'row' }, withdraw, amend, retire), err);
+}
+
+function confirmWithdraw(a, v) {
+  const [cw, comment] = field('Anything you want to say (optional)', 'textarea', { rows: '2' });
+  const err = errorLine();
+  const yes = h('button', { type: 'button', class: 'gentle-stop' }, 'Withdraw consent');
+  const no = h('button', { type: 'button', class: 'secondary' }, 'Not now');
+  yes.addEventListener('click', () => act(yes, err, async () => {
+    await send((now) => S.space.withdraw(a.id, comment.value, now), 'Your consent is withdrawn. Your partner will see it.');
+    closeDialog();
+  }));
+  no.addEventListener('click', closeDialog);
+  openDialog(`Withdraw consent from “${v.title}”?`,
+    h('p', {}, 'You can do this at any time, on your own. It is recorded and shown to you both; the agreement is no longer in force. You can always agree on new words later.'),
+    cw, err, h('div', { class: 'row' }, yes, no));
+  yes.focus();
+}
+
+function askChange(a, v) {
+  const [cw, comment] = field('What would you like to change?', 'textarea', { rows: '3' },
+    'Your partner sees your words next to the proposal.');
+  const err = errorLine();
+  const ok = h('button', { type: 'button' }, 'Send my request');
+  const no = h('button', { type: 'button', class: 'secondary' }, 'Cancel');
+  ok.addEventListener('click', () => act(ok, err, async () => {
+    if (!comment.value.trim()) throw new Error('Please say what you would like to change.');
+    await send((now) => S.space.requestChange(a.id, v.version, comment.value, now), 'Your request was sent.');
+    closeDialog();
+  }));
+  no.addEventListener('click', closeDialog);
+  openDialog(`Ask for a change to “${v.title}”`, cw, err, h('div', { class: 'row' }, ok, no));
+}
+
+function review(a) {
+  const v = a.versions[a.inForce - 1];
+  const [dw, date] = field('Next review date', 'input', { type: 'date', value: dayPlus(Date.now(), 30), min: dayPlus(Date.now(), 1) });
+  const err = errorLine();
+  const renew = h('button', { type: 'button' }, 'Renew these words');
+  renew.addEventListener('click', () => act(renew, err, async () => {
+    const draft = { title: v.title, rules: v.rules, reviewOn: date.value };
+    await send((now) => S.space.propose(draft, a.id, now), 'Proposed to renew. It is in force again once you both sign.');
+    closeDialog();
+  }));
+  const change = h('button', { type: 'button', class: 'secondary' }, 'Change the words');
+  change.addEventListener('click', () => { closeDialog(); editor(v, a.id); });
+  const retire = h('button', { type: 'button', class: 'secondary' }, 'Retire it');
+  retire.addEventListener('click', () => act(retire, err, async () => {
+    await send((now) => S.space.retire(a.id, now), 'Asked to retire. It is retired once you both have.');
+    closeDialog();
+  }));
+  const no = h('button', { type: 'button', class: 'quiet' }, 'Later');
+  no.addEventListener('click', closeDialog);
+  openDialog(`Review “${v.title}”`, h('p', {}, 'Decide together: keep these words for another while, change them, or let this agreement go.'),
+    rulesList(v), dw, err, h('div', { class: 'row' }, renew, change, retire, no));
+}
+
+function draftCards() {
+  return S.drafts.map((d, i) => {
+    const open = h('button', { type: 'button', class: 'secondary' }, 'Continue');
+    open.addEventListener('click', () => { S.drafts.splice(i, 1); editor(d, d.amends, d); refresh(); });
+    const drop = h('button', { type: 'button', class: 'quiet' }, 'Discard');
+    drop.addEventListener('click', () => { S.drafts.splice(i, 1); refresh(); });
+    return h('div', { class: 'card' }, h('p', {}, h('span', { class: 'badge' }, 'Draft'), ' ', d.title || '(no title yet)'),
+      h('p', { class: 'muted' }, 'Only on this screen until you lock; not sent.'), h('div', { class: 'row' }, open, drop));
+  });
+}
+
+/** The agreement editor: from a template, an existing version (amend), or a draft. */
+function editor(from, amends, draft) {
+  const tpl = templates();
+  const rulesBox = h('div', { class: 'stack' });
+  const [tw, title] = field('Title', 'input', { type: 'text', maxlength: '200' });
+  const [dw, date] = field('Review date', 'input', { type: 'date', min: dayPlus(Date.now(), 1) },
+    'Every agreement has a date when you look at it again together.');
+  date.value = (draft && draft.reviewOn) || dayPlus(Date.now(), 30);
+  let rules = [];
+  const drawRules = () => {
+    rulesBox.replaceChildren(...rules.map((r, i) => {
+      const [rw, text] = field(`Rule ${i + 1} in your words`, 'textarea', { rows: '3' });
+      text.value = r.text;
+      text.addEventListener('input', () => { r.text = text.value; });
+      const [sw, sel] = field('This asks something of', 'select');
+      sel.append(h('option', { value: 'rebuilding' }, 'the partner rebuilding trust'), h('option', { value: 'leading' }, 'the partner who leads'));
+      sel.value = r.asksOf || 'rebuilding';
+      sel.addEventListener('change', () => { r.asksOf = sel.value; });
+      const rm = h('button', { type: 'button', class: 'quiet' }, `Remove rule ${i + 1}`);
+      rm.addEventListener('click', () => { rules.splice(i, 1); drawRules(); });
+      return h('div', { class: 'card' }, rw, sw, rules.length > 1 ? rm : null);
+    }));
+  };
+  const use = (t) => {
+    title.value = t.title;
+    rules = t.rules.map((r) => ({ ...r, params: r.params.slice() }));
+    drawRules();
+  };
+  let chooser = null;
+  if (!from) {
+    const name = `tpl${++uid}`;
+    chooser = h('fieldset', { class: 'stack' }, h('legend', {}, 'Start from'),
+      tpl.map((t, i) => {
+        const id = `${name}-${i}`;
+        const r = h('input', { type: 'radio', name, id, value: t.name, checked: i === 0 });
+        r.addEventListener('change', () => use(t));
+        return h('label', { class: 'inline', for: id }, r, t.title);
+      }),
+      (() => {
+        const id = `${name}-blank`;
+        const r = h('input', { type: 'radio', name, id, value: '' });
+        r.addEventListener('change', () => use({ title: '', rules: [{ text: '', category: 'other', asksOf: 'rebuilding', params: [] }] }));
+        return h('label', { class: 'inline', for: id }, r, 'My own words');
+      })());
+    use(tpl[0]);
+  } else {
+    use(from);
+  }
+  const addRule = h('button', { type: 'button', class: 'quiet' }, 'Add a rule');
+  addRule.addEventListener('click', () => { rules.push({ text: '', category: 'other', asksOf: 'rebuilding', params: [] }); drawRules(); });
+  const err = errorLine();
+  const propose = h('button', { type: 'button' }, 'Propose to my partner');
+  propose.addEventListener('click', () => act(propose, err, async () => {
+    const d = { title: title.value, rules, reviewOn: date.value };
+    await send((now) => S.space.propose(d, amends, now), 'Proposed. Your partner can now read it and sign, or ask for a change.');
+    closeDialog();
+  }));
+  const keep = h('button', { type: 'button', class: 'secondary' }, 'Keep as a draft');
+  keep.addEventListener('click', () => {
+    S.drafts.push({ title: title.value, rules, reviewOn: date.value, amends });
+    closeDialog();
+    refresh();
+  });
+  const cancel = h('button', { type: 'button', class: 'quiet' }, 'Cancel');
+  cancel.addEventListener('click', closeDialog);
+  openDialog(amends ? `New version of “${from.title}”` : 'Propose an agreement',
+    h('p', { class: 'muted' }, 'Nothing is in force until you have both signed the same words.'),
+    chooser, tw, rulesBox, addRule, dw, err, h('div', { class: 'row' }, propose, keep, cancel));
+}
+
+// ---------------------------------------------------------------- check-ins
+
+function checkInForm() {
+  const [tw, text] = field('Check in', 'textarea', { rows: '2', placeholder: 'At the gym until 7' },
+    'Where you are, or anything you want your partner to know.');
+  const [pc, attach] = checkbox('Attach a place this time');
+  const [pw, place] = field('Place', 'input', { type: 'text', maxlength: '300' }, 'Only sent with this check-in, because you chose to.');
+  pw.hidden = true;
+  attach.addEventListener('change', () => { pw.hidden = !attach.checked; if (attach.checked) place.focus(); });
+  const [aw, answers] = field('This answers', 'select', { id: 'answers' });
+  const err = errorLine();
+  const btn = h('button', { type: 'submit' }, 'Send check-in');
+  const form = h('form', { class: 'card stack', 'aria-labelledby': 'ci-h' }, h('h2', { id: 'ci-h' }, 'Check in'), tw, pc, pw, aw, err, btn);
+  form.addEventListener('submit', (e) => {
+    e.preventDefault();
+    act(btn, err, async () => {
+      await send((now) => S.space.checkIn(text.value, attach.checked ? place.value : undefined, answers.value || undefined, now),
+        'Check-in sent.');
+      text.value = ''; place.value = ''; attach.checked = false; pw.hidden = true;
+    });
+  });
+  return form;
+}
+
+function fillAnswers(sel, st) {
+  const open = st.requests.filter((q) => !me(q.by) && q.answeredBy === null);
+  const cur = sel.value;
+  sel.replaceChildren(h('option', { value: '' }, 'Nothing in particular'),
+    ...open.map((q) => h('option', { value: q.hash }, `Your partner's request${q.note ? `: ${q.note}` : ''} (${when(q.atMs)})`)));
+  if ([...sel.options].some((o) => o.value === cur)) sel.value = cur;
+  else if (open.length) sel.value = open[open.length - 1].hash;
+}
+
+function askForm() {
+  const [nw, note] = field('A note (optional)', 'input', { type: 'text', placeholder: 'Could you let me know where you are?' });
+  const err = errorLine();
+  const ask = h('button', { type: 'button' }, 'Ask for a check-in');
+  ask.addEventListener('click', () => act(ask, err, async () => {
+    await send((now) => S.space.requestCheckIn(note.value, now), 'Asked. Your partner sees your request.');
+    note.value = '';
+  }));
+  const phone = h('button', { type: 'button', class: 'secondary' }, 'Ask to see the phone');
+  phone.addEventListener('click', () => act(phone, err, async () => {
+    await send((now) => S.space.phone('asked', note.value, undefined, now), 'Asked. The request is noted for both of you.');
+    note.value = '';
+  }));
+  return h('section', { class: 'card stack', 'aria-labelledby': 'ask-h' }, h('h2', { id: 'ask-h' }, 'Ask your partner'),
+    h('p', { class: 'muted' }, 'Every request is shown to your partner; nothing is watched in secret.'), nw, err, h('div', { class: 'row' }, ask, phone));
+}
+
+function askedOfMe(st) {
+  const reqs = st.requests.filter((q) => !me(q.by));
+  const phones = st.phone.filter((p) => p.action === 'asked' && !me(p.by));
+  if (!reqs.length && !phones.length) return [];
+  const items = [
+    ...reqs.map((q) => ({ at: q.atMs, el: h('li', {}, h('span', { class: 'who' }, 'Your partner'), ` asked for a check-in${q.note ? `: “${q.note}”` : ''} · `,
+      h('span', { class: 'muted' }, when(q.atMs)), ' · ', q.answeredBy !== null ? 'answered' : h('strong', {}, 'waiting for your check-in')) })),
+    ...phones.map((p) => {
+      const answered = st.phone.some((x) => x.seq > p.seq && me(x.by) && x.action !== 'asked');
+      const li = h('li', {}, h('span', { class: 'who' }, 'Your partner'), ` asked to see your phone${p.note ? `: “${p.note}”` : ''} · `, h('span', { class: 'muted' }, when(p.atMs)));
+      if (!answered) {
+        const err = errorLine();
+        const show = h('button', { type: 'button', class: 'secondary' }, 'I showed it');
+        show.addEventListener('click', () => act(show, err, () => send((now) => S.space.phone('granted', '', undefined, now), 'Noted.')));
+        const later = h('button', { type: 'button', class: 'quiet' }, 'Later, please');
+        later.addEventListener('click', () => act(later, err, () => send((now) => S.space.phone('declined', 'later, please', undefined, now), 'Noted.')));
+        li.append(h('div', { class: 'row' }, show, later), err);
+      } else li.append(' · answered');
+      return { at: p.atMs, el: li };
+    }),
+  ].sort((x, y) => y.at - x.at);
+  return [h('section', { class: 'card warm stack', 'aria-labelledby': 'asked-h' }, h('h2', { id: 'asked-h' }, 'Asked of you'),
+    h('ol', { class: 'timeline' }, items.map((i) => i.el)))];
+}
+
+function checkinList(st) {
+  if (!st.checkins.length) return [h('p', { class: 'muted' }, 'No check-ins yet.')];
+  return [h('h2', {}, 'Check-ins'), h('ol', { class: 'timeline', 'aria-label': 'Check-ins, newest first' },
+    st.checkins.slice().reverse().map((c) => {
+      const li = h('li', {}, h('span', { class: 'who' }, who(c.by)), ': ', c.text,
+        c.place ? h('span', {}, ` — at ${c.place}`) : null, ' ', h('span', { class: 'muted' }, `· ${when(c.atMs)}`));
+      if (c.ackedAt !== null) li.append(h('span', { class: 'muted' }, ' · acknowledged'));
+      else if (!me(c.by)) {
+        const ack = h('button', { type: 'button', class: 'secondary' }, 'Acknowledge');
+        ack.setAttribute('aria-label', `Acknowledge the check-in “${c.text}”`);
+        ack.addEventListener('click', () => act(ack, null, () => send((now) => S.space.ack(c.hash, now), 'Acknowledged. Thank you.')));
+        li.append(' ', ack);
+      }
+      return li;
+    }))];
+}
+
+function timeline(st) {
+  return h('ol', { class: 'timeline' }, st.timeline.slice().reverse().map((t) =>
+    h('li', {}, h('span', { class: 'who' }, who(t.by)), ` ${t.what} `, h('span', { class: 'muted' }, `· ${when(t.atMs)}`))));
+}
+
+// ---------------------------------------------------------------- safety, therapist, key, leaving
+
+function safetyCards(st) {
+  const compared = S.meta && S.meta.compared;
+  const mark = h('button', { type: 'button', class: 'secondary' }, 'We compared it in person');
+  mark.addEventListener('click', async () => { S.meta.compared = true; await persist(); refresh(); say('Marked as compared.'); });
+  const consent = Object.entries(st.consents);
+  return [
+    h('section', { class: 'card stack', 'aria-labelledby': 'sn2-h' }, h('h2', { id: 'sn2-h' }, 'Safety number'),
+      h('p', { class: 'digits', 'data-testid': 'safety-number' }, st.safetyNumber || 'Shown once your partner has joined.'),
+      st.safetyNumber ? (compared ? h('p', {}, 'You marked this as compared in person.') : mark) : null),
+    h('section', { class: 'card stack', 'aria-labelledby': 'sc-h' }, h('h2', { id: 'sc-h' }, 'State code'),
+      h('p', { class: 'digits', 'data-testid': 'state-code' }, st.stateCode),
+      h('p', { class: 'muted' }, 'When both of you are up to date, your codes are the same. If they differ after a refresh, the server may be showing you different things.')),
+    h('section', { class: 'card stack', 'aria-labelledby': 'share-h' }, h('h2', { id: 'share-h' }, 'Sharing with a therapist'),
+      consent.length ? h('ul', {}, consent.map(([role, c]) => h('li', {},
+        `${who(role)} agreed to share ${c.includeCheckins ? 'agreements and check-ins' : 'agreements'} ${c.recipient ? 'with the therapist\'s key' : 'as a printed copy'} until ${c.until}${c.current ? '' : ' (ended)'}.`)))
+        : h('p', { class: 'muted' }, 'Nothing is shared unless you both agree.'),
+      ...reportButtons(st)),
+  ];
+}
+
+function reportButtons(st) {
+  const l = st.consents.leading;
+  const r = st.consents.rebuilding;
+  if (!l || !r || !l.current || !r.current || l.recipient !== r.recipient) return [];
+  const err = errorLine();
+  const out = [];
+  if (l.recipient) {
+    const dl = h('button', { type: 'button' }, 'Download the encrypted report');
+    dl.addEventListener('click', () => act(dl, err, () => {
+      download('troth-report.age', S.space.encryptReport(l.recipient, Date.now()), 'text/plain');
+      say('Downloaded. Only your therapist can open it.');
+    }));
+    out.push(dl);
+  }
+  const pr = h('button', { type: 'button', class: 'secondary' }, 'Print a readable summary');
+  pr.addEventListener('click', () => act(pr, err, () => {
+    const text = S.space.reportText(l.recipient, Date.now());
+    const sheet = h('pre', { class: 'print-sheet' }, text);
+    openDialog('Summary for your therapist', sheet, h('div', { class: 'row' },
+      h('button', { type: 'button', onclick: () => window.print() }, 'Print'),
+      h('button', { type: 'button', class: 'secondary', onclick: closeDialog }, 'Close')));
+  }));
+  out.push(pr);
+  return [h('div', { class: 'row' }, ...out), err];
+}
+
+function therapistForm() {
+  const [rw, recipient] = field("Therapist's age key (leave empty for a printed copy)", 'input',
+    { type: 'text', placeholder: 'age1…', autocomplete: 'off', spellcheck: 'false' });
+  const [cw, include] = checkbox('Include check-ins, not only agreements');
+  const [uw, until] = field('Until', 'input', { type: 'date', value: dayPlus(Date.now(), 30), min: dayPlus(Date.now(), 0) });
+  const err = errorLine();
+  const btn = h('button', { type: 'submit' }, 'I agree to share');
+  const form = h('form', { class: 'card stack', 'aria-labelledby': 'consent-h' }, h('h2', { id: 'consent-h' }, 'Agree to share a report'),
+    h('p', { class: 'muted' }, 'A report is made only when both of you agree to the same therapist. Your signature is recorded for both of you.'),
+    rw, cw, uw, err, btn);
+  form.addEventListener('submit', (e) => {
+    e.preventDefault();
+    act(btn, err, () => send((now) => S.space.consentReport(recipient.value, include.checked, until.value, now),
+      'Your consent is recorded. Your partner sees it.'));
+  });
+  return form;
+}
+
+function keyCard() {
+  const [pw, pass] = field('Passphrase for the exported file', 'input', { type: 'password', autocomplete: 'new-password' },
+    'The file is encrypted with it; the troth command line and other browsers open it with the same passphrase.');
+  const err = errorLine();
+  const btn = h('button', { type: 'submit', class: 'secondary' }, 'Export my key');
+  const form = h('form', { class: 'card stack', 'aria-labelledby': 'key-h' }, h('h2', { id: 'key-h' }, 'Your key'),
+    h('p', { class: 'muted' }, `Fingerprint: ${S.keys.fingerprint}`), pw, err, btn);
+  form.addEventListener('submit', (e) => {
+    e.preventDefault();
+    act(btn, err, async () => {
+      say('Encrypting your key… this takes a moment.');
+      await pause(30);
+      download('troth-key.age', S.keys.exportFile(pass.value), 'text/plain');
+      pass.value = '';
+    });
+  });
+  return form;
+}
+
+function leaveCard() {
+  const btn = h('button', { type: 'button', class: 'gentle-stop' }, 'Leave this space');
+  btn.addEventListener('click', () => {
+    const err = errorLine();
+    const yes = h('button', { type: 'button', class: 'gentle-stop' }, 'Leave and delete');
+    const no = h('button', { type: 'button', class: 'secondary' }, 'Stay');
+    yes.addEventListener('click', () => act(yes, err, async () => {
+      try {
+        await S.api.remove();
+      } catch (e) {
+        if (!(e instanceof RelayError && e.status === 404)) {
+          throw new Error(`${e.message} The space is still here; you can try again, or use "Remove the key from this browser" on the unlock screen.`);
+        }
+      }
+      closeDialog();
+      await store.clear();
+      lock(false);
+      showWelcome();
+      say('You left the space. Its keys are gone from this browser.');
+    }));
+    no.addEventListener('click', closeDialog);
+    openDialog('Leave this space?',
+      h('p', {}, 'This asks the server to delete the space for both of you, and removes your key and everything of this space from this browser. Your partner will see that the space was closed.'),
+      h('p', { class: 'muted' }, 'If you might want your key later, export it first.'),
+      err, h('div', { class: 'row' }, yes, no));
+  });
+  return h('section', { class: 'card stack', 'aria-labelledby': 'leave-h' }, h('h2', { id: 'leave-h' }, 'Leaving'),
+    h('p', { class: 'muted' }, 'You can leave at any time. Nobody needs to agree.'), btn);
+}
+
+boot();

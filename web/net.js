@@ -1,0 +1,103 @@
+// Local storage (IndexedDB) and the relay's API. Nothing secret is stored
+// except the passphrase-protected age key file; events are ciphertext.
+
+const DB = 'troth';
+const STORE = 'kv';
+
+function db() {
+  return new Promise((resolve, reject) => {
+    const req = indexedDB.open(DB, 1);
+    req.onupgradeneeded = () => req.result.createObjectStore(STORE);
+    req.onsuccess = () => resolve(req.result);
+    req.onerror = () => reject(req.error);
+  });
+}
+
+async function tx(mode, fn) {
+  const d = await db();
+  return new Promise((resolve, reject) => {
+    const t = d.transaction(STORE, mode);
+    const s = t.objectStore(STORE);
+    const r = fn(s);
+    t.oncomplete = () => { d.close(); resolve(r && 'result' in r ? r.result : undefined); };
+    t.onerror = () => { d.close(); reject(t.error); };
+    t.onabort = () => { d.close(); reject(t.error); };
+  });
+}
+
+export const store = {
+  get: (k) => tx('readonly', (s) => s.get(k)),
+  set: (k, v) => tx('readwrite', (s) => s.put(v, k)),
+  del: (k) => tx('readwrite', (s) => s.delete(k)),
+  clear: () => tx('readwrite', (s) => s.clear()),
+};
+
+/** An error from the relay, with its kind words. */
+export class RelayError extends Error {
+  constructor(status, body) {
+    super((body && body.message) || `The relay answered ${status}.`);
+    this.status = status;
+    this.code = body && body.error;
+    this.head = body && body.head;
+  }
+}
+
+/** Thrown when the network is down: the action was not sent. */
+export class Offline extends Error {
+  constructor() {
+    super("You seem to be offline, so this wasn't sent. Nothing is lost: try again when you're connected.");
+    this.offline = true;
+  }
+}
+
+const enc = new TextEncoder();
+
+async function call(method, path, { body, sign, query = '' } = {}) {
+  const text = body === undefined ? '' : JSON.stringify(body);
+  const bytes = enc.encode(text);
+  const headers = {};
+  if (body !== undefined) headers['content-type'] = 'application/json';
+  if (sign) Object.assign(headers, sign(method, path + query, bytes));
+  let res;
+  try {
+    res = await fetch(path + query, { method, headers, body: body === undefined ? undefined : text, cache: 'no-store' });
+  } catch {
+    throw new Offline();
+  }
+  let json = null;
+  if (res.status !== 204) {
+    try { json = await res.json(); } catch { json = null; }
+  }
+  if (!res.ok) throw new RelayError(res.status, json);
+  return json;
+}
+
+/** The relay API for one space, signing with the space handle. */
+export function spaceApi(space) {
+  const sign = (m, p, b) => space.signRequest(m, p, b, Date.now());
+  const base = `/v1/spaces/${space.id}`;
+  return {
+    create: (genesis) => call('POST', '/v1/spaces', { body: { genesis }, sign }),
+    append: (event) => call('POST', `${base}/events`, { body: { event }, sign }),
+    read: (from) => call('GET', `${base}/events`, { query: `?from=${from}&limit=1000`, sign }),
+    remove: () => call('DELETE', base, { sign }),
+    liveUrl: () => `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}${base}/live`,
+    liveAuth: () => {
+      const h = space.signRequest('GET', `${base}/live`, new Uint8Array(), Date.now());
+      return JSON.stringify({
+        device: h['troth-device'], time: Number(h['troth-time']),
+        nonce: h['troth-nonce'], signature: h['troth-signature'],
+      });
+    },
+  };
+}
+
+/** The rendezvous mailbox API used for pairing. */
+export const rendezvous = {
+  open: () => call('POST', '/v1/rendezvous'),
+  claim: (n) => call('POST', `/v1/rendezvous/${n}/claim`),
+  post: (n, token, msg) => call('POST', `/v1/rendezvous/${n}/messages`, { body: { token, body: msg } }),
+  get: (n, token, after, wait) => call('GET', `/v1/rendezvous/${n}/messages`,
+    { query: `?token=${encodeURIComponent(token)}&after=${after}&wait=${wait}` }),
+  close: (n, token) => call('DELETE', `/v1/rendezvous/${n}`, { query: `?token=${encodeURIComponent(token)}` }).catch(() => {}),
+};
