@@ -136,8 +136,11 @@ const FUZZ_TARGETS: [&str; 5] = [
 fn fuzz(seconds: u32) -> Result<()> {
     let dir = root().join("fuzz");
     for t in FUZZ_TARGETS {
+        std::fs::create_dir_all(dir.join("target/corpus-scratch").join(t))?;
         run(Command::new("cargo")
             .args(["+nightly", "fuzz", "run", "-O", t])
+            // New inputs go to a scratch folder; the committed corpus is only read.
+            .arg(format!("target/corpus-scratch/{t}"))
             .arg(format!("corpus/{t}"))
             .args([
                 "--",
