@@ -1,1 +1,6 @@
-//! End-to-end test support.
+//! End-to-end test support: a real relay, real clients, attacks.
+//!
+//! [`cli`] drives the real `troth` and `troth-relay` binaries for the CLI's
+//! end-to-end, interop and bad-input tests (`tests/cli_*.rs`).
+
+pub mod cli;
