@@ -268,6 +268,7 @@ async fn idle_connections(n: usize) -> anyhow::Result<(usize, f64, u64)> {
     drive(addr, creates, 600, 201).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let before = rss_kib(pid);
+    println!("relay RSS after creating {n_spaces} spaces: {before} KiB");
     let mut sockets = Vec::with_capacity(n);
     for i in 0..n {
         let s = &spaces[i / 2].0;
@@ -305,6 +306,12 @@ async fn main() -> anyhow::Result<()> {
     let page = arg("--page", 10);
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
     println!("troth-relay load generator: {conns} connections, {secs} s per phase, {cores} cores, client and servers on this machine");
+    if std::env::args().any(|a| a == "--idle-only") {
+        let fd = open_files_limit();
+        let (n, per, rss) = idle_connections(idle.min(fd.saturating_sub(200))).await?;
+        println!("idle live connections: {n} open (open-files limit {fd}), relay RSS {rss} KiB, {per:.1} KiB per connection");
+        return Ok(());
+    }
 
     // Baseline: an empty axum handler.
     let base = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -317,8 +324,12 @@ async fn main() -> anyhow::Result<()> {
 
     // The relay, in-process, on sled in a temporary folder.
     let dir = tempfile::tempdir()?;
-    let store = SledStore::open(dir.path(), 256 << 20)?;
-    let state = AppState::new(Arc::new(store), Arc::new(SystemClock), Limits::generous())?;
+    let store: Arc<dyn troth_relay::store::Store> = if std::env::args().any(|a| a == "--memory") {
+        Arc::new(troth_relay::store::MemoryStore::new())
+    } else {
+        Arc::new(SledStore::open(dir.path(), 256 << 20)?)
+    };
+    let state = AppState::new(store, Arc::new(SystemClock), Limits::generous())?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     tokio::spawn(troth_relay::serve(listener, state.clone(), std::future::pending()));

@@ -23,7 +23,7 @@ use crate::store::{Head, Store};
 
 /// Events buffered per space for slow live subscribers; one that falls
 /// further behind is disconnected and catches up with a GET.
-const LIVE_BUFFER: usize = 32;
+const LIVE_BUFFER: usize = 16;
 
 /// An event as pushed to live subscribers (already JSON text).
 pub type LiveFrame = Arc<str>;
@@ -31,7 +31,10 @@ pub type LiveFrame = Arc<str>;
 /// The relay's view of one space, as of its last durable head.
 pub(crate) struct View {
     pub head: Head,
-    pub members: Arc<Members>,
+    /// The decoded member list, once an HTTP request needed it. (A space
+    /// that only has live listeners does not keep it: decoded, it is several
+    /// KiB, most of an idle connection's cost.)
+    pub members: Option<Arc<Members>>,
     pub deleted: bool,
 }
 
@@ -149,29 +152,47 @@ impl AppState {
         }
     }
 
-    /// The cached slot of a space, loading it from the store on first use.
-    /// `Ok(None)` if the space does not exist.
-    pub(crate) fn slot(&self, space: SpaceId) -> Result<Option<Arc<Slot>>, ApiError> {
-        if let Some(s) = lock(&self.0.spaces).get(&space) {
-            return Ok(Some(s.clone()));
+    /// The cached slot of a space and its member list, loading them from
+    /// the store on first use; `keep` caches the decoded member list in the
+    /// slot. `Ok(None)` if the space does not exist.
+    pub(crate) fn space(
+        &self,
+        space: SpaceId,
+        keep: bool,
+    ) -> Result<Option<(Arc<Slot>, Arc<Members>)>, ApiError> {
+        let cached = lock(&self.0.spaces).get(&space).cloned();
+        if let Some(slot) = cached {
+            let m = slot.view().members.clone();
+            if let Some(m) = m {
+                return Ok(Some((slot, m)));
+            }
+            let Some(rec) = self.0.store.space(space)? else {
+                return Ok(None);
+            };
+            let m = Arc::new(decode_members(space, &rec.members)?);
+            if keep {
+                let mut v = slot.view_mut();
+                if v.members.is_none() && v.head == rec.head {
+                    v.members = Some(m.clone());
+                }
+            }
+            return Ok(Some((slot, m)));
         }
         let Some(rec) = self.0.store.space(space)? else {
             return Ok(None);
         };
-        let members = Members::decode(&rec.members).map_err(|e| {
-            tracing::error!(space = %space, error = %e, "stored member list does not decode");
-            ApiError::internal()
-        })?;
+        let m = Arc::new(decode_members(space, &rec.members)?);
         let slot = Arc::new(Slot {
             write: tokio::sync::Mutex::new(()),
             view: RwLock::new(View {
                 head: rec.head,
-                members: Arc::new(members),
+                members: keep.then(|| m.clone()),
                 deleted: false,
             }),
             live: broadcast::channel(LIVE_BUFFER).0,
         });
-        Ok(Some(lock(&self.0.spaces).entry(space).or_insert(slot).clone()))
+        let slot = lock(&self.0.spaces).entry(space).or_insert(slot).clone();
+        Ok(Some((slot, m)))
     }
 
     /// Drops a space from the cache (after a delete, or a failed flush so
@@ -251,6 +272,13 @@ impl AppState {
             }
         })
     }
+}
+
+fn decode_members(space: SpaceId, bytes: &[u8]) -> Result<Members, ApiError> {
+    Members::decode(bytes).map_err(|e| {
+        tracing::error!(space = %space, error = %e, "stored member list does not decode");
+        ApiError::internal()
+    })
 }
 
 fn check<K: std::hash::Hash + Eq + Clone>(

@@ -117,13 +117,23 @@ async fn crash_kill9_loses_nothing_acknowledged() {
     eprintln!("crash test: {cycles} cycles, TROTH_CRASH_SEED={seed}");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let dir = tempfile::tempdir().expect("tempdir");
+    // All clients share 127.0.0.1: lift the per-address and per-device limits.
+    let cfg_dir = tempfile::tempdir().expect("tempdir");
+    let cfg = cfg_dir.path().join("relay.toml");
+    std::fs::write(
+        &cfg,
+        "[limits]\nper_ip_per_second = 1000000\nper_ip_burst = 1000000\nper_device_per_second = 1000000\nper_device_burst = 1000000\n",
+    )
+    .expect("write config");
+    let cfg = cfg.to_str().expect("utf-8 path").to_string();
+    let env = [("TROTH_RELAY_CONFIG", cfg.as_str())];
     const CLIENTS: usize = 6;
     let mut spaces: Vec<Space> = (0..CLIENTS as u64).map(|i| Space::generate(seed ^ (i + 1) * 7919)).collect();
     let mut acked: Vec<BTreeMap<u64, Vec<u8>>> = vec![BTreeMap::new(); CLIENTS];
     let started = Instant::now();
     let mut total_acked = 0usize;
     for cycle in 0..cycles {
-        let relay = Binary::start(dir.path(), &[]);
+        let relay = Binary::start(dir.path(), &env);
         let http = relay.http();
         // Check: everything acknowledged is there, byte-identical, and the chain holds.
         for (i, s) in spaces.iter_mut().enumerate() {
@@ -181,7 +191,7 @@ async fn crash_kill9_loses_nothing_acknowledged() {
         }
     }
     // A last restart and check.
-    let relay = Binary::start(dir.path(), &[]);
+    let relay = Binary::start(dir.path(), &env);
     let http = relay.http();
     for (i, s) in spaces.iter().enumerate() {
         let all = http.read_all(s, now_ms()).await;

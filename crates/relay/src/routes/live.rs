@@ -17,6 +17,7 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 use troth_core::SpaceId;
+use troth_core::members::Members;
 use troth_core::request::RequestAuth;
 
 use super::{signed_path, space_id};
@@ -26,8 +27,9 @@ use crate::state::{AppState, Slot};
 
 /// How long a client has to send its authentication frame.
 const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
-/// Read buffer per connection (axum's default costs ~133 KiB per idle connection).
-const READ_BUFFER: usize = 4096;
+/// Read buffer per connection: clients only send the auth frame and control
+/// frames (axum's default costs ~133 KiB per idle connection; 4096 ~5.4 KiB).
+const READ_BUFFER: usize = 1024;
 /// Largest frame a client may send (only the authentication frame matters).
 const MAX_CLIENT_MESSAGE: usize = 4096;
 
@@ -52,7 +54,7 @@ pub async fn live(
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
     let space = space_id(&path.map_err(path_err)?.0)?;
-    let slot = state.slot(space)?.ok_or_else(ApiError::no_space)?;
+    let (slot, members) = state.space(space, false)?.ok_or_else(ApiError::no_space)?;
     if state.metrics().live.load(Ordering::Relaxed) >= state.limits().max_live_connections {
         let mut e = ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
@@ -68,7 +70,7 @@ pub async fn live(
         .write_buffer_size(0)
         .max_message_size(MAX_CLIENT_MESSAGE)
         .max_frame_size(MAX_CLIENT_MESSAGE)
-        .on_upgrade(move |socket| run(state, space, slot, path, socket)))
+        .on_upgrade(move |socket| run(state, space, slot, members, path, socket)))
 }
 
 struct LiveGuard(AppState);
@@ -86,7 +88,7 @@ async fn close_with(mut socket: WebSocket, code: u16, err: ApiError) {
         .await;
 }
 
-fn authenticate(state: &AppState, slot: &Slot, space: SpaceId, path: &str, frame: &str) -> Result<troth_core::keys::DeviceId, ApiError> {
+fn authenticate(state: &AppState, members: &Members, space: SpaceId, path: &str, frame: &str) -> Result<troth_core::keys::DeviceId, ApiError> {
     let f: AuthFrame = serde_json::from_str(frame).map_err(|_| {
         ApiError::unauthorized(
             "auth_missing",
@@ -95,7 +97,6 @@ fn authenticate(state: &AppState, slot: &Slot, space: SpaceId, path: &str, frame
     })?;
     let a = RequestAuth::from_headers(&f.device, &f.time.to_string(), &f.nonce, &f.signature)
         .map_err(|_| ApiError::unauthorized("auth_invalid", "The authentication frame is not well-formed."))?;
-    let members = slot.view().members.clone();
     let key = *members.active_key(&a.device).ok_or_else(|| {
         ApiError::forbidden("not_member", "This device is not a member of this space.")
     })?;
@@ -103,7 +104,14 @@ fn authenticate(state: &AppState, slot: &Slot, space: SpaceId, path: &str, frame
     Ok(a.device)
 }
 
-async fn run(state: AppState, space: SpaceId, slot: Arc<Slot>, path: String, mut socket: WebSocket) {
+async fn run(
+    state: AppState,
+    space: SpaceId,
+    slot: Arc<Slot>,
+    members: Arc<Members>,
+    path: String,
+    mut socket: WebSocket,
+) {
     state.metrics().live.fetch_add(1, Ordering::Relaxed);
     let _guard = LiveGuard(state.clone());
     let first = match tokio::time::timeout(AUTH_TIMEOUT, socket.recv()).await {
@@ -117,14 +125,16 @@ async fn run(state: AppState, space: SpaceId, slot: Arc<Slot>, path: String, mut
         }
         Ok(None) | Ok(Some(Err(_))) => return,
     };
-    let device = match authenticate(&state, &slot, space, &path, first.as_str()) {
+    let authed = authenticate(&state, &members, space, &path, first.as_str());
+    // Only the authentication needed these; an idle connection keeps none of them.
+    drop((members, path, first));
+    let device = match authed {
         Ok(d) => d,
         Err(e) => {
             let code = if e.status == StatusCode::FORBIDDEN { 4403 } else { 4401 };
             return close_with(socket, code, e).await;
         }
     };
-    drop(first);
     let mut rx = slot.live.subscribe();
     let (head, deleted) = {
         let v = slot.view();
@@ -148,7 +158,9 @@ async fn run(state: AppState, space: SpaceId, slot: Arc<Slot>, path: String, mut
                     return close_with(socket, 4404, ApiError::no_space()).await;
                 }
                 Ok(frame) => {
-                    if slot.view().members.active_key(&device).is_none() {
+                    // A revocation is an append, which leaves the member list in the slot.
+                    let revoked = slot.view().members.as_ref().is_some_and(|m| m.active_key(&device).is_none());
+                    if revoked {
                         let e = ApiError::forbidden("not_member", "This device is no longer a member of this space.");
                         return close_with(socket, 4403, e).await;
                     }

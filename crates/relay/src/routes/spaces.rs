@@ -63,26 +63,22 @@ fn bad_event_signature() -> ApiError {
 /// Authenticates a request as coming from an active member device of `slot`.
 fn member(
     state: &AppState,
-    slot: &Slot,
     headers: &HeaderMap,
     space: SpaceId,
     method: &str,
     uri: &Uri,
     body: &[u8],
-) -> Result<Arc<Members>, ApiError> {
+) -> Result<(Arc<Slot>, Arc<Members>), ApiError> {
     let a = auth::from_headers(headers)?;
-    let members = {
-        let v = slot.view();
-        if v.deleted {
-            return Err(ApiError::no_space());
-        }
-        v.members.clone()
-    };
+    let (slot, members) = state.space(space, true)?.ok_or_else(ApiError::no_space)?;
+    if slot.view().deleted {
+        return Err(ApiError::no_space());
+    }
     let key = *members.active_key(&a.device).ok_or_else(|| {
         ApiError::forbidden("not_member", "This device is not a member of this space.")
     })?;
     auth::verify(state, &a, &key, space, method, signed_path(uri), body)?;
-    Ok(members)
+    Ok((slot, members))
 }
 
 /// `POST /v1/spaces`: creates the space named in a genesis event.
@@ -136,8 +132,7 @@ pub async fn append(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let space = space_id(&path.map_err(path_err)?.0)?;
-    let slot = state.slot(space)?.ok_or_else(ApiError::no_space)?;
-    let members = member(&state, &slot, &headers, space, "POST", &uri, &body)?;
+    let (slot, members) = member(&state, &headers, space, "POST", &uri, &body)?;
     let req: AppendBody = json_body(&body)?;
     let ev = event_from_b64(&req.event)?;
     append_event(&state, &slot, space, &members, ev).await
@@ -169,12 +164,16 @@ async fn append_event(
     ev.verify_signature(&key).map_err(|_| bad_event_signature())?;
 
     let _writer = slot.write.lock().await;
-    let (head, current) = {
+    let (head, cached) = {
         let v = slot.view();
         if v.deleted {
             return Err(ApiError::no_space());
         }
         (v.head, v.members.clone())
+    };
+    let current = match cached {
+        Some(m) => m,
+        None => state.space(space, true)?.ok_or_else(ApiError::no_space)?.1,
     };
     if h.seq != head.seq.saturating_add(1) || h.prev != head.hash {
         return Err(ApiError::stale(head));
@@ -201,7 +200,7 @@ async fn append_event(
     {
         let mut v = slot.view_mut();
         v.head = new_head;
-        v.members = Arc::new(next);
+        v.members = Some(Arc::new(next));
     }
     state.metrics().appends.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let frame = json!({ "seq": new_head.seq, "hash": new_head.hash.to_hex(), "event": to_b64(ev.as_bytes()) });
@@ -229,8 +228,7 @@ pub async fn read(
             format!("`limit` must be between 1 and {MAX_PAGE}."),
         ));
     }
-    let slot = state.slot(space)?.ok_or_else(ApiError::no_space)?;
-    member(&state, &slot, &headers, space, "GET", &uri, &[])?;
+    let (slot, _) = member(&state, &headers, space, "GET", &uri, &[])?;
     let head = slot.view().head;
     let events = state.store().read_range(space, from, head.seq, limit as usize)?;
     let last = from.saturating_add(events.len() as u64);
@@ -247,8 +245,7 @@ pub async fn delete(
     uri: Uri,
 ) -> Result<Response, ApiError> {
     let space = space_id(&path.map_err(path_err)?.0)?;
-    let slot = state.slot(space)?.ok_or_else(ApiError::no_space)?;
-    member(&state, &slot, &headers, space, "DELETE", &uri, &[])?;
+    let (slot, _) = member(&state, &headers, space, "DELETE", &uri, &[])?;
     let _writer = slot.write.lock().await;
     if slot.view().deleted {
         return Err(ApiError::no_space());
