@@ -22,7 +22,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 )]
 pub struct Cli {
     /// The key store folder [default: your data folder's `troth`]
-    #[arg(long, global = true, env = "TROTH_HOME", value_name = "DIR")]
+    #[arg(long, global = true, env = "TROTH_HOME", hide_env_values = true, value_name = "DIR")]
     pub home: Option<PathBuf>,
     /// Read the passphrase from the first line of FILE (or set TROTH_PASSPHRASE)
     #[arg(long, global = true, value_name = "FILE")]
@@ -160,7 +160,7 @@ pub enum PairCommand {
     /// Create the space and show a one-time code for your partner (first line of output)
     Start {
         /// The relay's address
-        #[arg(long, env = "TROTH_RELAY", value_name = "URL")]
+        #[arg(long, env = "TROTH_RELAY", hide_env_values = true, value_name = "URL")]
         relay: String,
         /// Your role: `leading` (the partner who was hurt) or `rebuilding`
         #[arg(long, value_enum, default_value_t = RoleArg::Leading)]
@@ -174,7 +174,7 @@ pub enum PairCommand {
         /// The code, e.g. 7-crystal-orbit
         code: String,
         /// The relay's address
-        #[arg(long, env = "TROTH_RELAY", value_name = "URL")]
+        #[arg(long, env = "TROTH_RELAY", hide_env_values = true, value_name = "URL")]
         relay: String,
         /// How long to wait, e.g. 2m
         #[arg(long, default_value = "2m", value_name = "DURATION")]
