@@ -39,7 +39,10 @@ use troth_relay::{AppState, Limits, SystemClock};
 type Req = (hyper::Method, String, Vec<(&'static str, String)>, Bytes);
 
 fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 fn arg(name: &str, default: usize) -> usize {
@@ -68,46 +71,92 @@ impl SpaceGen {
         let cert = identity.certify(&dev.public(), now_ms());
         let space = SpaceId(id);
         let g = Event::sign(
-            Header { space, seq: 0, prev: EventHash::ZERO, author: dev.public().id(), epoch: 0, timestamp_ms: now_ms() },
+            Header {
+                space,
+                seq: 0,
+                prev: EventHash::ZERO,
+                author: dev.public().id(),
+                epoch: 0,
+                timestamp_ms: now_ms(),
+            },
             Body::Control(Control::Genesis {
                 role: Role::Leading,
                 cert,
-                envelopes: vec![Envelope { epoch: 0, device: dev.public().id(), age: vec![7; 200] }],
+                envelopes: vec![Envelope {
+                    epoch: 0,
+                    device: dev.public().id(),
+                    age: vec![7; 200],
+                }],
             }),
             &dev,
         );
-        (SpaceGen { id: space, head: g.hash(), dev, seq: 0 }, g)
+        (
+            SpaceGen {
+                id: space,
+                head: g.hash(),
+                dev,
+                seq: 0,
+            },
+            g,
+        )
     }
 
     fn signed(&self, method: &str, path: &str, body: &[u8]) -> Vec<(&'static str, String)> {
         let mut nonce = [0u8; 16];
         rand::thread_rng().fill_bytes(&mut nonce);
-        let a = RequestAuth::sign(&self.dev, Some(self.id), method, path, body, now_ms(), nonce);
+        let a = RequestAuth::sign(
+            &self.dev,
+            Some(self.id),
+            method,
+            path,
+            body,
+            now_ms(),
+            nonce,
+        );
         a.to_headers().into_iter().collect()
     }
 
     fn create(&self, genesis: &Event) -> Req {
-        let body = json!({ "genesis": STANDARD.encode(genesis.as_bytes()) }).to_string().into_bytes();
+        let body = json!({ "genesis": STANDARD.encode(genesis.as_bytes()) })
+            .to_string()
+            .into_bytes();
         let h = self.signed("POST", "/v1/spaces", &body);
-        (hyper::Method::POST, "/v1/spaces".into(), h, Bytes::from(body))
+        (
+            hyper::Method::POST,
+            "/v1/spaces".into(),
+            h,
+            Bytes::from(body),
+        )
     }
 
     fn append(&mut self, payload: &[u8]) -> Req {
         self.seq += 1;
         let ev = Event::sign(
-            Header { space: self.id, seq: self.seq, prev: self.head, author: self.dev.public().id(), epoch: 0, timestamp_ms: now_ms() },
+            Header {
+                space: self.id,
+                seq: self.seq,
+                prev: self.head,
+                author: self.dev.public().id(),
+                epoch: 0,
+                timestamp_ms: now_ms(),
+            },
             Body::Sealed(payload.to_vec()),
             &self.dev,
         );
         self.head = ev.hash();
-        let body = json!({ "event": STANDARD.encode(ev.as_bytes()) }).to_string().into_bytes();
+        let body = json!({ "event": STANDARD.encode(ev.as_bytes()) })
+            .to_string()
+            .into_bytes();
         let path = format!("/v1/spaces/{}/events", self.id.to_hex());
         let h = self.signed("POST", &path, &body);
         (hyper::Method::POST, path, h, Bytes::from(body))
     }
 
     fn read(&self, from: u64, limit: usize) -> Req {
-        let path = format!("/v1/spaces/{}/events?from={from}&limit={limit}", self.id.to_hex());
+        let path = format!(
+            "/v1/spaces/{}/events?from={from}&limit={limit}",
+            self.id.to_hex()
+        );
         let h = self.signed("GET", &path, b"");
         (hyper::Method::GET, path, h, Bytes::new())
     }
@@ -115,7 +164,12 @@ impl SpaceGen {
 
 /// Runs each connection's request list (or `GET /` forever when empty) for
 /// at most `secs`; returns (completed, elapsed, latencies in µs).
-async fn drive(addr: SocketAddr, lists: Vec<Vec<Req>>, secs: u64, expect: u16) -> (usize, Duration, Vec<u32>) {
+async fn drive(
+    addr: SocketAddr,
+    lists: Vec<Vec<Req>>,
+    secs: u64,
+    expect: u16,
+) -> (usize, Duration, Vec<u32>) {
     let start = Instant::now();
     let deadline = start + Duration::from_secs(secs);
     let mut tasks = Vec::new();
@@ -126,22 +180,29 @@ async fn drive(addr: SocketAddr, lists: Vec<Vec<Req>>, secs: u64, expect: u16) -
                 Err(e) => panic!("connect: {e}"),
             };
             let _ = stream.set_nodelay(true);
-            let (mut sender, conn) = match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await {
-                Ok(x) => x,
-                Err(e) => panic!("handshake: {e}"),
-            };
+            let (mut sender, conn) =
+                match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await {
+                    Ok(x) => x,
+                    Err(e) => panic!("handshake: {e}"),
+                };
             tokio::spawn(conn);
             let mut lat = Vec::new();
             let mut i = 0usize;
             while Instant::now() < deadline {
                 let req = if list.is_empty() {
-                    hyper::Request::get("/").header("host", "bench").body(Full::new(Bytes::new()))
+                    hyper::Request::get("/")
+                        .header("host", "bench")
+                        .body(Full::new(Bytes::new()))
                 } else if let Some((m, p, h, b)) = list.get(i) {
-                    let mut r = hyper::Request::builder().method(m.clone()).uri(p.as_str()).header("host", "bench");
+                    let mut r = hyper::Request::builder()
+                        .method(m.clone())
+                        .uri(p.as_str())
+                        .header("host", "bench");
                     for (k, v) in h {
                         r = r.header(*k, v.as_str());
                     }
-                    r.header("content-type", "application/json").body(Full::new(b.clone()))
+                    r.header("content-type", "application/json")
+                        .body(Full::new(b.clone()))
                 } else {
                     break;
                 };
@@ -151,11 +212,23 @@ async fn drive(addr: SocketAddr, lists: Vec<Vec<Req>>, secs: u64, expect: u16) -
                     break;
                 }
                 let t = Instant::now();
-                let Ok(resp) = sender.send_request(req).await else { break };
+                let Ok(resp) = sender.send_request(req).await else {
+                    break;
+                };
                 let status = resp.status().as_u16();
-                let body = resp.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                let body = resp
+                    .into_body()
+                    .collect()
+                    .await
+                    .map(|b| b.to_bytes())
+                    .unwrap_or_default();
                 lat.push(t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
-                assert_eq!(status, expect, "unexpected answer: {}", String::from_utf8_lossy(&body));
+                assert_eq!(
+                    status,
+                    expect,
+                    "unexpected answer: {}",
+                    String::from_utf8_lossy(&body)
+                );
             }
             lat
         }));
@@ -177,8 +250,17 @@ struct Figures {
 
 fn figures(done: usize, elapsed: Duration, mut lat: Vec<u32>) -> Figures {
     lat.sort_unstable();
-    let pct = |p: f64| lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1))).copied().unwrap_or(0) as f64 / 1000.0;
-    Figures { rps: done as f64 / elapsed.as_secs_f64(), p50_ms: pct(0.50), p99_ms: pct(0.99) }
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0) as f64
+            / 1000.0
+    };
+    Figures {
+        rps: done as f64 / elapsed.as_secs_f64(),
+        p50_ms: pct(0.50),
+        p99_ms: pct(0.99),
+    }
 }
 
 /// Pre-signs requests on every core.
@@ -187,10 +269,15 @@ where
     F: Fn(usize) -> Vec<Req> + Send + Sync,
 {
     let f = &f;
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
     let mut out: Vec<Option<Vec<Req>>> = (0..n_lists).map(|_| None).collect();
     std::thread::scope(|s| {
-        let chunks: Vec<_> = out.chunks_mut(n_lists.div_ceil(threads).max(1)).enumerate().collect();
+        let chunks: Vec<_> = out
+            .chunks_mut(n_lists.div_ceil(threads).max(1))
+            .enumerate()
+            .collect();
         let per = n_lists.div_ceil(threads).max(1);
         for (ci, chunk) in chunks {
             s.spawn(move || {
@@ -235,10 +322,13 @@ async fn serve_child(dir: &str) -> anyhow::Result<()> {
     println!("listening on {}", listener.local_addr()?);
     // Stop when the parent closes our stdin (or after 10 minutes at most).
     let stop = async {
-        let _ = tokio::time::timeout(Duration::from_secs(600), tokio::task::spawn_blocking(|| {
-            let mut s = String::new();
-            let _ = std::io::stdin().read_line(&mut s);
-        }))
+        let _ = tokio::time::timeout(
+            Duration::from_secs(600),
+            tokio::task::spawn_blocking(|| {
+                let mut s = String::new();
+                let _ = std::io::stdin().read_line(&mut s);
+            }),
+        )
         .await;
     };
     troth_relay::serve(listener, state, stop).await?;
@@ -260,7 +350,9 @@ async fn idle_connections(n: usize) -> anyhow::Result<(usize, f64, u64)> {
     let addr: SocketAddr = line.trim().trim_start_matches("listening on ").parse()?;
     // Couples: two connections per space.
     let n_spaces = n.div_ceil(2);
-    let spaces: Vec<(SpaceGen, Event)> = (0..n_spaces).map(|i| SpaceGen::new(1_000_000 + i as u64)).collect();
+    let spaces: Vec<(SpaceGen, Event)> = (0..n_spaces)
+        .map(|i| SpaceGen::new(1_000_000 + i as u64))
+        .collect();
     let creates: Vec<Vec<Req>> = spaces
         .chunks(n_spaces.div_ceil(64))
         .map(|c| c.iter().map(|(s, g)| s.create(g)).collect())
@@ -277,7 +369,10 @@ async fn idle_connections(n: usize) -> anyhow::Result<(usize, f64, u64)> {
         let path = format!("/v1/spaces/{}/live", s.id.to_hex());
         let h = s.signed("GET", &path, b"");
         let frame = json!({ "device": h[0].1, "time": h[1].1.parse::<u64>().unwrap_or(0), "nonce": h[2].1, "signature": h[3].1 });
-        ws.send(tokio_tungstenite::tungstenite::Message::text(frame.to_string())).await?;
+        ws.send(tokio_tungstenite::tungstenite::Message::text(
+            frame.to_string(),
+        ))
+        .await?;
         match ws.next().await {
             Some(Ok(m)) if m.to_string().contains("\"ready\"") => {}
             other => anyhow::bail!("live connection {i} not ready: {other:?}"),
@@ -289,7 +384,11 @@ async fn idle_connections(n: usize) -> anyhow::Result<(usize, f64, u64)> {
     let per = (after.saturating_sub(before)) as f64 / n as f64;
     drop(sockets);
     drop(child.stdin.take());
-    let _ = tokio::time::timeout(Duration::from_secs(10), tokio::task::spawn_blocking(move || child.wait())).await;
+    let _ = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio::task::spawn_blocking(move || child.wait()),
+    )
+    .await;
     Ok((n, per, after))
 }
 
@@ -297,19 +396,30 @@ async fn idle_connections(n: usize) -> anyhow::Result<(usize, f64, u64)> {
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--serve-relay") {
-        return serve_child(args.get(i + 1).map(String::as_str).unwrap_or("/tmp/troth-loadgen")).await;
+        return serve_child(
+            args.get(i + 1)
+                .map(String::as_str)
+                .unwrap_or("/tmp/troth-loadgen"),
+        )
+        .await;
     }
     let secs = arg("--secs", 5) as u64;
     let conns = arg("--conns", 64);
     let idle = arg("--idle", 10_000);
     let only = std::env::args().any(|a| a == "--appends-only");
     let page = arg("--page", 10);
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
-    println!("troth-relay load generator: {conns} connections, {secs} s per phase, {cores} cores, client and servers on this machine");
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    println!(
+        "troth-relay load generator: {conns} connections, {secs} s per phase, {cores} cores, client and servers on this machine"
+    );
     if std::env::args().any(|a| a == "--idle-only") {
         let fd = open_files_limit();
         let (n, per, rss) = idle_connections(idle.min(fd.saturating_sub(200))).await?;
-        println!("idle live connections: {n} open (open-files limit {fd}), relay RSS {rss} KiB, {per:.1} KiB per connection");
+        println!(
+            "idle live connections: {n} open (open-files limit {fd}), relay RSS {rss} KiB, {per:.1} KiB per connection"
+        );
         return Ok(());
     }
 
@@ -332,7 +442,11 @@ async fn main() -> anyhow::Result<()> {
     let state = AppState::new(store, Arc::new(SystemClock), Limits::generous())?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    tokio::spawn(troth_relay::serve(listener, state.clone(), std::future::pending()));
+    tokio::spawn(troth_relay::serve(
+        listener,
+        state.clone(),
+        std::future::pending(),
+    ));
 
     let per_conn = 2_500;
     let mut gens: Vec<(SpaceGen, Event)> = (0..conns).map(|i| SpaceGen::new(i as u64)).collect();
@@ -340,7 +454,10 @@ async fn main() -> anyhow::Result<()> {
     drive(addr, creates, 60, 201).await;
     println!("signing {} appends …", conns * per_conn);
     let payload = vec![0x5a; 256];
-    let gens_ref: Vec<std::sync::Mutex<&mut SpaceGen>> = gens.iter_mut().map(|(s, _)| std::sync::Mutex::new(s)).collect();
+    let gens_ref: Vec<std::sync::Mutex<&mut SpaceGen>> = gens
+        .iter_mut()
+        .map(|(s, _)| std::sync::Mutex::new(s))
+        .collect();
     let appends = presign(conns, |i| {
         let mut g = gens_ref[i].lock().unwrap_or_else(|p| p.into_inner());
         (0..per_conn).map(|_| g.append(&payload)).collect()
@@ -352,19 +469,36 @@ async fn main() -> anyhow::Result<()> {
     {
         use std::sync::atomic::Ordering;
         let f = state.flush_stats();
-        let (fl, w, us) = (f.flushes.load(Ordering::Relaxed), f.waiters.load(Ordering::Relaxed), f.micros.load(Ordering::Relaxed));
-        println!("group commit: {fl} flushes, {:.1} writes per flush, {:.2} ms per flush", w as f64 / fl.max(1) as f64, us as f64 / 1000.0 / fl.max(1) as f64);
+        let (fl, w, us) = (
+            f.flushes.load(Ordering::Relaxed),
+            f.waiters.load(Ordering::Relaxed),
+            f.micros.load(Ordering::Relaxed),
+        );
+        println!(
+            "group commit: {fl} flushes, {:.1} writes per flush, {:.2} ms per flush",
+            w as f64 / fl.max(1) as f64,
+            us as f64 / 1000.0 / fl.max(1) as f64
+        );
     }
 
     if only {
-        println!("appends: {:.0}/s ({:.2}× empty {:.0}/s), p50 {:.2} ms, p99 {:.2} ms", append.rps, append.rps / empty.rps, empty.rps, append.p50_ms, append.p99_ms);
+        println!(
+            "appends: {:.0}/s ({:.2}× empty {:.0}/s), p50 {:.2} ms, p99 {:.2} ms",
+            append.rps,
+            append.rps / empty.rps,
+            empty.rps,
+            append.p50_ms,
+            append.p99_ms
+        );
         return Ok(());
     }
     println!("signing {} reads …", conns * per_conn * 2);
     let reads = presign(conns, |i| {
         let g = &gens[i].0;
         let max_from = (appended / conns).max(1) as u64;
-        (0..per_conn * 2).map(|k| g.read(k as u64 % max_from, page)).collect()
+        (0..per_conn * 2)
+            .map(|k| g.read(k as u64 % max_from, page))
+            .collect()
     });
     let (n, e, l) = drive(addr, reads, secs, 200).await;
     let read = figures(n, e, l);
@@ -379,15 +513,30 @@ async fn main() -> anyhow::Result<()> {
     for (name, f) in [
         ("empty axum handler (baseline)", &empty),
         ("durable appends, authenticated, 64 spaces", &append),
-        (&*format!("paged reads ({page} events of 256 B), authenticated"), &read),
+        (
+            &*format!("paged reads ({page} events of 256 B), authenticated"),
+            &read,
+        ),
     ] {
-        println!("| {name} | {:.0} | {:.2} | {:.2} | {:.2} |", f.rps, f.rps / empty.rps, f.p50_ms, f.p99_ms);
+        println!(
+            "| {name} | {:.0} | {:.2} | {:.2} | {:.2} |",
+            f.rps,
+            f.rps / empty.rps,
+            f.p50_ms,
+            f.p99_ms
+        );
     }
     println!();
     println!(
         "idle live connections: {idle_n} open (open-files limit {fd}), relay RSS {rss} KiB, {per_conn_kib:.1} KiB per connection"
     );
-    let ok = append.rps >= 0.25 * empty.rps && read.rps >= 0.5 * empty.rps && append.p99_ms <= 10.0 && per_conn_kib <= 8.0;
-    println!("targets (appends ≥ 0.25×, reads ≥ 0.5×, append p99 ≤ 10 ms, ≤ 8 KiB per idle connection): {}", if ok { "met" } else { "NOT all met" });
+    let ok = append.rps >= 0.25 * empty.rps
+        && read.rps >= 0.5 * empty.rps
+        && append.p99_ms <= 10.0
+        && per_conn_kib <= 8.0;
+    println!(
+        "targets (appends ≥ 0.25×, reads ≥ 0.5×, append p99 ≤ 10 ms, ≤ 8 KiB per idle connection): {}",
+        if ok { "met" } else { "NOT all met" }
+    );
     Ok(())
 }

@@ -63,7 +63,10 @@ pub(crate) fn verify(
     auth.verify(key, Some(space), method, path, body)
         .map_err(|_| bad_auth())?;
     state.check_device(&auth.device.0)?;
-    if !state.store().nonce_fresh(auth.time_ms, &auth.device.0, &auth.nonce)? {
+    if !state
+        .store()
+        .nonce_fresh(auth.time_ms, &auth.device.0, &auth.nonce)?
+    {
         return Err(ApiError::unauthorized(
             "auth_replayed",
             "This request was already received once. Sign each request afresh.",

@@ -59,7 +59,8 @@ impl Committer {
                     };
                     st.flushes.fetch_add(1, Ordering::Relaxed);
                     st.waiters.fetch_add(batch.len() as u64, Ordering::Relaxed);
-                    st.micros.fetch_add(t.elapsed().as_micros() as u64, Ordering::Relaxed);
+                    st.micros
+                        .fetch_add(t.elapsed().as_micros() as u64, Ordering::Relaxed);
                     for w in batch.drain(..) {
                         let _ = w.send(ok);
                     }

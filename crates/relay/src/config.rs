@@ -85,14 +85,26 @@ impl Limits {
                 self.max_body_bytes >= min_body,
                 format!("must be at least {min_body} so that one event fits"),
             ),
-            ("limits.max_events_per_space", self.max_events_per_space >= 1, "must be at least 1".into()),
+            (
+                "limits.max_events_per_space",
+                self.max_events_per_space >= 1,
+                "must be at least 1".into(),
+            ),
             (
                 "limits.request_timeout_secs",
                 (26..=3600).contains(&self.request_timeout_secs),
                 "must be between 26 (long polls wait up to 25 s) and 3600".into(),
             ),
-            ("limits.max_concurrent_requests", self.max_concurrent_requests >= 1, "must be at least 1".into()),
-            ("limits.max_live_connections", self.max_live_connections >= 1, "must be at least 1".into()),
+            (
+                "limits.max_concurrent_requests",
+                self.max_concurrent_requests >= 1,
+                "must be at least 1".into(),
+            ),
+            (
+                "limits.max_live_connections",
+                self.max_live_connections >= 1,
+                "must be at least 1".into(),
+            ),
             (
                 "limits.time_window_secs",
                 (10..=86_400).contains(&self.time_window_secs),
@@ -117,7 +129,10 @@ impl Limits {
         ];
         for (name, ok, why) in checks {
             if !ok {
-                return Err(ConfigError::Invalid { setting: name.into(), why });
+                return Err(ConfigError::Invalid {
+                    setting: name.into(),
+                    why,
+                });
             }
         }
         Ok(())
@@ -259,10 +274,14 @@ mod tests {
 
     #[test]
     fn bad_settings_are_named() {
-        let e = Config::resolve(None, Some(("--listen", "nope".into())), Some(("--data", "/tmp/x".into())))
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
+        let e = Config::resolve(
+            None,
+            Some(("--listen", "nope".into())),
+            Some(("--data", "/tmp/x".into())),
+        )
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
         assert!(e.contains("--listen"), "{e}");
         let dir = std::env::temp_dir().join(format!("troth-relay-cfg-{}", std::process::id()));
         std::fs::create_dir_all(&dir).ok();

@@ -27,7 +27,11 @@ pub struct ApiError {
 
 impl ApiError {
     /// An error with a status, a code and a message.
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
+    pub fn new(
+        status: StatusCode,
+        code: &'static str,
+        message: impl Into<Cow<'static, str>>,
+    ) -> Self {
         ApiError {
             status,
             code,
@@ -140,7 +144,9 @@ impl IntoResponse for ApiError {
 pub fn for_status(status: StatusCode) -> ApiError {
     match status {
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::too_large("request body"),
-        StatusCode::NOT_FOUND => ApiError::new(status, "not_found", "There is nothing at this address."),
+        StatusCode::NOT_FOUND => {
+            ApiError::new(status, "not_found", "There is nothing at this address.")
+        }
         StatusCode::METHOD_NOT_ALLOWED => ApiError::new(
             status,
             "method_not_allowed",

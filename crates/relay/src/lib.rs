@@ -52,14 +52,20 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(routes::ops::healthz))
         .route("/metrics", get(routes::ops::metrics))
         .route("/v1/spaces", post(routes::spaces::create))
-        .route("/v1/spaces/{space}", axum::routing::delete(routes::spaces::delete))
+        .route(
+            "/v1/spaces/{space}",
+            axum::routing::delete(routes::spaces::delete),
+        )
         .route(
             "/v1/spaces/{space}/events",
             post(routes::spaces::append).get(routes::spaces::read),
         )
         .route("/v1/spaces/{space}/live", get(routes::live::live))
         .route("/v1/rendezvous", post(routes::rendezvous::open))
-        .route("/v1/rendezvous/{n}", axum::routing::delete(routes::rendezvous::close))
+        .route(
+            "/v1/rendezvous/{n}",
+            axum::routing::delete(routes::rendezvous::close),
+        )
         .route("/v1/rendezvous/{n}/claim", post(routes::rendezvous::claim))
         .route(
             "/v1/rendezvous/{n}/messages",
@@ -68,7 +74,9 @@ pub fn app(state: AppState) -> Router {
         .merge(web::router())
         .fallback(not_found)
         .layer(RequestBodyLimitLayer::new(limits.max_body_bytes))
-        .layer(GlobalConcurrencyLimitLayer::new(limits.max_concurrent_requests))
+        .layer(GlobalConcurrencyLimitLayer::new(
+            limits.max_concurrent_requests,
+        ))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(limits.request_timeout_secs),
@@ -85,14 +93,19 @@ async fn not_found() -> Response {
 /// relay is configured to trust its reverse proxy.
 fn client_ip(req: &Request, trust_forwarded_for: bool) -> IpAddr {
     if trust_forwarded_for {
-        let fwd = req
+        // The last hop is the one our proxy added; earlier ones are the client's say-so.
+        let last = req
             .headers()
             .get_all("x-forwarded-for")
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
-            .filter_map(|s| s.trim().parse::<IpAddr>().ok())
-            .last();
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>()
+            .pop()
+            .map(str::to_string);
+        let fwd = last.and_then(|s| s.parse::<IpAddr>().ok());
         if let Some(ip) = fwd {
             return ip;
         }

@@ -28,9 +28,27 @@ struct Cli {
 fn source(flag: &str, var: &str) -> &'static str {
     let from_flag = std::env::args().any(|a| a == flag || a.starts_with(&format!("{flag}=")));
     match (from_flag, std::env::var_os(var).is_some()) {
-        (true, _) => if flag == "--listen" { "--listen" } else { "--data" },
-        (false, true) => if var == "TROTH_RELAY_LISTEN" { "TROTH_RELAY_LISTEN" } else { "TROTH_RELAY_DATA" },
-        _ => if flag == "--listen" { "listen" } else { "data" },
+        (true, _) => {
+            if flag == "--listen" {
+                "--listen"
+            } else {
+                "--data"
+            }
+        }
+        (false, true) => {
+            if var == "TROTH_RELAY_LISTEN" {
+                "TROTH_RELAY_LISTEN"
+            } else {
+                "TROTH_RELAY_DATA"
+            }
+        }
+        _ => {
+            if flag == "--listen" {
+                "listen"
+            } else {
+                "data"
+            }
+        }
     }
 }
 
@@ -67,15 +85,20 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let config = Config::resolve(
         cli.config.as_deref(),
-        cli.listen.map(|l| (source("--listen", "TROTH_RELAY_LISTEN"), l)),
+        cli.listen
+            .map(|l| (source("--listen", "TROTH_RELAY_LISTEN"), l)),
         cli.data.map(|d| (source("--data", "TROTH_RELAY_DATA"), d)),
     )?;
     std::fs::create_dir_all(&config.data)
         .with_context(|| format!("cannot create the data folder {}", config.data.display()))?;
     let store = SledStore::open(&config.data, config.cache_mb * 1024 * 1024)
         .with_context(|| format!("cannot open the database in {}", config.data.display()))?;
-    let state = AppState::new(Arc::new(store), Arc::new(SystemClock), config.limits.clone())
-        .context("cannot start the flusher thread")?;
+    let state = AppState::new(
+        Arc::new(store),
+        Arc::new(SystemClock),
+        config.limits.clone(),
+    )
+    .context("cannot start the flusher thread")?;
     state.spawn_maintenance(Duration::from_secs(60));
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

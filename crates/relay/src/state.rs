@@ -58,6 +58,9 @@ impl Slot {
     }
 }
 
+/// A cached space and its member list.
+pub(crate) type Loaded = (Arc<Slot>, Arc<Members>);
+
 /// Counters for `/metrics`.
 #[derive(Default)]
 pub(crate) struct Metrics {
@@ -102,9 +105,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl AppState {
     /// State over `store`, reading time from `clock`, with `limits`. Starts
     /// the group-commit flusher thread.
-    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, limits: Limits) -> std::io::Result<Self> {
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        limits: Limits,
+    ) -> std::io::Result<Self> {
         let committer = Committer::start(store.clone())?;
-        let rdv_rate = NonZeroU32::new(limits.rendezvous_per_ip_per_minute).unwrap_or(NonZeroU32::MIN);
+        let rdv_rate =
+            NonZeroU32::new(limits.rendezvous_per_ip_per_minute).unwrap_or(NonZeroU32::MIN);
         let rdv_burst = NonZeroU32::new(limits.rendezvous_burst).unwrap_or(NonZeroU32::MIN);
         Ok(AppState(Arc::new(Inner {
             per_ip: DefaultKeyedRateLimiter::hashmap(quota_per_second(
@@ -155,11 +163,7 @@ impl AppState {
     /// The cached slot of a space and its member list, loading them from
     /// the store on first use; `keep` caches the decoded member list in the
     /// slot. `Ok(None)` if the space does not exist.
-    pub(crate) fn space(
-        &self,
-        space: SpaceId,
-        keep: bool,
-    ) -> Result<Option<(Arc<Slot>, Arc<Members>)>, ApiError> {
+    pub(crate) fn space(&self, space: SpaceId, keep: bool) -> Result<Option<Loaded>, ApiError> {
         let cached = lock(&self.0.spaces).get(&space).cloned();
         if let Some(slot) = cached {
             let m = slot.view().members.clone();
@@ -222,7 +226,11 @@ impl AppState {
 
     pub(crate) fn wake_mailbox(&self, n: u32, forget: bool) {
         let mut g = lock(&self.0.mailbox_wakers);
-        let w = if forget { g.remove(&n) } else { g.get(&n).cloned() };
+        let w = if forget {
+            g.remove(&n)
+        } else {
+            g.get(&n).cloned()
+        };
         if let Some(w) = w {
             w.notify_waiters();
         }

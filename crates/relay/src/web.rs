@@ -64,7 +64,11 @@ async fn serve(asset: &'static Asset, h: HeaderMap) -> Response {
     let set = |headers: &mut HeaderMap, k: header::HeaderName, v: &'static str| {
         headers.insert(k, HeaderValue::from_static(v));
     };
-    set(&mut headers, header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY);
+    set(
+        &mut headers,
+        header::CONTENT_SECURITY_POLICY,
+        CONTENT_SECURITY_POLICY,
+    );
     set(&mut headers, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
     set(&mut headers, header::REFERRER_POLICY, "no-referrer");
     set(&mut headers, header::X_FRAME_OPTIONS, "DENY");
@@ -114,9 +118,15 @@ mod tests {
     fn gzip_negotiation() {
         let mut h = HeaderMap::new();
         assert!(!accepts_gzip(&h));
-        h.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("gzip, deflate, br"));
+        h.insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_static("gzip, deflate, br"),
+        );
         assert!(accepts_gzip(&h));
-        h.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("gzip;q=0, br"));
+        h.insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_static("gzip;q=0, br"),
+        );
         assert!(!accepts_gzip(&h));
     }
 }

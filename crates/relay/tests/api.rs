@@ -30,7 +30,12 @@ async fn fixture(limits: Limits) -> Fixture {
     let clock = ManualClock::new(now_ms());
     let relay = InProcess::start(Arc::new(store), Arc::new(clock.clone()), limits).await;
     let http = relay.http();
-    Fixture { relay, http, clock, _dir: dir }
+    Fixture {
+        relay,
+        http,
+        clock,
+        _dir: dir,
+    }
 }
 
 impl Fixture {
@@ -79,7 +84,11 @@ async fn create_append_and_page() {
         assert_eq!(v["more"], more);
         assert_eq!(v["head"]["seq"], 9);
         for e in evs {
-            got.push(STANDARD.decode(e.as_str().unwrap_or("")).unwrap_or_default());
+            got.push(
+                STANDARD
+                    .decode(e.as_str().unwrap_or(""))
+                    .unwrap_or_default(),
+            );
         }
     }
     let want: Vec<Vec<u8>> = s.events.iter().map(|e| e.as_bytes().to_vec()).collect();
@@ -91,7 +100,10 @@ async fn create_append_and_page() {
     assert_eq!(r.json()["more"], false);
     // Default page.
     let path = format!("/v1/spaces/{}/events", s.hex());
-    let r = f.http.signed(&s.dev, s.id, "GET", &path, vec![], f.t()).await;
+    let r = f
+        .http
+        .signed(&s.dev, s.id, "GET", &path, vec![], f.t())
+        .await;
     assert_eq!(r.json()["events"].as_array().map(Vec::len), Some(10));
     f.relay.stop().await;
 }
@@ -191,7 +203,10 @@ async fn auth_failures_are_refused() {
     let r = f.http.req("POST", &path, &h, body.clone()).await;
     assert_eq!((r.status, r.error_code().as_str()), (401, "auth_invalid"));
     // Another space's key (a member elsewhere, not here).
-    let r = f.http.signed(&other.dev, s.id, "POST", &path, body.clone(), f.t()).await;
+    let r = f
+        .http
+        .signed(&other.dev, s.id, "POST", &path, body.clone(), f.t())
+        .await;
     assert_eq!((r.status, r.error_code().as_str()), (403, "not_member"));
     // A member's signature made for another space.
     let h = auth_headers(&s.dev, other.id, "POST", &path, &body, f.t());
@@ -203,7 +218,10 @@ async fn auth_failures_are_refused() {
     assert_eq!((r.status, r.error_code().as_str()), (401, "auth_invalid"));
     // Stale time, and time from the future.
     for t in [f.t() - 6 * 60 * 1000, f.t() + 6 * 60 * 1000] {
-        let r = f.http.signed(&s.dev, s.id, "POST", &path, body.clone(), t).await;
+        let r = f
+            .http
+            .signed(&s.dev, s.id, "POST", &path, body.clone(), t)
+            .await;
         assert_eq!((r.status, r.error_code().as_str()), (401, "auth_expired"));
     }
     // Garbage headers.
@@ -224,17 +242,39 @@ async fn auth_failures_are_refused() {
     let r = f.http.req("GET", &rpath, &h, vec![]).await;
     assert_eq!((r.status, r.error_code().as_str()), (401, "auth_replayed"));
     // A read signed for another path (query included).
-    let h = auth_headers(&s.dev, s.id, "GET", &format!("/v1/spaces/{}/events?from=1", s.hex()), b"", f.t());
+    let h = auth_headers(
+        &s.dev,
+        s.id,
+        "GET",
+        &format!("/v1/spaces/{}/events?from=1", s.hex()),
+        b"",
+        f.t(),
+    );
     assert_eq!(f.http.req("GET", &rpath, &h, vec![]).await.status, 401);
     // Create signed by someone other than the genesis author.
     let newcomer = Space::generate(6);
-    let r = f.http.signed(&s.dev, newcomer.id, "POST", "/v1/spaces", newcomer.create_body(), f.t()).await;
-    assert_eq!((r.status, r.error_code().as_str()), (403, "not_genesis_author"));
+    let r = f
+        .http
+        .signed(
+            &s.dev,
+            newcomer.id,
+            "POST",
+            "/v1/spaces",
+            newcomer.create_body(),
+            f.t(),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (403, "not_genesis_author")
+    );
 
     // Events: a non-member author, a bad signature, another space's event.
     s.events.truncate(1);
     let all = f.http.read_all(&s, f.t()).await;
-    let head = Event::decode(&all[all.len() - 1]).map(|e| e.hash()).unwrap_or(EventHash::ZERO);
+    let head = Event::decode(&all[all.len() - 1])
+        .map(|e| e.hash())
+        .unwrap_or(EventHash::ZERO);
     let stranger = DeviceSecret::generate(&mut rand::thread_rng());
     let ev = Event::sign(
         Header {
@@ -248,35 +288,60 @@ async fn auth_failures_are_refused() {
         Body::Sealed(vec![1; 10]),
         &stranger,
     );
-    let r = f.http.signed(&s.dev, s.id, "POST", &path, event_body(&ev), f.t()).await;
-    assert_eq!((r.status, r.error_code().as_str()), (403, "forbidden_event"));
+    let r = f
+        .http
+        .signed(&s.dev, s.id, "POST", &path, event_body(&ev), f.t())
+        .await;
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (403, "forbidden_event")
+    );
     let good = s.event_at(all.len() as u64, head, b"payload");
     let mut bytes = good.as_bytes().to_vec();
     let n = bytes.len();
     bytes[n - 70] ^= 1; // inside the payload: still decodes, signature fails
-    let b = json!({ "event": STANDARD.encode(&bytes) }).to_string().into_bytes();
+    let b = json!({ "event": STANDARD.encode(&bytes) })
+        .to_string()
+        .into_bytes();
     let r = f.http.signed(&s.dev, s.id, "POST", &path, b, f.t()).await;
-    assert_eq!((r.status, r.error_code().as_str()), (400, "bad_event_signature"));
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (400, "bad_event_signature")
+    );
     let foreign = other.next_event(b"elsewhere");
-    let r = f.http.signed(&s.dev, s.id, "POST", &path, event_body(&foreign), f.t()).await;
+    let r = f
+        .http
+        .signed(&s.dev, s.id, "POST", &path, event_body(&foreign), f.t())
+        .await;
     assert_eq!((r.status, r.error_code().as_str()), (400, "wrong_space"));
     // Nothing of that was stored.
     assert_eq!(f.http.read_all(&s, f.t()).await, all);
     f.relay.stop().await;
 }
 
-async fn ws_connect(f: &Fixture, s: &Space) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+async fn ws_connect(
+    f: &Fixture,
+    s: &Space,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
     let url = format!("ws://{}/v1/spaces/{}/live", f.relay.addr, s.hex());
-    let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("ws connect");
+    let (ws, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("ws connect");
     ws
 }
 
-async fn next_json(ws: &mut (impl StreamExt<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin)) -> Value {
+async fn next_json(
+    ws: &mut (impl StreamExt<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin),
+) -> Value {
     loop {
         let m = tokio::time::timeout(Duration::from_secs(10), ws.next()).await;
         match m {
-            Ok(Some(Ok(Message::Text(t)))) => return serde_json::from_str(t.as_str()).unwrap_or(Value::Null),
-            Ok(Some(Ok(Message::Close(c)))) => return json!({ "closed": c.map(|c| u16::from(c.code)) }),
+            Ok(Some(Ok(Message::Text(t)))) => {
+                return serde_json::from_str(t.as_str()).unwrap_or(Value::Null);
+            }
+            Ok(Some(Ok(Message::Close(c)))) => {
+                return json!({ "closed": c.map(|c| u16::from(c.code)) });
+            }
             Ok(Some(Ok(_))) => continue,
             other => return json!({ "gone": format!("{other:?}") }),
         }
@@ -290,7 +355,9 @@ async fn live_push_reaches_every_connection() {
     let mut a = ws_connect(&f, &s).await;
     let mut b = ws_connect(&f, &s).await;
     for ws in [&mut a, &mut b] {
-        ws.send(Message::text(auth_frame(&s.dev, s.id, f.t()))).await.expect("send auth");
+        ws.send(Message::text(auth_frame(&s.dev, s.id, f.t())))
+            .await
+            .expect("send auth");
         let ready = next_json(ws).await;
         assert_eq!(ready["ready"], true, "{ready}");
         assert_eq!(ready["head"]["seq"], 0);
@@ -308,7 +375,9 @@ async fn live_push_reaches_every_connection() {
     // A non-member's connection is refused with an error frame and a close.
     let other = Space::generate(8);
     let mut c = ws_connect(&f, &s).await;
-    c.send(Message::text(auth_frame(&other.dev, s.id, f.t()))).await.expect("send");
+    c.send(Message::text(auth_frame(&other.dev, s.id, f.t())))
+        .await
+        .expect("send");
     assert_eq!(next_json(&mut c).await["error"], "not_member");
     assert_eq!(next_json(&mut c).await["closed"], 4403);
     // So is a replayed or garbled frame.
@@ -317,7 +386,13 @@ async fn live_push_reaches_every_connection() {
     assert_eq!(next_json(&mut d).await["error"], "auth_missing");
     // Deleting the space closes the live connections.
     let path = format!("/v1/spaces/{}", s.hex());
-    assert_eq!(f.http.signed(&s.dev, s.id, "DELETE", &path, vec![], f.t()).await.status, 204);
+    assert_eq!(
+        f.http
+            .signed(&s.dev, s.id, "DELETE", &path, vec![], f.t())
+            .await
+            .status,
+        204
+    );
     assert_eq!(next_json(&mut a).await["error"], "no_space");
     f.relay.stop().await;
 }
@@ -331,14 +406,26 @@ async fn delete_forgets_the_space() {
     let path = format!("/v1/spaces/{}", s.hex());
     let other = created(&f, 10).await;
     // A non-member cannot delete it.
-    let r = f.http.signed(&other.dev, s.id, "DELETE", &path, vec![], f.t()).await;
+    let r = f
+        .http
+        .signed(&other.dev, s.id, "DELETE", &path, vec![], f.t())
+        .await;
     assert_eq!(r.status, 403);
-    assert_eq!(f.http.signed(&s.dev, s.id, "DELETE", &path, vec![], f.t()).await.status, 204);
+    assert_eq!(
+        f.http
+            .signed(&s.dev, s.id, "DELETE", &path, vec![], f.t())
+            .await
+            .status,
+        204
+    );
     let r = f.http.read(&s, 0, 10, f.t()).await;
     assert_eq!((r.status, r.error_code().as_str()), (404, "no_space"));
     let ev = s.next_event(b"after");
     assert_eq!(f.http.append(&mut s, ev, f.t()).await.status, 404);
-    let r = f.http.signed(&s.dev, s.id, "DELETE", &path, vec![], f.t()).await;
+    let r = f
+        .http
+        .signed(&s.dev, s.id, "DELETE", &path, vec![], f.t())
+        .await;
     assert_eq!(r.status, 404);
     // The other space is untouched; the id may be used again from scratch.
     assert_eq!(f.http.read_all(&other, f.t()).await.len(), 1);
@@ -350,21 +437,37 @@ async fn delete_forgets_the_space() {
 
 #[tokio::test]
 async fn size_limits_answer_413() {
-    let limits = Limits { max_events_per_space: 3, ..Limits::default() };
+    let limits = Limits {
+        max_events_per_space: 3,
+        ..Limits::default()
+    };
     let f = fixture(limits.clone()).await;
     let mut s = created(&f, 11).await;
     let path = format!("/v1/spaces/{}/events", s.hex());
     // A body over the limit (declared length), and a chunked one.
     let big = vec![b'a'; limits.max_body_bytes + 1];
-    let r = f.http.signed(&s.dev, s.id, "POST", &path, big.clone(), f.t()).await;
+    let r = f
+        .http
+        .signed(&s.dev, s.id, "POST", &path, big.clone(), f.t())
+        .await;
     assert_eq!((r.status, r.error_code().as_str()), (413, "too_large"));
     // An event over MAX_EVENT inside a body under the limit.
     let huge = Event::sign(
-        Header { space: s.id, seq: 1, prev: s.head_hash(), author: s.dev.public().id(), epoch: 0, timestamp_ms: 1 },
+        Header {
+            space: s.id,
+            seq: 1,
+            prev: s.head_hash(),
+            author: s.dev.public().id(),
+            epoch: 0,
+            timestamp_ms: 1,
+        },
         Body::Sealed(vec![0; MAX_BODY + 1]),
         &s.dev,
     );
-    let r = f.http.signed(&s.dev, s.id, "POST", &path, event_body(&huge), f.t()).await;
+    let r = f
+        .http
+        .signed(&s.dev, s.id, "POST", &path, event_body(&huge), f.t())
+        .await;
     assert_eq!((r.status, r.error_code().as_str()), (413, "too_large"));
     // The largest event fits.
     let max = s.next_event(&vec![1; MAX_BODY]);
@@ -382,7 +485,15 @@ async fn size_limits_answer_413() {
     let r = f.http.req("POST", "/v1/rendezvous", &[], vec![]).await;
     let v = r.json();
     let msg = json!({ "token": v["token"], "body": STANDARD.encode(vec![0u8; 8 * 1024 + 1]) });
-    let r = f.http.req("POST", &format!("/v1/rendezvous/{}/messages", v["mailbox"]), &[], msg.to_string().into_bytes()).await;
+    let r = f
+        .http
+        .req(
+            "POST",
+            &format!("/v1/rendezvous/{}/messages", v["mailbox"]),
+            &[],
+            msg.to_string().into_bytes(),
+        )
+        .await;
     assert_eq!((r.status, r.error_code().as_str()), (413, "too_large"));
     f.relay.stop().await;
 }
@@ -390,7 +501,12 @@ async fn size_limits_answer_413() {
 #[tokio::test]
 async fn rate_limits_answer_429_with_retry_after() {
     // Per client address.
-    let f = fixture(Limits { per_ip_per_second: 1, per_ip_burst: 5, ..Limits::default() }).await;
+    let f = fixture(Limits {
+        per_ip_per_second: 1,
+        per_ip_burst: 5,
+        ..Limits::default()
+    })
+    .await;
     let mut codes = Vec::new();
     for _ in 0..8 {
         let r = f.http.req("GET", "/metrics", &[], vec![]).await;
@@ -406,7 +522,12 @@ async fn rate_limits_answer_429_with_retry_after() {
     f.relay.stop().await;
 
     // Per device key.
-    let f = fixture(Limits { per_device_per_second: 1, per_device_burst: 3, ..Limits::default() }).await;
+    let f = fixture(Limits {
+        per_device_per_second: 1,
+        per_device_burst: 3,
+        ..Limits::default()
+    })
+    .await;
     let s = created(&f, 12).await; // 1
     let mut codes = Vec::new();
     for _ in 0..4 {
@@ -421,10 +542,20 @@ async fn rate_limits_answer_429_with_retry_after() {
     f.relay.stop().await;
 
     // Rendezvous opens and claims per address (code guessing).
-    let f = fixture(Limits { rendezvous_per_ip_per_minute: 1, rendezvous_burst: 3, ..Limits::default() }).await;
+    let f = fixture(Limits {
+        rendezvous_per_ip_per_minute: 1,
+        rendezvous_burst: 3,
+        ..Limits::default()
+    })
+    .await;
     let mut codes = Vec::new();
     for n in 1..=5 {
-        codes.push(f.http.req("POST", &format!("/v1/rendezvous/{n}/claim"), &[], vec![]).await.status);
+        codes.push(
+            f.http
+                .req("POST", &format!("/v1/rendezvous/{n}/claim"), &[], vec![])
+                .await
+                .status,
+        );
     }
     assert_eq!(codes, vec![404, 404, 404, 429, 429]);
     f.relay.stop().await;
@@ -465,8 +596,15 @@ async fn malformed_input_gets_4xx_json_and_changes_nothing() {
     ];
     for (method, path) in &routes {
         for body in &bodies {
-            let r = f.http.signed(&s.dev, s.id, method, path, body.clone(), f.t()).await;
-            assert!((400..500).contains(&r.status), "{method} {path} {body:?} -> {}", r.status);
+            let r = f
+                .http
+                .signed(&s.dev, s.id, method, path, body.clone(), f.t())
+                .await;
+            assert!(
+                (400..500).contains(&r.status),
+                "{method} {path} {body:?} -> {}",
+                r.status
+            );
             let _ = r.error_code();
         }
     }
@@ -484,13 +622,27 @@ async fn malformed_input_gets_4xx_json_and_changes_nothing() {
         format!("/v1/spaces/{sp}/live"),
     ];
     for path in &gets {
-        let r = f.http.signed(&s.dev, s.id, "GET", path, vec![], f.t()).await;
+        let r = f
+            .http
+            .signed(&s.dev, s.id, "GET", path, vec![], f.t())
+            .await;
         assert!((400..500).contains(&r.status), "GET {path} -> {}", r.status);
         let _ = r.error_code();
     }
-    for (method, path) in [("PUT", format!("/v1/spaces/{sp}/events")), ("DELETE", "/v1/spaces/nothex".into()), ("DELETE", "/v1/rendezvous/5".into())] {
-        let r = f.http.signed(&s.dev, s.id, method, &path, vec![], f.t()).await;
-        assert!((400..500).contains(&r.status), "{method} {path} -> {}", r.status);
+    for (method, path) in [
+        ("PUT", format!("/v1/spaces/{sp}/events")),
+        ("DELETE", "/v1/spaces/nothex".into()),
+        ("DELETE", "/v1/rendezvous/5".into()),
+    ] {
+        let r = f
+            .http
+            .signed(&s.dev, s.id, method, &path, vec![], f.t())
+            .await;
+        assert!(
+            (400..500).contains(&r.status),
+            "{method} {path} -> {}",
+            r.status
+        );
         let _ = r.error_code();
     }
     assert_eq!(f.http.read_all(&s, f.t()).await, before);
@@ -508,15 +660,26 @@ async fn rendezvous_single_use_messages_and_expiry() {
     assert_eq!(v["expires_in"], 600);
     let ta = v["token"].as_str().unwrap_or("").to_string();
     // Claimed once; a second claim finds the code burned.
-    let r = f.http.req("POST", &format!("/v1/rendezvous/{n}/claim"), &[], vec![]).await;
+    let r = f
+        .http
+        .req("POST", &format!("/v1/rendezvous/{n}/claim"), &[], vec![])
+        .await;
     assert_eq!(r.status, 200);
     let tb = r.json()["token"].as_str().unwrap_or("").to_string();
     assert_ne!(ta, tb);
-    let r = f.http.req("POST", &format!("/v1/rendezvous/{n}/claim"), &[], vec![]).await;
-    assert_eq!((r.status, r.error_code().as_str()), (409, "already_claimed"));
+    let r = f
+        .http
+        .req("POST", &format!("/v1/rendezvous/{n}/claim"), &[], vec![])
+        .await;
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (409, "already_claimed")
+    );
 
     let post = |token: &str, body: &[u8]| {
-        json!({ "token": token, "body": STANDARD.encode(body) }).to_string().into_bytes()
+        json!({ "token": token, "body": STANDARD.encode(body) })
+            .to_string()
+            .into_bytes()
     };
     let mpath = format!("/v1/rendezvous/{n}/messages");
     // B waits; A posts; B wakes with A's message.
@@ -524,32 +687,67 @@ async fn rendezvous_single_use_messages_and_expiry() {
     let wait_path = format!("{mpath}?token={tb}&after=0&wait=10");
     let waiter = tokio::spawn(async move { http.req("GET", &wait_path, &[], vec![]).await });
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let r = f.http.req("POST", &mpath, &[], post(&ta, b"spake2 from A")).await;
+    let r = f
+        .http
+        .req("POST", &mpath, &[], post(&ta, b"spake2 from A"))
+        .await;
     assert_eq!((r.status, r.json()["index"].as_u64()), (201, Some(0)));
     let r = waiter.await.expect("waiter");
     assert_eq!(r.status, 200);
-    assert_eq!(r.json()["messages"], json!([STANDARD.encode(b"spake2 from A")]));
+    assert_eq!(
+        r.json()["messages"],
+        json!([STANDARD.encode(b"spake2 from A")])
+    );
     assert_eq!(r.json()["next"], 1);
     // A does not see its own message; sees B's reply.
-    let r = f.http.req("POST", &mpath, &[], post(&tb, b"spake2 from B")).await;
+    let r = f
+        .http
+        .req("POST", &mpath, &[], post(&tb, b"spake2 from B"))
+        .await;
     assert_eq!(r.status, 201);
-    let r = f.http.req("GET", &format!("{mpath}?token={ta}"), &[], vec![]).await;
-    assert_eq!(r.json()["messages"], json!([STANDARD.encode(b"spake2 from B")]));
-    let r = f.http.req("GET", &format!("{mpath}?token={ta}&after=1"), &[], vec![]).await;
+    let r = f
+        .http
+        .req("GET", &format!("{mpath}?token={ta}"), &[], vec![])
+        .await;
+    assert_eq!(
+        r.json()["messages"],
+        json!([STANDARD.encode(b"spake2 from B")])
+    );
+    let r = f
+        .http
+        .req("GET", &format!("{mpath}?token={ta}&after=1"), &[], vec![])
+        .await;
     assert_eq!(r.json()["messages"], json!([]));
     // A stranger's token is refused.
     let r = f.http.req("POST", &mpath, &[], post("nope", b"x")).await;
     assert_eq!((r.status, r.error_code().as_str()), (403, "bad_token"));
     // At most 16 messages.
     for _ in 0..14 {
-        assert_eq!(f.http.req("POST", &mpath, &[], post(&ta, b"m")).await.status, 201);
+        assert_eq!(
+            f.http
+                .req("POST", &mpath, &[], post(&ta, b"m"))
+                .await
+                .status,
+            201
+        );
     }
     let r = f.http.req("POST", &mpath, &[], post(&ta, b"m")).await;
     assert_eq!((r.status, r.error_code().as_str()), (409, "mailbox_full"));
     // Ended by either side: gone.
-    let r = f.http.req("DELETE", &format!("/v1/rendezvous/{n}?token={tb}"), &[], vec![]).await;
+    let r = f
+        .http
+        .req(
+            "DELETE",
+            &format!("/v1/rendezvous/{n}?token={tb}"),
+            &[],
+            vec![],
+        )
+        .await;
     assert_eq!(r.status, 204);
-    let r = f.http.req("GET", &format!("{mpath}?token={ta}"), &[], vec![]).await;
+    let r = f
+        .http
+        .req("GET", &format!("{mpath}?token={ta}"), &[], vec![])
+        .await;
     assert_eq!((r.status, r.error_code().as_str()), (404, "no_mailbox"));
 
     // Expiry after 10 minutes, by the injected clock.
@@ -557,12 +755,26 @@ async fn rendezvous_single_use_messages_and_expiry() {
     let n2 = r.json()["mailbox"].as_u64().unwrap_or(0);
     let ta2 = r.json()["token"].as_str().unwrap_or("").to_string();
     f.clock.advance(9 * 60 * 1000);
-    let r = f.http.req("GET", &format!("/v1/rendezvous/{n2}/messages?token={ta2}"), &[], vec![]).await;
+    let r = f
+        .http
+        .req(
+            "GET",
+            &format!("/v1/rendezvous/{n2}/messages?token={ta2}"),
+            &[],
+            vec![],
+        )
+        .await;
     assert_eq!(r.status, 200);
     f.clock.advance(60 * 1000);
-    let r = f.http.req("POST", &format!("/v1/rendezvous/{n2}/claim"), &[], vec![]).await;
+    let r = f
+        .http
+        .req("POST", &format!("/v1/rendezvous/{n2}/claim"), &[], vec![])
+        .await;
     assert_eq!((r.status, r.error_code().as_str()), (410, "expired"));
-    let r = f.http.req("POST", &format!("/v1/rendezvous/{n2}/claim"), &[], vec![]).await;
+    let r = f
+        .http
+        .req("POST", &format!("/v1/rendezvous/{n2}/claim"), &[], vec![])
+        .await;
     assert_eq!((r.status, r.error_code().as_str()), (404, "no_mailbox"));
     // The sweep removes expired mailboxes nobody touched.
     let r = f.http.req("POST", "/v1/rendezvous", &[], vec![]).await;
@@ -584,7 +796,12 @@ async fn healthz_and_metrics() {
     let r = f.http.req("GET", "/metrics", &[], vec![]).await;
     let text = String::from_utf8_lossy(&r.body).to_string();
     assert!(text.contains("troth_relay_appends_total 1"), "{text}");
-    assert!(text.contains("troth_relay_requests_total{route=\"/v1/spaces/{space}/events\",status=\"201\"} 1"), "{text}");
+    assert!(
+        text.contains(
+            "troth_relay_requests_total{route=\"/v1/spaces/{space}/events\",status=\"201\"} 1"
+        ),
+        "{text}"
+    );
     assert!(text.contains("troth_relay_live_connections 0"));
     assert!(text.contains("troth_relay_storage_bytes "));
     f.relay.stop().await;

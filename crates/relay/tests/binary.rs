@@ -31,9 +31,15 @@ async fn runs_with_no_flags_in_a_fresh_home() {
     {
         use std::io::BufRead;
         let out = child.stdout.take().expect("stdout");
-        std::io::BufReader::new(out).read_line(&mut line).expect("read");
+        std::io::BufReader::new(out)
+            .read_line(&mut line)
+            .expect("read");
     }
-    let addr = line.trim().strip_prefix("listening on ").and_then(|a| a.parse().ok()).expect("address line");
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .and_then(|a| a.parse().ok())
+        .expect("address line");
     let r = Http::new(addr).req("GET", "/healthz", &[], vec![]).await;
     assert_eq!(r.status, 200);
     assert!(home.path().join(".local/share/troth-relay").is_dir());
@@ -43,7 +49,10 @@ async fn runs_with_no_flags_in_a_fresh_home() {
 
 fn start_err(args: &[&str], env: &[(&str, &str)]) -> String {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_troth-relay"));
-    cmd.args(args).env_remove("TROTH_RELAY_LISTEN").env_remove("TROTH_RELAY_DATA").env_remove("TROTH_RELAY_CONFIG");
+    cmd.args(args)
+        .env_remove("TROTH_RELAY_LISTEN")
+        .env_remove("TROTH_RELAY_DATA")
+        .env_remove("TROTH_RELAY_CONFIG");
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -59,16 +68,28 @@ fn bad_settings_are_named_at_start() {
     let data = data.to_str().unwrap_or("/tmp/x");
     let e = start_err(&["--listen", "nope", "--data", data], &[]);
     assert!(e.contains("--listen"), "{e}");
-    let e = start_err(&["--data", data], &[("TROTH_RELAY_LISTEN", "127.0.0.1:99999")]);
+    let e = start_err(
+        &["--data", data],
+        &[("TROTH_RELAY_LISTEN", "127.0.0.1:99999")],
+    );
     assert!(e.contains("TROTH_RELAY_LISTEN"), "{e}");
     let cfg = dir.path().join("relay.toml");
     std::fs::write(&cfg, "[limits]\nper_ip_burst = 0\n").expect("write");
-    let e = start_err(&["--config", cfg.to_str().unwrap_or(""), "--data", data], &[]);
+    let e = start_err(
+        &["--config", cfg.to_str().unwrap_or(""), "--data", data],
+        &[],
+    );
     assert!(e.contains("limits.per_ip"), "{e}");
     std::fs::write(&cfg, "listen = \"127.0.0.1:0\"\nlimts = 3\n").expect("write");
-    let e = start_err(&["--config", cfg.to_str().unwrap_or(""), "--data", data], &[]);
+    let e = start_err(
+        &["--config", cfg.to_str().unwrap_or(""), "--data", data],
+        &[],
+    );
     assert!(e.contains("limts"), "{e}");
-    let e = start_err(&["--config", "/nonexistent/relay.toml", "--data", data], &[]);
+    let e = start_err(
+        &["--config", "/nonexistent/relay.toml", "--data", data],
+        &[],
+    );
     assert!(e.contains("/nonexistent/relay.toml"), "{e}");
 }
 
@@ -112,8 +133,14 @@ async fn restart_keeps_everything_and_replays_stay_refused() {
 /// (default 20; the long run in docs/RELAY.md uses 1000).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_kill9_loses_nothing_acknowledged() {
-    let cycles: usize = std::env::var("TROTH_CRASH_CYCLES").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
-    let seed: u64 = std::env::var("TROTH_CRASH_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or_else(rand::random);
+    let cycles: usize = std::env::var("TROTH_CRASH_CYCLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    let seed: u64 = std::env::var("TROTH_CRASH_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(rand::random);
     eprintln!("crash test: {cycles} cycles, TROTH_CRASH_SEED={seed}");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let dir = tempfile::tempdir().expect("tempdir");
@@ -128,7 +155,9 @@ async fn crash_kill9_loses_nothing_acknowledged() {
     let cfg = cfg.to_str().expect("utf-8 path").to_string();
     let env = [("TROTH_RELAY_CONFIG", cfg.as_str())];
     const CLIENTS: usize = 6;
-    let mut spaces: Vec<Space> = (0..CLIENTS as u64).map(|i| Space::generate(seed ^ (i + 1) * 7919)).collect();
+    let mut spaces: Vec<Space> = (0..CLIENTS as u64)
+        .map(|i| Space::generate(seed ^ ((i + 1) * 7919)))
+        .collect();
     let mut acked: Vec<BTreeMap<u64, Vec<u8>>> = vec![BTreeMap::new(); CLIENTS];
     let started = Instant::now();
     let mut total_acked = 0usize;
@@ -145,7 +174,11 @@ async fn crash_kill9_loses_nothing_acknowledged() {
             }
             let all = http.read_all(s, now_ms()).await;
             for (seq, bytes) in &acked[i] {
-                assert_eq!(all.get(*seq as usize), Some(bytes), "cycle {cycle}: space {i} lost acknowledged event {seq} (seed {seed})");
+                assert_eq!(
+                    all.get(*seq as usize),
+                    Some(bytes),
+                    "cycle {cycle}: space {i} lost acknowledged event {seq} (seed {seed})"
+                );
             }
             assert_chain(&all);
             // Events written but not acknowledged before the kill may be there too: adopt them.
@@ -171,7 +204,11 @@ async fn crash_kill9_loses_nothing_acknowledged() {
                             got.push((ev.header().seq, bytes));
                             s.events.push(ev);
                         }
-                        Ok(r) => panic!("space {i}: unexpected {} {}", r.status, String::from_utf8_lossy(&r.body)),
+                        Ok(r) => panic!(
+                            "space {i}: unexpected {} {}",
+                            r.status,
+                            String::from_utf8_lossy(&r.body)
+                        ),
                         Err(_) => break, // the relay died under us: this one is not acknowledged
                     }
                 }
@@ -179,7 +216,9 @@ async fn crash_kill9_loses_nothing_acknowledged() {
             }));
         }
         let run_ms = rng.gen_range(20..400);
-        if std::env::var("TROTH_CRASH_DEBUG").is_ok() { eprintln!("cycle {cycle} at {:?}, run {run_ms} ms", started.elapsed()); }
+        if std::env::var("TROTH_CRASH_DEBUG").is_ok() {
+            eprintln!("cycle {cycle} at {:?}, run {run_ms} ms", started.elapsed());
+        }
         tokio::time::sleep(Duration::from_millis(run_ms)).await;
         relay.kill9();
         stop.store(true, Ordering::Relaxed);
@@ -196,10 +235,17 @@ async fn crash_kill9_loses_nothing_acknowledged() {
     for (i, s) in spaces.iter().enumerate() {
         let all = http.read_all(s, now_ms()).await;
         for (seq, bytes) in &acked[i] {
-            assert_eq!(all.get(*seq as usize), Some(bytes), "final: space {i} lost acknowledged event {seq} (seed {seed})");
+            assert_eq!(
+                all.get(*seq as usize),
+                Some(bytes),
+                "final: space {i} lost acknowledged event {seq} (seed {seed})"
+            );
         }
         assert_chain(&all);
     }
-    eprintln!("crash test: {cycles} cycles, {total_acked} acknowledged appends, {:?}", started.elapsed());
+    eprintln!(
+        "crash test: {cycles} cycles, {total_acked} acknowledged appends, {:?}",
+        started.elapsed()
+    );
     assert!(total_acked > 0);
 }

@@ -12,13 +12,31 @@ use troth_relay::store::{Append, Head, SledStore, SpaceRecord, Store};
 #[derive(Clone, Debug)]
 enum Op {
     Create(u8, Vec<u8>),
-    Append { space: u8, stale: bool, payload: Vec<u8> },
-    Read { space: u8, from: u64, limit: usize },
+    Append {
+        space: u8,
+        stale: bool,
+        payload: Vec<u8>,
+    },
+    Read {
+        space: u8,
+        from: u64,
+        limit: usize,
+    },
     Delete(u8),
-    Nonce { time: u64, device: u8, nonce: u8 },
+    Nonce {
+        time: u64,
+        device: u8,
+        nonce: u8,
+    },
     Sweep(u64),
-    MailboxSwap { n: u32, expect_current: bool, new: Option<Vec<u8>> },
-    Reopen { flush: bool },
+    MailboxSwap {
+        n: u32,
+        expect_current: bool,
+        new: Option<Vec<u8>>,
+    },
+    Reopen {
+        flush: bool,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -52,7 +70,10 @@ fn hash(b: &[u8]) -> EventHash {
 }
 
 fn head_of(log: &[Vec<u8>]) -> Head {
-    Head { seq: log.len() as u64 - 1, hash: log.last().map(|b| hash(b)).unwrap_or(EventHash::ZERO) }
+    Head {
+        seq: log.len() as u64 - 1,
+        hash: log.last().map(|b| hash(b)).unwrap_or(EventHash::ZERO),
+    }
 }
 
 fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
@@ -76,24 +97,51 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     for op in ops {
         match op {
             Op::Create(s, genesis) => {
-                let rec = SpaceRecord { head: Head { seq: 0, hash: hash(&genesis) }, members: vec![s] };
-                let got = store.create_space(sid(s), &genesis, &rec).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                let rec = SpaceRecord {
+                    head: Head {
+                        seq: 0,
+                        hash: hash(&genesis),
+                    },
+                    members: vec![s],
+                };
+                let got = store
+                    .create_space(sid(s), &genesis, &rec)
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
                 let want = !m.spaces.contains_key(&s);
                 prop_assert_eq!(got, want);
                 if want {
                     m.spaces.insert(s, (vec![genesis], vec![s]));
                 }
             }
-            Op::Append { space, stale, payload } => {
+            Op::Append {
+                space,
+                stale,
+                payload,
+            } => {
                 let expected = match m.spaces.get(&space) {
                     Some((log, _)) if !stale => head_of(log),
-                    Some((log, _)) => Head { seq: log.len() as u64, hash: EventHash([3; 32]) },
-                    None => Head { seq: 0, hash: EventHash::ZERO },
+                    Some((log, _)) => Head {
+                        seq: log.len() as u64,
+                        hash: EventHash([3; 32]),
+                    },
+                    None => Head {
+                        seq: 0,
+                        hash: EventHash::ZERO,
+                    },
                 };
                 // Some events change the member list (control events), most do not.
-                let members = payload.first().filter(|b| **b % 4 == 0).map(|_| payload.iter().take(3).copied().collect::<Vec<u8>>());
+                let members = payload
+                    .first()
+                    .filter(|b| **b % 4 == 0)
+                    .map(|_| payload.iter().take(3).copied().collect::<Vec<u8>>());
                 let got = store
-                    .append_if_head(sid(space), expected, hash(&payload), &payload, members.as_deref())
+                    .append_if_head(
+                        sid(space),
+                        expected,
+                        hash(&payload),
+                        &payload,
+                        members.as_deref(),
+                    )
                     .map_err(|e| TestCaseError::fail(e.to_string()))?;
                 match m.spaces.get_mut(&space) {
                     None => prop_assert_eq!(got, Append::NoSpace),
@@ -108,8 +156,14 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 }
             }
             Op::Read { space, from, limit } => {
-                let upto = m.spaces.get(&space).map(|(l, _)| l.len() as u64 - 1).unwrap_or(0);
-                let got = store.read_range(sid(space), from, upto, limit).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                let upto = m
+                    .spaces
+                    .get(&space)
+                    .map(|(l, _)| l.len() as u64 - 1)
+                    .unwrap_or(0);
+                let got = store
+                    .read_range(sid(space), from, upto, limit)
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
                 let want: Vec<Vec<u8>> = m
                     .spaces
                     .get(&space)
@@ -118,23 +172,43 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 prop_assert_eq!(got, want);
             }
             Op::Delete(s) => {
-                let got = store.delete_space(sid(s)).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                let got = store
+                    .delete_space(sid(s))
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
                 prop_assert_eq!(got, m.spaces.remove(&s).is_some());
             }
-            Op::Nonce { time, device, nonce } => {
-                let got = store.nonce_fresh(time, &[device; 32], &[nonce; 16]).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            Op::Nonce {
+                time,
+                device,
+                nonce,
+            } => {
+                let got = store
+                    .nonce_fresh(time, &[device; 32], &[nonce; 16])
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
                 prop_assert_eq!(got, m.nonces.insert((time, device, nonce)));
             }
             Op::Sweep(before) => {
-                let got = store.nonce_sweep(before).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                let got = store
+                    .nonce_sweep(before)
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
                 let keep = m.nonces.split_off(&(before, 0, 0));
                 prop_assert_eq!(got, m.nonces.len());
                 m.nonces = keep;
             }
-            Op::MailboxSwap { n, expect_current, new } => {
+            Op::MailboxSwap {
+                n,
+                expect_current,
+                new,
+            } => {
                 let cur = m.mailboxes.get(&n).cloned();
-                let old = if expect_current { cur.clone() } else { Some(vec![0xee]) };
-                let got = store.mailbox_swap(n, old.as_deref(), new.as_deref()).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                let old = if expect_current {
+                    cur.clone()
+                } else {
+                    Some(vec![0xee])
+                };
+                let got = store
+                    .mailbox_swap(n, old.as_deref(), new.as_deref())
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
                 let want = old == cur;
                 prop_assert_eq!(got, want);
                 if want {
@@ -146,7 +220,9 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             }
             Op::Reopen { flush } => {
                 if flush {
-                    store.flush().map_err(|e| TestCaseError::fail(e.to_string()))?;
+                    store
+                        .flush()
+                        .map_err(|e| TestCaseError::fail(e.to_string()))?;
                 }
                 drop(store);
                 store = open()?;
@@ -154,18 +230,27 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
         }
         // After every step: heads, members and mailboxes agree.
         for s in 0..4u8 {
-            let got = store.space(sid(s)).map_err(|e| TestCaseError::fail(e.to_string()))?;
-            let want = m.spaces.get(&s).map(|(log, mem)| SpaceRecord { head: head_of(log), members: mem.clone() });
+            let got = store
+                .space(sid(s))
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let want = m.spaces.get(&s).map(|(log, mem)| SpaceRecord {
+                head: head_of(log),
+                members: mem.clone(),
+            });
             prop_assert_eq!(got, want);
         }
-        let boxes = store.mailboxes().map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let boxes = store
+            .mailboxes()
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
         prop_assert_eq!(boxes, m.mailboxes.keys().copied().collect::<Vec<u32>>());
     }
     // Finally every log in full, after one more reopen.
     drop(store);
     let store = open()?;
     for (s, (log, _)) in &m.spaces {
-        let got = store.read_range(sid(*s), 0, u64::MAX, usize::MAX).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let got = store
+            .read_range(sid(*s), 0, u64::MAX, usize::MAX)
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
         prop_assert_eq!(&got, log);
     }
     Ok(())

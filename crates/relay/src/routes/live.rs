@@ -82,13 +82,24 @@ impl Drop for LiveGuard {
 }
 
 async fn close_with(mut socket: WebSocket, code: u16, err: ApiError) {
-    let _ = socket.send(Message::Text(Utf8Bytes::from(err.body().to_string()))).await;
     let _ = socket
-        .send(Message::Close(Some(CloseFrame { code, reason: Utf8Bytes::from_static(err.code) })))
+        .send(Message::Text(Utf8Bytes::from(err.body().to_string())))
+        .await;
+    let _ = socket
+        .send(Message::Close(Some(CloseFrame {
+            code,
+            reason: Utf8Bytes::from_static(err.code),
+        })))
         .await;
 }
 
-fn authenticate(state: &AppState, members: &Members, space: SpaceId, path: &str, frame: &str) -> Result<troth_core::keys::DeviceId, ApiError> {
+fn authenticate(
+    state: &AppState,
+    members: &Members,
+    space: SpaceId,
+    path: &str,
+    frame: &str,
+) -> Result<troth_core::keys::DeviceId, ApiError> {
     let f: AuthFrame = serde_json::from_str(frame).map_err(|_| {
         ApiError::unauthorized(
             "auth_missing",
@@ -96,7 +107,12 @@ fn authenticate(state: &AppState, members: &Members, space: SpaceId, path: &str,
         )
     })?;
     let a = RequestAuth::from_headers(&f.device, &f.time.to_string(), &f.nonce, &f.signature)
-        .map_err(|_| ApiError::unauthorized("auth_invalid", "The authentication frame is not well-formed."))?;
+        .map_err(|_| {
+            ApiError::unauthorized(
+                "auth_invalid",
+                "The authentication frame is not well-formed.",
+            )
+        })?;
     let key = *members.active_key(&a.device).ok_or_else(|| {
         ApiError::forbidden("not_member", "This device is not a member of this space.")
     })?;
@@ -131,7 +147,11 @@ async fn run(
     let device = match authed {
         Ok(d) => d,
         Err(e) => {
-            let code = if e.status == StatusCode::FORBIDDEN { 4403 } else { 4401 };
+            let code = if e.status == StatusCode::FORBIDDEN {
+                4403
+            } else {
+                4401
+            };
             return close_with(socket, code, e).await;
         }
     };
@@ -144,7 +164,11 @@ async fn run(
         return close_with(socket, 4404, ApiError::no_space()).await;
     }
     let ready = json!({ "ready": true, "head": head_json(head) }).to_string();
-    if socket.send(Message::Text(Utf8Bytes::from(ready))).await.is_err() {
+    if socket
+        .send(Message::Text(Utf8Bytes::from(ready)))
+        .await
+        .is_err()
+    {
         return;
     }
     loop {

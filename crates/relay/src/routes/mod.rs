@@ -21,7 +21,10 @@ pub(crate) fn json_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError
     serde_json::from_slice(body).map_err(|e| {
         ApiError::bad_request(
             "bad_json",
-            format!("The request body is not the JSON this address expects ({}).", e.classify_name()),
+            format!(
+                "The request body is not the JSON this address expects ({}).",
+                e.classify_name()
+            ),
         )
     })
 }
@@ -73,9 +76,8 @@ pub(crate) fn event_from_b64(s: &str) -> Result<Event, ApiError> {
 
 /// Parses a space id from the path (32 hex digits).
 pub(crate) fn space_id(s: &str) -> Result<SpaceId, ApiError> {
-    SpaceId::from_hex(s).map_err(|_| {
-        ApiError::bad_request("bad_space_id", "A space id is 32 hexadecimal digits.")
-    })
+    SpaceId::from_hex(s)
+        .map_err(|_| ApiError::bad_request("bad_space_id", "A space id is 32 hexadecimal digits."))
 }
 
 /// The path and query a client signed.

@@ -29,7 +29,10 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         .unwrap_or_default();
     rows.sort();
     for ((route, status), n) in rows {
-        let _ = writeln!(out, "troth_relay_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}");
+        let _ = writeln!(
+            out,
+            "troth_relay_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
+        );
     }
     let _ = writeln!(
         out,

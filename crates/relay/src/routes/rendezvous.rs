@@ -107,7 +107,12 @@ impl Mailbox {
         if !take(0)?.is_empty() || !r.is_empty() {
             return Err(bad());
         }
-        Ok(Mailbox { expires_ms, token_a, token_b, messages })
+        Ok(Mailbox {
+            expires_ms,
+            token_a,
+            token_b,
+            messages,
+        })
     }
 
     fn side(&self, token: &str) -> Option<Side> {
@@ -159,7 +164,7 @@ fn number(p: Result<Path<String>, PathRejection>) -> Result<u32, ApiError> {
     s.parse::<u32>()
         .ok()
         .filter(|n| (1..=MAX_MAILBOX).contains(n) && !s.starts_with('0') && !s.starts_with('+'))
-        .ok_or_else(|| path_err_value())
+        .ok_or_else(path_err_value)
 }
 
 fn path_err_value() -> ApiError {
@@ -179,7 +184,10 @@ fn load(state: &AppState, n: u32) -> Result<(Vec<u8>, Mailbox), ApiError> {
 }
 
 /// `POST /v1/rendezvous`: opens a mailbox for side A.
-pub async fn open(State(state): State<AppState>, Extension(ip): Extension<ClientIp>) -> Result<Response, ApiError> {
+pub async fn open(
+    State(state): State<AppState>,
+    Extension(ip): Extension<ClientIp>,
+) -> Result<Response, ApiError> {
     state.check_rendezvous(ip.0)?;
     let now = state.now_ms();
     let token = new_token();
@@ -199,7 +207,10 @@ pub async fn open(State(state): State<AppState>, Extension(ip): Extension<Client
                 _ => {}
             }
         }
-        if state.store().mailbox_swap(n, old.as_deref(), Some(&value))? {
+        if state
+            .store()
+            .mailbox_swap(n, old.as_deref(), Some(&value))?
+        {
             state.wake_mailbox(n, true);
             return Ok((
                 StatusCode::CREATED,
@@ -238,7 +249,10 @@ pub async fn claim(
     }
     let token = new_token();
     mb.token_b = Some(token_hash(&token));
-    if !state.store().mailbox_swap(n, Some(&raw), Some(&mb.encode()))? {
+    if !state
+        .store()
+        .mailbox_swap(n, Some(&raw), Some(&mb.encode()))?
+    {
         return Err(burned());
     }
     state.wake_mailbox(n, false);
@@ -275,7 +289,10 @@ pub async fn post(
         }
         let index = mb.messages.iter().filter(|(s, _)| *s == side).count();
         mb.messages.push((side, msg.clone()));
-        if state.store().mailbox_swap(n, Some(&raw), Some(&mb.encode()))? {
+        if state
+            .store()
+            .mailbox_swap(n, Some(&raw), Some(&mb.encode()))?
+        {
             state.wake_mailbox(n, false);
             return Ok((StatusCode::CREATED, Json(json!({ "index": index }))).into_response());
         }
@@ -355,7 +372,8 @@ pub async fn close(
     query: Result<Query<TokenQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let n = number(path)?;
-    let Query(q) = query.map_err(|_| ApiError::bad_request("bad_query", "Give the mailbox `token`."))?;
+    let Query(q) =
+        query.map_err(|_| ApiError::bad_request("bad_query", "Give the mailbox `token`."))?;
     let (raw, mb) = load(&state, n)?;
     mb.side(&q.token).ok_or_else(bad_token)?;
     state.store().mailbox_swap(n, Some(&raw), None)?;
@@ -368,7 +386,9 @@ pub(crate) fn sweep(state: &AppState, now: u64) -> Result<usize, StoreError> {
     let mut n = 0;
     for k in state.store().mailboxes()? {
         if let Some(raw) = state.store().mailbox(k)? {
-            let dead = Mailbox::decode(&raw).map(|m| now >= m.expires_ms).unwrap_or(true);
+            let dead = Mailbox::decode(&raw)
+                .map(|m| now >= m.expires_ms)
+                .unwrap_or(true);
             if dead && state.store().mailbox_swap(k, Some(&raw), None)? {
                 state.wake_mailbox(k, true);
                 n += 1;

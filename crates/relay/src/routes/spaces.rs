@@ -82,7 +82,12 @@ fn member(
 }
 
 /// `POST /v1/spaces`: creates the space named in a genesis event.
-pub async fn create(State(state): State<AppState>, headers: HeaderMap, uri: Uri, body: Bytes) -> Result<Response, ApiError> {
+pub async fn create(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let req: CreateBody = json_body(&body)?;
     let ev = event_from_b64(&req.genesis)?;
     let h = ev.header();
@@ -103,10 +108,17 @@ pub async fn create(State(state): State<AppState>, headers: HeaderMap, uri: Uri,
     }
     let mut members = Members::new();
     members.apply_event(&ev).map_err(membership)?;
-    ev.verify_signature(&key).map_err(|_| bad_event_signature())?;
+    ev.verify_signature(&key)
+        .map_err(|_| bad_event_signature())?;
     auth::verify(&state, &a, &key, space, "POST", signed_path(&uri), &body)?;
-    let head = Head { seq: 0, hash: ev.hash() };
-    let record = SpaceRecord { head, members: members.encode() };
+    let head = Head {
+        seq: 0,
+        hash: ev.hash(),
+    };
+    let record = SpaceRecord {
+        head,
+        members: members.encode(),
+    };
     if !state.store().create_space(space, ev.as_bytes(), &record)? {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -160,8 +172,11 @@ async fn append_event(
     }
     // Check the signature before queueing behind other writers; the key of a
     // device id never changes, and the author is re-checked under the lock.
-    let key = *members.active_key(&h.author).ok_or_else(|| membership(MembershipError::UnknownAuthor))?;
-    ev.verify_signature(&key).map_err(|_| bad_event_signature())?;
+    let key = *members
+        .active_key(&h.author)
+        .ok_or_else(|| membership(MembershipError::UnknownAuthor))?;
+    ev.verify_signature(&key)
+        .map_err(|_| bad_event_signature())?;
 
     let _writer = slot.write.lock().await;
     let (head, cached) = {
@@ -180,9 +195,18 @@ async fn append_event(
     }
     let mut next = (*current).clone();
     next.apply_event(&ev).map_err(membership)?;
-    let new_head = Head { seq: h.seq, hash: ev.hash() };
+    let new_head = Head {
+        seq: h.seq,
+        hash: ev.hash(),
+    };
     let members = matches!(ev.body(), Body::Control(_)).then(|| next.encode());
-    match state.store().append_if_head(space, head, new_head.hash, ev.as_bytes(), members.as_deref())? {
+    match state.store().append_if_head(
+        space,
+        head,
+        new_head.hash,
+        ev.as_bytes(),
+        members.as_deref(),
+    )? {
         Append::Done => {}
         Append::Stale(h) => {
             state.forget_slot(space);
@@ -202,9 +226,14 @@ async fn append_event(
         v.head = new_head;
         v.members = Some(Arc::new(next));
     }
-    state.metrics().appends.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let frame = json!({ "seq": new_head.seq, "hash": new_head.hash.to_hex(), "event": to_b64(ev.as_bytes()) });
-    let _ = slot.live.send(Arc::from(frame.to_string()));
+    state
+        .metrics()
+        .appends
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    if slot.live.receiver_count() > 0 {
+        let frame = json!({ "seq": new_head.seq, "hash": new_head.hash.to_hex(), "event": to_b64(ev.as_bytes()) });
+        let _ = slot.live.send(Arc::from(frame.to_string()));
+    }
     Ok((StatusCode::CREATED, Json(head_json(new_head))).into_response())
 }
 
@@ -230,7 +259,9 @@ pub async fn read(
     }
     let (slot, _) = member(&state, &headers, space, "GET", &uri, &[])?;
     let head = slot.view().head;
-    let events = state.store().read_range(space, from, head.seq, limit as usize)?;
+    let events = state
+        .store()
+        .read_range(space, from, head.seq, limit as usize)?;
     let last = from.saturating_add(events.len() as u64);
     let more = !events.is_empty() && last <= head.seq;
     let events: Vec<String> = events.iter().map(|e| to_b64(e)).collect();

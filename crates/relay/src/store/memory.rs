@@ -99,7 +99,12 @@ impl Store for MemoryStore {
             .lock()
             .spaces
             .get(&space)
-            .map(|(_, log)| log.range(from..=upto).take(limit).map(|(_, v)| v.clone()).collect())
+            .map(|(_, log)| {
+                log.range(from..=upto)
+                    .take(limit)
+                    .map(|(_, v)| v.clone())
+                    .collect()
+            })
             .unwrap_or_default())
     }
 

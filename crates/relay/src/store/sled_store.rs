@@ -77,14 +77,22 @@ impl<'a> Entry<'a> {
         let (members, rest) = match b[41] {
             0 => (None, &b[42..]),
             1 => {
-                let len_bytes: [u8; 4] = b.get(42..46).and_then(|s| s.try_into().ok()).ok_or_else(bad)?;
+                let len_bytes: [u8; 4] = b
+                    .get(42..46)
+                    .and_then(|s| s.try_into().ok())
+                    .ok_or_else(bad)?;
                 let len = u32::from_be_bytes(len_bytes) as usize;
                 let m = b.get(46..46 + len).ok_or_else(bad)?;
                 (Some(m), &b[46 + len..])
             }
             _ => return Err(bad()),
         };
-        Ok(Entry { hash, members_at, members, event: rest })
+        Ok(Entry {
+            hash,
+            members_at,
+            members,
+            event: rest,
+        })
     }
 }
 
@@ -142,7 +150,10 @@ impl SledStore {
         let Some((k, v)) = self.events.scan_prefix(space.0).next_back().transpose()? else {
             return Ok(None);
         };
-        let seq: [u8; 8] = k.get(16..24).and_then(|s| s.try_into().ok()).ok_or(StoreError::Corrupt("event key"))?;
+        let seq: [u8; 8] = k
+            .get(16..24)
+            .and_then(|s| s.try_into().ok())
+            .ok_or(StoreError::Corrupt("event key"))?;
         Ok(Some((u64::from_be_bytes(seq), v)))
     }
 
@@ -169,7 +180,12 @@ impl Store for SledStore {
         // Leftovers of an interrupted create or delete.
         self.remove_events(&space.0)?;
         self.deleting.remove(space.0)?;
-        let entry = Entry { hash: record.head.hash, members_at: 0, members: Some(&record.members), event: genesis };
+        let entry = Entry {
+            hash: record.head.hash,
+            members_at: 0,
+            members: Some(&record.members),
+            event: genesis,
+        };
         self.events.insert(event_key(space, 0), entry.encode())?;
         self.spaces.insert(space.0, &[][..])?;
         Ok(true)
@@ -182,8 +198,14 @@ impl Store for SledStore {
         let Some((head, members_at)) = self.head(space)? else {
             return Err(StoreError::Corrupt("space without events"));
         };
-        let raw = self.events.get(event_key(space, members_at))?.ok_or(StoreError::Corrupt("membership entry"))?;
-        let members = Entry::decode(&raw)?.members.ok_or(StoreError::Corrupt("membership entry"))?.to_vec();
+        let raw = self
+            .events
+            .get(event_key(space, members_at))?
+            .ok_or(StoreError::Corrupt("membership entry"))?;
+        let members = Entry::decode(&raw)?
+            .members
+            .ok_or(StoreError::Corrupt("membership entry"))?
+            .to_vec();
         Ok(Some(SpaceRecord { head, members }))
     }
 
@@ -207,7 +229,12 @@ impl Store for SledStore {
         }
         let seq = expected.seq.saturating_add(1);
         let members_at = if members.is_some() { seq } else { members_at };
-        let entry = Entry { hash, members_at, members, event };
+        let entry = Entry {
+            hash,
+            members_at,
+            members,
+            event,
+        };
         self.events.insert(event_key(space, seq), entry.encode())?;
         Ok(Append::Done)
     }

@@ -27,7 +27,10 @@ use troth_relay::store::Store;
 use troth_relay::{AppState, Clock, Limits};
 
 pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// A space and one member device that writes to it.
@@ -58,11 +61,19 @@ impl Space {
             Body::Control(Control::Genesis {
                 role: Role::Leading,
                 cert,
-                envelopes: vec![Envelope { epoch: 0, device: dev.public().id(), age: vec![7; 40] }],
+                envelopes: vec![Envelope {
+                    epoch: 0,
+                    device: dev.public().id(),
+                    age: vec![7; 40],
+                }],
             }),
             &dev,
         );
-        Space { id: space, dev, events: vec![genesis] }
+        Space {
+            id: space,
+            dev,
+            events: vec![genesis],
+        }
     }
 
     pub fn hex(&self) -> String {
@@ -70,7 +81,10 @@ impl Space {
     }
 
     pub fn head_hash(&self) -> EventHash {
-        self.events.last().map(|e| e.hash()).unwrap_or(EventHash::ZERO)
+        self.events
+            .last()
+            .map(|e| e.hash())
+            .unwrap_or(EventHash::ZERO)
     }
 
     /// The next sealed event on our local head (not yet recorded).
@@ -94,12 +108,16 @@ impl Space {
     }
 
     pub fn create_body(&self) -> Vec<u8> {
-        json!({ "genesis": STANDARD.encode(self.events[0].as_bytes()) }).to_string().into_bytes()
+        json!({ "genesis": STANDARD.encode(self.events[0].as_bytes()) })
+            .to_string()
+            .into_bytes()
     }
 }
 
 pub fn event_body(ev: &Event) -> Vec<u8> {
-    json!({ "event": STANDARD.encode(ev.as_bytes()) }).to_string().into_bytes()
+    json!({ "event": STANDARD.encode(ev.as_bytes()) })
+        .to_string()
+        .into_bytes()
 }
 
 /// The four auth headers for a request.
@@ -114,7 +132,10 @@ pub fn auth_headers(
     let mut nonce = [0u8; 16];
     rand::thread_rng().fill_bytes(&mut nonce);
     let a = RequestAuth::sign(dev, Some(space), method, path, body, time_ms, nonce);
-    a.to_headers().into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+    a.to_headers()
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
 }
 
 /// The live connection's first frame.
@@ -159,7 +180,10 @@ pub struct Http {
 impl Http {
     pub fn new(addr: SocketAddr) -> Self {
         let client = Client::builder(TokioExecutor::new()).build_http();
-        Http { base: format!("http://{addr}"), client }
+        Http {
+            base: format!("http://{addr}"),
+            client,
+        }
     }
 
     pub async fn send(
@@ -178,15 +202,33 @@ impl Http {
         if !body.is_empty() {
             b = b.header("content-type", "application/json");
         }
-        let req = b.body(Full::new(Bytes::from(body))).map_err(|e| e.to_string())?;
+        let req = b
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| e.to_string())?;
         let resp = self.client.request(req).await.map_err(|e| e.to_string())?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
-        let body = resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes().to_vec();
-        Ok(Resp { status, headers, body })
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes()
+            .to_vec();
+        Ok(Resp {
+            status,
+            headers,
+            body,
+        })
     }
 
-    pub async fn req(&self, method: &str, path: &str, headers: &[(String, String)], body: Vec<u8>) -> Resp {
+    pub async fn req(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(String, String)],
+        body: Vec<u8>,
+    ) -> Resp {
         match self.send(method, path, headers, body).await {
             Ok(r) => r,
             Err(e) => panic!("{method} {path}: {e}"),
@@ -208,13 +250,16 @@ impl Http {
     }
 
     pub async fn create(&self, s: &Space, time_ms: u64) -> Resp {
-        self.signed(&s.dev, s.id, "POST", "/v1/spaces", s.create_body(), time_ms).await
+        self.signed(&s.dev, s.id, "POST", "/v1/spaces", s.create_body(), time_ms)
+            .await
     }
 
     /// Appends `ev` and, on success, records it in `s`.
     pub async fn append(&self, s: &mut Space, ev: Event, time_ms: u64) -> Resp {
         let path = format!("/v1/spaces/{}/events", s.hex());
-        let r = self.signed(&s.dev, s.id, "POST", &path, event_body(&ev), time_ms).await;
+        let r = self
+            .signed(&s.dev, s.id, "POST", &path, event_body(&ev), time_ms)
+            .await;
         if r.status == 201 {
             s.events.push(ev);
         }
@@ -223,7 +268,8 @@ impl Http {
 
     pub async fn read(&self, s: &Space, from: u64, limit: u64, time_ms: u64) -> Resp {
         let path = format!("/v1/spaces/{}/events?from={from}&limit={limit}", s.hex());
-        self.signed(&s.dev, s.id, "GET", &path, vec![], time_ms).await
+        self.signed(&s.dev, s.id, "GET", &path, vec![], time_ms)
+            .await
     }
 
     /// Every event of the space, paging through.
@@ -234,7 +280,11 @@ impl Http {
             assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
             let v = r.json();
             for e in v["events"].as_array().cloned().unwrap_or_default() {
-                out.push(STANDARD.decode(e.as_str().unwrap_or("")).unwrap_or_default());
+                out.push(
+                    STANDARD
+                        .decode(e.as_str().unwrap_or(""))
+                        .unwrap_or_default(),
+                );
             }
             if !v["more"].as_bool().unwrap_or(false) {
                 return out;
@@ -254,13 +304,20 @@ pub struct InProcess {
 impl InProcess {
     pub async fn start(store: Arc<dyn Store>, clock: Arc<dyn Clock>, limits: Limits) -> Self {
         let state = AppState::new(store, clock, limits).expect("state");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(troth_relay::serve(listener, state.clone(), async move {
             let _ = rx.await;
         }));
-        InProcess { addr, state, stop: Some(tx), task: Some(task) }
+        InProcess {
+            addr,
+            state,
+            stop: Some(tx),
+            task: Some(task),
+        }
     }
 
     pub fn http(&self) -> Http {
@@ -297,7 +354,9 @@ impl Binary {
         let mut child = cmd.spawn().expect("spawn troth-relay");
         let stdout = child.stdout.take().expect("stdout");
         let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).expect("read stdout");
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read stdout");
         let addr = line
             .trim()
             .strip_prefix("listening on ")
