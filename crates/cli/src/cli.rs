@@ -22,7 +22,13 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 )]
 pub struct Cli {
     /// The key store folder [default: your data folder's `troth`]
-    #[arg(long, global = true, env = "TROTH_HOME", hide_env_values = true, value_name = "DIR")]
+    #[arg(
+        long,
+        global = true,
+        env = "TROTH_HOME",
+        hide_env_values = true,
+        value_name = "DIR"
+    )]
     pub home: Option<PathBuf>,
     /// Read the passphrase from the first line of FILE (or set TROTH_PASSPHRASE)
     #[arg(long, global = true, value_name = "FILE")]

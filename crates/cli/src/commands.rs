@@ -7,6 +7,7 @@ use rand::rngs::OsRng;
 use serde_json::json;
 use troth_client::pair::{Invitation, await_admission, create_space, join};
 use troth_client::store::{clone_keys, role_name, write_new};
+use troth_client::view as cview;
 use troth_client::{Error as ClientError, RelayClient, Session};
 use troth_core::AgreementId;
 use troth_core::agreement::{Agreement, Category, Certificate, Day, Rule, template, templates};
@@ -499,7 +500,7 @@ fn propose_and_sign(ctx: &Ctx, s: &mut Session, a: Agreement) -> anyhow::Result<
     ctx.save(s)?;
     let now = ctx.now_ms;
     s.post_with(|r| {
-        let c = r.cosign(id, version)?;
+        let c = cview::cosign(r, id, version)?;
         Ok(r.compose(&c, now, &mut OsRng)?)
     })?;
     ctx.save(s)?;
@@ -580,7 +581,7 @@ fn agreement(ctx: &Ctx, cmd: AgreementCommand) -> anyhow::Result<()> {
         }
         AgreementCommand::List => {
             let s = ctx.session()?;
-            let st = s.replica().state();
+            let st = cview::state(s.replica());
             if ctx.json {
                 let v: Vec<_> = st.agreements.values().map(view::summary_json).collect();
                 println!("{}", json!({ "agreements": v }));
@@ -617,9 +618,9 @@ fn agreement(ctx: &Ctx, cmd: AgreementCommand) -> anyhow::Result<()> {
         }
         AgreementCommand::Show { id } => {
             let s = ctx.session()?;
-            let st = s.replica().state();
-            let id = find_agreement(st, &id)?;
-            let rec = record(st, &id)?;
+            let st = cview::state(s.replica());
+            let id = find_agreement(&st, &id)?;
+            let rec = record(&st, &id)?;
             if ctx.json {
                 println!("{}", view::record_json(rec));
                 return Ok(());
@@ -668,9 +669,10 @@ fn agreement(ctx: &Ctx, cmd: AgreementCommand) -> anyhow::Result<()> {
         }
         AgreementCommand::Sign { id } => {
             let mut s = ctx.session()?;
-            let id = find_agreement(s.replica().state(), &id)?;
+            let id = find_agreement(&cview::state(s.replica()), &id)?;
             let version = {
-                let rec = record(s.replica().state(), &id)?;
+                let st = cview::state(s.replica());
+                let rec = record(&st, &id)?;
                 let v = rec.pending().ok_or_else(|| {
                     fail("There's no version of this agreement waiting for signatures.")
                 })?;
@@ -678,11 +680,12 @@ fn agreement(ctx: &Ctx, cmd: AgreementCommand) -> anyhow::Result<()> {
             };
             let now = ctx.now_ms;
             s.post_with(|r| {
-                let c = r.cosign(id, version)?;
+                let c = cview::cosign(r, id, version)?;
                 Ok(r.compose(&c, now, &mut OsRng)?)
             })?;
             ctx.save(&s)?;
-            let rec = record(s.replica().state(), &id)?;
+            let st = cview::state(s.replica());
+            let rec = record(&st, &id)?;
             let in_force = rec
                 .in_force()
                 .is_some_and(|v| v.agreement.version == version);
@@ -707,8 +710,8 @@ fn agreement(ctx: &Ctx, cmd: AgreementCommand) -> anyhow::Result<()> {
         }
         AgreementCommand::RequestChange { id, comment } => {
             let mut s = ctx.session()?;
-            let id = find_agreement(s.replica().state(), &id)?;
-            let version = record(s.replica().state(), &id)?
+            let id = find_agreement(&cview::state(s.replica()), &id)?;
+            let version = record(&cview::state(s.replica()), &id)?
                 .pending()
                 .map(|v| v.agreement.version)
                 .ok_or_else(|| {
@@ -732,8 +735,8 @@ fn agreement(ctx: &Ctx, cmd: AgreementCommand) -> anyhow::Result<()> {
         }
         AgreementCommand::Decline { id, comment } => {
             let mut s = ctx.session()?;
-            let id = find_agreement(s.replica().state(), &id)?;
-            let version = record(s.replica().state(), &id)?
+            let id = find_agreement(&cview::state(s.replica()), &id)?;
+            let version = record(&cview::state(s.replica()), &id)?
                 .pending()
                 .map(|v| v.agreement.version)
                 .ok_or_else(|| {
@@ -762,9 +765,10 @@ fn agreement(ctx: &Ctx, cmd: AgreementCommand) -> anyhow::Result<()> {
             review,
         } => {
             let mut s = ctx.session()?;
-            let id = find_agreement(s.replica().state(), &id)?;
+            let id = find_agreement(&cview::state(s.replica()), &id)?;
             let a = {
-                let rec = record(s.replica().state(), &id)?;
+                let st = cview::state(s.replica());
+                let rec = record(&st, &id)?;
                 let latest = rec
                     .latest()
                     .ok_or_else(|| fail("This agreement has no versions."))?;
@@ -786,9 +790,10 @@ fn agreement(ctx: &Ctx, cmd: AgreementCommand) -> anyhow::Result<()> {
         }
         AgreementCommand::Renew { id, review } => {
             let mut s = ctx.session()?;
-            let id = find_agreement(s.replica().state(), &id)?;
+            let id = find_agreement(&cview::state(s.replica()), &id)?;
             let a = {
-                let rec = record(s.replica().state(), &id)?;
+                let st = cview::state(s.replica());
+                let rec = record(&st, &id)?;
                 let latest = rec
                     .latest()
                     .ok_or_else(|| fail("This agreement has no versions."))?;
@@ -806,10 +811,11 @@ fn agreement(ctx: &Ctx, cmd: AgreementCommand) -> anyhow::Result<()> {
         }
         AgreementCommand::Retire { id } => {
             let mut s = ctx.session()?;
-            let id = find_agreement(s.replica().state(), &id)?;
+            let id = find_agreement(&cview::state(s.replica()), &id)?;
             s.post(&Content::Retire { agreement: id }, ctx.now_ms, &mut OsRng)?;
             ctx.save(&s)?;
-            let rec = record(s.replica().state(), &id)?;
+            let st = cview::state(s.replica());
+            let rec = record(&st, &id)?;
             let both = rec.retire_requests.len() == 2;
             say(
                 ctx,
@@ -823,7 +829,7 @@ fn agreement(ctx: &Ctx, cmd: AgreementCommand) -> anyhow::Result<()> {
         }
         AgreementCommand::Withdraw { id, comment } => {
             let mut s = ctx.session()?;
-            let id = find_agreement(s.replica().state(), &id)?;
+            let id = find_agreement(&cview::state(s.replica()), &id)?;
             s.post(
                 &Content::Withdraw {
                     agreement: id,
@@ -844,9 +850,9 @@ fn agreement(ctx: &Ctx, cmd: AgreementCommand) -> anyhow::Result<()> {
                 return Err(ClientError::Exists(out).into());
             }
             let s = ctx.session()?;
-            let st = s.replica().state();
-            let id = find_agreement(st, &id)?;
-            let rec = record(st, &id)?;
+            let st = cview::state(s.replica());
+            let id = find_agreement(&st, &id)?;
+            let rec = record(&st, &id)?;
             let v = rec
                 .versions
                 .iter()
@@ -920,7 +926,7 @@ fn checkin(
 ) -> anyhow::Result<()> {
     let mut s = ctx.session()?;
     let me = me(&s);
-    let st = s.replica().state();
+    let st = cview::state(s.replica());
     let answers = if no_answer {
         None
     } else if let Some(n) = answers {
@@ -963,9 +969,7 @@ fn checkin(
 fn ack(ctx: &Ctx, n: u64) -> anyhow::Result<()> {
     let mut s = ctx.session()?;
     let me = me(&s);
-    let hash = s
-        .replica()
-        .state()
+    let hash = cview::state(s.replica())
         .checkins
         .iter()
         .find(|c| c.seq == n && c.by != me)
@@ -986,7 +990,7 @@ fn ack(ctx: &Ctx, n: u64) -> anyhow::Result<()> {
 
 fn timeline(ctx: &Ctx) -> anyhow::Result<()> {
     let s = ctx.session()?;
-    let st = s.replica().state();
+    let st = cview::state(s.replica());
     if ctx.json {
         let v: Vec<_> = st.timeline.iter().map(view::entry_json).collect();
         println!("{}", json!({ "events": v }));
@@ -1008,7 +1012,7 @@ fn timeline(ctx: &Ctx) -> anyhow::Result<()> {
 fn status(ctx: &Ctx) -> anyhow::Result<()> {
     let s = ctx.session()?;
     let r = s.replica();
-    let st = r.state();
+    let st = cview::state(r);
     let me = r.role();
     let today = ctx.today();
     let due: Vec<_> = st.due_for_review(today);
@@ -1127,7 +1131,7 @@ fn verify(ctx: &Ctx) -> anyhow::Result<()> {
     // Opening the space re-verifies every stored event from the start.
     let stored = ctx.stored()?;
     let r = &stored.replica;
-    let problems = &r.state().problems;
+    let problems = &cview::state(r).problems;
     say(
         ctx,
         &format!(
@@ -1175,7 +1179,7 @@ fn consent_report(
     let content = s.replica().consent(scope);
     s.post(&content, ctx.now_ms, &mut OsRng)?;
     ctx.save(&s)?;
-    let both = s.replica().state().report_consented(to.trim(), today);
+    let both = cview::state(s.replica()).report_consented(to.trim(), today);
     say(
         ctx,
         &if both {
