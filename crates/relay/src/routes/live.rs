@@ -147,10 +147,10 @@ async fn run(
     let device = match authed {
         Ok(d) => d,
         Err(e) => {
-            let code = if e.status == StatusCode::FORBIDDEN {
-                4403
-            } else {
-                4401
+            let code = match e.status {
+                StatusCode::FORBIDDEN => 4403,
+                StatusCode::TOO_MANY_REQUESTS => 4429,
+                _ => 4401,
             };
             return close_with(socket, code, e).await;
         }
