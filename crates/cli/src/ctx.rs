@@ -70,9 +70,12 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
             }
             E::Integrity(_) | E::LocalIntegrity(_) | E::CorruptState(_) => EXIT_INTEGRITY,
             E::Key(_) | E::NoKeys(_) => EXIT_KEY,
-            E::Pairing(_) | E::Code(_) | E::PairingEnded | E::PairingTimeout | E::NotAdmitted => {
-                EXIT_PAIRING
-            }
+            E::Pairing(_)
+            | E::Code(_)
+            | E::CodeUsed
+            | E::PairingEnded
+            | E::PairingTimeout
+            | E::NotAdmitted => EXIT_PAIRING,
             _ => EXIT_FAILED,
         };
     }

@@ -68,6 +68,12 @@ pub enum Error {
         "The pairing ended on the other device, or the code expired. Start again with a new code."
     )]
     PairingEnded,
+    /// Someone already used this pairing code.
+    #[error(
+        "This pairing code was already used. If that wasn't your partner, tell them; then start \
+         again with a new code."
+    )]
+    CodeUsed,
     /// Nobody joined in time.
     #[error(
         "Nobody joined with the code in time. Start again with a new code when you're both ready."

@@ -398,6 +398,9 @@ impl RelayClient {
         if status == 404 || status == 410 {
             return Err(Error::PairingEnded);
         }
+        if status == 409 {
+            return Err(Error::CodeUsed);
+        }
         if status != 200 && status != 201 {
             return Err(Self::refusal(status, &bytes));
         }
