@@ -202,8 +202,13 @@ pub fn assert_one_line(out: &Output, code: i32) -> String {
 
 /// Pairs `a` (who starts) and `b` (who joins) on `relay`; returns both outputs.
 pub fn pair(a: &Person, b: &Person, relay: &Relay) -> (String, String) {
+    pair_at(a, b, &relay.url)
+}
+
+/// Pairs `a` and `b` on the relay at `url` (e.g. a malicious one).
+pub fn pair_at(a: &Person, b: &Person, url: &str) -> (String, String) {
     let mut start = a
-        .cmd(&["pair", "start", "--relay", &relay.url, "--timeout", "60s"])
+        .cmd(&["pair", "start", "--relay", url, "--timeout", "60s"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -213,7 +218,7 @@ pub fn pair(a: &Person, b: &Person, relay: &Relay) -> (String, String) {
     stdout.read_line(&mut code).expect("code line");
     let code = code.trim().to_owned();
     assert!(code.split('-').count() == 3, "not a code: {code:?}");
-    let joined = b.ok(&["pair", "join", &code, "--relay", &relay.url]);
+    let joined = b.ok(&["pair", "join", &code, "--relay", url]);
     let mut rest = String::new();
     stdout.read_to_string(&mut rest).expect("rest");
     let status = start.wait().expect("wait");
