@@ -323,10 +323,17 @@ fn equivocation_is_detected() {
     w.b.sync_strict().expect("b");
     // The state codes differ: comparing them in person exposes the split.
     assert_ne!(w.a.replica().state_code(), w.b.replica().state_code());
-    // When the relay shows A anything of B's branch, A sees the fork.
+    // B writes on in its branch.
+    w.b_posts("more of B's branch");
     let branch = w.relay.branch();
-    w.relay.set(Attack::Append(branch));
+    assert_eq!(branch.len(), 2);
+    // A different event for a sequence number A verified: a fork.
+    w.relay.set(Attack::Append(vec![branch[0].clone()]));
     assert_eq!(alert(&mut w.a), ChainError::Fork { seq: split });
+    // The next event of B's branch does not build on what A verified: a fork.
+    w.relay.set(Attack::Append(vec![branch[1].clone()]));
+    assert_eq!(alert(&mut w.a), ChainError::Fork { seq: split + 1 });
+    assert_eq!(w.a.replica().events().len() as u64, split + 1);
     assert_eq!(w.a.replica().events()[split as usize].hash(), a_ev.hash());
 }
 
