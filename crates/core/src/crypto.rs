@@ -177,7 +177,7 @@ pub fn open_envelope(
         return Err(CryptoError::Decrypt);
     }
     let pt = Zeroizing::new(
-        age::decrypt(&device.age_identity(), &env.age).map_err(|_| CryptoError::Decrypt)?,
+        age::decrypt(&device.age_identity()?, &env.age).map_err(|_| CryptoError::Decrypt)?,
     );
     let mut r = Reader::new(&pt);
     let magic = r.bytes(64).map_err(|_| CryptoError::Decrypt)?;
