@@ -392,6 +392,41 @@ async fn idle_connections(n: usize) -> anyhow::Result<(usize, f64, u64)> {
     Ok((n, per, after))
 }
 
+/// Server-side CPU per request without the network: `app(state).oneshot()`
+/// in a loop on one task (sled in a temporary folder).
+async fn oneshot_cost() -> anyhow::Result<()> {
+    use tower::ServiceExt;
+    let dir = tempfile::tempdir()?;
+    let store = Arc::new(SledStore::open(dir.path(), 64 << 20)?);
+    let state = AppState::new(store, Arc::new(SystemClock), Limits::generous())?;
+    let app = troth_relay::app(state);
+    let (mut g, genesis) = SpaceGen::new(7);
+    let n = 5000;
+    let mut reqs = vec![g.create(&genesis)];
+    reqs.extend((0..n).map(|_| g.append(&[0x5a; 256])));
+    let reads: Vec<Req> = (0..n).map(|i| g.read(i as u64 % 100, 10)).collect();
+    for (name, list) in [("append", reqs), ("read", reads)] {
+        let t = Instant::now();
+        let count = list.len();
+        for (m, p, h, b) in list {
+            let mut r = axum::http::Request::builder().method(m).uri(p);
+            for (k, v) in h {
+                r = r.header(k, v);
+            }
+            let resp = app
+                .clone()
+                .oneshot(r.body(axum::body::Body::from(b))?)
+                .await?;
+            anyhow::ensure!(resp.status().is_success(), "{name}: {}", resp.status());
+        }
+        println!(
+            "{name}: {:.1} µs per request (one task, no network)",
+            t.elapsed().as_secs_f64() * 1e6 / count as f64
+        );
+    }
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
@@ -414,6 +449,9 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "troth-relay load generator: {conns} connections, {secs} s per phase, {cores} cores, client and servers on this machine"
     );
+    if std::env::args().any(|a| a == "--oneshot") {
+        return oneshot_cost().await;
+    }
     if std::env::args().any(|a| a == "--idle-only") {
         let fd = open_files_limit();
         let (n, per, rss) = idle_connections(idle.min(fd.saturating_sub(200))).await?;

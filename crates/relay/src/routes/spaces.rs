@@ -13,6 +13,7 @@ use serde_json::json;
 use troth_core::SpaceId;
 use troth_core::event::{Body, Control, Event};
 use troth_core::members::{Members, MembershipError};
+use troth_core::sign::{BatchItem, verify_batch};
 
 use super::{event_from_b64, json_body, signed_path, space_id, to_b64};
 use crate::auth;
@@ -74,9 +75,7 @@ fn member(
     if slot.view().deleted {
         return Err(ApiError::no_space());
     }
-    let key = *members.active_key(&a.device).ok_or_else(|| {
-        ApiError::forbidden("not_member", "This device is not a member of this space.")
-    })?;
+    let key = *members.active_key(&a.device).ok_or_else(not_member)?;
     auth::verify(state, &a, &key, space, method, signed_path(uri), body)?;
     Ok((slot, members))
 }
@@ -144,19 +143,54 @@ pub async fn append(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let space = space_id(&path.map_err(path_err)?.0)?;
-    let (slot, members) = member(&state, &headers, space, "POST", &uri, &body)?;
+    let a = auth::from_headers(&headers)?;
+    let (slot, members) = state.space(space, true)?.ok_or_else(ApiError::no_space)?;
+    if slot.view().deleted {
+        return Err(ApiError::no_space());
+    }
+    let signer = members
+        .device(&a.device)
+        .filter(|d| d.is_active())
+        .ok_or_else(not_member)?;
+    auth::check_time(&state, &a)?;
     let req: AppendBody = json_body(&body)?;
     let ev = event_from_b64(&req.event)?;
-    append_event(&state, &slot, space, &members, ev).await
+    check_event(&state, space, &ev)?;
+    let author = members
+        .device(&ev.header().author)
+        .filter(|d| d.is_active())
+        .ok_or_else(|| membership(MembershipError::UnknownAuthor))?;
+    // The request's and the event's signatures in one batch (verify_strict
+    // semantics; troth_core::sign::verify_batch).
+    let request_msg = auth::request_message(&a, space, "POST", signed_path(&uri), &body);
+    let event_msg = ev.signed_message();
+    let items = [
+        BatchItem {
+            key: signer.prepared(),
+            message: &request_msg,
+            signature: &a.signature,
+        },
+        BatchItem {
+            key: author.prepared(),
+            message: &event_msg,
+            signature: ev.signature(),
+        },
+    ];
+    match verify_batch(&items) {
+        Ok(()) => {}
+        Err(0) => return Err(auth::bad_auth_error()),
+        Err(_) => return Err(bad_event_signature()),
+    }
+    auth::admit(&state, &a)?;
+    append_event(&state, &slot, space, ev).await
 }
 
-async fn append_event(
-    state: &AppState,
-    slot: &Slot,
-    space: SpaceId,
-    members: &Members,
-    ev: Event,
-) -> Result<Response, ApiError> {
+fn not_member() -> ApiError {
+    ApiError::forbidden("not_member", "This device is not a member of this space.")
+}
+
+/// The checks of an event that need no key: its space and the space's size.
+fn check_event(state: &AppState, space: SpaceId, ev: &Event) -> Result<(), ApiError> {
     let h = ev.header();
     if h.space != space {
         return Err(ApiError::bad_request(
@@ -170,14 +204,16 @@ async fn append_event(
             "This space holds as many events as this relay allows.",
         ));
     }
-    // Check the signature before queueing behind other writers; the key of a
-    // device id never changes, and the author is re-checked under the lock.
-    let key = *members
-        .active_key(&h.author)
-        .ok_or_else(|| membership(MembershipError::UnknownAuthor))?;
-    ev.verify_signature(&key)
-        .map_err(|_| bad_event_signature())?;
+    Ok(())
+}
 
+async fn append_event(
+    state: &AppState,
+    slot: &Slot,
+    space: SpaceId,
+    ev: Event,
+) -> Result<Response, ApiError> {
+    let h = ev.header();
     let _writer = slot.write.lock().await;
     let (head, cached) = {
         let v = slot.view();
@@ -224,7 +260,12 @@ async fn append_event(
     {
         let mut v = slot.view_mut();
         v.head = new_head;
-        v.members = Some(Arc::new(next));
+        // A sealed event leaves the member list as it was: keep the shared copy.
+        v.members = Some(if members.is_some() {
+            Arc::new(next)
+        } else {
+            current
+        });
     }
     state
         .metrics()
