@@ -25,6 +25,9 @@ use crate::store::{Head, Store};
 /// further behind is disconnected and catches up with a GET.
 const LIVE_BUFFER: usize = 16;
 
+/// A cached space unused for this long is forgotten by the maintenance task.
+pub const IDLE_EVICT_MS: u64 = 5 * 60 * 1000;
+
 /// An event as pushed to live subscribers (already JSON text).
 pub type LiveFrame = Arc<str>;
 
@@ -46,6 +49,8 @@ pub(crate) struct Slot {
     pub view: RwLock<View>,
     /// Live subscribers.
     pub live: broadcast::Sender<LiveFrame>,
+    /// When a request last used this slot (ms, the injected clock).
+    pub used_ms: AtomicU64,
 }
 
 impl Slot {
@@ -164,8 +169,11 @@ impl AppState {
     /// the store on first use; `keep` caches the decoded member list in the
     /// slot. `Ok(None)` if the space does not exist.
     pub(crate) fn space(&self, space: SpaceId, keep: bool) -> Result<Option<Loaded>, ApiError> {
+        let now = self.now_ms();
         let cached = lock(&self.0.spaces).get(&space).cloned();
         if let Some(slot) = cached {
+            slot.used_ms
+                .store(now, std::sync::atomic::Ordering::Relaxed);
             let m = slot.view().members.clone();
             if let Some(m) = m {
                 return Ok(Some((slot, m)));
@@ -194,6 +202,7 @@ impl AppState {
                 deleted: false,
             }),
             live: broadcast::channel(LIVE_BUFFER).0,
+            used_ms: AtomicU64::new(now),
         });
         let slot = lock(&self.0.spaces).entry(space).or_insert(slot).clone();
         Ok(Some((slot, m)))
@@ -257,11 +266,40 @@ impl AppState {
         let now = self.now_ms();
         let window = self.0.limits.time_window_secs.saturating_mul(1000);
         self.0.store.nonce_sweep(now.saturating_sub(window))?;
+        self.evict_idle(now);
         crate::routes::rendezvous::sweep(self, now)?;
         self.0.per_ip.retain_recent();
         self.0.per_device.retain_recent();
         self.0.rendezvous.retain_recent();
         Ok(())
+    }
+
+    /// Keeps the cache of spaces bounded: forgets spaces nobody used for
+    /// [`IDLE_EVICT_MS`] and nobody listens to (they reload from the store on
+    /// the next request), and the decoded member list of idle spaces that
+    /// only have listeners.
+    fn evict_idle(&self, now: u64) {
+        let mut g = lock(&self.0.spaces);
+        g.retain(|_, slot| {
+            let idle = now.saturating_sub(slot.used_ms.load(std::sync::atomic::Ordering::Relaxed))
+                > IDLE_EVICT_MS;
+            let Ok(_writer) = slot.write.try_lock() else {
+                return true;
+            };
+            if !idle {
+                return true;
+            }
+            if slot.live.receiver_count() > 0 {
+                slot.view_mut().members = None;
+                return true;
+            }
+            false
+        });
+    }
+
+    /// How many spaces are cached (for tests and metrics).
+    pub fn cached_spaces(&self) -> usize {
+        lock(&self.0.spaces).len()
     }
 
     /// Runs [`AppState::maintain`] every `every` on the current runtime.

@@ -806,3 +806,22 @@ async fn healthz_and_metrics() {
     assert!(text.contains("troth_relay_storage_bytes "));
     f.relay.stop().await;
 }
+
+#[tokio::test]
+async fn idle_spaces_leave_the_cache_and_come_back() {
+    let f = fixture(Limits::default()).await;
+    let mut s = created(&f, 16).await;
+    let ev = s.next_event(b"before");
+    assert_eq!(f.http.append(&mut s, ev, f.t()).await.status, 201);
+    assert_eq!(f.relay.state.cached_spaces(), 1);
+    f.clock.advance(troth_relay::state::IDLE_EVICT_MS + 1);
+    f.relay.state.maintain().expect("maintain");
+    assert_eq!(f.relay.state.cached_spaces(), 0);
+    // Reloaded from the store on the next request, head and members intact.
+    let ev = s.next_event(b"after");
+    assert_eq!(f.http.append(&mut s, ev, f.t()).await.status, 201);
+    let all = f.http.read_all(&s, f.t()).await;
+    assert_eq!(all.len(), 3);
+    assert_chain(&all);
+    f.relay.stop().await;
+}
