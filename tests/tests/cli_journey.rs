@@ -112,6 +112,21 @@ fn pair_agree_keep_review_withdraw_and_report() {
         serde_json::json!([])
     );
 
+    // The phone-access log: a request and its answer, noted for both.
+    a.ok(&["phone", "ask"]);
+    b.ok(&["phone", "later", "after dinner, please"]);
+    let tl = a.json(&["timeline"]);
+    assert!(
+        tl["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .any(
+                |e| e["what"] == "asked to see the phone later: after dinner, please"
+                    && e["by"] == "rebuilding"
+            )
+    );
+
     // Review: on the review day it is due; B renews, A signs: version 2 in force.
     a.now = Some("2027-01-31".into());
     b.now = Some("2027-01-31".into());
@@ -211,6 +226,25 @@ fn pair_agree_keep_review_withdraw_and_report() {
     assert!(plain.contains("Knowing where you are"));
     assert!(plain.contains("at the gym until 7"));
     assert!(plain.contains("Consent was withdrawn by the partner rebuilding trust"));
+
+    // Nothing is readable at rest without the passphrase.
+    for p in [&a, &b] {
+        for (path, bytes) in troth_tests::cli::snapshot(&p.home) {
+            let text = String::from_utf8_lossy(&bytes);
+            for secret in [
+                "Riverside gym",
+                "Knowing where you are",
+                "troth-key-bundle",
+                "AGE-SECRET-KEY",
+            ] {
+                assert!(
+                    !text.contains(secret),
+                    "{} holds {secret:?} in the clear",
+                    path.display()
+                );
+            }
+        }
+    }
 
     // Both devices hold the same verified history.
     a.ok(&["sync"]);

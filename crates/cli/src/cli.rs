@@ -91,6 +91,9 @@ pub enum Command {
         /// The check-in's number in the timeline
         n: u64,
     },
+    /// The phone-access log: a request, and what happened, noted for both of you
+    #[command(subcommand)]
+    Phone(PhoneCommand),
     /// Everything that happened, in order, with who did what and when
     Timeline,
     /// Where things stand: partner, safety number, what needs you
@@ -158,6 +161,29 @@ pub enum KeyCommand {
     },
     /// List the devices in your space
     Devices,
+}
+
+/// `troth phone …`: an acknowledged log, never remote access to a phone.
+#[derive(Subcommand, Debug)]
+pub enum PhoneCommand {
+    /// Note that you'd like to see your partner's phone
+    Ask {
+        /// A note
+        #[arg(default_value = "")]
+        note: String,
+    },
+    /// Note that you showed your phone (answers the latest open request)
+    Shown {
+        /// A note
+        #[arg(default_value = "")]
+        note: String,
+    },
+    /// Note that you'd rather show it later, with a kind word why
+    Later {
+        /// A note, e.g. "after dinner, please"
+        #[arg(default_value = "")]
+        note: String,
+    },
 }
 
 /// `troth pair …`

@@ -18,7 +18,9 @@ use troth_core::keys::DeviceId;
 use troth_core::replica::Replica;
 use troth_core::state::{AgreementRecord, State, VersionStatus};
 
-use crate::cli::{AgreementCommand, Cli, Command, KeyCommand, PairCommand, Review, RoleArg};
+use crate::cli::{
+    AgreementCommand, Cli, Command, KeyCommand, PairCommand, PhoneCommand, Review, RoleArg,
+};
 use crate::ctx::{Ctx, EXIT_INTEGRITY, EXIT_KEY, fail, fail_with, parse_days, parse_wait, when};
 use crate::view;
 
@@ -56,6 +58,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             )
         }
         Command::Ack { n } => ack(&ctx, n),
+        Command::Phone(p) => phone(&ctx, p),
         Command::Timeline => timeline(&ctx),
         Command::Status => status(&ctx),
         Command::Sync => sync(&ctx),
@@ -986,6 +989,47 @@ fn ack(ctx: &Ctx, n: u64) -> anyhow::Result<()> {
         &format!("Acknowledged #{n}."),
         json!({ "acknowledged": n }),
     )
+}
+
+fn phone(ctx: &Ctx, cmd: PhoneCommand) -> anyhow::Result<()> {
+    use troth_core::content::PhoneAction;
+    let (action, note) = match cmd {
+        PhoneCommand::Ask { note } => (PhoneAction::Asked, note),
+        PhoneCommand::Shown { note } => (PhoneAction::Granted, note),
+        PhoneCommand::Later { note } => (PhoneAction::Declined, note),
+    };
+    let mut s = ctx.session()?;
+    let me = me(&s);
+    // An answer names the partner's latest request.
+    let answers = if action == PhoneAction::Asked {
+        None
+    } else {
+        let st = cview::state(s.replica());
+        st.phone
+            .iter()
+            .rev()
+            .find(|p| p.by != me && p.action == PhoneAction::Asked)
+            .and_then(|p| usize::try_from(p.seq).ok())
+            .and_then(|i| s.replica().events().get(i))
+            .map(|e| e.hash())
+    };
+    let ev = s.post(
+        &Content::Phone {
+            action,
+            note,
+            answers,
+        },
+        ctx.now_ms,
+        &mut OsRng,
+    )?;
+    ctx.save(&s)?;
+    let seq = ev.header().seq;
+    let words = match action {
+        PhoneAction::Asked => "Noted your request to see the phone",
+        PhoneAction::Granted => "Noted that you showed your phone",
+        PhoneAction::Declined => "Noted that you'd rather show it later",
+    };
+    say(ctx, &format!("{words} (#{seq})."), json!({ "seq": seq }))
 }
 
 fn timeline(ctx: &Ctx) -> anyhow::Result<()> {
