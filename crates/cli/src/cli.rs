@@ -99,7 +99,19 @@ pub enum Command {
     /// Where things stand: partner, safety number, what needs you
     Status,
     /// Fetch and verify what's new from the relay
-    Sync,
+    Sync {
+        /// Keep watching: print each new event as it arrives (Ctrl-C to stop)
+        #[arg(long)]
+        watch: bool,
+        /// How often to look when watching, e.g. 5s
+        #[arg(
+            long,
+            default_value = "3s",
+            value_name = "DURATION",
+            requires = "watch"
+        )]
+        every: String,
+    },
     /// Re-verify the whole local history
     Verify,
     /// Agree to share a report with a therapist (both partners must)

@@ -61,7 +61,13 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Phone(p) => phone(&ctx, p),
         Command::Timeline => timeline(&ctx),
         Command::Status => status(&ctx),
-        Command::Sync => sync(&ctx),
+        Command::Sync { watch, every } => {
+            if watch {
+                watch_loop(&ctx, &every)
+            } else {
+                sync(&ctx)
+            }
+        }
         Command::Verify => verify(&ctx),
         Command::ConsentReport {
             to,
@@ -1034,22 +1040,13 @@ fn phone(ctx: &Ctx, cmd: PhoneCommand) -> anyhow::Result<()> {
 
 fn timeline(ctx: &Ctx) -> anyhow::Result<()> {
     let s = ctx.session()?;
-    let st = cview::state(s.replica());
     if ctx.json {
+        let st = cview::state(s.replica());
         let v: Vec<_> = st.timeline.iter().map(view::entry_json).collect();
         println!("{}", json!({ "events": v }));
         return Ok(());
     }
-    let me = me(&s);
-    for e in &st.timeline {
-        println!(
-            "#{:<4} {}  {:<12} {}",
-            e.seq,
-            ctx.dim(&when(e.at_ms)),
-            view::who(me, e.by),
-            e.what
-        );
-    }
+    print_entries(ctx, &s, 0);
     Ok(())
 }
 
@@ -1169,6 +1166,50 @@ fn sync(ctx: &Ctx) -> anyhow::Result<()> {
         ),
         json!({ "new_events": r.accepted, "events": rep.events().len(), "state_code": rep.state_code() }),
     )
+}
+
+/// Prints timeline entries from `from` on: a line each, or a JSON object each.
+fn print_entries(ctx: &Ctx, s: &Session, from: usize) {
+    let st = cview::state(s.replica());
+    let me = me(s);
+    for e in st.timeline.iter().skip(from) {
+        if ctx.json {
+            println!("{}", view::entry_json(e));
+        } else {
+            println!(
+                "#{:<4} {}  {:<12} {}",
+                e.seq,
+                ctx.dim(&when(e.at_ms)),
+                view::who(me, e.by),
+                e.what
+            );
+        }
+    }
+}
+
+/// `troth sync --watch`: polls the relay and prints what arrives.
+fn watch_loop(ctx: &Ctx, every: &str) -> anyhow::Result<()> {
+    let every = parse_wait(every)?;
+    let stored = ctx.stored()?;
+    let relay = RelayClient::new(&stored.relay)?;
+    let mut s = Session::new(stored.replica, relay);
+    let mut shown = cview::state(s.replica()).timeline.len();
+    if !ctx.json {
+        eprintln!("Watching for updates (Ctrl-C to stop)…");
+    }
+    loop {
+        let r = s.sync()?;
+        if r.accepted > 0 {
+            ctx.save(&s)?;
+            print_entries(ctx, &s, shown);
+            shown = cview::state(s.replica()).timeline.len();
+            let _ = std::io::stdout().flush();
+        }
+        if let Some(a) = r.alert {
+            return Err(ClientError::Integrity(a).into());
+        }
+        std::thread::sleep(every);
+    }
 }
 
 fn verify(ctx: &Ctx) -> anyhow::Result<()> {

@@ -1,0 +1,34 @@
+//! `troth sync --watch`: the other partner's updates appear as they happen.
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+
+use troth_tests::cli::{Person, Relay, pair};
+
+#[test]
+fn watch_prints_updates_as_they_arrive() {
+    let relay = Relay::start();
+    let a = Person::new();
+    let b = Person::new();
+    a.ok(&["init"]);
+    b.ok(&["init"]);
+    pair(&a, &b, &relay);
+    let mut watcher = a
+        .cmd(&["sync", "--watch", "--every", "1s", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("watch");
+    let mut lines = BufReader::new(watcher.stdout.take().expect("stdout")).lines();
+    b.ok(&["checkin", "leaving work now"]);
+    let line = lines.next().expect("a line").expect("read");
+    let _ = watcher.kill();
+    let _ = watcher.wait();
+    let v: serde_json::Value = serde_json::from_str(&line).expect("JSON");
+    assert_eq!(v["by"], "rebuilding");
+    assert_eq!(v["what"], "checked in: leaving work now");
+    // What the watcher saw was saved: the timeline has it without the relay.
+    drop(relay);
+    let v = a.json(&["verify"]);
+    assert_eq!(v["events"], 3, "genesis, the partner's admission, the check-in: {v}");
+}
