@@ -291,6 +291,7 @@ function showStart() {
   form.addEventListener('submit', (e) => { e.preventDefault(); act(join, err2, () => joinSpace(code.value)); });
   screen('Connect with your partner',
     h('p', {}, 'One of you starts a shared space and gets a short one-time code; the other types it in. It takes about a minute.'),
+    h('p', { class: 'muted' }, 'Your key\'s fingerprint: ', h('span', { 'data-testid': 'fingerprint' }, S.keys.fingerprint)),
     h('div', { class: 'two' },
       h('section', { class: 'card stack', 'aria-labelledby': 'lead-h' },
         h('h2', { id: 'lead-h' }, 'I was hurt, and I want to set the conditions'),
@@ -871,13 +872,14 @@ function editor(from, amends, draft) {
 // ---------------------------------------------------------------- check-ins
 
 function checkInForm() {
-  const [tw, text] = field('Check in', 'textarea', { rows: '2', placeholder: 'At the gym until 7' },
+  const [tw, text] = field('Your check-in', 'textarea', { rows: '2', placeholder: 'At the gym until 7' },
     'Where you are, or anything you want your partner to know.');
   const [pc, attach] = checkbox('Attach a place this time');
   const [pw, place] = field('Place', 'input', { type: 'text', maxlength: '300' }, 'Only sent with this check-in, because you chose to.');
   pw.hidden = true;
   attach.addEventListener('change', () => { pw.hidden = !attach.checked; if (attach.checked) place.focus(); });
   const [aw, answers] = field('This answers', 'select', { id: 'answers' });
+  answers.addEventListener('change', () => { answers.dataset.touched = '1'; });
   const err = errorLine();
   const btn = h('button', { type: 'submit' }, 'Send check-in');
   const form = h('form', { class: 'card stack', 'aria-labelledby': 'ci-h' }, h('h2', { id: 'ci-h' }, 'Check in'), tw, pc, pw, aw, err, btn);
@@ -887,6 +889,8 @@ function checkInForm() {
       await send((now) => S.space.checkIn(text.value, attach.checked ? place.value : undefined, answers.value || undefined, now),
         'Check-in sent.');
       text.value = ''; place.value = ''; attach.checked = false; pw.hidden = true;
+      delete answers.dataset.touched;
+      refresh();
     });
   });
   return form;
@@ -897,8 +901,8 @@ function fillAnswers(sel, st) {
   const cur = sel.value;
   sel.replaceChildren(h('option', { value: '' }, 'Nothing in particular'),
     ...open.map((q) => h('option', { value: q.hash }, `Your partner's request${q.note ? `: ${q.note}` : ''} (${when(q.atMs)})`)));
-  if ([...sel.options].some((o) => o.value === cur)) sel.value = cur;
-  else if (open.length) sel.value = open[open.length - 1].hash;
+  if (sel.dataset.touched && [...sel.options].some((o) => o.value === cur)) sel.value = cur;
+  else sel.value = open.length ? open[open.length - 1].hash : '';
 }
 
 function askForm() {
@@ -1037,7 +1041,7 @@ function keyCard() {
   const err = errorLine();
   const btn = h('button', { type: 'submit', class: 'secondary' }, 'Export my key');
   const form = h('form', { class: 'card stack', 'aria-labelledby': 'key-h' }, h('h2', { id: 'key-h' }, 'Your key'),
-    h('p', { class: 'muted' }, `Fingerprint: ${S.keys.fingerprint}`), pw, err, btn);
+    h('p', { class: 'muted' }, 'Fingerprint: ', h('span', { 'data-testid': 'fingerprint' }, S.keys.fingerprint)), pw, err, btn);
   form.addEventListener('submit', (e) => {
     e.preventDefault();
     act(btn, err, async () => {

@@ -685,7 +685,7 @@ impl PairingSession {
             run: Some(run),
             paired: None,
             code: Some(code),
-            first: Some(first.to_base64()),
+            first: Some(STANDARD.encode(first.as_bytes())),
         })
     }
 
@@ -699,7 +699,7 @@ impl PairingSession {
             run: Some(run),
             paired: None,
             code: Some(code),
-            first: Some(first.to_base64()),
+            first: Some(STANDARD.encode(first.as_bytes())),
         })
     }
 
@@ -755,7 +755,7 @@ impl PairingSession {
                 self.code = None;
             }
         }
-        Ok(out.map(|m| m.to_base64()))
+        Ok(out.map(|m| STANDARD.encode(m.as_bytes())))
     }
 
     /// Whether both sides are authenticated.

@@ -1,0 +1,269 @@
+// Two partners in two separate Chromium profiles against one real relay:
+// keys, pairing, agreements, check-ins, withdrawal, reload + unlock, key
+// files between the CLI and the browser, a tampering relay, accessibility,
+// and screenshots of every main screen (tests/artifacts/).
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { buildRelay, startRelay, launch, openPage, axe, shoot, root } from './lib.mjs';
+import { startTamperProxy } from './tamper.mjs';
+
+const PASS_A = 'river stones at dawn';
+const PASS_B = 'quiet garden evening';
+const LIVE = { timeout: 20000 };
+
+let relay; let A; let B; let pa; let pb;
+const violations = [];
+const problems = [];
+
+async function checkA11y(page, screen) {
+  const v = await axe(page);
+  for (const x of v) violations.push({ screen, ...x });
+}
+
+async function screenAndCheck(page, name) {
+  await checkA11y(page, name);
+  await shoot(page, name);
+}
+
+async function createKey(page, pass) {
+  await page.getByLabel('Choose a passphrase').fill(pass);
+  await page.getByLabel('Type it once more').fill(pass);
+  await page.getByRole('button', { name: 'Create my key' }).click();
+  await page.getByRole('heading', { name: 'Connect with your partner' }).waitFor(LIVE);
+}
+
+async function unlock(page, pass) {
+  await page.getByLabel('Passphrase', { exact: true }).fill(pass);
+  await page.getByRole('button', { name: 'Unlock' }).click();
+}
+
+async function pair(p1, p2, onCode) {
+  await p1.getByRole('button', { name: 'Start our space and get a code' }).click();
+  const codeEl = p1.getByTestId('pairing-code');
+  await codeEl.waitFor(LIVE);
+  const code = (await codeEl.innerText()).trim();
+  assert.match(code, /^\d+-[a-z]+-[a-z]+$/);
+  if (onCode) await onCode();
+  await p2.getByLabel('The code your partner shows you').fill(code);
+  await p2.getByRole('button', { name: 'Join with this code' }).click();
+  await p1.getByRole('heading', { name: "You're connected" }).waitFor(LIVE);
+  await p2.getByRole('heading', { name: "You're connected" }).waitFor(LIVE);
+  const s1 = (await p1.getByTestId('safety-number').innerText()).trim();
+  const s2 = (await p2.getByTestId('safety-number').innerText()).trim();
+  return { code, s1, s2 };
+}
+
+before(async () => {
+  const bin = buildRelay();
+  relay = await startRelay(bin);
+  A = await launch();
+  B = await launch();
+  ({ page: pa } = await openPage(A.ctx, relay.url).then((r) => { problems.push(r.problems); return r; }));
+  ({ page: pb } = await openPage(B.ctx, relay.url).then((r) => { problems.push(r.problems); return r; }));
+});
+
+after(async () => {
+  await A?.close();
+  await B?.close();
+  relay?.stop();
+});
+
+test('the page is served with a strict policy', async () => {
+  const res = await fetch(relay.url, { headers: { 'accept-encoding': 'gzip' } });
+  assert.equal(res.status, 200);
+  const csp = res.headers.get('content-security-policy');
+  assert.match(csp, /default-src 'none'/);
+  assert.match(csp, /script-src 'self' 'wasm-unsafe-eval'/);
+  assert.doesNotMatch(csp, /unsafe-inline/);
+  const wasm = await fetch(`${relay.url}/troth_wasm_bg.wasm`);
+  assert.equal(wasm.headers.get('content-type'), 'application/wasm');
+  const again = await fetch(relay.url, { headers: { 'if-none-match': res.headers.get('etag') } });
+  assert.equal(again.status, 304);
+});
+
+test('two partners pair, agree, keep check-ins and withdraw, live', async () => {
+  await pa.getByRole('heading', { name: 'Welcome to Troth' }).waitFor(LIVE);
+  await screenAndCheck(pa, '01-welcome');
+  await createKey(pa, PASS_A);
+  await screenAndCheck(pa, '02-connect');
+  await createKey(pb, PASS_B);
+
+  // The code screen is photographed while it waits for B.
+  const { s1, s2 } = await pair(pa, pb, () => screenAndCheck(pa, '03-code'));
+  assert.equal(s1, s2, 'both partners see the same safety number');
+  assert.match(s1, /^(\d{5} ){7}\d{5}$/);
+  await screenAndCheck(pa, '04-safety-number');
+  await pa.getByRole('button', { name: 'They match — we compared them' }).click();
+  await pb.getByRole('button', { name: 'They match — we compared them' }).click();
+  await pa.getByRole('heading', { name: 'Our space' }).waitFor(LIVE);
+  await pb.getByText('No agreements yet').first().waitFor(LIVE);
+  await screenAndCheck(pb, '05-space-empty');
+
+  // A proposes from a template, editing the words.
+  await pa.getByRole('button', { name: 'Propose an agreement' }).click();
+  await pa.getByRole('dialog').waitFor();
+  await pa.getByLabel('Knowing where you are').check();
+  await pa.getByLabel('Title').fill('Knowing where you are, for now');
+  await screenAndCheck(pa, '06-propose');
+  await pa.getByRole('button', { name: 'Propose to my partner' }).click();
+  await pa.getByRole('dialog').waitFor({ state: 'hidden' });
+
+  // B sees it live, asks for a change, then signs; A signs; both see it in force.
+  await pb.getByRole('heading', { name: 'Knowing where you are, for now' }).waitFor(LIVE);
+  await pb.getByRole('button', { name: 'Ask for a change' }).click();
+  await pb.getByLabel('What would you like to change?').fill('Could we say "when plans change" only?');
+  await pb.getByRole('button', { name: 'Send my request' }).click();
+  await pa.getByText('Your partner asked for a change').first().waitFor(LIVE);
+  await screenAndCheck(pb, '07-pending');
+  await pb.getByRole('button', { name: 'Sign these words' }).click();
+    await pa.getByRole('button', { name: 'Sign these words' }).click();
+  for (const p of [pa, pb]) {
+    await p.getByText('In force — both of you signed these exact words').first().waitFor(LIVE);
+  }
+  await screenAndCheck(pa, '08-in-force');
+
+  // A asks for a check-in; B sees the request live and answers with a place.
+  await pa.getByRole('tab', { name: 'Check-ins' }).click();
+  await pa.getByLabel('A note (optional)').fill('How is your evening going?');
+  await pa.getByRole('button', { name: 'Ask for a check-in' }).click();
+  await pb.getByRole('tab', { name: 'Check-ins' }).click();
+  await pb.getByText('waiting for your check-in').first().waitFor(LIVE);
+  await pb.getByLabel('Your check-in').fill('At the gym until 7');
+  await pb.getByLabel('Attach a place this time').check();
+  await pb.getByLabel('Place', { exact: true }).fill('Riverside gym');
+  await screenAndCheck(pb, '09-check-in');
+  await pb.getByRole('button', { name: 'Send check-in' }).click();
+  await pa.getByText('At the gym until 7').first().waitFor(LIVE);
+  await pa.getByText('at Riverside gym', { exact: false }).first().waitFor(LIVE);
+  await pa.getByRole('button', { name: 'Acknowledge the check-in “At the gym until 7”' }).click();
+  await pb.getByText('acknowledged', { exact: false }).first().waitFor(LIVE);
+  await pb.getByText('answered').first().waitFor(LIVE);
+  await screenAndCheck(pa, '10-check-ins');
+
+  // B withdraws consent in two taps; both see it.
+  await pb.getByRole('tab', { name: 'Agreements' }).click();
+  await pb.getByRole('button', { name: 'Withdraw my consent' }).click();
+  await screenAndCheck(pb, '11-withdraw-confirm');
+  await pb.getByRole('button', { name: 'Withdraw consent' }).click();
+  await pb.getByText('You withdrew consent').first().waitFor(LIVE);
+  await pa.getByRole('tab', { name: 'Agreements' }).click();
+  await pa.getByText('Your partner withdrew consent').first().waitFor(LIVE);
+
+  await pa.getByRole('tab', { name: 'Timeline' }).click();
+  await pa.getByText('withdrew consent from', { exact: false }).first().waitFor(LIVE);
+  await screenAndCheck(pa, '12-timeline');
+  await pa.getByRole('tab', { name: 'Safety' }).click();
+  const codeA = (await pa.getByTestId('state-code').innerText()).trim();
+  await pb.getByRole('tab', { name: 'Safety' }).click();
+  const codeB = (await pb.getByTestId('state-code').innerText()).trim();
+  assert.equal(codeA, codeB, 'both partners see the same state code');
+  await screenAndCheck(pa, '13-safety');
+});
+
+test('reload, a wrong passphrase fails kindly, the right one unlocks', async () => {
+  await pa.reload();
+  await pa.getByRole('heading', { name: 'Welcome back' }).waitFor(LIVE);
+  await unlock(pa, 'not my passphrase');
+  await pa.getByText("That passphrase doesn't open this key. Check it and try again.").first().waitFor(LIVE);
+  await screenAndCheck(pa, '15-unlock-wrong');
+  await unlock(pa, PASS_A);
+  await pa.getByRole('heading', { name: 'Our space' }).waitFor(LIVE);
+  await pa.getByText('Your partner withdrew consent').first().waitFor(LIVE);
+  // The lock button locks at once.
+  await pa.getByRole('button', { name: 'Lock' }).click();
+  await pa.getByRole('heading', { name: 'Welcome back' }).waitFor(LIVE);
+});
+
+test('a key moves between the CLI and the browser, both ways', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'troth-keys-'));
+  const cli = join(root, 'target', 'debug', 'troth');
+  const file = join(dir, 'cli-key.age');
+  const pass = 'a key from the terminal';
+  let fingerprint;
+  const env = { ...process.env, TROTH_HOME: join(dir, 'home'), TROTH_PASSPHRASE: pass };
+  if (existsSync(cli)) {
+    execFileSync(cli, ['init'], { env, stdio: 'ignore' });
+    execFileSync(cli, ['key', 'export', '--out', file], { env, stdio: 'ignore' });
+    fingerprint = execFileSync('cargo', ['run', '-q', '-p', 'troth-wasm', '--example', 'keyfile', '--', 'read', file, pass], { cwd: root }).toString().trim();
+  } else {
+    fingerprint = execFileSync('cargo', ['run', '-q', '-p', 'troth-wasm', '--example', 'keyfile', '--', 'write', file, pass, '14'], { cwd: root }).toString().trim();
+  }
+  const C = await launch();
+  try {
+    const { page } = await openPage(C.ctx, relay.url);
+    await page.getByLabel('…or paste it here').fill(readFileSync(file, 'utf8'));
+    await page.getByLabel('Its passphrase').fill(pass);
+    await page.getByRole('button', { name: 'Import my key' }).click();
+    await page.getByRole('heading', { name: 'Connect with your partner' }).waitFor(LIVE);
+    assert.equal((await page.getByTestId('fingerprint').innerText()).trim(), fingerprint);
+  } finally {
+    await C.close();
+  }
+
+  // And back: A's browser exports its key; native code (and the CLI) opens it.
+  await unlock(pa, PASS_A);
+  await pa.getByRole('heading', { name: 'Our space' }).waitFor(LIVE);
+  await pa.getByRole('tab', { name: 'Safety' }).click();
+  const fpA = (await pa.getByTestId('fingerprint').innerText()).trim();
+  await pa.getByLabel('Passphrase for the exported file').fill('exported from a browser');
+  const [dl] = await Promise.all([pa.waitForEvent('download'), pa.getByRole('button', { name: 'Export my key' }).click()]);
+  const out = join(dir, 'browser-key.age');
+  await dl.saveAs(out);
+  const native = execFileSync('cargo', ['run', '-q', '-p', 'troth-wasm', '--example', 'keyfile', '--', 'read', out, 'exported from a browser'], { cwd: root }).toString().trim();
+  assert.equal(native, fpA);
+  if (existsSync(cli)) {
+    const env2 = { ...process.env, TROTH_HOME: join(dir, 'home2'), TROTH_PASSPHRASE: 'exported from a browser' };
+    execFileSync(cli, ['key', 'import', out], { env: env2, stdio: 'ignore' });
+  }
+  writeFileSync(join(dir, 'ok'), 'ok');
+});
+
+test('a tampering relay raises the integrity warning', async () => {
+  const proxy = await startTamperProxy(relay.url);
+  const P = await launch();
+  const Q = await launch();
+  try {
+    const { page: pp } = await openPage(P.ctx, proxy.url);
+    const { page: pq } = await openPage(Q.ctx, proxy.url);
+    await createKey(pp, 'first partner phrase');
+    await createKey(pq, 'second partner phrase');
+    await pair(pp, pq);
+    await pp.getByRole('button', { name: "We'll compare later" }).click();
+    await pq.getByRole('button', { name: "We'll compare later" }).click();
+    await pq.getByRole('heading', { name: 'Our space' }).waitFor(LIVE);
+    await pq.getByText('No agreements yet').first().waitFor(LIVE);
+    proxy.state.tamper = true;
+    await pp.getByRole('tab', { name: 'Check-ins' }).click();
+    await pp.getByLabel('Your check-in').fill('Home now');
+    await pp.getByRole('button', { name: 'Send check-in' }).click();
+    const warning = pq.getByRole('heading', { name: 'Something here does not add up' });
+    await warning.waitFor(LIVE);
+    assert.ok(await pq.getByText('Something arrived that neither of you wrote').isVisible());
+    await pq.getByRole('tab', { name: 'Check-ins' }).click();
+    assert.equal(await pq.getByText('Home now').count(), 0, 'the altered event is not shown');
+    await screenAndCheck(pq, '14-integrity-warning');
+  } finally {
+    await P.close();
+    await Q.close();
+    proxy.close();
+  }
+});
+
+test('quick exit replaces the page and its history entry', async () => {
+  const before = await pb.evaluate(() => history.length);
+  await pb.getByRole('button', { name: 'Quick exit' }).click();
+  await pb.waitForURL(/exit\.html$/);
+  assert.equal(await pb.title(), 'New Tab');
+  assert.equal(await pb.evaluate(() => history.length), before, 'no new history entry');
+  await pb.goBack().catch(() => {});
+  assert.doesNotMatch(pb.url(), new RegExp(`^${relay.url}/?$`), 'Back does not return to Troth');
+});
+
+test('no serious or critical accessibility violations, no errors, no other origins', () => {
+  assert.deepEqual(violations, []);
+  assert.deepEqual(problems.flat(), []);
+});
