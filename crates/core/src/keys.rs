@@ -566,7 +566,10 @@ mod tests {
         let r = dev.public().age_recipient_string();
         assert!(r.starts_with("age1"));
         assert_eq!(
-            dev.age_identity().expect("identity").to_public().to_string(),
+            dev.age_identity()
+                .expect("identity")
+                .to_public()
+                .to_string(),
             r,
             "our bech32 matches age's"
         );

@@ -223,11 +223,30 @@ impl Replica {
     }
 
     /// Verifies events from the relay and applies the valid prefix.
+    ///
+    /// Epoch keys are opened before anything is folded, and if a key arrives
+    /// for an epoch whose events were already folded unreadable (a device added
+    /// after the history began receives every earlier epoch key in its
+    /// `AddDevice` envelopes), the state is folded again from the start.
     pub fn ingest(&mut self, events: &[Event]) -> Ingested {
         let ext = self.chain.extend(events);
-        for ev in &events[..ext.accepted] {
-            self.apply(ev);
-            self.events.push(ev.clone());
+        let accepted = &events[..ext.accepted];
+        let had_unreadable = !self.state.problems.is_empty();
+        let mut new_epochs = false;
+        for ev in accepted {
+            new_epochs |= self.open_envelopes(ev);
+        }
+        self.events.extend_from_slice(accepted);
+        if had_unreadable && new_epochs {
+            self.state = State::default();
+            for i in 0..self.events.len() {
+                let ev = self.events[i].clone();
+                self.apply(&ev);
+            }
+        } else {
+            for ev in accepted {
+                self.apply(ev);
+            }
         }
         if let Some(e) = &ext.error {
             if !matches!(e, ChainError::Duplicate { .. }) {
@@ -252,6 +271,26 @@ impl Replica {
         r
     }
 
+    /// Opens the envelopes addressed to this device in a verified control
+    /// event; true if it yielded a key for an epoch not held before.
+    fn open_envelopes(&mut self, ev: &Event) -> bool {
+        let Body::Control(c) = ev.body() else {
+            return false;
+        };
+        let me = self.keys.cert.device().id();
+        let mut new = false;
+        for env in c.envelopes().iter().filter(|e| e.device == me) {
+            if self.epoch_keys.contains_key(&env.epoch) {
+                continue;
+            }
+            if let Ok(k) = crypto::open_envelope(env, ev.header().space, &self.keys.device) {
+                self.epoch_keys.insert(env.epoch, k);
+                new = true;
+            }
+        }
+        new
+    }
+
     fn apply(&mut self, ev: &Event) {
         let h = ev.header();
         let members = self.chain.members();
@@ -268,15 +307,7 @@ impl Replica {
             at_ms: h.timestamp_ms,
         };
         match ev.body() {
-            Body::Control(c) => {
-                let me = self.keys.cert.device().id();
-                for env in c.envelopes().iter().filter(|e| e.device == me) {
-                    if let Ok(k) = crypto::open_envelope(env, h.space, &self.keys.device) {
-                        self.epoch_keys.insert(env.epoch, k);
-                    }
-                }
-                self.state.apply_control(&applied, c);
-            }
+            Body::Control(c) => self.state.apply_control(&applied, c),
             Body::Sealed(ct) => {
                 let content = self
                     .epoch_keys

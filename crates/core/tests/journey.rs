@@ -398,6 +398,14 @@ fn substituted_partner_and_non_member_are_refused() {
 #[test]
 fn rotation_and_revocation_start_a_new_epoch() {
     let mut c = Couple::new(5);
+    c.post(
+        Role::Rebuilding,
+        Content::CheckIn {
+            text: "before the rotation".into(),
+            place: None,
+            answers: None,
+        },
+    );
     // B rotates: a new device of the same identity, admitted by the old one.
     let new_b = c.b.keys().rotate_device(&mut c.rng, c.now);
     let add =
@@ -417,7 +425,15 @@ fn rotation_and_revocation_start_a_new_epoch() {
             rebuilding: None,
         },
     );
-    assert!(b2.ingest(&c.log).error.is_none());
+    // Fed in two batches, the first ending before the AddDevice event that
+    // carries its keys: the earlier events become readable once it arrives.
+    let cut = c.log.len() - 1;
+    assert!(b2.ingest(&c.log[..cut]).error.is_none());
+    assert_eq!(b2.state().problems.len(), 1, "no key yet for the check-in");
+    assert!(b2.ingest(&c.log[cut..]).error.is_none());
+    assert!(b2.state().problems.is_empty(), "{:?}", b2.state().problems);
+    assert_eq!(b2.state().checkins[0].text, "before the rotation");
+    assert_eq!(b2.state().timeline.len(), c.b.state().timeline.len());
     // The new device revokes the old one: epoch 1.
     let revoke = b2
         .compose_revoke(old_b_id, c.now, &mut c.rng)
