@@ -443,6 +443,7 @@ async fn main() -> anyhow::Result<()> {
     let idle = arg("--idle", 10_000);
     let only = std::env::args().any(|a| a == "--appends-only");
     let page = arg("--page", 10);
+    let args: Vec<String> = std::env::args().collect();
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(0);
@@ -466,8 +467,15 @@ async fn main() -> anyhow::Result<()> {
     let base_addr = base.local_addr()?;
     let base_app = axum::Router::new().route("/", axum::routing::get(|| async {}));
     tokio::spawn(async move { axum::serve(base, base_app).await });
+    let external = args.iter().any(|a| a == "--target");
     drive(base_addr, vec![Vec::new(); conns], 1, 200).await; // warm-up
-    let (n, e, l) = drive(base_addr, vec![Vec::new(); conns], secs, 200).await;
+    let (n, e, l) = drive(
+        base_addr,
+        vec![Vec::new(); conns],
+        if external { 1 } else { secs },
+        200,
+    )
+    .await;
     let empty = figures(n, e, l);
 
     // The relay, in-process, on sled in a temporary folder.
@@ -486,8 +494,23 @@ async fn main() -> anyhow::Result<()> {
         std::future::pending(),
     ));
 
+    // `--target ADDR`: drive appends against a relay running elsewhere on
+    // this machine (its limits must allow it) instead of the in-process one.
+    let target: Option<SocketAddr> = args
+        .iter()
+        .position(|a| a == "--target")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|a| a.parse().ok());
+    let addr = target.unwrap_or(addr);
+    let seed_base: u64 = if target.is_some() {
+        rand::random::<u32>() as u64 * 1000
+    } else {
+        0
+    };
     let per_conn = 2_500;
-    let mut gens: Vec<(SpaceGen, Event)> = (0..conns).map(|i| SpaceGen::new(i as u64)).collect();
+    let mut gens: Vec<(SpaceGen, Event)> = (0..conns)
+        .map(|i| SpaceGen::new(seed_base + i as u64))
+        .collect();
     let creates: Vec<Vec<Req>> = gens.iter().map(|(s, g)| vec![s.create(g)]).collect();
     drive(addr, creates, 60, 201).await;
     println!("signing {} appends …", conns * per_conn);
@@ -519,7 +542,7 @@ async fn main() -> anyhow::Result<()> {
         );
     }
 
-    if only {
+    if only || target.is_some() {
         println!(
             "appends: {:.0}/s ({:.2}× empty {:.0}/s), p50 {:.2} ms, p99 {:.2} ms",
             append.rps,

@@ -126,7 +126,7 @@ pub async fn create(
         ));
     }
     state.durable().await?;
-    tracing::info!(space = %space, "space created");
+    tracing::debug!(space = %space, "space created");
     Ok((
         StatusCode::CREATED,
         Json(json!({ "space": space.to_hex(), "head": head_json(head) })),
@@ -331,6 +331,6 @@ pub async fn delete(
     if !existed {
         return Err(ApiError::no_space());
     }
-    tracing::info!(space = %space, "space deleted");
+    tracing::debug!(space = %space, "space deleted");
     Ok(StatusCode::NO_CONTENT.into_response())
 }
