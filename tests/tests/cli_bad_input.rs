@@ -98,6 +98,11 @@ fn unreachable_and_garbage_relays_change_nothing() {
         assert!(err.contains("Can't reach the relay"), "{err}");
         assert_eq!(snapshot(&a.home), before);
     }
+    // What this device verified before is still there to read.
+    let list = a.json(&["agreement", "list", "--offline"]);
+    assert_eq!(list["agreements"][0]["title"], "Sharing the bed");
+    assert_eq!(snapshot(&a.home), before);
+
     let fresh = Person::new();
     fresh.ok(&["init"]);
     let fresh_before = snapshot(&fresh.home);

@@ -36,6 +36,9 @@ pub struct Cli {
     /// Print listings as JSON (stable shapes, see docs/CLI.md)
     #[arg(long, global = true)]
     pub json: bool,
+    /// Don't contact the relay: show what this device verified before
+    #[arg(long, global = true)]
+    pub offline: bool,
     /// What to do
     #[command(subcommand)]
     pub command: Command,

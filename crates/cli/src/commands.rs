@@ -34,7 +34,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::VerifyCertificate { file } = &cli.command {
         return verify_certificate(file, cli.json);
     }
-    let ctx = Ctx::new(cli.home, cli.passphrase_file, cli.json)?;
+    let ctx = Ctx::new(cli.home, cli.passphrase_file, cli.json, cli.offline)?;
     match cli.command {
         Command::Init => init(&ctx),
         Command::Id { age_recipient } => id(&ctx, age_recipient),

@@ -94,6 +94,8 @@ pub struct Ctx {
     passphrase_file: Option<PathBuf>,
     /// Print JSON.
     pub json: bool,
+    /// Skip the sync before a command.
+    pub offline: bool,
     /// The clock (overridable for tests with `TROTH_NOW`).
     pub now_ms: u64,
     /// scrypt work factor for files written now.
@@ -128,6 +130,7 @@ impl Ctx {
         home: Option<PathBuf>,
         passphrase_file: Option<PathBuf>,
         json: bool,
+        offline: bool,
     ) -> anyhow::Result<Self> {
         let dir = match home {
             Some(d) => d,
@@ -144,6 +147,7 @@ impl Ctx {
             home: Home::new(dir),
             passphrase_file,
             json,
+            offline,
             now_ms: clock()?,
             work_factor,
             colour: std::io::stdout().is_terminal()
@@ -271,6 +275,9 @@ impl Ctx {
         let stored = self.stored()?;
         let relay = RelayClient::new(&stored.relay)?;
         let mut s = Session::new(stored.replica, relay);
+        if self.offline {
+            return Ok(s);
+        }
         let r = {
             let _sp = self.spinner("Syncing…");
             s.sync()?
