@@ -7,7 +7,6 @@
 //! Everything it learns it learns like a real relay would: from the requests.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
@@ -21,6 +20,8 @@ use serde_json::{Value, json};
 use troth_core::event::Event;
 use troth_relay::store::MemoryStore;
 use troth_relay::{AppState, Limits, SystemClock};
+
+use crate::inproc::InProcessRelay;
 
 /// What the relay does to the next reads.
 #[derive(Clone, Debug, Default)]
@@ -71,8 +72,7 @@ pub struct EvilRelay {
     /// `http://127.0.0.1:PORT`.
     pub url: String,
     control: Shared,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _relay: InProcessRelay,
 }
 
 impl EvilRelay {
@@ -80,44 +80,20 @@ impl EvilRelay {
     /// lying middleware.
     pub fn start() -> EvilRelay {
         let control: Shared = Arc::default();
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let state = AppState::new(
+            Arc::new(MemoryStore::new()),
+            Arc::new(SystemClock),
+            Limits::generous(),
+        )
+        .expect("state");
         let c = control.clone();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async move {
-                let state = AppState::new(
-                    Arc::new(MemoryStore::new()),
-                    Arc::new(SystemClock),
-                    Limits::generous(),
-                )
-                .expect("state");
-                let app = troth_relay::app(state).layer(middleware::from_fn_with_state(c, lie));
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                    .await
-                    .expect("bind");
-                addr_tx.send(listener.local_addr().expect("addr")).ok();
-                axum::serve(
-                    listener,
-                    app.into_make_service_with_connect_info::<SocketAddr>(),
-                )
-                .with_graceful_shutdown(async move {
-                    let _ = stop_rx.await;
-                })
-                .await
-                .ok();
-            });
+        let relay = InProcessRelay::start(state, move |app| {
+            app.layer(middleware::from_fn_with_state(c, lie))
         });
-        let addr = addr_rx.recv().expect("relay address");
         EvilRelay {
-            url: format!("http://{addr}"),
+            url: relay.url.clone(),
             control,
-            stop: Some(stop_tx),
-            thread: Some(thread),
+            _relay: relay,
         }
     }
 
@@ -137,17 +113,6 @@ impl EvilRelay {
     /// The victim's branch under [`Attack::Equivocate`].
     pub fn branch(&self) -> Vec<Vec<u8>> {
         self.control.lock().expect("lock").branch.clone()
-    }
-}
-
-impl Drop for EvilRelay {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 

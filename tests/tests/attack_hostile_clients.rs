@@ -4,7 +4,6 @@
 //! exactly one event per sequence number; a burst far over the rate limit is
 //! refused with 429 while other spaces carry on.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,12 +20,11 @@ use troth_core::log::{ChainVerifier, TrustAnchors};
 use troth_core::request::RequestAuth;
 use troth_relay::store::SledStore;
 use troth_relay::{AppState, Limits, SystemClock};
+use troth_tests::inproc::InProcessRelay;
 
 struct Relay {
     url: String,
-    state: AppState,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _relay: InProcessRelay,
     _dir: tempfile::TempDir,
 }
 
@@ -35,45 +33,11 @@ impl Relay {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = SledStore::open(dir.path(), 64 << 20).expect("sled");
         let state = AppState::new(Arc::new(store), Arc::new(SystemClock), limits).expect("state");
-        let (tx, rx) = std::sync::mpsc::channel();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let st = state.clone();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async move {
-                let l = tokio::net::TcpListener::bind("127.0.0.1:0")
-                    .await
-                    .expect("bind");
-                tx.send(l.local_addr().expect("addr")).ok();
-                troth_relay::serve(l, st, async move {
-                    let _ = stop_rx.await;
-                })
-                .await
-                .ok();
-            });
-        });
-        let addr: SocketAddr = rx.recv().expect("addr");
+        let relay = InProcessRelay::start(state, |app| app);
         Relay {
-            url: format!("http://{addr}"),
-            state,
-            stop: Some(stop_tx),
-            thread: Some(thread),
+            url: relay.url.clone(),
+            _relay: relay,
             _dir: dir,
-        }
-    }
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
         }
     }
 }
@@ -468,7 +432,6 @@ fn eight_writers_racing_for_the_head_leave_one_chain() {
     let ext = verifier.extend(&events);
     assert_eq!(ext.error, None);
     assert_eq!(ext.accepted as u64, n + 1);
-    let _ = &relay.state;
 }
 
 fn rss_kib() -> u64 {
