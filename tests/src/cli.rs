@@ -22,7 +22,6 @@ fn build(package: &str, bin: &str) -> PathBuf {
         .package(package)
         .bin(bin)
         .current_release()
-        .current_target()
         .run()
         .unwrap_or_else(|e| panic!("building {bin}: {e}"));
     run.path().to_path_buf()
