@@ -435,6 +435,7 @@ async function sync() {
       await persist();
     } while (S.again);
     S.waitingAdmission = false;
+    if (!S.ws) connectLive();
   } catch (e) {
     if (e instanceof RelayError && e.code === 'not_member') {
       S.waitingAdmission = true;
@@ -457,6 +458,7 @@ function setOnline(on) {
 }
 
 function connLine() {
+  if (S.waitingAdmission) return h('span', { class: 'muted' }, 'Connecting…');
   return S.online
     ? h('span', { class: 'muted' }, 'Connected · updates appear as they happen')
     : h('span', { class: 'offline' }, 'Reconnecting… what you see may be behind. Anything you send while offline is refused, never lost silently.');
@@ -584,6 +586,8 @@ function refresh() {
   renderIntegrity();
   if (!S.space || !document.getElementById('panel')) return;
   const st = S.space.state(Date.now());
+  const conn = document.getElementById('conn');
+  if (conn) conn.replaceChildren(connLine());
   const banners = document.getElementById('banners');
   if (banners) banners.replaceChildren(...bannerCards(st));
   const put = (id, ...kids) => { const el = document.getElementById(id); if (el) el.replaceChildren(...kids); };
@@ -707,8 +711,12 @@ function pendingActions(a, v) {
   const err = errorLine();
   if (!v.signedBy.includes(S.space.role)) {
     const sign = h('button', { type: 'button' }, 'Sign these words');
-    sign.addEventListener('click', () => act(sign, err, () => send((now) => S.space.cosign(a.id, v.version, now),
-      'Signed. It comes into force once you have both signed.')));
+    sign.addEventListener('click', () => act(sign, err, async () => {
+      await send((now) => S.space.cosign(a.id, v.version, now));
+      const now = S.space.state(Date.now()).agreements.find((x) => x.id === a.id);
+      say(now && now.inForce === v.version ? 'Signed by both of you. It is now in force.'
+        : 'Signed. It comes into force once your partner signs too.');
+    }));
     const change = h('button', { type: 'button', class: 'secondary' }, 'Ask for a change');
     change.addEventListener('click', () => askChange(a, v));
     out.push(h('div', { class: 'row' }, sign, change));

@@ -8,13 +8,13 @@
 //!    `cdylib` + `rlib` crate under `cargo build`);
 //! 2. runs the bindgen step with `wasm-bindgen-cli-support` (same version as
 //!    `wasm-bindgen`, pinned with `=`), so no CLI is installed;
-//! 3. copies `web/` beside the generated files, gzips each asset, and writes
+//! 3. copies `web/` beside the generated files, gzips each asset (Zopfli, cached
+//!    by content in `target-wasm/gz-cache/`), and writes
 //!    `assets.rs` (path, type, etag, bytes, gzip bytes) for `src/web.rs`.
 
 use std::env;
 use std::fmt::Write as _;
 use std::fs;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -71,7 +71,12 @@ fn run() -> Res<()> {
         .generate(&site)
         .map_err(|e| format!("wasm-bindgen could not process {}: {e}", wasm.display()))?;
     copy_dir(&root.join("web"), &site)?;
-    write_assets(&site, &out.join("assets.rs"))
+    let cache = wasm
+        .ancestors()
+        .nth(3)
+        .map(|t| t.join("gz-cache"))
+        .unwrap_or_else(|| out.join("gz-cache"));
+    write_assets(&site, &out.join("assets.rs"), &cache)
 }
 
 fn var(name: &str) -> Res<String> {
@@ -227,7 +232,27 @@ fn files(dir: &Path, base: &Path, acc: &mut Vec<(String, PathBuf)>) -> Res<()> {
     Ok(())
 }
 
-fn write_assets(site: &Path, dest: &Path) -> Res<()> {
+/// Zopfli gzip (a few seconds for the wasm), cached by content in `cache`.
+fn gzip_cached(bytes: &[u8], cached: &Path) -> Res<Vec<u8>> {
+    if let Ok(gz) = fs::read(cached) {
+        return Ok(gz);
+    }
+    let mut gz = Vec::new();
+    zopfli::compress(
+        zopfli::Options::default(),
+        zopfli::Format::Gzip,
+        bytes,
+        &mut gz,
+    )
+    .map_err(|e| format!("gzip failed: {e}"))?;
+    if let Some(dir) = cached.parent() {
+        let _ = fs::create_dir_all(dir);
+    }
+    let _ = fs::write(cached, &gz);
+    Ok(gz)
+}
+
+fn write_assets(site: &Path, dest: &Path, cache: &Path) -> Res<()> {
     let mut list = Vec::new();
     files(site, site, &mut list)?;
     list.sort();
@@ -237,16 +262,15 @@ fn write_assets(site: &Path, dest: &Path) -> Res<()> {
             continue;
         };
         let bytes = fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-        gz.write_all(&bytes).map_err(|e| e.to_string())?;
-        let gz = gz.finish().map_err(|e| e.to_string())?;
-        let gz_path = PathBuf::from(format!("{}.gz", path.display()));
-        fs::write(&gz_path, &gz).map_err(|e| format!("cannot write {}: {e}", gz_path.display()))?;
-        let etag = sha2::Sha256::digest(&bytes);
-        let etag: String = etag.iter().take(12).fold(String::new(), |mut s, b| {
+        let digest = sha2::Sha256::digest(&bytes);
+        let hex: String = digest.iter().fold(String::new(), |mut s, b| {
             let _ = write!(s, "{b:02x}");
             s
         });
+        let etag = &hex[..24];
+        let gz = gzip_cached(&bytes, &cache.join(format!("{hex}.gz")))?;
+        let gz_path = PathBuf::from(format!("{}.gz", path.display()));
+        fs::write(&gz_path, &gz).map_err(|e| format!("cannot write {}: {e}", gz_path.display()))?;
         let _ = writeln!(
             code,
             "    Asset {{ path: {url:?}, content_type: {ct:?}, etag: \"\\\"{etag}\\\"\", raw: include_bytes!({:?}), gzip: include_bytes!({:?}) }},",

@@ -90,6 +90,7 @@ export async function axe(page) {
 export async function shoot(page, name) {
   mkdirSync(artifacts, { recursive: true });
   const size = page.viewportSize();
+  await page.evaluate(() => window.scrollTo(0, 0));
   await page.setViewportSize({ width: 360, height: 740 });
   await page.screenshot({ path: join(artifacts, `${name}-phone.png`), fullPage: true });
   await page.setViewportSize({ width: 1280, height: 800 });

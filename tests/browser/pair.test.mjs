@@ -236,6 +236,8 @@ test('a tampering relay raises the integrity warning', async () => {
     await pq.getByRole('button', { name: "We'll compare later" }).click();
     await pq.getByRole('heading', { name: 'Our space' }).waitFor(LIVE);
     await pq.getByText('No agreements yet').first().waitFor(LIVE);
+    // Wait until Q verified its admission (both partners known) before lying.
+    await pq.getByText('Almost there').waitFor({ state: 'detached', timeout: 20000 });
     proxy.state.tamper = true;
     await pp.getByRole('tab', { name: 'Check-ins' }).click();
     await pp.getByLabel('Your check-in').fill('Home now');

@@ -1,8 +1,10 @@
-//! Core values as JSON-friendly JavaScript objects, and the QR code as SVG.
+//! Core values as plain (JSON-friendly) JavaScript objects, built directly
+//! with `js_sys` rather than through a JSON library (smaller wasm), and the
+//! QR code as SVG.
 
 use std::fmt::Write as _;
 
-use serde_json::{Value, json};
+use js_sys::{Array, Object, Reflect};
 use troth_core::agreement::{Category, Day, Rule, templates as core_templates};
 use troth_core::event::Role;
 use troth_core::replica::Replica;
@@ -11,9 +13,49 @@ use wasm_bindgen::{JsError, JsValue};
 
 use crate::role_name;
 
-/// Converts a JSON value into a plain JavaScript object.
-pub(crate) fn to_js(v: &Value) -> Result<JsValue, JsError> {
-    js_sys::JSON::parse(&v.to_string()).map_err(|_| JsError::new("could not build a result"))
+/// A plain object from `(name, value)` pairs.
+pub(crate) fn obj(fields: &[(&str, JsValue)]) -> JsValue {
+    let o = Object::new();
+    for (k, v) in fields {
+        let _ = Reflect::set(&o, &JsValue::from_str(k), v);
+    }
+    o.into()
+}
+
+/// An array.
+pub(crate) fn arr(items: impl IntoIterator<Item = JsValue>) -> JsValue {
+    items.into_iter().collect::<Array>().into()
+}
+
+/// A string.
+pub(crate) fn s(x: &str) -> JsValue {
+    JsValue::from_str(x)
+}
+
+/// A whole number (exact below 2^53).
+pub(crate) fn n(x: impl Into<u64>) -> JsValue {
+    JsValue::from_f64(x.into() as f64)
+}
+
+/// `null` or a value.
+pub(crate) fn opt<T>(o: Option<T>, f: impl FnOnce(T) -> JsValue) -> JsValue {
+    o.map(f).unwrap_or(JsValue::NULL)
+}
+
+/// Reads a string property (empty if missing).
+pub(crate) fn get_str(o: &JsValue, k: &str) -> String {
+    Reflect::get(o, &JsValue::from_str(k))
+        .ok()
+        .and_then(|v| v.as_string())
+        .unwrap_or_default()
+}
+
+fn get_array(o: &JsValue, k: &str) -> Vec<JsValue> {
+    Reflect::get(o, &JsValue::from_str(k))
+        .ok()
+        .filter(Array::is_array)
+        .map(|v| Array::from(&v).iter().collect())
+        .unwrap_or_default()
 }
 
 fn category_from(name: &str) -> Category {
@@ -28,58 +70,56 @@ fn category_from(name: &str) -> Category {
     }
 }
 
-fn rule_json(r: &Rule) -> Value {
-    json!({
-        "text": r.text,
-        "category": r.category.name(),
-        "asksOf": role_name(r.asks_of),
-        "params": r.params.iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>(),
-    })
+fn rule_js(r: &Rule) -> JsValue {
+    obj(&[
+        ("text", s(&r.text)),
+        ("category", s(r.category.name())),
+        ("asksOf", s(role_name(r.asks_of))),
+        (
+            "params",
+            arr(r.params.iter().map(|(k, v)| arr([s(k), s(v)]))),
+        ),
+    ])
 }
 
 /// A rule from `{text, category, asksOf, params: [[k, v]]}`.
-pub(crate) fn rule(v: &Value) -> Result<Rule, String> {
-    let text = v["text"].as_str().unwrap_or_default().trim().to_owned();
-    let asks_of = match v["asksOf"].as_str() {
-        Some("leading") => Role::Leading,
+pub(crate) fn rule(v: &JsValue) -> Rule {
+    let asks_of = match get_str(v, "asksOf").as_str() {
+        "leading" => Role::Leading,
         _ => Role::Rebuilding,
     };
-    let params = v["params"]
-        .as_array()
-        .map(|ps| {
-            ps.iter()
-                .filter_map(|p| {
-                    Some((
-                        p.get(0)?.as_str()?.trim().to_owned(),
-                        p.get(1)?.as_str()?.trim().to_owned(),
-                    ))
-                })
-                .filter(|(k, v)| !k.is_empty() && !v.is_empty())
-                .collect()
+    let params = get_array(v, "params")
+        .iter()
+        .filter(|p| Array::is_array(p))
+        .map(|p| {
+            let p = Array::from(p);
+            let at = |i| p.get(i).as_string().unwrap_or_default().trim().to_owned();
+            (at(0), at(1))
         })
-        .unwrap_or_default();
-    Ok(Rule {
-        text,
-        category: category_from(v["category"].as_str().unwrap_or("other")),
+        .filter(|(k, v)| !k.is_empty() && !v.is_empty())
+        .collect();
+    Rule {
+        text: get_str(v, "text").trim().to_owned(),
+        category: category_from(&get_str(v, "category")),
         asks_of,
         params,
-    })
+    }
+}
+
+/// The rules of a draft `{rules: [...]}`.
+pub(crate) fn rules(draft: &JsValue) -> Vec<Rule> {
+    get_array(draft, "rules").iter().map(rule).collect()
 }
 
 /// The templates core offers.
-pub(crate) fn templates() -> Value {
-    Value::Array(
-        core_templates()
-            .iter()
-            .map(|t| {
-                json!({
-                    "name": t.name,
-                    "title": t.title,
-                    "rules": t.rules.iter().map(rule_json).collect::<Vec<_>>(),
-                })
-            })
-            .collect(),
-    )
+pub(crate) fn templates() -> JsValue {
+    arr(core_templates().iter().map(|t| {
+        obj(&[
+            ("name", s(t.name)),
+            ("title", s(t.title)),
+            ("rules", arr(t.rules.iter().map(rule_js))),
+        ])
+    }))
 }
 
 fn status_name(s: VersionStatus) -> &'static str {
@@ -93,101 +133,151 @@ fn status_name(s: VersionStatus) -> &'static str {
     }
 }
 
-/// The whole state a person sees.
-pub(crate) fn state(r: &Replica, today: Day) -> Value {
+/// The whole state a person sees (shape documented in docs/WEB.md).
+pub(crate) fn state(r: &Replica, today: Day) -> JsValue {
     let st = r.state();
     let due: Vec<String> = st
         .due_for_review(today)
         .iter()
         .map(|v| v.agreement.id.to_hex())
         .collect();
-    let agreements: Vec<Value> = st
-        .agreements
-        .values()
-        .map(|rec| {
-            let versions: Vec<Value> = rec
-                .versions
-                .iter()
-                .map(|v| {
-                    json!({
-                        "version": v.agreement.version,
-                        "title": v.agreement.title,
-                        "rules": v.agreement.rules.iter().map(rule_json).collect::<Vec<_>>(),
-                        "reviewOn": v.agreement.review_on.to_string(),
-                        "proposedBy": role_name(v.proposed_by),
-                        "proposedAt": v.proposed_at,
-                        "status": status_name(v.status),
-                        "signedBy": v.signatures.keys().map(|r| role_name(*r)).collect::<Vec<_>>(),
-                        "verifiedBoth": v.in_force.is_some(),
-                        "hash": v.hash.to_hex(),
-                        "changeRequests": v.change_requests.iter().map(|(by, c, seq)| json!({
-                            "by": role_name(*by), "comment": c, "seq": seq
-                        })).collect::<Vec<_>>(),
-                    })
-                })
-                .collect();
-            let id = rec.id.to_hex();
-            json!({
-                "id": id,
-                "title": rec.latest().map(|v| v.agreement.title.clone()).unwrap_or_default(),
-                "inForce": rec.in_force().map(|v| v.agreement.version),
-                "pending": rec.pending().map(|v| v.agreement.version),
-                "versions": versions,
-                "withdrawn": rec.withdrawn.as_ref().map(|(by, seq, c)| json!({
-                    "by": role_name(*by), "seq": seq, "comment": c
-                })),
-                "retireRequests": rec.retire_requests.iter().map(|r| role_name(*r)).collect::<Vec<_>>(),
-                "due": due.contains(&id),
-            })
-        })
-        .collect();
-    let mut consents = serde_json::Map::new();
+    let agreements = arr(st.agreements.values().map(|rec| {
+        let versions = arr(rec.versions.iter().map(|v| {
+            obj(&[
+                ("version", n(v.agreement.version)),
+                ("title", s(&v.agreement.title)),
+                ("rules", arr(v.agreement.rules.iter().map(rule_js))),
+                ("reviewOn", s(&v.agreement.review_on.to_string())),
+                ("proposedBy", s(role_name(v.proposed_by))),
+                ("proposedAt", n(v.proposed_at)),
+                ("status", s(status_name(v.status))),
+                (
+                    "signedBy",
+                    arr(v.signatures.keys().map(|r| s(role_name(*r)))),
+                ),
+                ("verifiedBoth", JsValue::from_bool(v.in_force.is_some())),
+                ("hash", s(&v.hash.to_hex())),
+                (
+                    "changeRequests",
+                    arr(v.change_requests.iter().map(|(by, c, seq)| {
+                        obj(&[("by", s(role_name(*by))), ("comment", s(c)), ("seq", n(*seq))])
+                    })),
+                ),
+            ])
+        }));
+        let id = rec.id.to_hex();
+        obj(&[
+            ("due", JsValue::from_bool(due.contains(&id))),
+            ("id", s(&id)),
+            (
+                "title",
+                s(&rec.latest().map(|v| v.agreement.title.clone()).unwrap_or_default()),
+            ),
+            ("inForce", opt(rec.in_force(), |v| n(v.agreement.version))),
+            ("pending", opt(rec.pending(), |v| n(v.agreement.version))),
+            ("versions", versions),
+            (
+                "withdrawn",
+                opt(rec.withdrawn.as_ref(), |(by, seq, c)| {
+                    obj(&[("by", s(role_name(*by))), ("seq", n(*seq)), ("comment", s(c))])
+                }),
+            ),
+            (
+                "retireRequests",
+                arr(rec.retire_requests.iter().map(|r| s(role_name(*r)))),
+            ),
+        ])
+    }));
+    let consents = Object::new();
     for (role, (scope, seq)) in &st.consents {
-        consents.insert(
-            role_name(*role).to_owned(),
-            json!({
-                "recipient": scope.recipient,
-                "includeCheckins": scope.include_checkins,
-                "until": scope.until.to_string(),
-                "seq": seq,
-                "current": scope.until >= today,
-            }),
+        let _ = Reflect::set(
+            &consents,
+            &s(role_name(*role)),
+            &obj(&[
+                ("recipient", s(&scope.recipient)),
+                ("includeCheckins", JsValue::from_bool(scope.include_checkins)),
+                ("until", s(&scope.until.to_string())),
+                ("seq", n(*seq)),
+                ("current", JsValue::from_bool(scope.until >= today)),
+            ]),
         );
     }
-    json!({
-        "space": r.space().to_hex(),
-        "role": role_name(r.role()),
-        "today": today.to_string(),
-        "partnerJoined": st.partners.len() == 2,
-        "safetyNumber": r.safety_number().map(|s| s.to_string()),
-        "stateCode": r.state_code(),
-        "events": r.events().len(),
-        "agreements": agreements,
-        "due": due,
-        "checkins": st.checkins.iter().map(|c| json!({
-            "seq": c.seq, "hash": c.hash.to_hex(), "by": role_name(c.by), "atMs": c.at_ms,
-            "text": c.text, "place": c.place,
-            "answers": c.answers.map(|h| h.to_hex()), "ackedAt": c.acked_at,
-        })).collect::<Vec<_>>(),
-        "requests": st.requests.iter().map(|q| json!({
-            "seq": q.seq, "hash": q.hash.to_hex(), "by": role_name(q.by), "atMs": q.at_ms,
-            "note": q.note, "answeredBy": q.answered_by,
-        })).collect::<Vec<_>>(),
-        "phone": st.phone.iter().map(|p| json!({
-            "seq": p.seq, "by": role_name(p.by), "atMs": p.at_ms,
-            "action": match p.action {
-                troth_core::content::PhoneAction::Asked => "asked",
-                troth_core::content::PhoneAction::Granted => "granted",
-                troth_core::content::PhoneAction::Declined => "declined",
-            },
-            "note": p.note,
-        })).collect::<Vec<_>>(),
-        "consents": consents,
-        "timeline": st.timeline.iter().map(|t| json!({
-            "seq": t.seq, "hash": t.hash.to_hex(), "by": role_name(t.by), "atMs": t.at_ms, "what": t.what,
-        })).collect::<Vec<_>>(),
-        "problems": st.problems.iter().map(|(seq, what)| json!({ "seq": seq, "what": what })).collect::<Vec<_>>(),
-    })
+    obj(&[
+        ("space", s(&r.space().to_hex())),
+        ("role", s(role_name(r.role()))),
+        ("today", s(&today.to_string())),
+        ("partnerJoined", JsValue::from_bool(st.partners.len() == 2)),
+        ("safetyNumber", opt(r.safety_number(), |x| s(x.as_str()))),
+        ("stateCode", s(&r.state_code())),
+        ("events", n(r.events().len() as u64)),
+        ("agreements", agreements),
+        ("due", arr(due.iter().map(|d| s(d)))),
+        (
+            "checkins",
+            arr(st.checkins.iter().map(|c| {
+                obj(&[
+                    ("seq", n(c.seq)),
+                    ("hash", s(&c.hash.to_hex())),
+                    ("by", s(role_name(c.by))),
+                    ("atMs", n(c.at_ms)),
+                    ("text", s(&c.text)),
+                    ("place", opt(c.place.as_deref(), s)),
+                    ("answers", opt(c.answers, |h| s(&h.to_hex()))),
+                    ("ackedAt", opt(c.acked_at, n)),
+                ])
+            })),
+        ),
+        (
+            "requests",
+            arr(st.requests.iter().map(|q| {
+                obj(&[
+                    ("seq", n(q.seq)),
+                    ("hash", s(&q.hash.to_hex())),
+                    ("by", s(role_name(q.by))),
+                    ("atMs", n(q.at_ms)),
+                    ("note", s(&q.note)),
+                    ("answeredBy", opt(q.answered_by, n)),
+                ])
+            })),
+        ),
+        (
+            "phone",
+            arr(st.phone.iter().map(|p| {
+                let action = match p.action {
+                    troth_core::content::PhoneAction::Asked => "asked",
+                    troth_core::content::PhoneAction::Granted => "granted",
+                    troth_core::content::PhoneAction::Declined => "declined",
+                };
+                obj(&[
+                    ("seq", n(p.seq)),
+                    ("by", s(role_name(p.by))),
+                    ("atMs", n(p.at_ms)),
+                    ("action", s(action)),
+                    ("note", s(&p.note)),
+                ])
+            })),
+        ),
+        ("consents", consents.into()),
+        (
+            "timeline",
+            arr(st.timeline.iter().map(|t| {
+                obj(&[
+                    ("seq", n(t.seq)),
+                    ("hash", s(&t.hash.to_hex())),
+                    ("by", s(role_name(t.by))),
+                    ("atMs", n(t.at_ms)),
+                    ("what", s(&t.what)),
+                ])
+            })),
+        ),
+        (
+            "problems",
+            arr(st
+                .problems
+                .iter()
+                .map(|(seq, what)| obj(&[("seq", n(*seq)), ("what", s(what))]))),
+        ),
+    ])
 }
 
 /// The QR code of `text` as SVG (one unit per module, a quiet zone of four).

@@ -120,17 +120,8 @@ fn nonce() -> [u8; 16] {
 
 /// The templates core offers, as `[{name, title, rules: [{text, category, asksOf, params}]}]`.
 #[wasm_bindgen]
-pub fn templates() -> Result<JsValue, JsError> {
-    json::to_js(&json::templates())
-}
-
-/// The pairing word list's words starting with `prefix` (for completion).
-#[wasm_bindgen(js_name = wordsWithPrefix)]
-pub fn words_with_prefix(prefix: &str) -> Vec<String> {
-    troth_core::pairing::words_with_prefix(prefix)
-        .take(8)
-        .map(str::to_owned)
-        .collect()
+pub fn templates() -> JsValue {
+    json::templates()
 }
 
 /// Checks a typed pairing code; returns the mailbox number, or an error that
@@ -144,15 +135,6 @@ pub fn check_code(typed: &str) -> Result<u32, JsError> {
 #[wasm_bindgen(js_name = dayPlus)]
 pub fn day_plus(now: f64, days: u32) -> String {
     Day::from_unix_ms(ms(now)).plus(days).to_string()
-}
-
-/// Decrypts a key file and drops it at once: the page times this to compare
-/// the browser's scrypt with the native one (`tests/browser/unlock-time.mjs`).
-#[wasm_bindgen(js_name = benchUnlock)]
-pub fn bench_unlock(file: &str, passphrase: &str) -> Result<(), JsError> {
-    KeyBundle::decrypt(file.as_bytes(), passphrase, MAX_WORK_FACTOR)
-        .map(drop)
-        .map_err(err)
 }
 
 /// A person's keys: identity, this device, and the device certificate.
@@ -323,13 +305,10 @@ impl Space {
 
     /// The partners' identities authenticated at pairing, hex, by role (for storage).
     #[wasm_bindgen(getter)]
-    pub fn anchors(&self) -> Result<JsValue, JsError> {
+    pub fn anchors(&self) -> JsValue {
         let a = self.inner.chain().anchors();
-        let h = |k: &Option<IdentityKey>| k.map(|k| hex::encode(k.to_bytes()));
-        json::to_js(&serde_json::json!({
-            "leading": h(&a.leading),
-            "rebuilding": h(&a.rebuilding),
-        }))
+        let h = |k: &Option<IdentityKey>| json::opt(*k, |k| json::s(&hex::encode(k.to_bytes())));
+        json::obj(&[("leading", h(&a.leading)), ("rebuilding", h(&a.rebuilding))])
     }
 
     /// How many verified events this device holds.
@@ -373,7 +352,10 @@ impl Space {
             (None, Some(_)) => Some("an event from the relay could not be read".to_owned()),
             _ => None,
         };
-        json::to_js(&serde_json::json!({ "accepted": r.accepted, "error": error }))
+        Ok(json::obj(&[
+            ("accepted", json::n(r.accepted as u64)),
+            ("error", json::opt(error.as_deref(), json::s)),
+        ]))
     }
 
     /// Checks the head the relay claims (`seq`, `hash` hex); a rollback or
@@ -385,19 +367,18 @@ impl Space {
     }
 
     /// The state a person sees, as a plain object (see docs/WEB.md).
-    pub fn state(&self, now: f64) -> Result<JsValue, JsError> {
-        json::to_js(&json::state(&self.inner, Day::from_unix_ms(ms(now))))
+    pub fn state(&self, now: f64) -> JsValue {
+        json::state(&self.inner, Day::from_unix_ms(ms(now)))
     }
 
     /// Integrity alerts: `[{what, advice}]`.
-    pub fn alerts(&self) -> Result<JsValue, JsError> {
-        let v: Vec<_> = self
-            .inner
-            .alerts()
-            .iter()
-            .map(|a| serde_json::json!({ "what": a.error.to_string(), "advice": a.advice() }))
-            .collect();
-        json::to_js(&serde_json::Value::Array(v))
+    pub fn alerts(&self) -> JsValue {
+        json::arr(self.inner.alerts().iter().map(|a| {
+            json::obj(&[
+                ("what", json::s(&a.error.to_string())),
+                ("advice", json::s(a.advice())),
+            ])
+        }))
     }
 
     /// The state code of the verified head.
@@ -449,23 +430,13 @@ impl Space {
         amends: Option<String>,
         now: f64,
     ) -> Result<String, JsError> {
-        let text = js_sys::JSON::stringify(&draft)
-            .ok()
-            .and_then(|s| s.as_string())
-            .ok_or_else(|| err("the proposal could not be read"))?;
-        let d: serde_json::Value = serde_json::from_str(&text).map_err(err)?;
-        let title = d["title"].as_str().unwrap_or_default().trim().to_owned();
-        let review_on = Day::parse(d["reviewOn"].as_str().unwrap_or_default())
+        let title = json::get_str(&draft, "title").trim().to_owned();
+        let review_on = Day::parse(&json::get_str(&draft, "reviewOn"))
             .ok_or_else(|| err("Please choose a review date."))?;
         if review_on <= Day::from_unix_ms(ms(now)) {
             return Err(err("Please choose a review date after today."));
         }
-        let rules = d["rules"]
-            .as_array()
-            .map(|rs| rs.iter().map(json::rule).collect::<Result<Vec<Rule>, _>>())
-            .transpose()
-            .map_err(err)?
-            .unwrap_or_default();
+        let rules: Vec<Rule> = json::rules(&draft);
         let agreement = match amends {
             None => Agreement {
                 id: AgreementId::random(&mut OsRng),

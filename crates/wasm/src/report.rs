@@ -91,13 +91,14 @@ pub(crate) fn text(r: &Replica, recipient: &str, today: Day) -> Result<String, J
 /// `text` as an armored age file to `recipient`.
 pub(crate) fn encrypt(recipient: &str, text: &str) -> Result<String, JsError> {
     let r = parse_recipient(recipient)?;
+    let fail = |_| err("The report could not be encrypted. Please try again.");
     let enc = age::Encryptor::with_recipients(std::iter::once(&r as &dyn age::Recipient))
-        .map_err(err)?;
+        .map_err(|_| err("The report could not be encrypted. Please try again."))?;
     let mut out = Vec::new();
     let armor = age::armor::ArmoredWriter::wrap_output(&mut out, age::armor::Format::AsciiArmor)
-        .map_err(err)?;
-    let mut w = enc.wrap_output(armor).map_err(err)?;
-    w.write_all(text.as_bytes()).map_err(err)?;
-    w.finish().and_then(|a| a.finish()).map_err(err)?;
-    String::from_utf8(out).map_err(err)
+        .map_err(fail)?;
+    let mut w = enc.wrap_output(armor).map_err(fail)?;
+    w.write_all(text.as_bytes()).map_err(fail)?;
+    w.finish().and_then(|a| a.finish()).map_err(fail)?;
+    String::from_utf8(out).map_err(|_| err("The report could not be encrypted. Please try again."))
 }
