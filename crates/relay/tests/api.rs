@@ -372,6 +372,15 @@ async fn live_push_reaches_every_connection() {
             assert_eq!(v["event"], STANDARD.encode(ev.as_bytes()));
         }
     }
+    // The time may also be sent as the header's decimal string.
+    let mut e = ws_connect(&f, &s).await;
+    let mut frame: Value =
+        serde_json::from_str(&auth_frame(&s.dev, s.id, f.t())).unwrap_or(Value::Null);
+    frame["time"] = Value::String(frame["time"].to_string());
+    e.send(Message::text(frame.to_string()))
+        .await
+        .expect("send");
+    assert_eq!(next_json(&mut e).await["ready"], true);
     // A non-member's connection is refused with an error frame and a close.
     let other = Space::generate(8);
     let mut c = ws_connect(&f, &s).await;

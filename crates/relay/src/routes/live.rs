@@ -37,9 +37,17 @@ const MAX_CLIENT_MESSAGE: usize = 4096;
 #[derive(Deserialize)]
 struct AuthFrame {
     device: String,
-    time: u64,
+    time: Time,
     nonce: String,
     signature: String,
+}
+
+/// The time as a JSON number or as the header's decimal string.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Time {
+    Number(u64),
+    Text(String),
 }
 
 fn path_err(_: PathRejection) -> ApiError {
@@ -106,13 +114,16 @@ fn authenticate(
             "Send the request authentication fields as the first frame.",
         )
     })?;
-    let a = RequestAuth::from_headers(&f.device, &f.time.to_string(), &f.nonce, &f.signature)
-        .map_err(|_| {
-            ApiError::unauthorized(
-                "auth_invalid",
-                "The authentication frame is not well-formed.",
-            )
-        })?;
+    let time = match f.time {
+        Time::Number(n) => n.to_string(),
+        Time::Text(t) => t,
+    };
+    let a = RequestAuth::from_headers(&f.device, &time, &f.nonce, &f.signature).map_err(|_| {
+        ApiError::unauthorized(
+            "auth_invalid",
+            "The authentication frame is not well-formed.",
+        )
+    })?;
     let key = *members.active_key(&a.device).ok_or_else(|| {
         ApiError::forbidden("not_member", "This device is not a member of this space.")
     })?;
