@@ -25,6 +25,8 @@ use crate::auth;
 use crate::error::{ApiError, head_json};
 use crate::state::{AppState, Slot};
 
+/// How long one push may wait for a client that does not read.
+const SEND_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a client has to send its authentication frame.
 const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
 /// Read buffer per connection: clients only send the auth frame and control
@@ -199,7 +201,9 @@ async fn run(
                         let e = ApiError::forbidden("not_member", "This device is no longer a member of this space.");
                         return close_with(socket, 4403, e).await;
                     }
-                    if socket.send(Message::Text(Utf8Bytes::from(&*frame))).await.is_err() {
+                    // A client that stops reading is let go rather than held forever.
+                    let send = socket.send(Message::Text(Utf8Bytes::from(&*frame)));
+                    if !matches!(tokio::time::timeout(SEND_TIMEOUT, send).await, Ok(Ok(()))) {
                         return;
                     }
                 }
