@@ -411,3 +411,59 @@ fn malformed_and_oversized_responses_fail_cleanly() {
         assert_eq!(verified(&w.a), before, "garbage changed what was verified");
     }
 }
+
+#[test]
+fn low_order_and_weak_keys_are_refused() {
+    let mut w = World::new(13, 1);
+    let before = verified(&w.a);
+    let space = w.a.replica().space();
+    let head = w.a.replica().chain().head().expect("head");
+    let mut rng = StdRng::seed_from_u64(131);
+    let relay_device = DeviceSecret::generate(&mut rng);
+    let relay_identity = IdentitySecret::generate(&mut rng);
+    let cert = relay_identity.certify(&relay_device.public(), 1);
+    let add = Event::sign(
+        Header {
+            space,
+            seq: head.0 + 1,
+            prev: head.1,
+            author: w.a.replica().keys().device.public().id(),
+            epoch: 0,
+            timestamp_ms: 1,
+        },
+        Body::Control(Control::AddDevice {
+            cert,
+            envelopes: vec![],
+        }),
+        &relay_device,
+    );
+    // A device certificate whose X25519 key is a low-order point (zero).
+    let x = relay_device.public().x25519_bytes();
+    let mut bytes = add.as_bytes().to_vec();
+    let at = bytes
+        .windows(32)
+        .position(|win| win == x)
+        .expect("the X25519 key is in the event");
+    bytes[at..at + 32].fill(0);
+    w.relay.set(Attack::Append(vec![bytes]));
+    let err = w.a.sync().expect_err("a low-order key is refused");
+    assert!(err.to_string().contains("can't read"), "{err}");
+    assert_eq!(verified(&w.a), before);
+
+    // An event whose author is a small-order ("weak") Ed25519 point.
+    let mut weak = [0u8; 32];
+    weak[0] = 1; // the identity point
+    let mut h = add.header().clone();
+    h.author = troth_core::keys::DeviceId(weak);
+    let forged = Event::sign(h, Body::Sealed(vec![0; 296]), &relay_device);
+    w.relay
+        .set(Attack::Append(vec![forged.as_bytes().to_vec()]));
+    assert!(matches!(
+        alert(&mut w.a),
+        ChainError::Membership {
+            error: MembershipError::UnknownAuthor,
+            ..
+        }
+    ));
+    assert_eq!(verified(&w.a), before);
+}
