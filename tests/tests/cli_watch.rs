@@ -30,5 +30,28 @@ fn watch_prints_updates_as_they_arrive() {
     // What the watcher saw was saved: the timeline has it without the relay.
     drop(relay);
     let v = a.json(&["verify"]);
-    assert_eq!(v["events"], 3, "genesis, the partner's admission, the check-in: {v}");
+    assert_eq!(
+        v["events"], 3,
+        "genesis, the partner's admission, the check-in: {v}"
+    );
+}
+
+#[test]
+fn deleting_the_space_needs_a_yes_and_then_both_sides_know() {
+    let relay = Relay::start();
+    let a = Person::new();
+    let b = Person::new();
+    a.ok(&["init"]);
+    b.ok(&["init"]);
+    pair(&a, &b, &relay);
+    let before = troth_tests::cli::snapshot(&a.home);
+    let out = a.fails(&["delete-space"]);
+    troth_tests::cli::assert_one_line(&out, 1);
+    assert_eq!(troth_tests::cli::snapshot(&a.home), before);
+    a.ok(&["delete-space", "--yes"]);
+    assert!(!a.home.join("space.age").exists());
+    assert!(a.home.join("key.age").exists(), "keys stay");
+    let out = b.fails(&["sync"]);
+    let err = troth_tests::cli::assert_one_line(&out, 4);
+    assert!(err.contains("no such space"), "{err}");
 }

@@ -146,6 +146,12 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
     },
+    /// Delete the shared space on the relay, for both of you, and forget it here (keys stay)
+    DeleteSpace {
+        /// Yes, delete it: the relay forgets every event, and neither of you can sync it again
+        #[arg(long)]
+        yes: bool,
+    },
     /// Print shell completions
     Completions {
         /// The shell

@@ -76,6 +76,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             no_checkins,
         } => consent_report(&ctx, &to, &duration, until.as_deref(), no_checkins),
         Command::Report { to, out } => crate::report::report(&ctx, &to, &out),
+        Command::DeleteSpace { yes } => delete_space(&ctx, yes),
         Command::Completions { .. } | Command::VerifyCertificate { .. } => Ok(()),
     }
 }
@@ -1233,6 +1234,31 @@ fn verify(ctx: &Ctx) -> anyhow::Result<()> {
             }
         ),
         json!({ "ok": true, "events": r.events().len(), "state_code": r.state_code(), "unapplied": problems.len() }),
+    )
+}
+
+fn delete_space(ctx: &Ctx, yes: bool) -> anyhow::Result<()> {
+    if !yes {
+        return Err(fail(
+            "This deletes your shared space on the relay for both of you; it can't be undone. If that's what you want, run it again with --yes.",
+        ));
+    }
+    let stored = ctx.stored()?;
+    let relay = RelayClient::new(&stored.relay)?;
+    let r = &stored.replica;
+    {
+        let _s = ctx.spinner("Deleting the space on the relay…");
+        relay.delete_space(&r.keys().device, r.space())?;
+    }
+    std::fs::remove_file(ctx.home.space_path()).map_err(|e| {
+        fail(format!(
+            "The relay deleted the space, but the local copy couldn't be removed: {e}"
+        ))
+    })?;
+    say(
+        ctx,
+        "The space is deleted on the relay and forgotten on this device. Your keys are still here.",
+        json!({ "deleted": r.space().to_hex() }),
     )
 }
 

@@ -383,3 +383,25 @@ pub fn when_iso(ms: u64) -> String {
     let s = (ms % 86_400_000) / 1000;
     format!("{d}T{:02}:{:02}:{:02}Z", s / 3600, (s / 60) % 60, s % 60)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_times() {
+        assert_eq!(parse_days("30d").ok(), Some(30));
+        assert_eq!(parse_days("4w").ok(), Some(28));
+        assert_eq!(parse_days("7").ok(), Some(7));
+        assert!(parse_days("0d").is_err());
+        assert!(parse_days("soon").is_err());
+        assert!(parse_days("3m").is_err());
+        assert!(parse_days("99999d").is_err());
+        assert_eq!(parse_wait("90s").ok(), Some(Duration::from_secs(90)));
+        assert_eq!(parse_wait("10m").ok(), Some(Duration::from_secs(600)));
+        assert!(parse_wait("0s").is_err());
+        assert!(parse_wait("10x").is_err());
+        assert_eq!(when(0), "1970-01-01 00:00 UTC");
+        assert_eq!(when_iso(1_796_000_000_123), "2026-11-30T00:53:20Z");
+    }
+}
