@@ -162,7 +162,8 @@ fn build_wasm(root: &Path, out: &Path) -> Res<PathBuf> {
             cmd.env_remove(k);
         }
     }
-    cmd.env("CARGO_ENCODED_RUSTFLAGS", "").env("RUSTC", &rustc);
+    cmd.env("CARGO_ENCODED_RUSTFLAGS", "-Ctarget-feature=+simd128")
+        .env("RUSTC", &rustc);
     let status = cmd
         .status()
         .map_err(|e| format!("cannot run the nested cargo ({cargo}): {e}"))?;

@@ -525,7 +525,12 @@ async fn rate_limits_answer_429_with_retry_after() {
         }
         codes.push(r.status);
     }
-    assert_eq!(codes.iter().filter(|c| **c == 200).count(), 5, "{codes:?}");
+    // Five in the burst (a sixth if a second passed on a slow machine), then 429.
+    let ok = codes.iter().filter(|c| **c == 200).count();
+    assert!(
+        (5..=6).contains(&ok) && codes[..5].iter().all(|c| *c == 200),
+        "{codes:?}"
+    );
     // /healthz is exempt.
     assert_eq!(f.http.req("GET", "/healthz", &[], vec![]).await.status, 200);
     f.relay.stop().await;
@@ -539,10 +544,15 @@ async fn rate_limits_answer_429_with_retry_after() {
     .await;
     let s = created(&f, 12).await; // 1
     let mut codes = Vec::new();
-    for _ in 0..4 {
+    for _ in 0..5 {
         codes.push(f.http.read(&s, 0, 1, f.t()).await.status);
     }
-    assert_eq!(codes, vec![200, 200, 429, 429]);
+    // The create took one of the three; two reads pass, then 429 (one more
+    // token may have come back on a slow machine).
+    assert!(
+        codes[..2].iter().all(|c| *c == 200) && codes.iter().filter(|c| **c == 429).count() >= 2,
+        "{codes:?}"
+    );
     let r = f.http.read(&s, 0, 1, f.t()).await;
     assert!(r.headers.get("retry-after").is_some());
     // Another device is not held back.
