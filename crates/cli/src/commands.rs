@@ -809,13 +809,12 @@ fn agreement(ctx: &Ctx, cmd: AgreementCommand) -> anyhow::Result<()> {
                     .ok_or_else(|| fail("This agreement has no versions."))?;
                 let words = rec.in_force().unwrap_or(latest);
                 let review_on = review_day(ctx, &review, None)?;
-                let mut a = latest.agreement.amended(
+                // The words in force, as the version after the latest one.
+                latest.agreement.amended(
                     words.agreement.title.clone(),
                     words.agreement.rules.clone(),
                     review_on,
-                );
-                a.supersedes = Some(latest.hash);
-                a
+                )
             };
             propose_and_sign(ctx, &mut s, a)
         }
