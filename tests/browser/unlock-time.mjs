@@ -13,8 +13,9 @@ const file = join(mkdtempSync(join(tmpdir(), 'troth-unlock-')), 'key.age');
 const cargo = (args) => execFileSync('cargo', ['run', '-q', '--release', '-p', 'troth-wasm', '--example', 'keyfile', '--', ...args],
   { cwd: root }).toString().trim();
 cargo(['write', file, pass, '18']);
-const native = Number(cargo(['time', file, pass, String(RUNS)]));
 
+// Native and browser runs are interleaved, so that load from other processes
+// on the machine falls on both alike; medians are compared.
 const relay = await startRelay(buildRelay());
 const b = await launch();
 try {
@@ -22,19 +23,20 @@ try {
   await page.goto(relay.url);
   await page.getByRole('heading', { name: 'Welcome to Troth' }).waitFor({ timeout: 30000 });
   const text = readFileSync(file, 'utf8');
-  const browser = await page.evaluate(async ({ text, pass, runs }) => {
-    const m = await import('/troth_wasm.js');
-    await m.default();
-    const bytes = new TextEncoder().encode(text);
-    const times = [];
-    for (let i = 0; i < runs; i++) {
+  await page.evaluate(async () => { window.m = await import('/troth_wasm.js'); await window.m.default(); });
+  const nat = [];
+  const web = [];
+  for (let i = 0; i < RUNS; i++) {
+    nat.push(Number(cargo(['time', file, pass, '1'])));
+    web.push(await page.evaluate(({ text, pass }) => {
       const t = performance.now();
-      m.Keys.unlock(bytes, pass).free();
-      times.push(performance.now() - t);
-    }
-    times.sort((a, b) => a - b);
-    return times[Math.floor(times.length / 2)];
-  }, { text, pass, runs: RUNS });
+      window.m.Keys.unlock(new TextEncoder().encode(text), pass).free();
+      return performance.now() - t;
+    }, { text, pass }));
+  }
+  const median = (xs) => xs.slice().sort((x, y) => x - y)[Math.floor(xs.length / 2)];
+  const native = median(nat);
+  const browser = median(web);
   const ratio = browser / native;
   console.log(`native  ${native.toFixed(0)} ms (median of ${RUNS}, release build)`);
   console.log(`browser ${browser.toFixed(0)} ms (median of ${RUNS}, Chromium wasm)`);

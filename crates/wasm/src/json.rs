@@ -160,7 +160,11 @@ pub(crate) fn state(r: &Replica, today: Day) -> JsValue {
                 (
                     "changeRequests",
                     arr(v.change_requests.iter().map(|(by, c, seq)| {
-                        obj(&[("by", s(role_name(*by))), ("comment", s(c)), ("seq", n(*seq))])
+                        obj(&[
+                            ("by", s(role_name(*by))),
+                            ("comment", s(c)),
+                            ("seq", n(*seq)),
+                        ])
                     })),
                 ),
             ])
@@ -171,7 +175,10 @@ pub(crate) fn state(r: &Replica, today: Day) -> JsValue {
             ("id", s(&id)),
             (
                 "title",
-                s(&rec.latest().map(|v| v.agreement.title.clone()).unwrap_or_default()),
+                s(&rec
+                    .latest()
+                    .map(|v| v.agreement.title.clone())
+                    .unwrap_or_default()),
             ),
             ("inForce", opt(rec.in_force(), |v| n(v.agreement.version))),
             ("pending", opt(rec.pending(), |v| n(v.agreement.version))),
@@ -179,7 +186,11 @@ pub(crate) fn state(r: &Replica, today: Day) -> JsValue {
             (
                 "withdrawn",
                 opt(rec.withdrawn.as_ref(), |(by, seq, c)| {
-                    obj(&[("by", s(role_name(*by))), ("seq", n(*seq)), ("comment", s(c))])
+                    obj(&[
+                        ("by", s(role_name(*by))),
+                        ("seq", n(*seq)),
+                        ("comment", s(c)),
+                    ])
                 }),
             ),
             (
@@ -195,7 +206,10 @@ pub(crate) fn state(r: &Replica, today: Day) -> JsValue {
             &s(role_name(*role)),
             &obj(&[
                 ("recipient", s(&scope.recipient)),
-                ("includeCheckins", JsValue::from_bool(scope.include_checkins)),
+                (
+                    "includeCheckins",
+                    JsValue::from_bool(scope.include_checkins),
+                ),
                 ("until", s(&scope.until.to_string())),
                 ("seq", n(*seq)),
                 ("current", JsValue::from_bool(scope.until >= today)),

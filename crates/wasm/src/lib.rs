@@ -162,7 +162,11 @@ impl Keys {
     /// The key file, encrypted with `passphrase` (armored age text; the only
     /// form in which a secret leaves wasm).
     #[wasm_bindgen(js_name = exportFile)]
-    pub fn export_file(&self, passphrase: &str, work_factor: Option<u8>) -> Result<String, JsError> {
+    pub fn export_file(
+        &self,
+        passphrase: &str,
+        work_factor: Option<u8>,
+    ) -> Result<String, JsError> {
         if passphrase.chars().count() < 8 {
             return Err(err(
                 "Please choose a passphrase of at least 8 characters; a few words you'll remember work well.",
@@ -334,11 +338,7 @@ impl Space {
         let mut decoded = Vec::with_capacity(events.len());
         let mut bad = None;
         for (i, e) in events.iter().enumerate() {
-            match STANDARD
-                .decode(e)
-                .ok()
-                .and_then(|b| Event::decode(&b).ok())
-            {
+            match STANDARD.decode(e).ok().and_then(|b| Event::decode(&b).ok()) {
                 Some(ev) => decoded.push(ev),
                 None => {
                     bad = Some(i);
@@ -537,9 +537,7 @@ impl Space {
         }
         let c = Content::CheckIn {
             text: text.to_owned(),
-            place: place
-                .map(|p| p.trim().to_owned())
-                .filter(|p| !p.is_empty()),
+            place: place.map(|p| p.trim().to_owned()).filter(|p| !p.is_empty()),
             answers: answers.as_deref().map(event_hash).transpose()?,
         };
         self.seal(&c, now)
@@ -663,9 +661,8 @@ impl PairingSession {
     /// Starts pairing as the joiner, with the code the partner showed.
     pub fn join(keys: &Keys, code: &str) -> Result<PairingSession, JsError> {
         let code = PairingCode::parse(code).map_err(err)?;
-        let (run, first) =
-            Pairing::join(&code, &keys.inner.identity, &keys.inner.cert, &mut OsRng)
-                .map_err(err)?;
+        let (run, first) = Pairing::join(&code, &keys.inner.identity, &keys.inner.cert, &mut OsRng)
+            .map_err(err)?;
         Ok(PairingSession {
             run: Some(run),
             paired: None,

@@ -68,7 +68,11 @@ pub(crate) fn text(r: &Replica, recipient: &str, today: Day) -> Result<String, J
         }
     }
     let asked = st.requests.len();
-    let answered = st.requests.iter().filter(|q| q.answered_by.is_some()).count();
+    let answered = st
+        .requests
+        .iter()
+        .filter(|q| q.answered_by.is_some())
+        .count();
     let acked = st.checkins.iter().filter(|c| c.acked_at.is_some()).count();
     let _ = writeln!(s, "\nTrends\n======");
     let _ = writeln!(
