@@ -485,7 +485,7 @@ function connectLive() {
       refresh();
       const tl = space.state(Date.now()).timeline;
       const last = tl[tl.length - 1];
-      if (last && last.by !== space.role) say(`Your partner ${last.what}`);
+      if (last && last.by !== space.role) say(`Your partner ${tidy(last.what)}`);
     }
   };
   sock.onclose = (e) => {
@@ -539,6 +539,8 @@ const TABS = [
 ];
 
 function me(role) { return role === S.space.role; }
+/** Core's timeline words end in ": " when someone left no comment. */
+function tidy(what) { return what.replace(/:\s*$/, ''); }
 function who(role) { return me(role) ? 'You' : 'Your partner'; }
 
 function showSpace() {
@@ -573,7 +575,9 @@ function buildTab(panel) {
     add.addEventListener('click', () => editor());
     panel.append(h('div', { class: 'row' }, add), h('div', { id: 'drafts' }), h('div', { id: 'live-agreements' }));
   } else if (tab === 'keep') {
-    panel.append(h('div', { id: 'asked-of-me' }), checkInForm(), askForm(), h('div', { id: 'live-checkins' }));
+    const list = h('div', { id: 'live-checkins' });
+    if (S.space.role === 'leading') panel.append(h('div', { id: 'asked-of-me' }), list, askForm(), checkInForm());
+    else panel.append(h('div', { id: 'asked-of-me' }), checkInForm(), list, askForm());
   } else if (tab === 'timeline') {
     panel.append(h('h2', {}, 'Everything, in order'), h('div', { id: 'live-timeline' }));
   } else {
@@ -911,6 +915,7 @@ function fillAnswers(sel, st) {
     ...open.map((q) => h('option', { value: q.hash }, `Your partner's request${q.note ? `: ${q.note}` : ''} (${when(q.atMs)})`)));
   if (sel.dataset.touched && [...sel.options].some((o) => o.value === cur)) sel.value = cur;
   else sel.value = open.length ? open[open.length - 1].hash : '';
+  sel.parentElement.hidden = open.length === 0;
 }
 
 function askForm() {
@@ -974,7 +979,7 @@ function checkinList(st) {
 
 function timeline(st) {
   return h('ol', { class: 'timeline' }, st.timeline.slice().reverse().map((t) =>
-    h('li', {}, h('span', { class: 'who' }, who(t.by)), ` ${t.what} `, h('span', { class: 'muted' }, `· ${when(t.atMs)}`))));
+    h('li', {}, h('span', { class: 'who' }, who(t.by)), ` ${tidy(t.what)} `, h('span', { class: 'muted' }, `· ${when(t.atMs)}`))));
 }
 
 // ---------------------------------------------------------------- safety, therapist, key, leaving
@@ -1016,7 +1021,7 @@ function reportButtons(st) {
   const pr = h('button', { type: 'button', class: 'secondary' }, 'Print a readable summary');
   pr.addEventListener('click', () => act(pr, err, () => {
     const text = S.space.reportText(l.recipient, Date.now());
-    const sheet = h('pre', { class: 'print-sheet' }, text);
+    const sheet = h('pre', { class: 'print-sheet', tabindex: '0', role: 'region', 'aria-label': 'Report summary' }, text);
     openDialog('Summary for your therapist', sheet, h('div', { class: 'row' },
       h('button', { type: 'button', onclick: () => window.print() }, 'Print'),
       h('button', { type: 'button', class: 'secondary', onclick: closeDialog }, 'Close')));

@@ -164,6 +164,35 @@ test('two partners pair, agree, keep check-ins and withdraw, live', async () => 
   await screenAndCheck(pa, '13-safety');
 });
 
+test('both agree to share, then a report is encrypted to the therapist and a summary printed', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'troth-therapist-'));
+  const identity = join(dir, 'therapist.key');
+  let recipient = '';
+  try {
+    execFileSync('age-keygen', ['-o', identity], { stdio: 'ignore' });
+    recipient = readFileSync(identity, 'utf8').match(/public key: (age1\S+)/)[1];
+  } catch { /* no age tool: a printed copy only */ }
+  for (const p of [pb, pa]) {
+    await p.getByLabel("Therapist's age key (leave empty for a printed copy)").fill(recipient);
+    await p.getByLabel('Include check-ins, not only agreements').check();
+    await p.getByRole('button', { name: 'I agree to share' }).click();
+  }
+  for (const p of [pa, pb]) await p.getByRole('button', { name: 'Print a readable summary' }).waitFor(LIVE);
+  if (recipient) {
+    const [dl] = await Promise.all([pa.waitForEvent('download'), pa.getByRole('button', { name: 'Download the encrypted report' }).click()]);
+    const out = join(dir, 'report.age');
+    await dl.saveAs(out);
+    const text = execFileSync('age', ['-d', '-i', identity, out]).toString();
+    assert.match(text, /Troth — shared report/);
+    assert.match(text, /Knowing where you are, for now/);
+    assert.match(text, /At the gym until 7/);
+  }
+  await pb.getByRole('button', { name: 'Print a readable summary' }).click();
+  await pb.getByText('Troth — shared report').waitFor(LIVE);
+  await screenAndCheck(pb, '16-therapist-summary');
+  await pb.getByRole('button', { name: 'Close' }).click();
+});
+
 test('reload, a wrong passphrase fails kindly, the right one unlocks', async () => {
   await pa.reload();
   await pa.getByRole('heading', { name: 'Welcome back' }).waitFor(LIVE);
@@ -253,6 +282,20 @@ test('a tampering relay raises the integrity warning', async () => {
     await Q.close();
     proxy.close();
   }
+});
+
+test('leaving deletes the space; the partner is told calmly', async () => {
+  await pa.getByRole('tab', { name: 'Safety' }).click();
+  await pa.getByRole('button', { name: 'Leave this space' }).click();
+  await screenAndCheck(pa, '17-leave-confirm');
+  await pa.getByRole('button', { name: 'Leave and delete' }).click();
+  await pa.getByRole('heading', { name: 'Welcome to Troth' }).waitFor(LIVE);
+  assert.equal(await pa.evaluate(() => new Promise((r) => {
+    const q = indexedDB.open('troth');
+    q.onsuccess = () => { const t = q.result.transaction('kv').objectStore('kv').count(); t.onsuccess = () => r(t.result); };
+  })), 0, 'nothing of the space or key is left in the browser');
+  await pb.getByText('This shared space was closed').first().waitFor(LIVE);
+  await screenAndCheck(pb, '18-space-closed');
 });
 
 test('quick exit replaces the page and its history entry', async () => {
