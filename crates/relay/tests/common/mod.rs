@@ -274,9 +274,14 @@ impl Http {
 
     /// Every event of the space, paging through.
     pub async fn read_all(&self, s: &Space, time_ms: u64) -> Vec<Vec<u8>> {
+        self.read_from(s, 0, time_ms).await
+    }
+
+    /// Every event from `from` on, paging through.
+    pub async fn read_from(&self, s: &Space, from: u64, time_ms: u64) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
         loop {
-            let r = self.read(s, out.len() as u64, 1000, time_ms).await;
+            let r = self.read(s, from + out.len() as u64, 1000, time_ms).await;
             assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
             let v = r.json();
             for e in v["events"].as_array().cloned().unwrap_or_default() {
@@ -390,11 +395,18 @@ pub fn random_payload(rng: &mut impl Rng, max: usize) -> Vec<u8> {
 
 /// Checks a log: decodes, seq = index, prev = hash of the one before.
 pub fn assert_chain(events: &[Vec<u8>]) {
-    let mut prev = EventHash::ZERO;
+    assert_chain_from(0, EventHash::ZERO, events);
+}
+
+/// Checks a part of a log starting at `first`, whose predecessor hashes to `prev`.
+/// Returns the hash of the last event (or `prev`).
+pub fn assert_chain_from(first: u64, mut prev: EventHash, events: &[Vec<u8>]) -> EventHash {
     for (i, raw) in events.iter().enumerate() {
-        let ev = Event::decode(raw).unwrap_or_else(|e| panic!("event {i} does not decode: {e}"));
-        assert_eq!(ev.header().seq, i as u64, "seq at {i}");
-        assert_eq!(ev.header().prev, prev, "chain broken at {i}");
+        let seq = first + i as u64;
+        let ev = Event::decode(raw).unwrap_or_else(|e| panic!("event {seq} does not decode: {e}"));
+        assert_eq!(ev.header().seq, seq, "seq at {seq}");
+        assert_eq!(ev.header().prev, prev, "chain broken at {seq}");
         prev = ev.hash();
     }
+    prev
 }
