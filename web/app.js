@@ -458,6 +458,7 @@ function setOnline(on) {
 }
 
 function connLine() {
+  if (S.gone) return '';
   if (S.waitingAdmission) return h('span', { class: 'muted' }, 'Connecting…');
   return S.online
     ? h('span', { class: 'muted' }, 'Connected · updates appear as they happen')
@@ -579,7 +580,7 @@ function buildTab(panel) {
     if (S.space.role === 'leading') panel.append(h('div', { id: 'asked-of-me' }), list, askForm(), checkInForm());
     else panel.append(h('div', { id: 'asked-of-me' }), checkInForm(), list, askForm());
   } else if (tab === 'timeline') {
-    panel.append(h('h2', {}, 'Everything, in order'), h('div', { id: 'live-timeline' }));
+    panel.append(h('h2', {}, 'Everything, newest first'), h('div', { id: 'live-timeline' }));
   } else {
     panel.append(h('div', { id: 'live-safety' }), therapistForm(), keyCard(), leaveCard());
   }

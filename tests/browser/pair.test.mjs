@@ -2,7 +2,7 @@
 // keys, pairing, agreements, check-ins, withdrawal, reload + unlock, key
 // files between the CLI and the browser, a tampering relay, accessibility,
 // and screenshots of every main screen (tests/artifacts/).
-import { test, before, after } from 'node:test';
+import { test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
@@ -66,6 +66,15 @@ before(async () => {
   ({ page: pb } = await openPage(B.ctx, relay.url).then((r) => { problems.push(r.problems); return r; }));
 });
 
+afterEach(async (t) => {
+  // On failure, keep what each partner saw.
+  if (t.passed === false || process.env.SHOTS) {
+    for (const [p, n] of [[pa, 'A'], [pb, 'B']]) {
+      try { await p.screenshot({ path: join(root, 'tests', 'artifacts', `failed-${n}.png`), fullPage: true }); } catch { /* closed */ }
+    }
+  }
+});
+
 after(async () => {
   await A?.close();
   await B?.close();
@@ -125,6 +134,7 @@ test('two partners pair, agree, keep check-ins and withdraw, live', async () => 
     await p.getByText('In force — both of you signed these exact words').first().waitFor(LIVE);
   }
   await screenAndCheck(pa, '08-in-force');
+
 
   // A asks for a check-in; B sees the request live and answers with a place.
   await pa.getByRole('tab', { name: 'Check-ins' }).click();
@@ -267,6 +277,12 @@ test('a tampering relay raises the integrity warning', async () => {
     await pq.getByText('No agreements yet').first().waitFor(LIVE);
     // Wait until Q verified its admission (both partners known) before lying.
     await pq.getByText('Almost there').waitFor({ state: 'detached', timeout: 20000 });
+    // An agreement in force, for the review check below.
+    await pp.getByRole('button', { name: 'Propose an agreement' }).click();
+    await pp.getByRole('button', { name: 'Propose to my partner' }).click();
+    await pp.getByRole('button', { name: 'Sign these words' }).click();
+    await pq.getByRole('button', { name: 'Sign these words' }).click();
+    await pp.getByText('In force — both of you signed these exact words').first().waitFor(LIVE);
     proxy.state.tamper = true;
     await pp.getByRole('tab', { name: 'Check-ins' }).click();
     await pp.getByLabel('Your check-in').fill('Home now');
@@ -277,6 +293,17 @@ test('a tampering relay raises the integrity warning', async () => {
     await pq.getByRole('tab', { name: 'Check-ins' }).click();
     assert.equal(await pq.getByText('Home now').count(), 0, 'the altered event is not shown');
     await screenAndCheck(pq, '14-integrity-warning');
+
+    // Thirty-one days on, the rule is due for review (P's clock moved; the
+    // relay would refuse P's requests now, so this is the last step).
+    await P.ctx.clock.setFixedTime(Date.now() + 31 * 86400000);
+    await pp.reload();
+    await unlock(pp, 'first partner phrase');
+    await pp.getByRole('button', { name: "We'll compare later" }).click();
+    await pp.getByText('time to look at “Knowing where you are” together', { exact: false }).first().waitFor(LIVE);
+    await pp.getByRole('button', { name: 'Review “Knowing where you are”' }).click();
+    await pp.getByRole('button', { name: 'Renew these words' }).waitFor(LIVE);
+    await screenAndCheck(pp, '08b-review-due');
   } finally {
     await P.close();
     await Q.close();
