@@ -7,7 +7,6 @@ use rand::rngs::OsRng;
 use serde_json::json;
 use troth_client::pair::{Invitation, await_admission, create_space, join};
 use troth_client::store::{clone_keys, role_name, write_new};
-use troth_client::view as cview;
 use troth_client::{Error as ClientError, RelayClient, Session};
 use troth_core::AgreementId;
 use troth_core::agreement::{Agreement, Category, Certificate, Day, Rule, template, templates};
@@ -510,7 +509,7 @@ fn propose_and_sign(ctx: &Ctx, s: &mut Session, a: Agreement) -> anyhow::Result<
     ctx.save(s)?;
     let now = ctx.now_ms;
     s.post_with(|r| {
-        let c = cview::cosign(r, id, version)?;
+        let c = r.cosign(id, version)?;
         Ok(r.compose(&c, now, &mut OsRng)?)
     })?;
     ctx.save(s)?;
@@ -591,7 +590,7 @@ fn agreement(ctx: &Ctx, cmd: AgreementCommand) -> anyhow::Result<()> {
         }
         AgreementCommand::List => {
             let s = ctx.session()?;
-            let st = cview::state(s.replica());
+            let st = s.replica().state();
             if ctx.json {
                 let v: Vec<_> = st.agreements.values().map(view::summary_json).collect();
                 println!("{}", json!({ "agreements": v }));
@@ -628,9 +627,9 @@ fn agreement(ctx: &Ctx, cmd: AgreementCommand) -> anyhow::Result<()> {
         }
         AgreementCommand::Show { id } => {
             let s = ctx.session()?;
-            let st = cview::state(s.replica());
-            let id = find_agreement(&st, &id)?;
-            let rec = record(&st, &id)?;
+            let st = s.replica().state();
+            let id = find_agreement(st, &id)?;
+            let rec = record(st, &id)?;
             if ctx.json {
                 println!("{}", view::record_json(rec));
                 return Ok(());
@@ -679,10 +678,10 @@ fn agreement(ctx: &Ctx, cmd: AgreementCommand) -> anyhow::Result<()> {
         }
         AgreementCommand::Sign { id } => {
             let mut s = ctx.session()?;
-            let id = find_agreement(&cview::state(s.replica()), &id)?;
+            let id = find_agreement(s.replica().state(), &id)?;
             let version = {
-                let st = cview::state(s.replica());
-                let rec = record(&st, &id)?;
+                let st = s.replica().state();
+                let rec = record(st, &id)?;
                 let v = rec.pending().ok_or_else(|| {
                     fail("There's no version of this agreement waiting for signatures.")
                 })?;
@@ -690,12 +689,12 @@ fn agreement(ctx: &Ctx, cmd: AgreementCommand) -> anyhow::Result<()> {
             };
             let now = ctx.now_ms;
             s.post_with(|r| {
-                let c = cview::cosign(r, id, version)?;
+                let c = r.cosign(id, version)?;
                 Ok(r.compose(&c, now, &mut OsRng)?)
             })?;
             ctx.save(&s)?;
-            let st = cview::state(s.replica());
-            let rec = record(&st, &id)?;
+            let st = s.replica().state();
+            let rec = record(st, &id)?;
             let in_force = rec
                 .in_force()
                 .is_some_and(|v| v.agreement.version == version);
@@ -720,8 +719,8 @@ fn agreement(ctx: &Ctx, cmd: AgreementCommand) -> anyhow::Result<()> {
         }
         AgreementCommand::RequestChange { id, comment } => {
             let mut s = ctx.session()?;
-            let id = find_agreement(&cview::state(s.replica()), &id)?;
-            let version = record(&cview::state(s.replica()), &id)?
+            let id = find_agreement(s.replica().state(), &id)?;
+            let version = record(s.replica().state(), &id)?
                 .pending()
                 .map(|v| v.agreement.version)
                 .ok_or_else(|| {
@@ -745,8 +744,8 @@ fn agreement(ctx: &Ctx, cmd: AgreementCommand) -> anyhow::Result<()> {
         }
         AgreementCommand::Decline { id, comment } => {
             let mut s = ctx.session()?;
-            let id = find_agreement(&cview::state(s.replica()), &id)?;
-            let version = record(&cview::state(s.replica()), &id)?
+            let id = find_agreement(s.replica().state(), &id)?;
+            let version = record(s.replica().state(), &id)?
                 .pending()
                 .map(|v| v.agreement.version)
                 .ok_or_else(|| {
@@ -775,10 +774,10 @@ fn agreement(ctx: &Ctx, cmd: AgreementCommand) -> anyhow::Result<()> {
             review,
         } => {
             let mut s = ctx.session()?;
-            let id = find_agreement(&cview::state(s.replica()), &id)?;
+            let id = find_agreement(s.replica().state(), &id)?;
             let a = {
-                let st = cview::state(s.replica());
-                let rec = record(&st, &id)?;
+                let st = s.replica().state();
+                let rec = record(st, &id)?;
                 let latest = rec
                     .latest()
                     .ok_or_else(|| fail("This agreement has no versions."))?;
@@ -800,10 +799,10 @@ fn agreement(ctx: &Ctx, cmd: AgreementCommand) -> anyhow::Result<()> {
         }
         AgreementCommand::Renew { id, review } => {
             let mut s = ctx.session()?;
-            let id = find_agreement(&cview::state(s.replica()), &id)?;
+            let id = find_agreement(s.replica().state(), &id)?;
             let a = {
-                let st = cview::state(s.replica());
-                let rec = record(&st, &id)?;
+                let st = s.replica().state();
+                let rec = record(st, &id)?;
                 let latest = rec
                     .latest()
                     .ok_or_else(|| fail("This agreement has no versions."))?;
@@ -820,11 +819,11 @@ fn agreement(ctx: &Ctx, cmd: AgreementCommand) -> anyhow::Result<()> {
         }
         AgreementCommand::Retire { id } => {
             let mut s = ctx.session()?;
-            let id = find_agreement(&cview::state(s.replica()), &id)?;
+            let id = find_agreement(s.replica().state(), &id)?;
             s.post(&Content::Retire { agreement: id }, ctx.now_ms, &mut OsRng)?;
             ctx.save(&s)?;
-            let st = cview::state(s.replica());
-            let rec = record(&st, &id)?;
+            let st = s.replica().state();
+            let rec = record(st, &id)?;
             let both = rec.retire_requests.len() == 2;
             say(
                 ctx,
@@ -838,7 +837,7 @@ fn agreement(ctx: &Ctx, cmd: AgreementCommand) -> anyhow::Result<()> {
         }
         AgreementCommand::Withdraw { id, comment } => {
             let mut s = ctx.session()?;
-            let id = find_agreement(&cview::state(s.replica()), &id)?;
+            let id = find_agreement(s.replica().state(), &id)?;
             s.post(
                 &Content::Withdraw {
                     agreement: id,
@@ -859,9 +858,9 @@ fn agreement(ctx: &Ctx, cmd: AgreementCommand) -> anyhow::Result<()> {
                 return Err(ClientError::Exists(out).into());
             }
             let s = ctx.session()?;
-            let st = cview::state(s.replica());
-            let id = find_agreement(&st, &id)?;
-            let rec = record(&st, &id)?;
+            let st = s.replica().state();
+            let id = find_agreement(st, &id)?;
+            let rec = record(st, &id)?;
             let v = rec
                 .versions
                 .iter()
@@ -935,7 +934,7 @@ fn checkin(
 ) -> anyhow::Result<()> {
     let mut s = ctx.session()?;
     let me = me(&s);
-    let st = cview::state(s.replica());
+    let st = s.replica().state();
     let answers = if no_answer {
         None
     } else if let Some(n) = answers {
@@ -978,7 +977,9 @@ fn checkin(
 fn ack(ctx: &Ctx, n: u64) -> anyhow::Result<()> {
     let mut s = ctx.session()?;
     let me = me(&s);
-    let hash = cview::state(s.replica())
+    let hash = s
+        .replica()
+        .state()
         .checkins
         .iter()
         .find(|c| c.seq == n && c.by != me)
@@ -1010,7 +1011,7 @@ fn phone(ctx: &Ctx, cmd: PhoneCommand) -> anyhow::Result<()> {
     let answers = if action == PhoneAction::Asked {
         None
     } else {
-        let st = cview::state(s.replica());
+        let st = s.replica().state();
         st.phone
             .iter()
             .rev()
@@ -1041,7 +1042,7 @@ fn phone(ctx: &Ctx, cmd: PhoneCommand) -> anyhow::Result<()> {
 fn timeline(ctx: &Ctx) -> anyhow::Result<()> {
     let s = ctx.session()?;
     if ctx.json {
-        let st = cview::state(s.replica());
+        let st = s.replica().state();
         let v: Vec<_> = st.timeline.iter().map(view::entry_json).collect();
         println!("{}", json!({ "events": v }));
         return Ok(());
@@ -1053,7 +1054,7 @@ fn timeline(ctx: &Ctx) -> anyhow::Result<()> {
 fn status(ctx: &Ctx) -> anyhow::Result<()> {
     let s = ctx.session()?;
     let r = s.replica();
-    let st = cview::state(r);
+    let st = r.state();
     let me = r.role();
     let today = ctx.today();
     let due: Vec<_> = st.due_for_review(today);
@@ -1170,7 +1171,7 @@ fn sync(ctx: &Ctx) -> anyhow::Result<()> {
 
 /// Prints timeline entries from `from` on: a line each, or a JSON object each.
 fn print_entries(ctx: &Ctx, s: &Session, from: usize) {
-    let st = cview::state(s.replica());
+    let st = s.replica().state();
     let me = me(s);
     for e in st.timeline.iter().skip(from) {
         if ctx.json {
@@ -1193,7 +1194,7 @@ fn watch_loop(ctx: &Ctx, every: &str) -> anyhow::Result<()> {
     let stored = ctx.stored()?;
     let relay = RelayClient::new(&stored.relay)?;
     let mut s = Session::new(stored.replica, relay);
-    let mut shown = cview::state(s.replica()).timeline.len();
+    let mut shown = s.replica().state().timeline.len();
     if !ctx.json {
         eprintln!("Watching for updates (Ctrl-C to stop)…");
     }
@@ -1202,7 +1203,7 @@ fn watch_loop(ctx: &Ctx, every: &str) -> anyhow::Result<()> {
         if r.accepted > 0 {
             ctx.save(&s)?;
             print_entries(ctx, &s, shown);
-            shown = cview::state(s.replica()).timeline.len();
+            shown = s.replica().state().timeline.len();
             let _ = std::io::stdout().flush();
         }
         if let Some(a) = r.alert {
@@ -1216,7 +1217,7 @@ fn verify(ctx: &Ctx) -> anyhow::Result<()> {
     // Opening the space re-verifies every stored event from the start.
     let stored = ctx.stored()?;
     let r = &stored.replica;
-    let problems = &cview::state(r).problems;
+    let problems = &r.state().problems;
     say(
         ctx,
         &format!(
@@ -1289,7 +1290,7 @@ fn consent_report(
     let content = s.replica().consent(scope);
     s.post(&content, ctx.now_ms, &mut OsRng)?;
     ctx.save(&s)?;
-    let both = cview::state(s.replica()).report_consented(to.trim(), today);
+    let both = s.replica().state().report_consented(to.trim(), today);
     say(
         ctx,
         &if both {

@@ -108,7 +108,7 @@ pub fn report(ctx: &Ctx, to: &str, out: &Path) -> anyhow::Result<()> {
         return Err(troth_client::Error::Exists(out.to_path_buf()).into());
     }
     let s = ctx.session()?;
-    let st = troth_client::view::state(s.replica());
+    let st = s.replica().state();
     let today = ctx.today();
     let to = to.trim();
     if !st.report_consented(to, today) {
@@ -122,7 +122,7 @@ pub fn report(ctx: &Ctx, to: &str, out: &Path) -> anyhow::Result<()> {
             .is_some_and(|(sc, _)| sc.include_checkins)
     });
     let text = zeroize::Zeroizing::new(render(
-        &st,
+        st,
         &s.replica().state_code(),
         include_checkins,
         &today.to_string(),

@@ -4,9 +4,8 @@
 //! client for the relay's HTTP API that signs each request with the device
 //! key ([`relay`]), the sync and append loop with re-basing on a stale head
 //! ([`session`]), the pairing driver over the rendezvous mailbox ([`pair`]),
-//! the local key store, encrypted at rest and written atomically
-//! ([`store`]), and the complete view of the state on a device added after
-//! the history began ([`view`]).
+//! and the local key store, encrypted at rest and written atomically
+//! ([`store`]).
 //!
 //! The relay is untrusted: its answers are bounded, parsed into exact shapes
 //! and verified by `troth-core` before anything is used. The `troth` CLI and
@@ -18,7 +17,6 @@ pub mod pair;
 pub mod relay;
 pub mod session;
 pub mod store;
-pub mod view;
 
 pub use error::Error;
 pub use relay::RelayClient;
