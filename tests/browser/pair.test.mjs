@@ -154,6 +154,20 @@ test('two partners pair, agree, keep check-ins and withdraw, live', async () => 
   await pb.getByText('answered').first().waitFor(LIVE);
   await screenAndCheck(pa, '10-check-ins');
 
+  // Offline, B's check-in is refused clearly and its words stay; back online,
+  // B catches up with what A wrote meanwhile, and sends.
+  await B.ctx.setOffline(true);
+  await pb.getByLabel('Your check-in').fill('Leaving the gym now');
+  await pb.getByRole('button', { name: 'Send check-in' }).click();
+  await pb.getByText('You seem to be offline').first().waitFor(LIVE);
+  assert.equal(await pb.getByLabel('Your check-in').inputValue(), 'Leaving the gym now');
+  await pa.getByLabel('Your check-in').fill('Home at 8');
+  await pa.getByRole('button', { name: 'Send check-in' }).click();
+  await B.ctx.setOffline(false);
+  await pb.getByText('Home at 8').first().waitFor(LIVE);
+  await pb.getByRole('button', { name: 'Send check-in' }).click();
+  await pa.getByText('Leaving the gym now').first().waitFor(LIVE);
+
   // B withdraws consent in two taps; both see it.
   await pb.getByRole('tab', { name: 'Agreements' }).click();
   await pb.getByRole('button', { name: 'Withdraw my consent' }).click();
