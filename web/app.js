@@ -595,7 +595,20 @@ function refresh() {
   if (conn) conn.replaceChildren(connLine());
   const banners = document.getElementById('banners');
   if (banners) banners.replaceChildren(...bannerCards(st));
-  const put = (id, ...kids) => { const el = document.getElementById(id); if (el) el.replaceChildren(...kids); };
+  // Live updates re-render lists: keep focus and open <details> where they were.
+  const keyOf = (e) => `${e.closest('[data-id]')?.dataset.id || ''}|${e.tagName}|${e.textContent}`;
+  const put = (id, ...kids) => {
+    const el = document.getElementById(id);
+    if (!el) return;
+    const active = document.activeElement && el.contains(document.activeElement) ? keyOf(document.activeElement) : null;
+    const open = new Set([...el.querySelectorAll('details[open]')].map(keyOf));
+    el.replaceChildren(...kids);
+    for (const d of el.querySelectorAll('details')) if (open.has(keyOf(d))) d.open = true;
+    if (active) {
+      const again = [...el.querySelectorAll('button, summary, a')].find((b) => keyOf(b) === active);
+      if (again) again.focus({ preventScroll: true });
+    }
+  };
   put('live-agreements', ...agreementCards(st));
   put('drafts', ...draftCards());
   put('asked-of-me', ...askedOfMe(st));
@@ -681,7 +694,7 @@ function agreementCards(st) {
     const inForce = a.inForce ? a.versions[a.inForce - 1] : null;
     const pending = a.pending ? a.versions[a.pending - 1] : null;
     const shown = inForce || pending || a.versions[a.versions.length - 1];
-    const card = h('article', { class: 'card stack', 'aria-labelledby': `ag-${a.id}` });
+    const card = h('article', { class: 'card stack', 'aria-labelledby': `ag-${a.id}`, 'data-id': a.id });
     card.append(h('h3', { id: `ag-${a.id}` }, shown.title),
       h('p', {}, h('span', { class: `badge ${shown.status}` }, statusWords(a, shown)), ' ',
         h('span', { class: 'muted' }, `Version ${shown.version} · review on ${shown.reviewOn}`)),

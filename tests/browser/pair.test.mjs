@@ -154,6 +154,14 @@ test('two partners pair, agree, keep check-ins and withdraw, live', async () => 
   await pb.getByText('answered').first().waitFor(LIVE);
   await screenAndCheck(pa, '10-check-ins');
 
+  // Phone access is a request in the open: B sees it and answers.
+  await pa.getByRole('button', { name: 'Ask to see the phone' }).click();
+  await pb.getByText('asked to see your phone').first().waitFor(LIVE);
+  await pb.getByRole('button', { name: 'I showed it' }).click();
+  await pa.getByRole('tab', { name: 'Timeline' }).click();
+  await pa.getByText('showed the phone').first().waitFor(LIVE);
+  await pa.getByRole('tab', { name: 'Check-ins' }).click();
+
   // Offline, B's check-in is refused clearly and its words stay; back online,
   // B catches up with what A wrote meanwhile, and sends.
   await B.ctx.setOffline(true);

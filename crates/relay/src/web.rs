@@ -81,7 +81,7 @@ async fn serve(asset: &'static Asset, h: HeaderMap) -> Response {
     );
     headers.insert(
         header::HeaderName::from_static("permissions-policy"),
-        HeaderValue::from_static("geolocation=(), camera=(), microphone=(), interest-cohort=()"),
+        HeaderValue::from_static("geolocation=(), camera=(), microphone=()"),
     );
     let fresh = h
         .get(header::IF_NONE_MATCH)
