@@ -71,6 +71,8 @@ async function act(btn, errEl, fn) {
     if (errEl) errEl.textContent = msg; else say(msg);
   } finally {
     if (btn && btn.isConnected) btn.disabled = false;
+    // A "please wait" note is over once the action is.
+    if (/…/.test(statusEl.textContent)) statusEl.textContent = '';
   }
 }
 
