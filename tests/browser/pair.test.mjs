@@ -283,7 +283,7 @@ test('a key moves between the CLI and the browser, both ways', async () => {
   writeFileSync(join(dir, 'ok'), 'ok');
 });
 
-test('a tampering relay raises the integrity warning', async () => {
+test('wrong and unknown codes are refused kindly; a tampering relay raises the integrity warning; a due rule is surfaced', async () => {
   const proxy = await startTamperProxy(relay.url);
   const P = await launch();
   const Q = await launch();
@@ -292,7 +292,31 @@ test('a tampering relay raises the integrity warning', async () => {
     const { page: pq } = await openPage(Q.ctx, proxy.url);
     await createKey(pp, 'first partner phrase');
     await createKey(pq, 'second partner phrase');
-    await pair(pp, pq);
+
+    // A code nobody opened, then the right mailbox with the words swapped:
+    // both are refused with words that say what to do.
+    await pp.getByRole('button', { name: 'Start our space and get a code' }).click();
+    const code = (await pp.getByTestId('pairing-code').innerText()).trim();
+    const [n, w1, w2] = code.split('-');
+    const other = (Number(n) % 99999) + 1;
+    await pq.getByLabel('The code your partner shows you').fill(`${other}-${w1}-${w2}`);
+    await pq.getByRole('button', { name: 'Join with this code' }).click();
+    await pq.getByText('This pairing code is not in use').first().waitFor(LIVE);
+    await pq.getByLabel('The code your partner shows you').fill(`${n}-${w2}-${w1}`);
+    await pq.getByRole('button', { name: 'Join with this code' }).click();
+    await pq.getByText("The code didn't match").first().waitFor(LIVE);
+    await pp.getByText("The code didn't match").first().waitFor(LIVE);
+    await screenAndCheck(pp, '03b-wrong-code');
+    // The used code is burnt; a new one works.
+    await pq.getByLabel('The code your partner shows you').fill(code);
+    await pq.getByRole('button', { name: 'Join with this code' }).click();
+    await pq.getByText('This pairing code', { exact: false }).first().waitFor(LIVE);
+    await pp.getByRole('button', { name: 'Start again with a new code' }).click();
+    await pp.getByTestId('pairing-code').filter({ hasNotText: code }).waitFor(LIVE);
+    const fresh = (await pp.getByTestId('pairing-code').innerText()).trim();
+    await pq.getByLabel('The code your partner shows you').fill(fresh);
+    await pq.getByRole('button', { name: 'Join with this code' }).click();
+    for (const p of [pp, pq]) await p.getByRole('heading', { name: "You're connected" }).waitFor(LIVE);
     await pp.getByRole('button', { name: "We'll compare later" }).click();
     await pq.getByRole('button', { name: "We'll compare later" }).click();
     await pq.getByRole('heading', { name: 'Our space' }).waitFor(LIVE);
