@@ -326,14 +326,13 @@ async function invite() {
   const err = errorLine();
   const cancel = h('button', { type: 'button', class: 'secondary' }, 'Stop and go back');
   cancel.addEventListener('click', () => { run.stop = true; rendezvous.close(box.mailbox, box.token); showSpace(); });
-  screen('Your one-time code',
-    h('section', { class: 'card stack', 'aria-labelledby': 'code-h' },
+  const codeCard = h('section', { class: 'card stack', 'aria-labelledby': 'code-h' },
       h('h2', { id: 'code-h', class: 'visually-hidden' }, 'Code'),
       h('p', {}, 'Show this to your partner, or read it out. They type it in Troth on their phone.'),
       h('p', { class: 'code', 'data-testid': 'pairing-code' }, session.code),
       qr,
-      h('p', { class: 'muted' }, 'It works once, for the next 10 minutes. If someone else tries it, it stops working and you both will see that.')),
-    waiting, err, cancel);
+      h('p', { class: 'muted' }, 'It works once, for the next 10 minutes. If someone else tries it, it stops working and you both will see that.'));
+  screen('Your one-time code', codeCard, waiting, err, cancel);
   try {
     await exchange(run, box.mailbox, box.token, session.takeFirstMessage());
     if (run.stop) return;
@@ -349,6 +348,8 @@ async function invite() {
     if (run.stop) return;
     rendezvous.close(box.mailbox, box.token);
     waiting.textContent = '';
+    codeCard.replaceChildren(h('h2', { id: 'code-h' }, 'This code no longer works'),
+      h('p', {}, 'Nothing was shared with anyone. You can make a new code when you are both ready.'));
     err.textContent = e.message;
     const again = h('button', { type: 'button' }, 'Start again with a new code');
     again.addEventListener('click', () => act(again, err, invite));
