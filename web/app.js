@@ -4,7 +4,9 @@
 import init, { Keys, Space, PairingSession, templates, checkCode, dayPlus } from './troth_wasm.js';
 import { store, spaceApi, rendezvous, RelayError, Offline } from './net.js';
 
-const AUTO_LOCK_MS = 5 * 60 * 1000;
+// Lock after five minutes without a touch or a key press (a shorter time may
+// be set per browser in localStorage `troth.autolock.ms`; tests use it).
+const AUTO_LOCK_MS = Number(localStorage.getItem('troth.autolock.ms')) || 5 * 60 * 1000;
 const main = document.getElementById('main');
 const dialog = document.getElementById('dialog');
 const statusEl = document.getElementById('status');

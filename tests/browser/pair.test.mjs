@@ -237,6 +237,14 @@ test('reload, a wrong passphrase fails kindly, the right one unlocks', async () 
   // The lock button locks at once.
   await pa.getByRole('button', { name: 'Lock' }).click();
   await pa.getByRole('heading', { name: 'Welcome back' }).waitFor(LIVE);
+  // Inactivity locks too (shortened to 3 s for the test).
+  await pa.evaluate(() => localStorage.setItem('troth.autolock.ms', '3000'));
+  await pa.reload();
+  await unlock(pa, PASS_A);
+  await pa.getByRole('heading', { name: 'Our space' }).waitFor(LIVE);
+  await pa.getByText('Locked. Your words are safe here until you unlock again.').waitFor(LIVE);
+  await pa.evaluate(() => localStorage.removeItem('troth.autolock.ms'));
+  await pa.reload();
 });
 
 test('a key moves between the CLI and the browser, both ways', async () => {
