@@ -23,6 +23,59 @@ fn run(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
+/// Test counts gathered from the runners' own summary lines.
+#[derive(Default)]
+struct Counts {
+    passed: u64,
+    failed: u64,
+}
+
+impl Counts {
+    /// Reads `test result: ok. N passed; M failed; …` (cargo) and
+    /// `# pass N` / `# fail M` (node's test runner).
+    fn read(&mut self, line: &str) {
+        let num = |s: &str| s.trim().parse::<u64>().ok();
+        if let Some(rest) = line.trim().strip_prefix("test result:") {
+            for part in rest.split(';') {
+                let words: Vec<&str> = part.split_whitespace().collect();
+                if let [.., n, what] = words.as_slice() {
+                    match *what {
+                        "passed" => self.passed += num(n).unwrap_or(0),
+                        "failed" => self.failed += num(n).unwrap_or(0),
+                        _ => {}
+                    }
+                }
+            }
+        } else if let Some(n) = line.trim().strip_prefix("# pass ") {
+            self.passed += num(n).unwrap_or(0);
+        } else if let Some(n) = line.trim().strip_prefix("# fail ") {
+            self.failed += num(n).unwrap_or(0);
+        }
+    }
+}
+
+/// Runs a test command, echoing its output and counting its results.
+fn run_counting(cmd: &mut Command, counts: &mut Counts) -> Result<()> {
+    use std::io::{BufRead, BufReader};
+    eprintln!("xtask: running {cmd:?}");
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("could not start {cmd:?}"))?;
+    if let Some(out) = child.stdout.take() {
+        for line in BufReader::new(out).lines() {
+            let line = line.unwrap_or_default();
+            println!("{line}");
+            counts.read(&line);
+        }
+    }
+    let status = child.wait()?;
+    if !status.success() {
+        bail!("{cmd:?} failed ({status})");
+    }
+    Ok(())
+}
+
 fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
 }
@@ -114,12 +167,21 @@ fn test() -> Result<()> {
         "--target",
         "wasm32-unknown-unknown",
     ]))?;
-    run(cargo().args(["test", "--workspace", "--locked"]))?;
+    let mut counts = Counts::default();
+    run_counting(
+        cargo().args(["test", "--workspace", "--locked"]),
+        &mut counts,
+    )?;
     let browser = root().join("tests/browser");
     if browser.join("package.json").exists() {
-        run(Command::new("npm").args(["test"]).current_dir(&browser))?;
+        run_counting(
+            Command::new("npm").args(["test"]).current_dir(&browser),
+            &mut counts,
+        )?;
     }
-    fuzz(30)?;
+    fuzz(20)?;
+    // One closing line for whoever reads the end of the log.
+    println!("tests: {} passed, {} failed", counts.passed, counts.failed);
     Ok(())
 }
 
