@@ -504,7 +504,7 @@ function connectLive() {
     S.timers.push(setTimeout(() => { connectLive(); }, wait));
   };
 }
-window.addEventListener('online', () => { if (S.space && !S.ws) connectLive(); sync(); });
+window.addEventListener('online', () => { S.backoff = 1000; if (S.space && !S.ws) connectLive(); sync(); });
 window.addEventListener('offline', () => setOnline(false));
 
 /** Composes on the verified head and appends; re-bases on a stale head. */
