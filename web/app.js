@@ -69,7 +69,8 @@ async function act(btn, errEl, fn) {
   try {
     await fn();
   } catch (e) {
-    const msg = e && e.message ? e.message : String(e);
+    const raw = e && e.message ? e.message : String(e);
+    const msg = raw.charAt(0).toUpperCase() + raw.slice(1);
     if (errEl) errEl.textContent = msg; else say(msg);
   } finally {
     if (btn && btn.isConnected) btn.disabled = false;
@@ -83,7 +84,7 @@ function errorLine() {
 }
 
 function screen(title, ...kids) {
-  main.replaceChildren(h('h1', { id: 'screen-title' }, title), ...kids);
+  main.replaceChildren(h('h1', { id: 'screen-title' }, title), ...kids.filter((k) => k !== null && k !== undefined && k !== false));
   document.title = `${title} · Troth`;
   main.focus({ preventScroll: true });
   window.scrollTo(0, 0);
@@ -103,7 +104,7 @@ function download(name, text, type = 'application/octet-stream') {
 }
 
 function openDialog(title, ...kids) {
-  dialog.replaceChildren(h('h2', { id: 'dialog-title' }, title), ...kids);
+  dialog.replaceChildren(h('h2', { id: 'dialog-title' }, title), ...kids.filter((k) => k !== null && k !== undefined));
   if (!dialog.open) dialog.showModal();
   const first = dialog.querySelector('input, textarea, select, button');
   if (first) first.focus();

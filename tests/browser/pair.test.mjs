@@ -25,6 +25,8 @@ async function checkA11y(page, screen) {
 }
 
 async function screenAndCheck(page, name) {
+  const text = await page.locator('body').innerText();
+  assert.doesNotMatch(text, /\bnull\b|\bundefined\b|\[object |NaN/, `${name}: a value leaked into the words on screen`);
   await checkA11y(page, name);
   await shoot(page, name);
 }
@@ -229,7 +231,7 @@ test('reload, a wrong passphrase fails kindly, the right one unlocks', async () 
   await pa.reload();
   await pa.getByRole('heading', { name: 'Welcome back' }).waitFor(LIVE);
   await unlock(pa, 'not my passphrase');
-  await pa.getByText("That passphrase doesn't open this key. Check it and try again.").first().waitFor(LIVE);
+  await pa.getByText("That passphrase doesn't open this key. Check it and try again.", { exact: true }).waitFor(LIVE);
   await screenAndCheck(pa, '15-unlock-wrong');
   await unlock(pa, PASS_A);
   await pa.getByRole('heading', { name: 'Our space' }).waitFor(LIVE);
