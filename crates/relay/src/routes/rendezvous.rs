@@ -335,6 +335,9 @@ pub async fn get(
         ));
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
+    // Only a caller holding a token of an open mailbox gets a waker entry.
+    let (_, mb) = load(&state, n)?;
+    mb.side(&q.token).ok_or_else(bad_token)?;
     let waker = state.mailbox_waker(n);
     loop {
         let notified = waker.notified();
