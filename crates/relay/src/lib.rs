@@ -5,7 +5,8 @@
 //! compare-and-swap on the head, read, live push, delete) and to find each
 //! other for pairing (rendezvous mailboxes); request authentication (time
 //! window, signature, nonce cache); limits; durable storage (sled by default)
-//! with group commit; and metrics.
+//! with group commit; metrics; and serving the browser client built into
+//! the binary (`web`).
 //!
 //! It never sees a secret key or plaintext: it checks event structure,
 //! signatures and the public membership rules (`troth_core::members`), and
@@ -43,9 +44,9 @@ pub use state::{AppState, ClientIp};
 
 /// The relay's router over `state`. Tests call it in-process; `main` serves it.
 ///
-/// Routes not listed answer 404 JSON through the fallback; to serve more (e.g.
-/// the web client's assets), merge or nest another `Router` before calling
-/// this function's layers, or replace the fallback with `fallback_service`.
+/// The web client's assets are merged in from [`web::router`]; any other
+/// address answers 404 JSON through the fallback. To serve more, merge
+/// another `Router` next to it (before the layers, so limits cover it).
 pub fn app(state: AppState) -> Router {
     let limits = state.limits().clone();
     Router::new()
