@@ -980,9 +980,21 @@ function askedOfMe(st) {
     h('ol', { class: 'timeline' }, items.map((i) => i.el)))];
 }
 
+function myRequests(st) {
+  const mine = [
+    ...st.requests.filter((q) => me(q.by)).map((q) => ({ at: q.atMs, what: `You asked for a check-in${q.note ? `: “${q.note}”` : ''}`,
+      state: q.answeredBy !== null ? 'answered' : 'not answered yet' })),
+    ...st.phone.filter((p) => me(p.by) && p.action === 'asked').map((p) => ({ at: p.atMs, what: `You asked to see the phone${p.note ? `: “${p.note}”` : ''}`,
+      state: st.phone.some((x) => x.seq > p.seq && !me(x.by) && x.action !== 'asked') ? 'answered' : 'not answered yet' })),
+  ].sort((x, y) => y.at - x.at);
+  if (!mine.length) return [];
+  return [h('details', {}, h('summary', {}, `What you asked (${mine.length})`),
+    h('ol', { class: 'timeline' }, mine.map((m) => h('li', {}, m.what, ' ', h('span', { class: 'muted' }, `· ${when(m.at)} · ${m.state}`)))))];
+}
+
 function checkinList(st) {
-  if (!st.checkins.length) return [h('p', { class: 'muted' }, 'No check-ins yet.')];
-  return [h('h2', {}, 'Check-ins'), h('ol', { class: 'timeline', 'aria-label': 'Check-ins, newest first' },
+  if (!st.checkins.length) return [h('p', { class: 'muted' }, 'No check-ins yet.'), ...myRequests(st)];
+  return [h('h2', {}, 'Check-ins'), ...myRequests(st), h('ol', { class: 'timeline', 'aria-label': 'Check-ins, newest first' },
     st.checkins.slice().reverse().map((c) => {
       const li = h('li', {}, h('span', { class: 'who' }, who(c.by)), ': ', c.text,
         c.place ? h('span', {}, ` — at ${c.place}`) : null, ' ', h('span', { class: 'muted' }, `· ${when(c.atMs)}`));
