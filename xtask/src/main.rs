@@ -186,12 +186,13 @@ fn test() -> Result<()> {
 }
 
 /// The fuzz targets, each run briefly from its committed corpus.
-const FUZZ_TARGETS: [&str; 5] = [
+const FUZZ_TARGETS: [&str; 6] = [
     "event_decode",
     "content_decode",
     "certificate_decode",
     "chain_verify",
     "pairing_messages",
+    "relay_requests",
 ];
 
 /// Runs every fuzz target for `seconds` (nightly toolchain, outside the workspace).
