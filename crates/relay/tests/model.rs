@@ -5,9 +5,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use proptest::prelude::*;
 use sha2::{Digest, Sha256};
+use std::sync::Arc;
 use troth_core::SpaceId;
 use troth_core::event::EventHash;
-use troth_relay::store::{Append, Head, SledStore, SpaceRecord, Store};
+
+use troth_relay::store::{Append, Head, MemoryStore, SledStore, SpaceRecord, Store};
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -76,14 +78,26 @@ fn head_of(log: &[Vec<u8>]) -> Head {
     }
 }
 
-fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
+/// Which backend a run checks.
+#[derive(Clone, Copy)]
+enum Backend {
+    Sled,
+    /// The in-memory backend; "reopen" keeps the same store (it has no disk).
+    Memory,
+}
+
+fn run(ops: Vec<Op>, backend: Backend) -> Result<(), TestCaseError> {
     let dir = tempfile::tempdir().map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let memory: Arc<MemoryStore> = Arc::new(MemoryStore::new());
     // sled releases its file lock a moment after the last handle is dropped.
-    let open = || {
+    let open = || -> Result<Arc<dyn Store>, TestCaseError> {
+        if let Backend::Memory = backend {
+            return Ok(memory.clone());
+        }
         let mut tries = 0;
         loop {
             match SledStore::open(dir.path(), 4 << 20) {
-                Ok(s) => return Ok(s),
+                Ok(s) => return Ok(Arc::new(s)),
                 Err(e) if tries < 500 && e.to_string().contains("lock") => {
                     tries += 1;
                     std::thread::sleep(std::time::Duration::from_millis(10));
@@ -261,6 +275,11 @@ proptest! {
 
     #[test]
     fn sled_store_matches_the_model(ops in prop::collection::vec(op(), 1..80)) {
-        run(ops)?;
+        run(ops, Backend::Sled)?;
+    }
+
+    #[test]
+    fn memory_store_matches_the_model(ops in prop::collection::vec(op(), 1..80)) {
+        run(ops, Backend::Memory)?;
     }
 }
