@@ -87,6 +87,21 @@ impl RequestAuth {
         }
     }
 
+    /// The full message the signature covers (`troth.app/v1/request || 0x00 ||
+    /// body`), for a verifier that batches it with other signatures.
+    pub fn signed_message(
+        &self,
+        space: Option<SpaceId>,
+        method: &str,
+        path: &str,
+        body: &[u8],
+    ) -> Vec<u8> {
+        sign::message(
+            Label::Request,
+            &signed_body(space, method, path, body, self.time_ms, &self.nonce),
+        )
+    }
+
     /// Verifies the signature against the device's key (`verify_strict`).
     /// Time window and nonce reuse are the relay's to check.
     pub fn verify(

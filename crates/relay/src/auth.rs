@@ -58,29 +58,6 @@ pub(crate) fn verify(
     admit(state, auth)
 }
 
-/// The bytes a [`RequestAuth`] signature covers, `troth.app/v1/request ‖ 0 ‖
-/// body`, built as `troth_core::request` builds them (a test below checks
-/// they agree), so the relay can verify an append's request signature and
-/// event signature in one batch.
-pub(crate) fn request_message(
-    auth: &RequestAuth,
-    space: SpaceId,
-    method: &str,
-    path: &str,
-    body: &[u8],
-) -> Vec<u8> {
-    use sha2::{Digest, Sha256};
-    let mut w = troth_core::encoding::Writer::new();
-    w.u8(1)
-        .raw(&space.0)
-        .str(&method.to_ascii_uppercase())
-        .str(path)
-        .raw(&Sha256::digest(body))
-        .u64(auth.time_ms)
-        .raw(&auth.nonce);
-    troth_core::sign::message(troth_core::sign::Label::Request, &w.finish())
-}
-
 /// The time-window check alone.
 pub(crate) fn check_time(state: &AppState, auth: &RequestAuth) -> Result<(), ApiError> {
     let window = state.limits().time_window_secs.saturating_mul(1000);
@@ -111,41 +88,4 @@ pub(crate) fn admit(state: &AppState, auth: &RequestAuth) -> Result<(), ApiError
 /// Errors of a batch check of a request and an event signature.
 pub(crate) fn bad_auth_error() -> ApiError {
     bad_auth()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use rand::SeedableRng;
-    use troth_core::keys::DeviceSecret;
-
-    #[test]
-    fn request_message_matches_troth_core() {
-        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
-        let dev = DeviceSecret::generate(&mut rng);
-        let space = SpaceId([4; 16]);
-        let a = RequestAuth::sign(
-            &dev,
-            Some(space),
-            "post",
-            "/v1/spaces/x/events?a=1",
-            b"{}",
-            99,
-            [7; 16],
-        );
-        let msg = request_message(&a, space, "POST", "/v1/spaces/x/events?a=1", b"{}");
-        assert!(
-            dev.public()
-                .verifying_key()
-                .verify_strict(&msg, &a.signature)
-                .is_ok()
-        );
-        let other = request_message(&a, space, "POST", "/v1/spaces/x/events?a=2", b"{}");
-        assert!(
-            dev.public()
-                .verifying_key()
-                .verify_strict(&other, &a.signature)
-                .is_err()
-        );
-    }
 }

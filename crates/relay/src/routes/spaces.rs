@@ -162,7 +162,7 @@ pub async fn append(
         .ok_or_else(|| membership(MembershipError::UnknownAuthor))?;
     // The request's and the event's signatures in one batch (verify_strict
     // semantics; troth_core::sign::verify_batch).
-    let request_msg = auth::request_message(&a, space, "POST", signed_path(&uri), &body);
+    let request_msg = a.signed_message(Some(space), "POST", signed_path(&uri), &body);
     let event_msg = ev.signed_message();
     let items = [
         BatchItem {
