@@ -601,6 +601,9 @@ function refresh() {
   if (conn) conn.replaceChildren(connLine());
   const banners = document.getElementById('banners');
   if (banners) banners.replaceChildren(...bannerCards(st));
+  // Until the partner's device has welcomed this one in, there is nothing to act on.
+  const panel = document.getElementById('panel');
+  if (panel) panel.inert = !S.gone && !st.partnerJoined && st.role === 'rebuilding';
   // Live updates re-render lists: keep focus and open <details> where they were.
   const keyOf = (e) => `${e.closest('[data-id]')?.dataset.id || ''}|${e.tagName}|${e.textContent}`;
   const put = (id, ...kids) => {
