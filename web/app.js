@@ -505,7 +505,13 @@ function connectLive() {
     S.timers.push(setTimeout(() => { connectLive(); }, wait));
   };
 }
-window.addEventListener('online', () => { S.backoff = 1000; if (S.space && !S.ws) connectLive(); sync(); });
+window.addEventListener('online', () => {
+  S.backoff = 1000;
+  if (S.ws && S.ws.readyState === WebSocket.OPEN) setOnline(true);
+  else if (S.ws) { S.ws.onclose = null; S.ws.close(); S.ws = null; }
+  if (S.space && !S.ws) connectLive();
+  sync();
+});
 window.addEventListener('offline', () => setOnline(false));
 
 /** Composes on the verified head and appends; re-bases on a stale head. */

@@ -175,8 +175,23 @@ test('two partners pair, agree, keep check-ins and withdraw, live', async () => 
   await pa.getByRole('button', { name: 'Send check-in' }).click();
   await B.ctx.setOffline(false);
   await pb.getByText('Home at 8').first().waitFor(LIVE);
+  await pb.getByText('Connected · updates appear as they happen').waitFor(LIVE);
   await pb.getByRole('button', { name: 'Send check-in' }).click();
   await pa.getByText('Leaving the gym now').first().waitFor(LIVE);
+
+  // A suggests new words (version 2); both sign; version 1 is kept as a past version.
+  await pa.getByRole('tab', { name: 'Agreements' }).click();
+  await pa.getByRole('button', { name: 'Suggest a change' }).click();
+  await pa.getByLabel('Rule 1 in your words').fill("I'll check in when plans change, saying where I am.");
+  await pa.getByRole('button', { name: 'Propose to my partner' }).click();
+  await pb.getByRole('tab', { name: 'Agreements' }).click();
+  await pb.getByText('A new version (2) is waiting').first().waitFor(LIVE);
+  await pb.getByRole('button', { name: 'Sign these words' }).click();
+  await pa.getByRole('button', { name: 'Sign these words' }).click();
+  for (const p of [pa, pb]) await p.getByText('Version 2 · review on', { exact: false }).first().waitFor(LIVE);
+  await pb.getByText('All versions (2)').click();
+  await pb.getByText('Replaced by a later version').first().waitFor(LIVE);
+  await screenAndCheck(pb, '11a-versions');
 
   // B withdraws consent in two taps; both see it.
   await pb.getByRole('tab', { name: 'Agreements' }).click();
