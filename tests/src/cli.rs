@@ -199,6 +199,17 @@ pub fn assert_one_line(out: &Output, code: i32) -> String {
     err
 }
 
+/// A relay and two people with keys, paired on it (`a` started, `b` joined).
+pub fn paired_couple() -> (Relay, Person, Person) {
+    let relay = Relay::start();
+    let a = Person::new();
+    let b = Person::new();
+    a.ok(&["init"]);
+    b.ok(&["init"]);
+    pair(&a, &b, &relay);
+    (relay, a, b)
+}
+
 /// Pairs `a` (who starts) and `b` (who joins) on `relay`; returns both outputs.
 pub fn pair(a: &Person, b: &Person, relay: &Relay) -> (String, String) {
     pair_at(a, b, &relay.url)

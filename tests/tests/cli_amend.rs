@@ -2,7 +2,7 @@
 //! custom rules, ask for a change, amend, decline, amend again, co-sign,
 //! then retire together.
 
-use troth_tests::cli::{Person, Relay, assert_one_line, pair};
+use troth_tests::cli::{Person, assert_one_line, paired_couple};
 
 fn latest(p: &Person, id: &str) -> serde_json::Value {
     let show = p.json(&["agreement", "show", id]);
@@ -15,12 +15,7 @@ fn latest(p: &Person, id: &str) -> serde_json::Value {
 
 #[test]
 fn own_words_change_requests_amendments_and_retirement() {
-    let relay = Relay::start();
-    let a = Person::new();
-    let b = Person::new();
-    a.ok(&["init"]);
-    b.ok(&["init"]);
-    pair(&a, &b, &relay);
+    let (_relay, a, b) = paired_couple();
 
     let p = a.json(&[
         "agreement",

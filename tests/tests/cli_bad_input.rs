@@ -3,7 +3,9 @@
 //! Each time: one readable line on stderr, a non-zero exit, and nothing in
 //! the key store changed.
 
-use troth_tests::cli::{FakeRelay, Person, Relay, assert_one_line, http_response, pair, snapshot};
+use troth_tests::cli::{
+    FakeRelay, Person, assert_one_line, http_response, paired_couple, snapshot,
+};
 
 #[test]
 fn wrong_passphrase_and_damaged_key_files_change_nothing() {
@@ -77,12 +79,7 @@ fn wrong_passphrase_and_damaged_key_files_change_nothing() {
 
 #[test]
 fn unreachable_and_garbage_relays_change_nothing() {
-    let relay = Relay::start();
-    let a = Person::new();
-    let b = Person::new();
-    a.ok(&["init"]);
-    b.ok(&["init"]);
-    pair(&a, &b, &relay);
+    let (relay, a, b) = paired_couple();
     a.ok(&["agreement", "propose", "--template", "bed"]);
     let port = relay.stop();
     let before = snapshot(&a.home);

@@ -2,16 +2,11 @@
 //! sees the change, the rotated device still reads and signs the history
 //! from before the rotation, and the old device is revoked.
 
-use troth_tests::cli::{Person, Relay, assert_one_line, pair};
+use troth_tests::cli::{assert_one_line, paired_couple};
 
 #[test]
 fn rotate_keeps_history_and_revokes_the_old_device() {
-    let relay = Relay::start();
-    let a = Person::new();
-    let b = Person::new();
-    a.ok(&["init"]);
-    b.ok(&["init"]);
-    pair(&a, &b, &relay);
+    let (_relay, a, b) = paired_couple();
     let p = a.json(&["agreement", "propose", "--template", "phone"]);
     let id = p["id"].as_str().expect("id").to_owned();
     let p2 = a.json(&["agreement", "propose", "--template", "therapy"]);

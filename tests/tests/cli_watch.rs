@@ -3,16 +3,11 @@
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 
-use troth_tests::cli::{Person, Relay, pair};
+use troth_tests::cli::paired_couple;
 
 #[test]
 fn watch_prints_updates_as_they_arrive() {
-    let relay = Relay::start();
-    let a = Person::new();
-    let b = Person::new();
-    a.ok(&["init"]);
-    b.ok(&["init"]);
-    pair(&a, &b, &relay);
+    let (relay, a, b) = paired_couple();
     let mut watcher = a
         .cmd(&["sync", "--watch", "--every", "1s", "--json"])
         .stdout(Stdio::piped())
@@ -38,12 +33,7 @@ fn watch_prints_updates_as_they_arrive() {
 
 #[test]
 fn deleting_the_space_needs_a_yes_and_then_both_sides_know() {
-    let relay = Relay::start();
-    let a = Person::new();
-    let b = Person::new();
-    a.ok(&["init"]);
-    b.ok(&["init"]);
-    pair(&a, &b, &relay);
+    let (_relay, a, b) = paired_couple();
     let before = troth_tests::cli::snapshot(&a.home);
     let out = a.fails(&["delete-space"]);
     troth_tests::cli::assert_one_line(&out, 1);
