@@ -79,7 +79,7 @@ fn wrong_passphrase_and_damaged_key_files_change_nothing() {
 
 #[test]
 fn unreachable_and_garbage_relays_change_nothing() {
-    let (relay, a, b) = paired_couple();
+    let (relay, a, _b) = paired_couple();
     a.ok(&["agreement", "propose", "--template", "bed"]);
     let port = relay.stop();
     let before = snapshot(&a.home);
