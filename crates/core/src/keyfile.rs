@@ -36,7 +36,7 @@ pub const MAX_FILE: usize = 16 * 1024;
 #[non_exhaustive]
 pub enum KeyFileError {
     /// The passphrase does not open the file.
-    #[error("that passphrase doesn't open this key. Check it and try again.")]
+    #[error("That passphrase doesn't open this key. Check it and try again.")]
     WrongPassphrase,
     /// The file asks for more scrypt work than allowed.
     #[error(
@@ -44,10 +44,10 @@ pub enum KeyFileError {
     )]
     TooMuchWork,
     /// Not an age file, or not a Troth key bundle inside.
-    #[error("this is not a Troth key file")]
+    #[error("This is not a Troth key file.")]
     NotAKeyFile,
     /// Encryption failed.
-    #[error("the key file could not be written")]
+    #[error("The key file could not be written.")]
     Write,
 }
 

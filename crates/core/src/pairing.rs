@@ -412,20 +412,20 @@ impl Message {
         self.0
     }
 
-    /// Base64url without padding, for the mailbox.
+    /// Standard base64 with padding, as the relay's mailbox carries it.
     pub fn to_base64(&self) -> String {
         use base64::Engine;
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&self.0)
+        base64::engine::general_purpose::STANDARD.encode(&self.0)
     }
 
-    /// Parses base64url (no padding), refusing anything longer than a message can be.
+    /// Parses standard base64, refusing anything longer than a message can be.
     /// The content is checked by [`Pairing::receive`].
     pub fn from_base64(s: &str) -> Result<Self, PairingError> {
         use base64::Engine;
         if s.len() > MAX_MESSAGE_LEN.div_ceil(3) * 4 {
             return Err(PairingError::Malformed);
         }
-        base64::engine::general_purpose::URL_SAFE_NO_PAD
+        base64::engine::general_purpose::STANDARD
             .decode(s.trim())
             .map(Self)
             .map_err(|_| PairingError::Malformed)

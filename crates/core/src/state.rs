@@ -211,10 +211,12 @@ pub fn sign_consent(space: SpaceId, scope: &ReportScope, id: &IdentitySecret) ->
     id.sign(Label::Export, &consent_body(space, scope))
 }
 
-fn role_name(r: Role) -> &'static str {
-    match r {
-        Role::Leading => "leading partner",
-        Role::Rebuilding => "rebuilding partner",
+/// "what: words", or just "what" when the author wrote nothing.
+fn with_words(what: String, words: &str) -> String {
+    if words.trim().is_empty() {
+        what
+    } else {
+        format!("{what}: {words}")
     }
 }
 
@@ -242,10 +244,7 @@ impl State {
             }
             Control::AddMember { role, cert, .. } => {
                 self.partners.insert(*role, *cert.identity());
-                self.push(
-                    e,
-                    format!("welcomed the {} into the space", role_name(*role)),
-                );
+                self.push(e, "added their partner to the space".into());
             }
             Control::AddDevice { .. } => self.push(e, "added a new device".into()),
             Control::RevokeDevice { .. } => {
@@ -280,7 +279,10 @@ impl State {
                 };
                 v.change_requests.push((e.by, comment.clone(), e.seq));
                 let title = v.agreement.title.clone();
-                self.push(e, format!("asked for a change to “{title}”: {comment}"));
+                self.push(
+                    e,
+                    with_words(format!("asked for a change to “{title}”"), comment),
+                );
             }
             Content::Decline {
                 agreement,
@@ -295,7 +297,10 @@ impl State {
                 }
                 v.status = VersionStatus::Declined;
                 let title = v.agreement.title.clone();
-                self.push(e, format!("declined “{title}” for now: {comment}"));
+                self.push(
+                    e,
+                    with_words(format!("declined “{title}” for now"), comment),
+                );
             }
             Content::Withdraw { agreement, comment } => {
                 let Some(rec) = self.agreements.get_mut(agreement) else {
@@ -311,7 +316,10 @@ impl State {
                     .latest()
                     .map(|v| v.agreement.title.clone())
                     .unwrap_or_default();
-                self.push(e, format!("withdrew consent from “{title}”: {comment}"));
+                self.push(
+                    e,
+                    with_words(format!("withdrew consent from “{title}”"), comment),
+                );
             }
             Content::Retire { agreement } => {
                 let Some(rec) = self.agreements.get_mut(agreement) else {
@@ -376,7 +384,7 @@ impl State {
                     note: note.clone(),
                     answered_by: None,
                 });
-                self.push(e, format!("asked for a check-in: {note}"));
+                self.push(e, with_words("asked for a check-in".to_owned(), note));
             }
             Content::Ack { event } => {
                 if let Some(c) = self
