@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use troth_core::SpaceId;
 use troth_core::event::{Event, Role};
 use troth_core::keyfile::{KeyBundle, MAX_WORK_FACTOR};
-use troth_core::keys::{DeviceSecret, IdentityKey, IdentitySecret};
+use troth_core::keys::IdentityKey;
 use troth_core::log::TrustAnchors;
 use troth_core::replica::Replica;
 use zeroize::Zeroizing;
@@ -99,16 +99,7 @@ fn identity_from_hex(s: &str) -> Option<IdentityKey> {
 
 /// A second handle on the same keys (the replica takes its keys by value).
 pub fn clone_keys(keys: &KeyBundle) -> Result<KeyBundle, Error> {
-    let device = DeviceSecret::from_age_secret(
-        &keys.device.signing_seed(),
-        &keys.device.age_secret_string(),
-    )
-    .map_err(|_| Error::Key(troth_core::keyfile::KeyFileError::NotAKeyFile))?;
-    Ok(KeyBundle {
-        identity: IdentitySecret::from_seed(&keys.identity.to_seed()),
-        device,
-        cert: keys.cert.clone(),
-    })
+    Ok(keys.duplicate())
 }
 
 impl Home {

@@ -83,6 +83,17 @@ impl KeyBundle {
         }
     }
 
+    /// A second copy of the same keys, for a caller that must hand one to a
+    /// [`crate::replica::Replica`] and keep one (deliberately not `Clone`: every
+    /// copy of a secret should be a visible decision). Both copies zeroize on drop.
+    pub fn duplicate(&self) -> Self {
+        Self {
+            identity: IdentitySecret::from_seed(&self.identity.to_seed()),
+            device: self.device.duplicate(),
+            cert: self.cert.clone(),
+        }
+    }
+
     /// The same identity with a fresh device (key rotation).
     pub fn rotate_device(&self, rng: &mut impl rand_core::CryptoRngCore, now_ms: u64) -> Self {
         let device = DeviceSecret::generate(rng);
@@ -244,6 +255,13 @@ mod tests {
             KeyBundle::decrypt(b"garbage", "x", 12),
             Err(KeyFileError::NotAKeyFile)
         ));
+        let copy = b.duplicate();
+        assert_eq!(copy.identity.public(), b.identity.public());
+        assert_eq!(copy.device.public(), b.device.public());
+        assert_eq!(
+            *copy.device.age_secret_string(),
+            *b.device.age_secret_string()
+        );
         let dbg = format!("{b:?} {}", KeyFileError::WrongPassphrase);
         assert!(!dbg.contains("AGE-SECRET-KEY"));
     }

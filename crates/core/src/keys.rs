@@ -206,6 +206,14 @@ impl DeviceSecret {
         }
     }
 
+    /// A second copy of the same device keys (see [`crate::keyfile::KeyBundle::duplicate`]).
+    pub fn duplicate(&self) -> Self {
+        Self {
+            signing: SigningKey::from_bytes(&self.signing.to_bytes()),
+            x25519: StaticSecret::from(self.x25519.to_bytes()),
+        }
+    }
+
     /// The Ed25519 seed, for writing into an encrypted key file.
     pub fn signing_seed(&self) -> Zeroizing<[u8; 32]> {
         Zeroizing::new(self.signing.to_bytes())

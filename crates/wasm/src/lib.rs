@@ -28,7 +28,7 @@ use troth_core::content::{Content, PhoneAction, ReportScope};
 use troth_core::event::{Event, EventHash, Role};
 use troth_core::ids::AgreementId;
 use troth_core::keyfile::{KeyBundle, MAX_WORK_FACTOR};
-use troth_core::keys::{DeviceCert, DeviceSecret, IdentityKey, IdentitySecret};
+use troth_core::keys::{DeviceCert, IdentityKey};
 use troth_core::log::TrustAnchors;
 use troth_core::pairing::{Paired, Pairing, PairingCode, Step};
 use troth_core::replica::Replica;
@@ -90,16 +90,7 @@ fn b64(ev: &Event) -> String {
 
 /// A copy of a key bundle (core's bundle is deliberately not `Clone`).
 fn dup(k: &KeyBundle) -> Result<KeyBundle, JsError> {
-    let device = DeviceSecret::from_age_secret(
-        &k.device.signing_seed(),
-        k.device.age_secret_string().as_str(),
-    )
-    .map_err(err)?;
-    Ok(KeyBundle {
-        identity: IdentitySecret::from_seed(&k.identity.to_seed()),
-        device,
-        cert: k.cert.clone(),
-    })
+    Ok(k.duplicate())
 }
 
 fn headers(auth: &RequestAuth) -> Result<JsValue, JsError> {
