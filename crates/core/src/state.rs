@@ -244,7 +244,10 @@ impl State {
             }
             Control::AddMember { role, cert, .. } => {
                 self.partners.insert(*role, *cert.identity());
-                self.push(e, "completed pairing; both partners are in the space".into());
+                self.push(
+                    e,
+                    "completed pairing; both partners are in the space".into(),
+                );
             }
             Control::AddDevice { .. } => self.push(e, "added a new device".into()),
             Control::RevokeDevice { .. } => {
