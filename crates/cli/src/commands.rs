@@ -458,6 +458,16 @@ fn review_day(ctx: &Ctx, review: &Review, default: Option<Day>) -> anyhow::Resul
     Ok(day)
 }
 
+/// The agreement an id prefix names, with its version waiting for signatures.
+fn pending_version(s: &Session, prefix: &str) -> anyhow::Result<(AgreementId, u32)> {
+    let id = find_agreement(s.replica().state(), prefix)?;
+    let version = record(s.replica().state(), &id)?
+        .pending()
+        .map(|v| v.agreement.version)
+        .ok_or_else(|| fail("There's no version of this agreement waiting for signatures."))?;
+    Ok((id, version))
+}
+
 fn find_agreement(state: &State, prefix: &str) -> anyhow::Result<AgreementId> {
     let p = prefix.trim().to_lowercase();
     if p.len() < 4 {
@@ -719,13 +729,7 @@ fn agreement(ctx: &Ctx, cmd: AgreementCommand) -> anyhow::Result<()> {
         }
         AgreementCommand::RequestChange { id, comment } => {
             let mut s = ctx.session()?;
-            let id = find_agreement(s.replica().state(), &id)?;
-            let version = record(s.replica().state(), &id)?
-                .pending()
-                .map(|v| v.agreement.version)
-                .ok_or_else(|| {
-                    fail("There's no version of this agreement waiting for signatures.")
-                })?;
+            let (id, version) = pending_version(&s, &id)?;
             s.post(
                 &Content::RequestChange {
                     agreement: id,
@@ -744,13 +748,7 @@ fn agreement(ctx: &Ctx, cmd: AgreementCommand) -> anyhow::Result<()> {
         }
         AgreementCommand::Decline { id, comment } => {
             let mut s = ctx.session()?;
-            let id = find_agreement(s.replica().state(), &id)?;
-            let version = record(s.replica().state(), &id)?
-                .pending()
-                .map(|v| v.agreement.version)
-                .ok_or_else(|| {
-                    fail("There's no version of this agreement waiting for signatures.")
-                })?;
+            let (id, version) = pending_version(&s, &id)?;
             s.post(
                 &Content::Decline {
                     agreement: id,
