@@ -375,6 +375,10 @@ async function exchange(run, n, token, first) {
       if (out) await rendezvous.post(n, token, out);
       if (run.session.isPaired) break;
     }
+    // The other device stopped, and what it left did not finish pairing.
+    if (r.closed && !run.session.isPaired) {
+      throw new Error('The pairing ended on the other device. Start again with a new code when you are both ready.');
+    }
   }
 }
 
@@ -391,6 +395,8 @@ async function joinSpace(typed) {
     rendezvous.close(mailbox, claim.token);
     throw e;
   }
+  // Done on this side; the creator can still read our last message.
+  rendezvous.close(mailbox, claim.token);
   const space = Space.fromPairing(S.keys, session);
   session.free();
   S.pairing = null;

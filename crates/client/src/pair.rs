@@ -9,8 +9,10 @@
 //! for this device arrives, verified against the creator's identity learnt
 //! during pairing.
 //!
-//! Any pairing error ends the attempt; the mailbox is closed after a short
-//! grace period (so the other side can still read why), and the code cannot
+//! Each side closes the mailbox when it is done, whether it paired or failed.
+//! The relay keeps what a closed side posted readable for the other side for
+//! a minute, so the other side still learns the outcome (for a wrong code,
+//! it reads the confirmation tag and fails the same way), and the code cannot
 //! be used again.
 
 use std::time::{Duration, Instant};
@@ -28,8 +30,6 @@ use crate::error::Error;
 use crate::relay::{Mailbox, RelayClient};
 use crate::session::Session;
 
-/// How long a side waits after a pairing error before closing the mailbox.
-const GRACE: Duration = Duration::from_secs(2);
 /// Longest single long poll.
 const MAX_POLL_SECS: u64 = 20;
 
@@ -91,16 +91,7 @@ impl Invitation {
             ..
         } = self;
         let r = run(&relay, &mailbox, pairing, Instant::now() + timeout);
-        match &r {
-            Ok(_) => {
-                let _ = relay.close_mailbox(&mailbox);
-            }
-            Err(Error::PairingEnded) => {}
-            Err(_) => {
-                std::thread::sleep(GRACE);
-                let _ = relay.close_mailbox(&mailbox);
-            }
-        }
+        let _ = relay.close_mailbox(&mailbox);
         r
     }
 }
@@ -119,14 +110,7 @@ pub fn join(
     let r = relay
         .post_message(&mailbox, first.as_bytes())
         .and_then(|()| run(relay, &mailbox, pairing, Instant::now() + timeout));
-    match &r {
-        // The creator closes the mailbox once it has read the last message.
-        Ok(_) | Err(Error::PairingEnded) => {}
-        Err(_) => {
-            std::thread::sleep(GRACE);
-            let _ = relay.close_mailbox(&mailbox);
-        }
-    }
+    let _ = relay.close_mailbox(&mailbox);
     r
 }
 
@@ -144,9 +128,9 @@ fn run(
             return Err(Error::PairingTimeout);
         }
         let wait = left.as_secs().clamp(1, MAX_POLL_SECS);
-        let (msgs, next) = relay.get_messages(mailbox, after, wait)?;
-        after = next;
-        for m in msgs {
+        let got = relay.get_messages(mailbox, after, wait)?;
+        after = got.next;
+        for m in got.messages {
             let p = pairing.take().ok_or(Error::PairingEnded)?;
             let (step, out) = p.receive(&m)?;
             if let Some(out) = out {
@@ -156,6 +140,10 @@ fn run(
                 Step::Continue(p) => pairing = Some(p),
                 Step::Paired(done) => return Ok(done),
             }
+        }
+        if got.closed {
+            // The other side stopped without a word we could act on.
+            return Err(Error::PairingEnded);
         }
     }
 }

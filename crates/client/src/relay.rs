@@ -51,6 +51,17 @@ pub struct Page {
     pub more: bool,
 }
 
+/// What one read of a rendezvous mailbox returned.
+#[derive(Debug)]
+pub struct MailboxMessages {
+    /// The other side's messages, in order.
+    pub messages: Vec<Vec<u8>>,
+    /// The index to read from next.
+    pub next: usize,
+    /// The other side has closed: these are the last of its messages.
+    pub closed: bool,
+}
+
 /// A rendezvous mailbox this side opened or claimed.
 pub struct Mailbox {
     /// Its number (the first part of the pairing code).
@@ -433,18 +444,19 @@ impl RelayClient {
     }
 
     /// `GET /v1/rendezvous/{n}/messages`: the other side's messages from
-    /// index `after`, waiting up to `wait_secs` for one. Returns them and the
-    /// next index.
+    /// index `after`, waiting up to `wait_secs` for one.
     pub fn get_messages(
         &self,
         mailbox: &Mailbox,
         after: usize,
         wait_secs: u64,
-    ) -> Result<(Vec<Vec<u8>>, usize), Error> {
+    ) -> Result<MailboxMessages, Error> {
         #[derive(Deserialize)]
         struct Messages {
             messages: Vec<String>,
             next: usize,
+            #[serde(default)]
+            closed: bool,
         }
         let (status, bytes) = self.send(
             "GET",
@@ -477,7 +489,11 @@ impl RelayClient {
                     .map_err(|_| Error::BadResponse("a pairing message that isn't base64"))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok((msgs, m.next))
+        Ok(MailboxMessages {
+            messages: msgs,
+            next: m.next,
+            closed: m.closed,
+        })
     }
 
     /// `DELETE /v1/rendezvous/{n}`: ends the exchange (best effort).

@@ -670,7 +670,11 @@ async fn malformed_input_gets_4xx_json_and_changes_nothing() {
 
 #[tokio::test]
 async fn rendezvous_single_use_messages_and_expiry() {
-    let f = fixture(Limits::default()).await;
+    let f = fixture(Limits {
+        rendezvous_burst: 100,
+        ..Limits::default()
+    })
+    .await;
     let r = f.http.req("POST", "/v1/rendezvous", &[], vec![]).await;
     assert_eq!(r.status, 201);
     let v = r.json();
@@ -752,12 +756,105 @@ async fn rendezvous_single_use_messages_and_expiry() {
     }
     let r = f.http.req("POST", &mpath, &[], post(&ta, b"m")).await;
     assert_eq!((r.status, r.error_code().as_str()), (409, "mailbox_full"));
-    // Ended by either side: gone.
+    // B ends its side. A long poll of A's returns at once with what B left
+    // and `closed`, so A learns the outcome; nobody can post any more; B
+    // reads nothing more; when A closes too, the mailbox is gone.
+    let http = f.http.clone();
+    let wait_path = format!("{mpath}?token={ta}&after=1&wait=20");
+    let waiter = tokio::spawn(async move { http.req("GET", &wait_path, &[], vec![]).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let close = |t: &str| format!("/v1/rendezvous/{n}?token={t}");
+    let r = f.http.req("DELETE", &close(&tb), &[], vec![]).await;
+    assert_eq!(r.status, 204);
+    let r = waiter.await.expect("waiter");
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        (r.json()["messages"].clone(), r.json()["closed"].clone()),
+        (json!([]), json!(true))
+    );
+    let r = f
+        .http
+        .req("GET", &format!("{mpath}?token={ta}"), &[], vec![])
+        .await;
+    assert_eq!(
+        (r.json()["messages"].clone(), r.json()["closed"].clone()),
+        (json!([STANDARD.encode(b"spake2 from B")]), json!(true))
+    );
+    let r = f.http.req("DELETE", &close(&tb), &[], vec![]).await;
+    assert_eq!(r.status, 204, "closing twice is harmless");
+    for t in [&ta, &tb] {
+        let r = f.http.req("POST", &mpath, &[], post(t, b"late")).await;
+        assert_eq!((r.status, r.error_code().as_str()), (410, "pairing_ended"));
+    }
+    let r = f
+        .http
+        .req("GET", &format!("{mpath}?token={tb}"), &[], vec![])
+        .await;
+    assert_eq!((r.status, r.error_code().as_str()), (410, "pairing_ended"));
+    let r = f
+        .http
+        .req("POST", &format!("/v1/rendezvous/{n}/claim"), &[], vec![])
+        .await;
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (409, "already_claimed")
+    );
+    let r = f.http.req("DELETE", &close(&ta), &[], vec![]).await;
+    assert_eq!(r.status, 204);
+    let r = f
+        .http
+        .req("GET", &format!("{mpath}?token={ta}"), &[], vec![])
+        .await;
+    assert_eq!((r.status, r.error_code().as_str()), (404, "no_mailbox"));
+
+    // A side that closed and left: the other side may read for a minute.
+    let r = f.http.req("POST", "/v1/rendezvous", &[], vec![]).await;
+    let n4 = r.json()["mailbox"].as_u64().unwrap_or(0);
+    let ta4 = r.json()["token"].as_str().unwrap_or("").to_string();
+    let r = f
+        .http
+        .req("POST", &format!("/v1/rendezvous/{n4}/claim"), &[], vec![])
+        .await;
+    let tb4 = r.json()["token"].as_str().unwrap_or("").to_string();
+    let m4 = format!("/v1/rendezvous/{n4}/messages");
+    assert_eq!(
+        f.http
+            .req("POST", &m4, &[], post(&ta4, b"tag"))
+            .await
+            .status,
+        201
+    );
     let r = f
         .http
         .req(
             "DELETE",
-            &format!("/v1/rendezvous/{n}?token={tb}"),
+            &format!("/v1/rendezvous/{n4}?token={ta4}"),
+            &[],
+            vec![],
+        )
+        .await;
+    assert_eq!(r.status, 204);
+    f.clock.advance(59 * 1000);
+    let r = f
+        .http
+        .req("GET", &format!("{m4}?token={tb4}"), &[], vec![])
+        .await;
+    assert_eq!(r.json()["messages"], json!([STANDARD.encode(b"tag")]));
+    f.clock.advance(1000);
+    let r = f
+        .http
+        .req("GET", &format!("{m4}?token={tb4}"), &[], vec![])
+        .await;
+    assert_eq!((r.status, r.error_code().as_str()), (410, "expired"));
+    // Closing a mailbox nobody claimed deletes it at once.
+    let r = f.http.req("POST", "/v1/rendezvous", &[], vec![]).await;
+    let n5 = r.json()["mailbox"].as_u64().unwrap_or(0);
+    let ta5 = r.json()["token"].as_str().unwrap_or("").to_string();
+    let r = f
+        .http
+        .req(
+            "DELETE",
+            &format!("/v1/rendezvous/{n5}?token={ta5}"),
             &[],
             vec![],
         )
@@ -765,7 +862,7 @@ async fn rendezvous_single_use_messages_and_expiry() {
     assert_eq!(r.status, 204);
     let r = f
         .http
-        .req("GET", &format!("{mpath}?token={ta}"), &[], vec![])
+        .req("POST", &format!("/v1/rendezvous/{n5}/claim"), &[], vec![])
         .await;
     assert_eq!((r.status, r.error_code().as_str()), (404, "no_mailbox"));
 

@@ -5,6 +5,12 @@
 //! its own token. Each side posts messages and reads the other side's. The
 //! content is protected by the PAKE, not by the relay; tokens only keep
 //! third parties from posting into or reading an exchange.
+//!
+//! Closing is per side. When one side closes (it finished, or it found the
+//! code did not match), the other side can still read what it has not read
+//! yet — that is how it learns the outcome — for [`CLOSED_GRACE_MS`] at
+//! most; nothing more can be posted. When both sides have closed, or an
+//! unclaimed mailbox is closed, it is deleted at once.
 
 use std::time::Duration;
 
@@ -34,6 +40,8 @@ pub const MAX_MESSAGE: usize = 8 * 1024;
 pub const MAX_MESSAGES: usize = 16;
 /// Longest long poll.
 pub const MAX_WAIT_SECS: u64 = 25;
+/// How long a mailbox one side closed stays readable for the other side.
+pub const CLOSED_GRACE_MS: u64 = 60 * 1000;
 
 /// Which side of the exchange.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,12 +56,14 @@ struct Mailbox {
     expires_ms: u64,
     token_a: [u8; 32],
     token_b: Option<[u8; 32]>,
+    /// The side that ended the exchange, if one did.
+    closed_by: Option<Side>,
     messages: Vec<(Side, Vec<u8>)>,
 }
 
 impl Mailbox {
     fn encode(&self) -> Vec<u8> {
-        let mut v = vec![1u8];
+        let mut v = vec![2u8];
         v.extend_from_slice(&self.expires_ms.to_be_bytes());
         v.extend_from_slice(&self.token_a);
         match &self.token_b {
@@ -63,6 +73,7 @@ impl Mailbox {
                 v.extend_from_slice(t);
             }
         }
+        v.push(self.closed_by.map_or(0, |s| s as u8));
         v.push(self.messages.len() as u8);
         for (side, m) in &self.messages {
             v.push(*side as u8);
@@ -83,7 +94,9 @@ impl Mailbox {
             r = t;
             Ok(h)
         };
-        if take(1)? != [1] {
+        // Version 1 (before per-side closing) had no `closed_by` byte.
+        let version = take(1)?[0];
+        if version != 1 && version != 2 {
             return Err(bad());
         }
         let expires_ms = u64::from_be_bytes(take(8)?.try_into().map_err(|_| bad())?);
@@ -91,6 +104,12 @@ impl Mailbox {
         let token_b = match take(1)?[0] {
             0 => None,
             1 => Some(take(32)?.try_into().map_err(|_| bad())?),
+            _ => return Err(bad()),
+        };
+        let closed_by = match if version == 1 { 0 } else { take(1)?[0] } {
+            0 => None,
+            1 => Some(Side::A),
+            2 => Some(Side::B),
             _ => return Err(bad()),
         };
         let n = take(1)?[0] as usize;
@@ -111,6 +130,7 @@ impl Mailbox {
             expires_ms,
             token_a,
             token_b,
+            closed_by,
             messages,
         })
     }
@@ -148,6 +168,14 @@ fn expired() -> ApiError {
         StatusCode::GONE,
         "expired",
         "This pairing code has expired. Start pairing again for a new code.",
+    )
+}
+
+fn ended() -> ApiError {
+    ApiError::new(
+        StatusCode::GONE,
+        "pairing_ended",
+        "This pairing has ended. Start pairing again for a new code.",
     )
 }
 
@@ -195,6 +223,7 @@ pub async fn open(
         expires_ms: now.saturating_add(MAILBOX_TTL_MS),
         token_a: token_hash(&token),
         token_b: None,
+        closed_by: None,
         messages: Vec::new(),
     };
     let value = mb.encode();
@@ -244,7 +273,7 @@ pub async fn claim(
             "This pairing code was already used. Start pairing again for a new code.",
         )
     };
-    if mb.token_b.is_some() {
+    if mb.token_b.is_some() || mb.closed_by.is_some() {
         return Err(burned());
     }
     let token = new_token();
@@ -280,6 +309,9 @@ pub async fn post(
     for _ in 0..16 {
         let (raw, mut mb) = load(&state, n)?;
         let side = mb.side(&req.token).ok_or_else(bad_token)?;
+        if mb.closed_by.is_some() {
+            return Err(ended());
+        }
         if mb.messages.len() >= MAX_MESSAGES {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
@@ -345,6 +377,11 @@ pub async fn get(
         notified.as_mut().enable();
         let (_, mb) = load(&state, n)?;
         let side = mb.side(&q.token).ok_or_else(bad_token)?;
+        if mb.closed_by == Some(side) {
+            return Err(ended());
+        }
+        // The other side closed: what it left is all there will be.
+        let closed = mb.closed_by.is_some();
         let theirs: Vec<String> = mb
             .messages
             .iter()
@@ -352,9 +389,11 @@ pub async fn get(
             .skip(after)
             .map(|(_, m)| to_b64(m))
             .collect();
-        if !theirs.is_empty() || tokio::time::Instant::now() >= deadline {
+        if !theirs.is_empty() || closed || tokio::time::Instant::now() >= deadline {
             let next = after + theirs.len();
-            return Ok(Json(json!({ "messages": theirs, "next": next })).into_response());
+            return Ok(
+                Json(json!({ "messages": theirs, "next": next, "closed": closed })).into_response(),
+            );
         }
         if tokio::time::timeout_at(deadline, notified).await.is_err() {
             continue; // one last look, then return
@@ -368,7 +407,10 @@ pub(crate) struct TokenQuery {
     token: String,
 }
 
-/// `DELETE /v1/rendezvous/{n}?token=…`: ends the exchange (either side).
+/// `DELETE /v1/rendezvous/{n}?token=…`: this side ends the exchange. The
+/// other side may still read what it has not read for [`CLOSED_GRACE_MS`];
+/// the mailbox is deleted when both sides have closed (or it was never
+/// claimed).
 pub async fn close(
     State(state): State<AppState>,
     path: Result<Path<String>, PathRejection>,
@@ -377,11 +419,42 @@ pub async fn close(
     let n = number(path)?;
     let Query(q) =
         query.map_err(|_| ApiError::bad_request("bad_query", "Give the mailbox `token`."))?;
-    let (raw, mb) = load(&state, n)?;
-    mb.side(&q.token).ok_or_else(bad_token)?;
-    state.store().mailbox_swap(n, Some(&raw), None)?;
-    state.wake_mailbox(n, true);
-    Ok(StatusCode::NO_CONTENT.into_response())
+    for _ in 0..16 {
+        let (raw, mut mb) = load(&state, n)?;
+        let side = mb.side(&q.token).ok_or_else(bad_token)?;
+        let swapped = match mb.closed_by {
+            Some(s) if s == side => return Ok(StatusCode::NO_CONTENT.into_response()),
+            None if mb.token_b.is_some() => {
+                mb.closed_by = Some(side);
+                mb.expires_ms = mb
+                    .expires_ms
+                    .min(state.now_ms().saturating_add(CLOSED_GRACE_MS));
+                let ok = state
+                    .store()
+                    .mailbox_swap(n, Some(&raw), Some(&mb.encode()))?;
+                if ok {
+                    state.wake_mailbox(n, false);
+                }
+                ok
+            }
+            // Never claimed, or the other side closed already: gone.
+            _ => {
+                let ok = state.store().mailbox_swap(n, Some(&raw), None)?;
+                if ok {
+                    state.wake_mailbox(n, true);
+                }
+                ok
+            }
+        };
+        if swapped {
+            return Ok(StatusCode::NO_CONTENT.into_response());
+        }
+    }
+    Err(ApiError::new(
+        StatusCode::CONFLICT,
+        "busy",
+        "The mailbox changed while closing. Please try again.",
+    ))
 }
 
 /// Deletes expired mailboxes (and undecodable ones).
@@ -411,12 +484,25 @@ mod tests {
             expires_ms: 7,
             token_a: [1; 32],
             token_b: Some([2; 32]),
+            closed_by: Some(Side::B),
             messages: vec![(Side::A, vec![1, 2, 3]), (Side::B, vec![])],
         };
         let b = mb.encode();
-        assert_eq!(Mailbox::decode(&b).ok(), Some(mb));
+        assert_eq!(Mailbox::decode(&b).ok(), Some(mb.clone()));
         for i in 0..b.len() {
             assert!(Mailbox::decode(&b[..i]).is_err());
         }
+        // A mailbox stored before per-side closing (version 1) still reads.
+        let mut v1 = b.clone();
+        v1[0] = 1;
+        v1.remove(1 + 8 + 32 + 1 + 32);
+        let old = Mailbox::decode(&v1).ok();
+        assert_eq!(
+            old,
+            Some(Mailbox {
+                closed_by: None,
+                ..mb
+            })
+        );
     }
 }
