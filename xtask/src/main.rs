@@ -167,21 +167,33 @@ fn test() -> Result<()> {
         "--target",
         "wasm32-unknown-unknown",
     ]))?;
+    // Every suite runs even when an earlier one failed, so one red test does
+    // not hide another; the failures are listed at the end.
     let mut counts = Counts::default();
-    run_counting(
-        cargo().args(["test", "--workspace", "--locked"]),
+    let mut failed = Vec::new();
+    if let Err(e) = run_counting(
+        cargo().args(["test", "--workspace", "--locked", "--no-fail-fast"]),
         &mut counts,
-    )?;
+    ) {
+        failed.push(e.to_string());
+    }
     let browser = root().join("tests/browser");
     if browser.join("package.json").exists() {
-        run_counting(
+        if let Err(e) = run_counting(
             Command::new("npm").args(["test"]).current_dir(&browser),
             &mut counts,
-        )?;
+        ) {
+            failed.push(e.to_string());
+        }
     }
-    fuzz(20)?;
+    if let Err(e) = fuzz(20) {
+        failed.push(e.to_string());
+    }
     // One closing line for whoever reads the end of the log.
     println!("tests: {} passed, {} failed", counts.passed, counts.failed);
+    if !failed.is_empty() {
+        bail!("{} suite(s) failed:\n  {}", failed.len(), failed.join("\n  "));
+    }
     Ok(())
 }
 
