@@ -192,7 +192,11 @@ fn test() -> Result<()> {
     // One closing line for whoever reads the end of the log.
     println!("tests: {} passed, {} failed", counts.passed, counts.failed);
     if !failed.is_empty() {
-        bail!("{} suite(s) failed:\n  {}", failed.len(), failed.join("\n  "));
+        bail!(
+            "{} suite(s) failed:\n  {}",
+            failed.len(),
+            failed.join("\n  ")
+        );
     }
     Ok(())
 }
