@@ -88,6 +88,14 @@ impl Relay {
         }
     }
 
+    /// Kills the relay and starts it again on the same port and data.
+    pub fn restart(mut self) -> Relay {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let data = std::mem::replace(&mut self._data, tempfile::tempdir().expect("tempdir"));
+        Self::start_on(&format!("127.0.0.1:{}", self.port), data)
+    }
+
     /// Stops the relay (its port becomes free).
     pub fn stop(mut self) -> u16 {
         let _ = self.child.kill();

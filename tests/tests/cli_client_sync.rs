@@ -20,7 +20,10 @@ fn now() -> u64 {
 }
 
 fn paired(relay: &Relay) -> (Session, Session) {
-    let client = RelayClient::new(&relay.url).expect("url");
+    paired_with(RelayClient::new(&relay.url).expect("url"))
+}
+
+fn paired_with(client: RelayClient) -> (Session, Session) {
     let ka = KeyBundle::generate(&mut OsRng, now());
     let kb = KeyBundle::generate(&mut OsRng, now());
     let inv = Invitation::open(&client, &ka, Role::Leading, &mut OsRng).expect("open");
@@ -91,4 +94,36 @@ fn a_lost_race_is_rebased_and_long_logs_are_paged() {
         Err(Error::Unreachable { .. })
     ));
     assert_eq!(a.replica().state_code(), before);
+}
+
+/// The relay's `troth_relay_sessions` gauge.
+fn open_sessions(relay: &Relay) -> u64 {
+    let body = ureq::get(&format!("{}/metrics", relay.url))
+        .call()
+        .ok()
+        .and_then(|mut r| r.body_mut().read_to_string().ok())
+        .unwrap_or_default();
+    body.lines()
+        .find_map(|l| l.strip_prefix("troth_relay_sessions "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn request_sessions_carry_a_couple_across_a_relay_restart() {
+    let relay = Relay::start();
+    let client = RelayClient::new(&relay.url).expect("url").with_sessions();
+    let (mut a, mut b) = paired_with(client);
+    a.post(&checkin("home soon"), now(), &mut OsRng)
+        .expect("a posts");
+    assert_eq!(b.sync_strict().expect("b syncs"), 1);
+    assert_eq!(open_sessions(&relay), 2, "one session per device");
+    // A restart forgets the sessions; the clients open new ones by themselves.
+    let relay = relay.restart();
+    assert_eq!(open_sessions(&relay), 0);
+    b.post(&checkin("see you"), now(), &mut OsRng)
+        .expect("b posts");
+    assert_eq!(a.sync_strict().expect("a syncs"), 1);
+    assert_eq!(a.replica().state_code(), b.replica().state_code());
+    assert_eq!(open_sessions(&relay), 2);
 }

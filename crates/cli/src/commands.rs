@@ -1190,7 +1190,9 @@ fn print_entries(ctx: &Ctx, s: &Session, from: usize) {
 fn watch_loop(ctx: &Ctx, every: &str) -> anyhow::Result<()> {
     let every = parse_wait(every)?;
     let stored = ctx.stored()?;
-    let relay = RelayClient::new(&stored.relay)?;
+    // A watch asks the relay again and again: one signed request opens a
+    // session, and the rest carry a cheap MAC.
+    let relay = RelayClient::new(&stored.relay)?.with_sessions();
     let mut s = Session::new(stored.replica, relay);
     let mut shown = s.replica().state().timeline.len();
     if !ctx.json {

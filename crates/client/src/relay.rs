@@ -6,6 +6,8 @@
 //! to a bound, parsed into exact shapes, and anything else becomes
 //! [`Error::BadResponse`].
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
@@ -14,8 +16,9 @@ use rand::RngCore;
 use serde::Deserialize;
 use troth_core::SpaceId;
 use troth_core::event::{Event, EventHash, MAX_EVENT};
-use troth_core::keys::DeviceSecret;
+use troth_core::keys::{DeviceId, DeviceSecret};
 use troth_core::request::RequestAuth;
+use troth_core::session::{SessionId, SessionKey, SessionOpening};
 
 use crate::error::{Error, clean};
 
@@ -77,12 +80,23 @@ impl std::fmt::Debug for Mailbox {
     }
 }
 
+/// A request session this client holds for one space and device.
+struct HeldSession {
+    key: SessionKey,
+    counter: u64,
+}
+
+/// Sessions by space and device; `None` inside when the relay offers none.
+type SessionTable = Arc<Mutex<Option<HashMap<(SpaceId, DeviceId), HeldSession>>>>;
+
 /// A relay at one address.
 #[derive(Clone)]
 pub struct RelayClient {
     base: String,
     base_path: String,
     agent: ureq::Agent,
+    /// Request sessions, when [`RelayClient::with_sessions`] asked for them.
+    sessions: Option<SessionTable>,
 }
 
 impl std::fmt::Debug for RelayClient {
@@ -122,6 +136,13 @@ fn real_now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// The `error` code of an API error body, if it is one.
+fn error_code(bytes: &[u8]) -> Option<String> {
+    serde_json::from_slice::<ApiErrorBody>(bytes)
+        .ok()
+        .map(|b| b.error)
+}
+
 fn parse_json<T: for<'de> Deserialize<'de>>(bytes: &[u8], what: &'static str) -> Result<T, Error> {
     serde_json::from_slice(bytes).map_err(|_| Error::BadResponse(what))
 }
@@ -152,7 +173,18 @@ impl RelayClient {
             base: url.to_owned(),
             base_path,
             agent: config.new_agent(),
+            sessions: None,
         })
+    }
+
+    /// Authenticates requests through request sessions (troth_core::session)
+    /// instead of signing each one: the first request of a space opens a
+    /// session with one signed request, and the ones after it carry a MAC.
+    /// Worth it for a client that makes many requests (`troth watch`); a
+    /// relay without sessions is served signed requests as before.
+    pub fn with_sessions(mut self) -> Self {
+        self.sessions = Some(Arc::new(Mutex::new(Some(HashMap::new()))));
+        self
     }
 
     /// The address, as given (without a trailing slash).
@@ -166,7 +198,9 @@ impl RelayClient {
         }
     }
 
-    /// Sends one request; returns the status and the bounded body.
+    /// Sends one request, authenticated by `auth`'s device for its space
+    /// (through a session if this client holds or can open one); returns the
+    /// status and the bounded body.
     fn send(
         &self,
         method: &str,
@@ -175,34 +209,171 @@ impl RelayClient {
         auth: Option<(&DeviceSecret, SpaceId)>,
         limit: u64,
     ) -> Result<(u16, Vec<u8>), Error> {
-        let url = format!("{}{}", self.base, path);
-        let mut headers: Vec<(&'static str, String)> = Vec::new();
-        if let Some((device, space)) = auth {
-            let mut nonce = [0u8; 16];
-            rand::rngs::OsRng.fill_bytes(&mut nonce);
-            let signed_path = format!("{}{}", self.base_path, path);
-            let a = RequestAuth::sign(
-                device,
-                Some(space),
-                method,
-                &signed_path,
-                body.unwrap_or(&[]),
-                real_now_ms(),
-                nonce,
-            );
-            headers.extend(a.to_headers());
+        let Some((device, space)) = auth else {
+            return self.send_raw(method, path, body, &[], limit);
+        };
+        let signed_path = format!("{}{}", self.base_path, path);
+        // Creating a space and opening a session are always signed.
+        let sessions = self
+            .sessions
+            .as_ref()
+            .filter(|_| path != "/v1/spaces" && !path.ends_with("/sessions"));
+        if let Some(table) = sessions {
+            for _attempt in 0..2 {
+                let Some(headers) =
+                    self.session_headers(table, device, space, method, &signed_path, body)?
+                else {
+                    break; // the relay has no sessions: sign instead
+                };
+                let (status, bytes) = self.send_raw(method, path, body, &headers, limit)?;
+                if status == 401 && error_code(&bytes).as_deref() == Some("session_unknown") {
+                    // Expired, or the relay restarted: open a new one, once.
+                    if let Ok(mut t) = table.lock() {
+                        if let Some(map) = t.as_mut() {
+                            map.remove(&(space, device.public().id()));
+                        }
+                    }
+                    continue;
+                }
+                return Ok((status, bytes));
+            }
         }
+        let mut nonce = [0u8; 16];
+        rand::rngs::OsRng.fill_bytes(&mut nonce);
+        let a = RequestAuth::sign(
+            device,
+            Some(space),
+            method,
+            &signed_path,
+            body.unwrap_or(&[]),
+            real_now_ms(),
+            nonce,
+        );
+        self.send_raw(method, path, body, &a.to_headers(), limit)
+    }
+
+    /// The session headers for one request, opening the session first if
+    /// needed. `None` if the relay does not offer sessions.
+    fn session_headers(
+        &self,
+        table: &SessionTable,
+        device: &DeviceSecret,
+        space: SpaceId,
+        method: &str,
+        signed_path: &str,
+        body: Option<&[u8]>,
+    ) -> Result<Option<Vec<(&'static str, String)>>, Error> {
+        let slot = (space, device.public().id());
+        let lock = || {
+            table
+                .lock()
+                .map_err(|_| Error::BadResponse("a session table in disarray"))
+        };
+        let held = {
+            let mut t = lock()?;
+            let Some(map) = t.as_mut() else {
+                return Ok(None);
+            };
+            map.get_mut(&slot).map(|h| {
+                h.counter += 1;
+                (h.key.clone(), h.counter)
+            })
+        };
+        let (key, counter) = match held {
+            Some(k) => k,
+            None => {
+                let Some(key) = self.open_session(device, space)? else {
+                    if let Ok(mut t) = table.lock() {
+                        *t = None;
+                    }
+                    return Ok(None);
+                };
+                let mut t = lock()?;
+                if let Some(map) = t.as_mut() {
+                    map.insert(
+                        slot,
+                        HeldSession {
+                            key: key.clone(),
+                            counter: 1,
+                        },
+                    );
+                }
+                (key, 1)
+            }
+        };
+        let a = key.authenticate(
+            method,
+            signed_path,
+            body.unwrap_or(&[]),
+            real_now_ms(),
+            counter,
+        );
+        Ok(Some(a.to_headers().to_vec()))
+    }
+
+    /// `POST /v1/spaces/{space}/sessions`: opens a request session. `None`
+    /// if this relay does not offer sessions (404).
+    fn open_session(
+        &self,
+        device: &DeviceSecret,
+        space: SpaceId,
+    ) -> Result<Option<SessionKey>, Error> {
+        #[derive(Deserialize)]
+        struct Opened {
+            session: String,
+            ephemeral: String,
+        }
+        let opening = SessionOpening::new(&mut rand::rngs::OsRng);
+        let body =
+            serde_json::json!({ "ephemeral": STANDARD.encode(opening.public()) }).to_string();
+        let path = format!("/v1/spaces/{}/sessions", space.to_hex());
+        let (status, bytes) = self.send(
+            "POST",
+            &path,
+            Some(body.as_bytes()),
+            Some((device, space)),
+            MAX_SMALL_BODY,
+        )?;
+        match status {
+            201 => {}
+            404 if error_code(&bytes).as_deref() != Some("no_space") => return Ok(None),
+            _ => return Err(Self::refusal(status, &bytes)),
+        }
+        let o: Opened = parse_json(&bytes, "a session answer without the API's shape")?;
+        let id = SessionId::from_b64(&o.session)
+            .map_err(|_| Error::BadResponse("a session id that isn't 16 bytes"))?;
+        let theirs: [u8; 32] = STANDARD
+            .decode(&o.ephemeral)
+            .ok()
+            .and_then(|v| v.try_into().ok())
+            .ok_or(Error::BadResponse("a session key that isn't 32 bytes"))?;
+        opening
+            .finish(space, device.public().id(), id, theirs)
+            .map(Some)
+            .map_err(|_| Error::BadResponse("a session key that is a low-order point"))
+    }
+
+    /// Sends one request with `headers` as given.
+    fn send_raw(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&[u8]>,
+        headers: &[(&'static str, String)],
+        limit: u64,
+    ) -> Result<(u16, Vec<u8>), Error> {
+        let url = format!("{}{}", self.base, path);
         let result = match (method, body) {
             ("GET", _) => {
                 let mut r = self.agent.get(&url);
-                for (k, v) in &headers {
+                for (k, v) in headers {
                     r = r.header(*k, v.as_str());
                 }
                 r.call()
             }
             ("DELETE", _) => {
                 let mut r = self.agent.delete(&url);
-                for (k, v) in &headers {
+                for (k, v) in headers {
                     r = r.header(*k, v.as_str());
                 }
                 r.call()
@@ -212,7 +383,7 @@ impl RelayClient {
                     .agent
                     .post(&url)
                     .header("content-type", "application/json");
-                for (k, v) in &headers {
+                for (k, v) in headers {
                     r = r.header(*k, v.as_str());
                 }
                 r.send(b.unwrap_or(&[]))

@@ -24,6 +24,7 @@ pub mod members;
 pub mod pairing;
 pub mod replica;
 pub mod request;
+pub mod session;
 pub mod sign;
 pub mod state;
 

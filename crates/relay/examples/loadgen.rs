@@ -33,6 +33,7 @@ use troth_core::SpaceId;
 use troth_core::event::{Body, Control, Envelope, Event, EventHash, Header, Role};
 use troth_core::keys::{DeviceSecret, IdentitySecret};
 use troth_core::request::RequestAuth;
+use troth_core::session::{SessionId, SessionKey, SessionOpening};
 use troth_relay::store::SledStore;
 use troth_relay::{AppState, Limits, SystemClock};
 
@@ -59,6 +60,8 @@ struct SpaceGen {
     dev: DeviceSecret,
     head: EventHash,
     seq: u64,
+    /// A request session and its last counter, once opened.
+    session: Option<(SessionKey, u64)>,
 }
 
 impl SpaceGen {
@@ -96,9 +99,48 @@ impl SpaceGen {
                 head: g.hash(),
                 dev,
                 seq: 0,
+                session: None,
             },
             g,
         )
+    }
+
+    /// Session headers when a session is open, signed headers otherwise.
+    fn auth(&mut self, method: &str, path: &str, body: &[u8]) -> Vec<(&'static str, String)> {
+        match &mut self.session {
+            Some((key, counter)) => {
+                *counter += 1;
+                key.authenticate(method, path, body, now_ms(), *counter)
+                    .to_headers()
+                    .into_iter()
+                    .collect()
+            }
+            None => self.signed(method, path, body),
+        }
+    }
+
+    /// A signed request that opens a session, and its opening half.
+    fn session_request(&self) -> (Req, SessionOpening) {
+        let opening = SessionOpening::new(&mut rand::thread_rng());
+        let body = json!({ "ephemeral": STANDARD.encode(opening.public()) })
+            .to_string()
+            .into_bytes();
+        let path = format!("/v1/spaces/{}/sessions", self.id.to_hex());
+        let h = self.signed("POST", &path, &body);
+        ((hyper::Method::POST, path, h, Bytes::from(body)), opening)
+    }
+
+    /// Completes the session from the relay's answer.
+    fn session_opened(&mut self, opening: SessionOpening, answer: &[u8]) -> anyhow::Result<()> {
+        let v: serde_json::Value = serde_json::from_slice(answer)?;
+        let id = SessionId::from_b64(v["session"].as_str().unwrap_or(""))?;
+        let theirs: [u8; 32] = STANDARD
+            .decode(v["ephemeral"].as_str().unwrap_or(""))?
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("ephemeral key length"))?;
+        let key = opening.finish(self.id, self.dev.public().id(), id, theirs)?;
+        self.session = Some((key, 0));
+        Ok(())
     }
 
     fn signed(&self, method: &str, path: &str, body: &[u8]) -> Vec<(&'static str, String)> {
@@ -148,16 +190,16 @@ impl SpaceGen {
             .to_string()
             .into_bytes();
         let path = format!("/v1/spaces/{}/events", self.id.to_hex());
-        let h = self.signed("POST", &path, &body);
+        let h = self.auth("POST", &path, &body);
         (hyper::Method::POST, path, h, Bytes::from(body))
     }
 
-    fn read(&self, from: u64, limit: usize) -> Req {
+    fn read(&mut self, from: u64, limit: usize) -> Req {
         let path = format!(
             "/v1/spaces/{}/events?from={from}&limit={limit}",
             self.id.to_hex()
         );
-        let h = self.signed("GET", &path, b"");
+        let h = self.auth("GET", &path, b"");
         (hyper::Method::GET, path, h, Bytes::new())
     }
 }
@@ -240,6 +282,24 @@ async fn drive(
         }
     }
     (all.len(), start.elapsed(), all)
+}
+
+/// Sends one request on a fresh connection; the status and the body.
+async fn request_once(addr: SocketAddr, (m, p, h, b): Req) -> anyhow::Result<(u16, Bytes)> {
+    let stream = tokio::net::TcpStream::connect(addr).await?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    let mut r = hyper::Request::builder()
+        .method(m)
+        .uri(p.as_str())
+        .header("host", "bench")
+        .header("content-type", "application/json");
+    for (k, v) in h {
+        r = r.header(k, v.as_str());
+    }
+    let resp = sender.send_request(r.body(Full::new(b))?).await?;
+    let status = resp.status().as_u16();
+    Ok((status, resp.into_body().collect().await?.to_bytes()))
 }
 
 struct Figures {
@@ -513,6 +573,22 @@ async fn main() -> anyhow::Result<()> {
         .collect();
     let creates: Vec<Vec<Req>> = gens.iter().map(|(s, g)| vec![s.create(g)]).collect();
     drive(addr, creates, 60, 201).await;
+    // Each connection's device opens a request session (one signed request);
+    // `--signed` measures a signature on every request instead.
+    let signed_mode = args.iter().any(|a| a == "--signed");
+    if !signed_mode {
+        for (g, _) in gens.iter_mut() {
+            let (req, opening) = g.session_request();
+            let (status, body) = request_once(addr, req).await?;
+            anyhow::ensure!(status == 201, "session: {}", String::from_utf8_lossy(&body));
+            g.session_opened(opening, &body)?;
+        }
+    }
+    let auth_name = if signed_mode {
+        "each request signed"
+    } else {
+        "request sessions"
+    };
     println!("signing {} appends …", conns * per_conn);
     let payload = vec![0x5a; 256];
     let gens_ref: Vec<std::sync::Mutex<&mut SpaceGen>> = gens
@@ -554,8 +630,12 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     println!("signing {} reads …", conns * per_conn * 2);
+    let gens_ref: Vec<std::sync::Mutex<&mut SpaceGen>> = gens
+        .iter_mut()
+        .map(|(s, _)| std::sync::Mutex::new(s))
+        .collect();
     let reads = presign(conns, |i| {
-        let g = &gens[i].0;
+        let mut g = gens_ref[i].lock().unwrap_or_else(|p| p.into_inner());
         let max_from = (appended / conns).max(1) as u64;
         (0..per_conn * 2)
             .map(|k| g.read(k as u64 % max_from, page))
@@ -573,9 +653,12 @@ async fn main() -> anyhow::Result<()> {
     println!("| --- | ---: | ---: | ---: | ---: |");
     for (name, f) in [
         ("empty axum handler (baseline)", &empty),
-        ("durable appends, authenticated, 64 spaces", &append),
         (
-            &*format!("paged reads ({page} events of 256 B), authenticated"),
+            &*format!("durable appends, {auth_name}, {conns} spaces"),
+            &append,
+        ),
+        (
+            &*format!("paged reads ({page} events of 256 B), {auth_name}"),
             &read,
         ),
     ] {

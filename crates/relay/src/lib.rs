@@ -20,6 +20,7 @@ pub mod commit;
 pub mod config;
 pub mod error;
 mod routes;
+mod sessions;
 pub mod state;
 pub mod store;
 pub mod web;
@@ -60,6 +61,10 @@ pub fn app(state: AppState) -> Router {
         .route(
             "/v1/spaces/{space}/events",
             post(routes::spaces::append).get(routes::spaces::read),
+        )
+        .route(
+            "/v1/spaces/{space}/sessions",
+            post(routes::spaces::open_session),
         )
         .route("/v1/spaces/{space}/live", get(routes::live::live))
         .route("/v1/rendezvous", post(routes::rendezvous::open))

@@ -85,6 +85,7 @@ pub(crate) struct Inner {
     pub per_ip: DefaultKeyedRateLimiter<IpAddr>,
     pub per_device: DefaultKeyedRateLimiter<[u8; 32]>,
     pub rendezvous: DefaultKeyedRateLimiter<IpAddr>,
+    pub sessions: crate::sessions::Sessions,
 }
 
 /// Everything the handlers share. Cheap to clone.
@@ -138,6 +139,7 @@ impl AppState {
             spaces: Mutex::new(HashMap::new()),
             mailbox_wakers: Mutex::new(HashMap::new()),
             metrics: Metrics::default(),
+            sessions: crate::sessions::Sessions::default(),
         })))
     }
 
@@ -250,6 +252,10 @@ impl AppState {
         self.0.committer.stats()
     }
 
+    pub(crate) fn sessions(&self) -> &crate::sessions::Sessions {
+        &self.0.sessions
+    }
+
     pub(crate) fn metrics(&self) -> &Metrics {
         &self.0.metrics
     }
@@ -267,6 +273,7 @@ impl AppState {
         let window = self.0.limits.time_window_secs.saturating_mul(1000);
         self.0.store.nonce_sweep(now.saturating_sub(window))?;
         self.evict_idle(now);
+        self.0.sessions.sweep(now);
         crate::routes::rendezvous::sweep(self, now)?;
         self.0.per_ip.retain_recent();
         self.0.per_device.retain_recent();

@@ -941,3 +941,153 @@ async fn idle_spaces_leave_the_cache_and_come_back() {
     assert_chain(&all);
     f.relay.stop().await;
 }
+
+#[tokio::test]
+async fn sessions_authenticate_with_a_mac_and_refuse_replays_and_strangers() {
+    let f = fixture(Limits::default()).await;
+    let mut s = created(&f, 30).await;
+    let other = created(&f, 31).await;
+    let key = f.http.open_session(&s, f.t()).await.expect("session opens");
+    let events = format!("/v1/spaces/{}/events", s.hex());
+
+    // Appends and reads go through with a MAC and rising counters, also out
+    // of order within the window.
+    for (counter, i) in (10..).zip(0..3u8) {
+        let ev = s.next_event(&[i; 40]);
+        let r = f
+            .http
+            .with_session(&key, counter, "POST", &events, event_body(&ev), f.t())
+            .await;
+        assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+        s.events.push(ev);
+    }
+    let page = format!("{events}?from=0&limit=10");
+    let r = f
+        .http
+        .with_session(&key, 2, "GET", &page, vec![], f.t())
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["events"].as_array().map(Vec::len), Some(4));
+
+    // The same counter again, a counter below the window, a wrong MAC, the
+    // wrong path, a stale time: refused, and nothing is stored.
+    let r = f
+        .http
+        .with_session(&key, 2, "GET", &page, vec![], f.t())
+        .await;
+    assert_eq!((r.status, r.error_code().as_str()), (401, "auth_replayed"));
+    let r = f
+        .http
+        .with_session(&key, 0, "GET", &page, vec![], f.t())
+        .await;
+    assert_eq!((r.status, r.error_code().as_str()), (401, "auth_replayed"));
+    let ev = s.next_event(b"must not land");
+    let mut h: Vec<(String, String)> = key
+        .authenticate("POST", &events, &event_body(&ev), f.t(), 50)
+        .to_headers()
+        .iter()
+        .map(|(k, v)| ((*k).to_string(), v.clone()))
+        .collect();
+    h[3].1 = h[3].1.replace(&h[3].1[..2], "AA");
+    let r = f.http.req("POST", &events, &h, event_body(&ev)).await;
+    assert_eq!((r.status, r.error_code().as_str()), (401, "auth_invalid"));
+    let moved: Vec<(String, String)> = key
+        .authenticate("POST", &page, &event_body(&ev), f.t(), 51)
+        .to_headers()
+        .iter()
+        .map(|(k, v)| ((*k).to_string(), v.clone()))
+        .collect();
+    let r = f.http.req("POST", &events, &moved, event_body(&ev)).await;
+    assert_eq!((r.status, r.error_code().as_str()), (401, "auth_invalid"));
+    let r = f
+        .http
+        .with_session(&key, 52, "POST", &events, event_body(&ev), f.t() - 301_000)
+        .await;
+    assert_eq!((r.status, r.error_code().as_str()), (401, "auth_expired"));
+    // A MAC'd request can't be replayed into another space: the session
+    // belongs to one.
+    let elsewhere = format!("/v1/spaces/{}/events?from=0&limit=10", other.hex());
+    let r = f
+        .http
+        .with_session(&key, 53, "GET", &elsewhere, vec![], f.t())
+        .await;
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (401, "session_unknown")
+    );
+    // A made-up session.
+    let mut h = h.clone();
+    h[0].1 = troth_core::session::SessionId([7; 16]).to_b64();
+    let r = f.http.req("POST", &events, &h, event_body(&ev)).await;
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (401, "session_unknown")
+    );
+    // Sessions are opened only by a signed request, never by a session.
+    let sessions = format!("/v1/spaces/{}/sessions", s.hex());
+    let r = f
+        .http
+        .with_session(&key, 60, "POST", &sessions, b"{}".to_vec(), f.t())
+        .await;
+    assert_eq!((r.status, r.error_code().as_str()), (401, "auth_missing"));
+    // A low-order X25519 key is refused.
+    let body = json!({ "ephemeral": STANDARD.encode([0u8; 32]) })
+        .to_string()
+        .into_bytes();
+    let r = f
+        .http
+        .signed(&s.dev, s.id, "POST", &sessions, body, f.t())
+        .await;
+    assert_eq!((r.status, r.error_code().as_str()), (400, "bad_ephemeral"));
+    // A non-member cannot open one.
+    let stranger = Space::generate(32);
+    let body = json!({ "ephemeral": STANDARD.encode([9u8; 32]) })
+        .to_string()
+        .into_bytes();
+    let r = f
+        .http
+        .signed(&stranger.dev, s.id, "POST", &sessions, body, f.t())
+        .await;
+    assert_eq!((r.status, r.error_code().as_str()), (403, "not_member"));
+    assert_eq!(
+        f.http.read_all(&s, f.t()).await.len(),
+        4,
+        "nothing more was stored"
+    );
+
+    // An hour on, the session is gone; a restart forgets every session.
+    f.clock.advance(60 * 60 * 1000);
+    let r = f
+        .http
+        .with_session(&key, 70, "GET", &page, vec![], f.t())
+        .await;
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (401, "session_unknown")
+    );
+    let key = f.http.open_session(&s, f.t()).await.expect("a new one");
+    let r = f
+        .http
+        .with_session(&key, 1, "GET", &page, vec![], f.t())
+        .await;
+    assert_eq!(r.status, 200);
+    // Deleting the space closes its sessions.
+    let r = f
+        .http
+        .with_session(
+            &key,
+            2,
+            "DELETE",
+            &format!("/v1/spaces/{}", s.hex()),
+            vec![],
+            f.t(),
+        )
+        .await;
+    assert_eq!(r.status, 204);
+    let r = f
+        .http
+        .with_session(&key, 3, "GET", &page, vec![], f.t())
+        .await;
+    assert_eq!(r.status, 404);
+    f.relay.stop().await;
+}

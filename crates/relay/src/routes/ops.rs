@@ -46,6 +46,11 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     );
     let _ = writeln!(
         out,
+        "# HELP troth_relay_sessions Open request sessions.\n# TYPE troth_relay_sessions gauge\ntroth_relay_sessions {}",
+        state.sessions().len()
+    );
+    let _ = writeln!(
+        out,
         "# HELP troth_relay_storage_bytes Bytes the store uses on disk.\n# TYPE troth_relay_storage_bytes gauge\ntroth_relay_storage_bytes {}",
         state.store().size_on_disk()
     );

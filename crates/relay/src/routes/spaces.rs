@@ -12,12 +12,15 @@ use serde::Deserialize;
 use serde_json::json;
 use troth_core::SpaceId;
 use troth_core::event::{Body, Control, Event};
-use troth_core::members::{Members, MembershipError};
+use troth_core::keys::DeviceId;
+use troth_core::members::{DeviceEntry, Members, MembershipError};
+use troth_core::session::SessionKey;
 use troth_core::sign::{BatchItem, verify_batch};
 
 use super::{event_from_b64, json_body, signed_path, space_id, to_b64};
 use crate::auth;
 use crate::error::{ApiError, head_json};
+use crate::sessions::SESSION_TTL_MS;
 use crate::state::{AppState, Slot};
 use crate::store::{Append, Head, SpaceRecord};
 
@@ -70,14 +73,78 @@ fn member(
     uri: &Uri,
     body: &[u8],
 ) -> Result<(Arc<Slot>, Arc<Members>), ApiError> {
-    let a = auth::from_headers(headers)?;
+    let cred = auth::credential(headers)?;
     let (slot, members) = state.space(space, true)?.ok_or_else(ApiError::no_space)?;
     if slot.view().deleted {
         return Err(ApiError::no_space());
     }
-    let key = *members.active_key(&a.device).ok_or_else(not_member)?;
-    auth::verify(state, &a, &key, space, method, signed_path(uri), body)?;
+    match cred {
+        auth::Credential::Signed(a) => {
+            let key = *members.active_key(&a.device).ok_or_else(not_member)?;
+            auth::verify(state, &a, &key, space, method, signed_path(uri), body)?;
+        }
+        auth::Credential::Session(a) => {
+            let device = auth::verify_session(state, &a, space, method, signed_path(uri), body)?;
+            members.active_key(&device).ok_or_else(not_member)?;
+        }
+    }
     Ok((slot, members))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct SessionBody {
+    ephemeral: String,
+}
+
+/// `POST /v1/spaces/{space}/sessions`: opens a request session for the
+/// signing device (troth_core::session).
+pub async fn open_session(
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let space = space_id(&path.map_err(path_err)?.0)?;
+    let a = auth::from_headers(&headers)?;
+    let (_, members) = state.space(space, true)?.ok_or_else(ApiError::no_space)?;
+    let key = *members.active_key(&a.device).ok_or_else(not_member)?;
+    auth::verify(&state, &a, &key, space, "POST", signed_path(&uri), &body)?;
+    let req: SessionBody = json_body(&body)?;
+    let theirs: [u8; 32] = super::b64("ephemeral", &req.ephemeral, 32)?
+        .try_into()
+        .map_err(|_| {
+            ApiError::bad_request(
+                "bad_ephemeral",
+                "`ephemeral` is a 32-byte X25519 public key.",
+            )
+        })?;
+    let (session, ours) = SessionKey::accept(&mut rand::thread_rng(), space, a.device, theirs)
+        .map_err(|_| {
+            ApiError::bad_request(
+                "bad_ephemeral",
+                "`ephemeral` is not an acceptable X25519 public key (low-order point).",
+            )
+        })?;
+    let id = session.id();
+    if !state.sessions().insert(session, state.now_ms()) {
+        let mut e = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_sessions",
+            "This relay holds as many sessions as it may just now. Sign each request instead, or try again later.",
+        );
+        e.retry_after = Some(60);
+        return Err(e);
+    }
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "session": id.to_b64(),
+            "ephemeral": to_b64(&ours),
+            "expires_in": SESSION_TTL_MS / 1000,
+        })),
+    )
+        .into_response())
 }
 
 /// `POST /v1/spaces`: creates the space named in a genesis event.
@@ -143,45 +210,60 @@ pub async fn append(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let space = space_id(&path.map_err(path_err)?.0)?;
-    let a = auth::from_headers(&headers)?;
+    let cred = auth::credential(&headers)?;
     let (slot, members) = state.space(space, true)?.ok_or_else(ApiError::no_space)?;
     if slot.view().deleted {
         return Err(ApiError::no_space());
     }
-    let signer = members
-        .device(&a.device)
-        .filter(|d| d.is_active())
-        .ok_or_else(not_member)?;
-    auth::check_time(&state, &a)?;
+    let active = |d: &DeviceId| -> Option<&DeviceEntry> {
+        let m: &Members = &members;
+        m.device(d).filter(|e| e.is_active())
+    };
+    let signed = match cred {
+        auth::Credential::Signed(a) => {
+            let signer = active(&a.device).ok_or_else(not_member)?;
+            auth::check_time(&state, &a)?;
+            Some((a, signer))
+        }
+        auth::Credential::Session(a) => {
+            let device = auth::verify_session(&state, &a, space, "POST", signed_path(&uri), &body)?;
+            active(&device).ok_or_else(not_member)?;
+            None
+        }
+    };
     let req: AppendBody = json_body(&body)?;
     let ev = event_from_b64(&req.event)?;
     check_event(&state, space, &ev)?;
-    let author = members
-        .device(&ev.header().author)
-        .filter(|d| d.is_active())
-        .ok_or_else(|| membership(MembershipError::UnknownAuthor))?;
-    // The request's and the event's signatures in one batch (verify_strict
-    // semantics; troth_core::sign::verify_batch).
-    let request_msg = a.signed_message(Some(space), "POST", signed_path(&uri), &body);
+    let author =
+        active(&ev.header().author).ok_or_else(|| membership(MembershipError::UnknownAuthor))?;
+    // The event's signature, and a signed request's, in one batch
+    // (verify_strict semantics; troth_core::sign::verify_batch).
     let event_msg = ev.signed_message();
-    let items = [
-        BatchItem {
-            key: signer.prepared(),
-            message: &request_msg,
-            signature: &a.signature,
-        },
-        BatchItem {
-            key: author.prepared(),
-            message: &event_msg,
-            signature: ev.signature(),
-        },
-    ];
-    match verify_batch(&items) {
-        Ok(()) => {}
-        Err(0) => return Err(auth::bad_auth_error()),
-        Err(_) => return Err(bad_event_signature()),
+    let event_item = BatchItem {
+        key: author.prepared(),
+        message: &event_msg,
+        signature: ev.signature(),
+    };
+    match signed {
+        Some((a, signer)) => {
+            let request_msg = a.signed_message(Some(space), "POST", signed_path(&uri), &body);
+            let items = [
+                event_item,
+                BatchItem {
+                    key: signer.prepared(),
+                    message: &request_msg,
+                    signature: &a.signature,
+                },
+            ];
+            match verify_batch(&items) {
+                Ok(()) => {}
+                Err(1) => return Err(auth::bad_auth_error()),
+                Err(_) => return Err(bad_event_signature()),
+            }
+            auth::admit(&state, &a)?;
+        }
+        None => verify_batch(&[event_item]).map_err(|_| bad_event_signature())?,
     }
-    auth::admit(&state, &a)?;
     append_event(&state, &slot, space, ev).await
 }
 
@@ -324,6 +406,7 @@ pub async fn delete(
     }
     let existed = state.store().delete_space(space)?;
     slot.view_mut().deleted = true;
+    state.sessions().forget_space(space);
     state.forget_slot(space);
     // An empty frame tells live subscribers the space is gone.
     let _ = slot.live.send(Arc::from(""));

@@ -151,7 +151,7 @@ pub fn auth_frame(dev: &DeviceSecret, space: SpaceId, time_ms: u64) -> String {
     .to_string()
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Resp {
     pub status: u16,
     pub headers: hyper::HeaderMap,
@@ -246,6 +246,56 @@ impl Http {
         time_ms: u64,
     ) -> Resp {
         let h = auth_headers(dev, space, method, path, &body, time_ms);
+        self.req(method, path, &h, body).await
+    }
+
+    /// Opens a request session for `s`'s device; the key, or the answer
+    /// that refused it.
+    pub async fn open_session(
+        &self,
+        s: &Space,
+        time_ms: u64,
+    ) -> Result<troth_core::session::SessionKey, Resp> {
+        use troth_core::session::{SessionId, SessionOpening};
+        let opening = SessionOpening::new(&mut rand::thread_rng());
+        let body = json!({ "ephemeral": STANDARD.encode(opening.public()) })
+            .to_string()
+            .into_bytes();
+        let path = format!("/v1/spaces/{}/sessions", s.hex());
+        let r = self
+            .signed(&s.dev, s.id, "POST", &path, body, time_ms)
+            .await;
+        if r.status != 201 {
+            return Err(r);
+        }
+        let v = r.json();
+        let id = SessionId::from_b64(v["session"].as_str().unwrap_or("")).map_err(|_| r.clone())?;
+        let theirs: [u8; 32] = STANDARD
+            .decode(v["ephemeral"].as_str().unwrap_or(""))
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| r.clone())?;
+        opening
+            .finish(s.id, s.dev.public().id(), id, theirs)
+            .map_err(|_| r.clone())
+    }
+
+    /// A request authenticated by a session's MAC with `counter`.
+    pub async fn with_session(
+        &self,
+        key: &troth_core::session::SessionKey,
+        counter: u64,
+        method: &str,
+        path: &str,
+        body: Vec<u8>,
+        time_ms: u64,
+    ) -> Resp {
+        let h: Vec<(String, String)> = key
+            .authenticate(method, path, &body, time_ms, counter)
+            .to_headers()
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), v.clone()))
+            .collect();
         self.req(method, path, &h, body).await
     }
 
