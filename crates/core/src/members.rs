@@ -177,18 +177,24 @@ impl Members {
         Ok(())
     }
 
+    /// Checks that `header`'s author may write a sealed event (which changes
+    /// no membership): an active member, at the current epoch, not at seq 0.
+    /// The same check [`Members::apply`] makes for a sealed body, without
+    /// needing a mutable (or cloned) member list.
+    pub fn check_sealed(&self, header: &Header) -> Result<(), MembershipError> {
+        if header.seq == 0 {
+            return Err(MembershipError::Genesis);
+        }
+        self.author(&header.author)?;
+        self.expect_epoch(header, self.epoch)
+    }
+
     /// Checks that `header`'s author may write an event with this body, and
     /// applies the membership change if it is a control event. Nothing changes
     /// on error. Does not check the signature or the chain.
     pub fn apply(&mut self, header: &Header, body: &Body) -> Result<(), MembershipError> {
         let control = match body {
-            Body::Sealed(_) => {
-                if header.seq == 0 {
-                    return Err(MembershipError::Genesis);
-                }
-                self.author(&header.author)?;
-                return self.expect_epoch(header, self.epoch);
-            }
+            Body::Sealed(_) => return self.check_sealed(header),
             Body::Control(c) => c,
         };
         if let Control::Genesis {
