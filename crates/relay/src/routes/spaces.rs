@@ -316,7 +316,7 @@ async fn append_event(
     // list; only a control event needs a changed copy.
     let next = match ev.body() {
         Body::Sealed(_) => {
-            current.check_sealed(&h).map_err(membership)?;
+            current.check_sealed(h).map_err(membership)?;
             None
         }
         Body::Control(_) => {
