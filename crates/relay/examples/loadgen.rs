@@ -11,9 +11,12 @@
 //! durable appends (one space per connection) and paged reads; then starts the
 //! relay in a child process, opens idle live connections to it (10,000, or as
 //! many as the open-files limit allows) and reports the relay's resident
-//! memory per connection. Requests are signed before the timed phase, so the
-//! client spends its CPU on HTTP only. Options: `--secs N` (5), `--conns N`
-//! (64), `--idle N` (10000), `--page N` (10 events per read).
+//! memory per connection. Each connection's device opens a request session
+//! (one signed request) and its requests carry the session's MAC;
+//! `--signed` signs every request instead. Events and request
+//! authentication are prepared before the timed phase, so the client spends
+//! its CPU on HTTP only. Options: `--secs N` (5), `--conns N` (64),
+//! `--idle N` (10000), `--page N` (10 events per read), `--signed`.
 #![forbid(unsafe_code)]
 
 use std::io::{BufRead, BufReader};
