@@ -126,11 +126,8 @@ fn client_ip(req: &Request, trust_forwarded_for: bool) -> IpAddr {
 /// error (also those of the body-limit, timeout and routing layers), and
 /// request metrics by route and status.
 async fn guard(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|m| m.as_str().to_string())
-        .unwrap_or_else(|| "other".to_string());
+    let matched = req.extensions().get::<MatchedPath>().cloned();
+    let route = matched.as_ref().map_or("other", MatchedPath::as_str);
     let ip = client_ip(&req, state.limits().trust_forwarded_for);
     req.extensions_mut().insert(ClientIp(ip));
     let resp = if route == "/healthz" {
@@ -155,7 +152,7 @@ async fn guard(State(state): State<AppState>, mut req: Request, next: Next) -> R
     if status.is_server_error() {
         tracing::warn!(route = %route, status = status.as_u16(), "request failed");
     }
-    state.record_request(&route, resp.status().as_u16());
+    state.record_request(route, resp.status().as_u16());
     resp
 }
 

@@ -1,6 +1,11 @@
 //! `troth-relay`: serves the relay API. See docs/RELAY.md.
 #![forbid(unsafe_code)]
 
+/// mimalloc: the relay allocates on every request, and glibc's malloc was a
+/// fifth of a read's CPU (docs/BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;

@@ -69,7 +69,9 @@ pub(crate) type Loaded = (Arc<Slot>, Arc<Members>);
 /// Counters for `/metrics`.
 #[derive(Default)]
 pub(crate) struct Metrics {
-    pub requests: Mutex<HashMap<(String, u16), u64>>,
+    /// Requests by route, then status (nested so that counting one needs no
+    /// allocation once its route was seen).
+    pub requests: Mutex<HashMap<String, HashMap<u16, u64>>>,
     pub appends: AtomicU64,
     pub live: AtomicUsize,
 }
@@ -261,9 +263,12 @@ impl AppState {
     }
 
     pub(crate) fn record_request(&self, route: &str, status: u16) {
-        *lock(&self.0.metrics.requests)
-            .entry((route.to_string(), status))
-            .or_insert(0) += 1;
+        let mut g = lock(&self.0.metrics.requests);
+        let by_status = match g.get_mut(route) {
+            Some(m) => m,
+            None => g.entry(route.to_string()).or_default(),
+        };
+        *by_status.entry(status).or_insert(0) += 1;
     }
 
     /// Housekeeping: forgets expired nonces and mailboxes and idle rate-limit

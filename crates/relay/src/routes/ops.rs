@@ -25,7 +25,11 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     let mut rows: Vec<((String, u16), u64)> = m
         .requests
         .lock()
-        .map(|g| g.iter().map(|(k, v)| (k.clone(), *v)).collect())
+        .map(|g| {
+            g.iter()
+                .flat_map(|(route, m)| m.iter().map(|(s, n)| ((route.clone(), *s), *n)))
+                .collect()
+        })
         .unwrap_or_default();
     rows.sort();
     for ((route, status), n) in rows {
