@@ -47,6 +47,7 @@ fn run() -> Res<()> {
     for p in [
         "crates/wasm/src",
         "crates/wasm/Cargo.toml",
+        "crates/wasm-bundle",
         "crates/core/src",
         "crates/core/Cargo.toml",
         "web",
@@ -73,6 +74,7 @@ fn run() -> Res<()> {
         // cannot find the .wasm file.
         .omit_default_module_path(false)
         .typescript(false)
+        .out_name("troth_wasm")
         .remove_name_section(true)
         .remove_producers_section(true)
         .generate(&site)
@@ -127,7 +129,7 @@ fn build_wasm(root: &Path, out: &Path) -> Res<PathBuf> {
         .args([
             "rustc",
             "-p",
-            "troth-wasm",
+            "troth-wasm-bundle",
             "--lib",
             "--crate-type",
             "cdylib",
@@ -182,7 +184,7 @@ fn build_wasm(root: &Path, out: &Path) -> Res<PathBuf> {
     let wasm = target_dir
         .join("wasm32-unknown-unknown")
         .join(&profile)
-        .join("troth_wasm.wasm");
+        .join("troth_wasm_bundle.wasm");
     if !wasm.is_file() {
         return Err(format!("the wasm build left no {}", wasm.display()));
     }

@@ -38,6 +38,7 @@ try {
   const native = median(nat);
   const browser = median(web);
   const ratio = browser / native;
+  console.log(`runs: native ${nat.map((x) => x.toFixed(0)).join(" ")}; browser ${web.map((x) => x.toFixed(0)).join(" ")}`);
   console.log(`native  ${native.toFixed(0)} ms (median of ${RUNS}, release build)`);
   console.log(`browser ${browser.toFixed(0)} ms (median of ${RUNS}, Chromium wasm)`);
   console.log(`ratio   ${ratio.toFixed(2)}× (budget 1.5×)`);
