@@ -180,7 +180,7 @@ impl RelayClient {
     /// Authenticates requests through request sessions (troth_core::session)
     /// instead of signing each one: the first request of a space opens a
     /// session with one signed request, and the ones after it carry a MAC.
-    /// Worth it for a client that makes many requests (`troth watch`); a
+    /// Worth it for a client that makes many requests (`troth sync --watch`); a
     /// relay without sessions is served signed requests as before.
     pub fn with_sessions(mut self) -> Self {
         self.sessions = Some(Arc::new(Mutex::new(Some(HashMap::new()))));
