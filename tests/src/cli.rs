@@ -235,7 +235,14 @@ pub fn pair_at(a: &Person, b: &Person, url: &str) -> (String, String) {
     let mut code = String::new();
     stdout.read_line(&mut code).expect("code line");
     let code = code.trim().to_owned();
-    assert!(code.split('-').count() == 3, "not a code: {code:?}");
+    if code.split('-').count() != 3 {
+        let _ = start.kill();
+        let mut err = String::new();
+        if let Some(mut e) = start.stderr.take() {
+            let _ = e.read_to_string(&mut err);
+        }
+        panic!("not a code: {code:?}; pair start said: {err}");
+    }
     let joined = b.ok(&["pair", "join", &code, "--relay", url]);
     let mut rest = String::new();
     stdout.read_to_string(&mut rest).expect("rest");
