@@ -525,30 +525,64 @@ async fn oneshot_cost() -> anyhow::Result<()> {
     let store = Arc::new(SledStore::open(dir.path(), 64 << 20)?);
     let state = AppState::new(store, Arc::new(SystemClock), Limits::generous())?;
     let app = troth_relay::app(state);
-    let (mut g, genesis) = SpaceGen::new(7);
-    let n = 5000;
-    let mut reqs = vec![g.create(&genesis)];
-    reqs.extend((0..n).map(|_| g.append(&[0x5a; 256])));
-    let reads: Vec<Req> = (0..n).map(|i| g.read(i as u64 % 100, 10)).collect();
-    for (name, list) in [("append", reqs), ("read", reads)] {
-        let t = Instant::now();
-        let count = list.len();
-        for (m, p, h, b) in list {
+    let send = |(m, p, h, b): Req| {
+        let app = app.clone();
+        async move {
             let mut r = axum::http::Request::builder().method(m).uri(p);
             for (k, v) in h {
                 r = r.header(k, v);
             }
-            let resp = app
-                .clone()
-                .oneshot(r.body(axum::body::Body::from(b))?)
-                .await?;
-            anyhow::ensure!(resp.status().is_success(), "{name}: {}", resp.status());
+            let resp = app.oneshot(r.body(axum::body::Body::from(b))?).await?;
+            let status = resp.status();
+            let body = resp.into_body().collect().await?.to_bytes();
+            anyhow::ensure!(
+                status.is_success(),
+                "{status}: {}",
+                String::from_utf8_lossy(&body)
+            );
+            Ok::<Bytes, anyhow::Error>(body)
         }
-        println!(
-            "{name}: {:.1} µs per request (one task, no network)",
-            t.elapsed().as_secs_f64() * 1e6 / count as f64
-        );
-    }
+    };
+    let time = |name: &'static str, list: Vec<Req>| {
+        let send = &send;
+        async move {
+            let t = Instant::now();
+            let count = list.len();
+            for r in list {
+                send(r).await?;
+            }
+            println!(
+                "{name}: {:.1} µs per request (one task, no network)",
+                t.elapsed().as_secs_f64() * 1e6 / count as f64
+            );
+            Ok::<(), anyhow::Error>(())
+        }
+    };
+    let (mut g, genesis) = SpaceGen::new(7);
+    let n = 5000;
+    send(g.create(&genesis)).await?;
+    let health: Vec<Req> = (0..n)
+        .map(|_| {
+            (
+                hyper::Method::GET,
+                "/healthz".to_string(),
+                Vec::new(),
+                Bytes::new(),
+            )
+        })
+        .collect();
+    time("GET /healthz (the middleware alone)", health).await?;
+    let appends: Vec<Req> = (0..n).map(|_| g.append(&[0x5a; 256])).collect();
+    time("append, signed", appends).await?;
+    let reads: Vec<Req> = (0..n).map(|i| g.read(i as u64 % 100, 10)).collect();
+    time("read, signed", reads).await?;
+    let (req, opening) = g.session_request();
+    let answer = send(req).await?;
+    g.session_opened(opening, &answer)?;
+    let appends: Vec<Req> = (0..n).map(|_| g.append(&[0x5a; 256])).collect();
+    time("append, session", appends).await?;
+    let reads: Vec<Req> = (0..n).map(|i| g.read(i as u64 % 100, 10)).collect();
+    time("read, session", reads).await?;
     Ok(())
 }
 
