@@ -1071,7 +1071,14 @@ async fn sessions_authenticate_with_a_mac_and_refuse_replays_and_strangers() {
         .with_session(&key, 1, "GET", &page, vec![], f.t())
         .await;
     assert_eq!(r.status, 200);
-    // Deleting the space closes its sessions.
+    // Deleting the space closes its sessions, and no new one opens.
+    let open_sessions = || async {
+        let r = f.http.req("GET", "/metrics", &[], vec![]).await;
+        String::from_utf8_lossy(&r.body)
+            .lines()
+            .find_map(|l| l.strip_prefix("troth_relay_sessions ").map(str::to_owned))
+    };
+    assert_eq!(open_sessions().await.as_deref(), Some("1"));
     let r = f
         .http
         .with_session(
@@ -1089,5 +1096,8 @@ async fn sessions_authenticate_with_a_mac_and_refuse_replays_and_strangers() {
         .with_session(&key, 3, "GET", &page, vec![], f.t())
         .await;
     assert_eq!(r.status, 404);
+    assert_eq!(open_sessions().await.as_deref(), Some("0"));
+    let r = f.http.open_session(&s, f.t()).await.err().map(|r| r.status);
+    assert_eq!(r, Some(404));
     f.relay.stop().await;
 }

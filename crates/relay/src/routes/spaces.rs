@@ -108,7 +108,10 @@ pub async fn open_session(
 ) -> Result<Response, ApiError> {
     let space = space_id(&path.map_err(path_err)?.0)?;
     let a = auth::from_headers(&headers)?;
-    let (_, members) = state.space(space, true)?.ok_or_else(ApiError::no_space)?;
+    let (slot, members) = state.space(space, true)?.ok_or_else(ApiError::no_space)?;
+    if slot.view().deleted {
+        return Err(ApiError::no_space());
+    }
     let key = *members.active_key(&a.device).ok_or_else(not_member)?;
     auth::verify(&state, &a, &key, space, "POST", signed_path(&uri), &body)?;
     let req: SessionBody = json_body(&body)?;
