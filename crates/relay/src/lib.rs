@@ -79,6 +79,7 @@ pub fn app(state: AppState) -> Router {
         )
         .merge(web::router())
         .fallback(not_found)
+        .layer(middleware::from_fn(read_whole_body))
         .layer(RequestBodyLimitLayer::new(limits.max_body_bytes))
         .layer(GlobalConcurrencyLimitLayer::new(
             limits.max_concurrent_requests,
@@ -89,6 +90,37 @@ pub fn app(state: AppState) -> Router {
         ))
         .layer(middleware::from_fn_with_state(state.clone(), guard))
         .with_state(state)
+}
+
+/// Reads the whole request body (within the body limit) before any route
+/// sees the request, so a route that needs no body (opening a mailbox,
+/// closing one, a 404, a 405) still leaves the connection clean. If a route
+/// answered with the body unread, hyper would close the connection after
+/// the answer, and a client that had already put it back in its pool would
+/// see its next request fail ("peer disconnected").
+async fn read_whole_body(req: Request, next: Next) -> Response {
+    use axum::body::{Body, HttpBody};
+    if req.body().size_hint().exact() == Some(0) {
+        return next.run(req).await;
+    }
+    let (parts, body) = req.into_parts();
+    match axum::body::to_bytes(body, usize::MAX).await {
+        Ok(bytes) => {
+            next.run(Request::from_parts(parts, Body::from(bytes)))
+                .await
+        }
+        Err(e) => {
+            // The limit layer's error is somewhere in the chain.
+            let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+            while let Some(err) = source {
+                if err.is::<http_body_util::LengthLimitError>() {
+                    return StatusCode::PAYLOAD_TOO_LARGE.into_response();
+                }
+                source = err.source();
+            }
+            StatusCode::BAD_REQUEST.into_response()
+        }
+    }
 }
 
 async fn not_found() -> Response {
@@ -135,7 +167,19 @@ async fn guard(State(state): State<AppState>, mut req: Request, next: Next) -> R
     } else {
         match state.check_ip(ip) {
             Ok(()) => next.run(req).await,
-            Err(e) => e.into_response(),
+            Err(e) => {
+                // Refused before its body was read: the connection cannot
+                // carry another request, so say so rather than let the
+                // client reuse it.
+                let mut r = e.into_response();
+                if may_have_body(&req) {
+                    r.headers_mut().insert(
+                        header::CONNECTION,
+                        header::HeaderValue::from_static("close"),
+                    );
+                }
+                r
+            }
         }
     };
     let status = resp.status();
@@ -154,6 +198,11 @@ async fn guard(State(state): State<AppState>, mut req: Request, next: Next) -> R
     }
     state.record_request(route, resp.status().as_u16());
     resp
+}
+
+fn may_have_body(req: &Request) -> bool {
+    use axum::body::HttpBody;
+    req.body().size_hint().exact() != Some(0)
 }
 
 fn is_json(r: &Response) -> bool {

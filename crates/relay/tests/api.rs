@@ -531,6 +531,20 @@ async fn rate_limits_answer_429_with_retry_after() {
         (5..=6).contains(&ok) && codes[..5].iter().all(|c| *c == 200),
         "{codes:?}"
     );
+    // A refused request that carried a body closes its connection, and says
+    // so: its unread body would spoil the next request on it.
+    let r = f
+        .http
+        .req("POST", "/v1/rendezvous", &[], b"{}".to_vec())
+        .await;
+    assert_eq!(r.status, 429);
+    assert_eq!(
+        r.headers.get("connection").map(|v| v.as_bytes()),
+        Some(&b"close"[..])
+    );
+    let r = f.http.req("GET", "/metrics", &[], vec![]).await;
+    assert_eq!(r.status, 429);
+    assert!(r.headers.get("connection").is_none(), "a GET keeps it open");
     // /healthz is exempt.
     assert_eq!(f.http.req("GET", "/healthz", &[], vec![]).await.status, 200);
     f.relay.stop().await;
@@ -1099,5 +1113,52 @@ async fn sessions_authenticate_with_a_mac_and_refuse_replays_and_strangers() {
     assert_eq!(open_sessions().await.as_deref(), Some("0"));
     let r = f.http.open_session(&s, f.t()).await.err().map(|r| r.status);
     assert_eq!(r, Some(404));
+    f.relay.stop().await;
+}
+
+/// A request's body is read even by routes that have no use for it, so the
+/// connection stays usable for the next request. Otherwise the relay answers
+/// before the body arrives (the client sends it a moment after the head) and
+/// hyper then closes the connection under a client that has already pooled
+/// it: its next request fails with "peer disconnected". Seen as a rare
+/// "can't reach the relay" while pairing (open and claim carry `{}`).
+#[tokio::test]
+async fn a_body_no_route_needs_still_leaves_the_connection_usable() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let f = fixture(Limits::default()).await;
+    let space = Space::generate(90).hex();
+    let routes = [
+        ("POST", "/v1/rendezvous".to_owned()),
+        ("POST", "/v1/rendezvous/1/claim".to_owned()),
+        ("DELETE", "/v1/rendezvous/1?token=ab".to_owned()),
+        ("DELETE", format!("/v1/spaces/{space}")),
+        ("POST", "/v1/nothing-here".to_owned()),
+    ];
+    for (method, path) in routes {
+        let mut conn = tokio::net::TcpStream::connect(f.relay.addr)
+            .await
+            .expect("connect");
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nhost: relay\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n"
+        );
+        conn.write_all(head.as_bytes()).await.expect("head");
+        // The body comes late, as it can from a busy client.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        conn.write_all(b"{}GET /healthz HTTP/1.1\r\nhost: relay\r\n\r\n")
+            .await
+            .expect("body and the next request");
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        let answers = |b: &[u8]| b.windows(9).filter(|w| w == b"HTTP/1.1 ").count();
+        while answers(&got) < 2 || !got.ends_with(br#""ok"}"#) {
+            match tokio::time::timeout(Duration::from_secs(5), conn.read(&mut buf)).await {
+                Ok(Ok(n)) if n > 0 => got.extend_from_slice(&buf[..n]),
+                other => panic!(
+                    "{method} {path}: the connection ended ({other:?}) after {:?}",
+                    String::from_utf8_lossy(&got)
+                ),
+            }
+        }
+    }
     f.relay.stop().await;
 }
