@@ -18,7 +18,24 @@ use std::time::{Duration, Instant};
 pub const PASSPHRASE: &str = "correct horse battery staple";
 
 fn build(package: &str, bin: &str) -> PathBuf {
-    let run = escargot::CargoBuild::new()
+    // Cargo set these for this test binary's package. Passed on, they would
+    // differ from what the outer `cargo test` saw, and build scripts that
+    // watch them (ring's) would rebuild ring and all above it, once for the
+    // tests and again for the next `cargo test`.
+    let mut cargo = escargot::CargoBuild::new();
+    for (k, _) in std::env::vars_os() {
+        if let Some(k) = k.to_str() {
+            if k.starts_with("CARGO_PKG_")
+                || k.starts_with("CARGO_MANIFEST_")
+                || k.starts_with("CARGO_BIN_")
+                || k == "CARGO_CRATE_NAME"
+                || k == "CARGO_PRIMARY_PACKAGE"
+            {
+                cargo = cargo.env_remove(k);
+            }
+        }
+    }
+    let run = cargo
         .package(package)
         .bin(bin)
         .current_release()

@@ -12,7 +12,27 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
+/// Variables Cargo sets for the package it runs (here xtask). Some build
+/// scripts (ring's) rerun when one of them changes, so a nested `cargo`
+/// that inherits xtask's values and one that does not (the tests' own
+/// builds) would rebuild ring and everything above it, back and forth.
+fn clean_env(cmd: &mut Command) -> &mut Command {
+    for (k, _) in std::env::vars_os() {
+        let Some(k) = k.to_str() else { continue };
+        if k.starts_with("CARGO_PKG_")
+            || k.starts_with("CARGO_MANIFEST_")
+            || k.starts_with("CARGO_BIN_")
+            || k == "CARGO_CRATE_NAME"
+            || k == "CARGO_PRIMARY_PACKAGE"
+        {
+            cmd.env_remove(k);
+        }
+    }
+    cmd
+}
+
 fn run(cmd: &mut Command) -> Result<()> {
+    let cmd = clean_env(cmd);
     eprintln!("xtask: running {cmd:?}");
     let status = cmd
         .status()
@@ -57,6 +77,7 @@ impl Counts {
 /// Runs a test command, echoing its output and counting its results.
 fn run_counting(cmd: &mut Command, counts: &mut Counts) -> Result<()> {
     use std::io::{BufRead, BufReader};
+    let cmd = clean_env(cmd);
     eprintln!("xtask: running {cmd:?}");
     let mut child = cmd
         .stdout(std::process::Stdio::piped())
