@@ -1162,3 +1162,40 @@ async fn a_body_no_route_needs_still_leaves_the_connection_usable() {
     }
     f.relay.stop().await;
 }
+
+/// A chunked body (no declared length) over the body limit is refused with
+/// 413 `too_large` also on a route that reads no body: the body is read,
+/// within the limit, before routing.
+#[tokio::test]
+async fn a_chunked_body_over_the_limit_is_413_on_any_route() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let limits = Limits {
+        max_body_bytes: 1024,
+        ..Limits::default()
+    };
+    let f = fixture(limits).await;
+    for path in ["/v1/rendezvous", "/v1/nothing-here"] {
+        let mut conn = tokio::net::TcpStream::connect(f.relay.addr)
+            .await
+            .expect("connect");
+        let chunk = vec![b'a'; 800];
+        let mut req = format!(
+            "POST {path} HTTP/1.1\r\nhost: relay\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+        )
+        .into_bytes();
+        for _ in 0..2 {
+            req.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+            req.extend_from_slice(&chunk);
+            req.extend_from_slice(b"\r\n");
+        }
+        req.extend_from_slice(b"0\r\n\r\n");
+        // The relay may answer and close before taking all of it.
+        let _ = conn.write_all(&req).await;
+        let mut got = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), conn.read_to_end(&mut got)).await;
+        let text = String::from_utf8_lossy(&got);
+        assert!(text.starts_with("HTTP/1.1 413"), "{path}: {text}");
+        assert!(text.contains(r#""error":"too_large""#), "{path}: {text}");
+    }
+    f.relay.stop().await;
+}
