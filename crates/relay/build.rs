@@ -88,6 +88,27 @@ fn run() -> Res<()> {
     write_assets(&site, &out.join("assets.rs"), &cache)
 }
 
+/// A toolchain rustup installed before `rust-toolchain.toml` listed the wasm
+/// target lacks it, and rustup adds listed targets only when it installs a
+/// toolchain: add it here, so the README's run command works on such a
+/// machine too. Under rustup, `RUSTUP_TOOLCHAIN` names the toolchain in use.
+/// Without rustup this does nothing and the caller says what to do.
+fn add_wasm_target() {
+    let mut cmd = Command::new("rustup");
+    cmd.args(["target", "add", "wasm32-unknown-unknown"])
+        .stdout(std::process::Stdio::null());
+    if let Ok(t) = env::var("RUSTUP_TOOLCHAIN") {
+        cmd.args(["--toolchain", &t]);
+    }
+    // Cargo repeats a build script's warnings on every build until the script
+    // runs again, hence the past tense.
+    if cmd.status().is_ok_and(|s| s.success()) {
+        println!(
+            "cargo:warning=added the wasm32-unknown-unknown target to this toolchain (rustup target add), for the web client"
+        );
+    }
+}
+
 fn var(name: &str) -> Res<String> {
     env::var(name).map_err(|_| format!("cargo did not set {name}"))
 }
@@ -107,10 +128,11 @@ fn build_wasm(root: &Path, out: &Path) -> Res<PathBuf> {
         .output()
         .map_err(|e| format!("cannot run {rustc}: {e}"))?;
     let sysroot = PathBuf::from(String::from_utf8_lossy(&sysroot.stdout).trim());
-    if !sysroot
-        .join("lib/rustlib/wasm32-unknown-unknown/lib")
-        .is_dir()
-    {
+    let wasm_std = sysroot.join("lib/rustlib/wasm32-unknown-unknown/lib");
+    if !wasm_std.is_dir() {
+        add_wasm_target();
+    }
+    if !wasm_std.is_dir() {
         return Err(
             "the web client needs the wasm32 target: run `rustup target add wasm32-unknown-unknown`"
                 .into(),
