@@ -142,15 +142,16 @@ pub(crate) fn event_key(space: SpaceId, seq: u64) -> [u8; 24] {
     k
 }
 
-/// Mutex stripes that make a store's check-then-write per space atomic.
-pub(crate) struct Stripes([std::sync::Mutex<()>; 64]);
+/// Mutex stripes that make a store's check-then-write per space atomic; each
+/// stripe also guards a `T` for the spaces that map to it.
+pub(crate) struct Stripes<T>([std::sync::Mutex<T>; 64]);
 
-impl Stripes {
+impl<T: Default> Stripes<T> {
     pub(crate) fn new() -> Self {
-        Stripes(std::array::from_fn(|_| std::sync::Mutex::new(())))
+        Stripes(std::array::from_fn(|_| std::sync::Mutex::new(T::default())))
     }
 
-    pub(crate) fn lock(&self, space: SpaceId) -> std::sync::MutexGuard<'_, ()> {
+    pub(crate) fn lock(&self, space: SpaceId) -> std::sync::MutexGuard<'_, T> {
         let i = usize::from(space.0[0] ^ space.0[15]) % self.0.len();
         self.0[i].lock().unwrap_or_else(|p| p.into_inner())
     }

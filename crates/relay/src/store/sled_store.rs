@@ -16,8 +16,13 @@
 //! backend never uses them.) The head is the last entry of a space; the
 //! member list is found through the head entry's pointer to the last
 //! membership change. Check-then-write is made atomic per space by a
-//! striped mutex; only one process opens a sled database.
+//! striped mutex; only one process opens a sled database, so each stripe also
+//! caches the heads of its recently written spaces (finding the last entry
+//! of a space in sled was ~7% of an append's CPU; docs/BENCHMARKS.md). The
+//! cache only ever holds what sled holds: it is filled from sled and changed
+//! under the stripe's lock right after sled accepted the write.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use troth_core::SpaceId;
@@ -96,6 +101,28 @@ impl<'a> Entry<'a> {
     }
 }
 
+/// A space's head and the seq of its last membership change.
+type Cached = (Head, u64);
+
+/// Heads cached per stripe; past this many, one is dropped for each new one
+/// (64 stripes: at most 65,536 spaces, a few MiB).
+const CACHED_PER_STRIPE: usize = 1024;
+
+/// The heads cached in one stripe.
+#[derive(Default)]
+struct Heads(HashMap<SpaceId, Cached>);
+
+impl Heads {
+    fn put(&mut self, space: SpaceId, c: Cached) {
+        if self.0.len() >= CACHED_PER_STRIPE && !self.0.contains_key(&space) {
+            if let Some(k) = self.0.keys().next().copied() {
+                self.0.remove(&k);
+            }
+        }
+        self.0.insert(space, c);
+    }
+}
+
 /// The sled backend.
 pub struct SledStore {
     db: sled::Db,
@@ -104,7 +131,7 @@ pub struct SledStore {
     deleting: sled::Tree,
     nonces: sled::Tree,
     mailboxes: sled::Tree,
-    stripes: Stripes,
+    stripes: Stripes<Heads>,
 }
 
 impl std::fmt::Debug for SledStore {
@@ -157,12 +184,28 @@ impl SledStore {
         Ok(Some((u64::from_be_bytes(seq), v)))
     }
 
-    fn head(&self, space: SpaceId) -> Result<Option<(Head, u64)>, StoreError> {
+    fn head(&self, space: SpaceId) -> Result<Option<Cached>, StoreError> {
         let Some((seq, v)) = self.last(space)? else {
             return Ok(None);
         };
         let e = Entry::decode(&v)?;
         Ok(Some((Head { seq, hash: e.hash }, e.members_at)))
+    }
+
+    /// A space's head: from the stripe's cache, else from sled (then cached).
+    /// `None` when the space does not exist. Call with the stripe locked.
+    fn cached_head(&self, heads: &mut Heads, space: SpaceId) -> Result<Option<Cached>, StoreError> {
+        if let Some(c) = heads.0.get(&space) {
+            return Ok(Some(*c));
+        }
+        if !self.spaces.contains_key(space.0)? {
+            return Ok(None);
+        }
+        let Some(c) = self.head(space)? else {
+            return Err(StoreError::Corrupt("space without events"));
+        };
+        heads.put(space, c);
+        Ok(Some(c))
     }
 }
 
@@ -173,10 +216,11 @@ impl Store for SledStore {
         genesis: &[u8],
         record: &SpaceRecord,
     ) -> Result<bool, StoreError> {
-        let _g = self.stripes.lock(space);
+        let mut heads = self.stripes.lock(space);
         if self.spaces.contains_key(space.0)? {
             return Ok(false);
         }
+        heads.0.remove(&space);
         // Leftovers of an interrupted create or delete.
         self.remove_events(&space.0)?;
         self.deleting.remove(space.0)?;
@@ -188,15 +232,14 @@ impl Store for SledStore {
         };
         self.events.insert(event_key(space, 0), entry.encode())?;
         self.spaces.insert(space.0, &[][..])?;
+        heads.put(space, (record.head, 0));
         Ok(true)
     }
 
     fn space(&self, space: SpaceId) -> Result<Option<SpaceRecord>, StoreError> {
-        if !self.spaces.contains_key(space.0)? {
+        let Some((head, members_at)) = self.cached_head(&mut self.stripes.lock(space), space)?
+        else {
             return Ok(None);
-        }
-        let Some((head, members_at)) = self.head(space)? else {
-            return Err(StoreError::Corrupt("space without events"));
         };
         let raw = self
             .events
@@ -217,11 +260,8 @@ impl Store for SledStore {
         event: &[u8],
         members: Option<&[u8]>,
     ) -> Result<Append, StoreError> {
-        let _g = self.stripes.lock(space);
-        if !self.spaces.contains_key(space.0)? {
-            return Ok(Append::NoSpace);
-        }
-        let Some((head, members_at)) = self.head(space)? else {
+        let mut heads = self.stripes.lock(space);
+        let Some((head, members_at)) = self.cached_head(&mut heads, space)? else {
             return Ok(Append::NoSpace);
         };
         if head != expected {
@@ -235,7 +275,10 @@ impl Store for SledStore {
             members,
             event,
         };
+        // Forgotten first: should sled fail, the next append reads sled again.
+        heads.0.remove(&space);
         self.events.insert(event_key(space, seq), entry.encode())?;
+        heads.put(space, (Head { seq, hash }, members_at));
         Ok(Append::Done)
     }
 
@@ -261,7 +304,8 @@ impl Store for SledStore {
     }
 
     fn delete_space(&self, space: SpaceId) -> Result<bool, StoreError> {
-        let _g = self.stripes.lock(space);
+        let mut heads = self.stripes.lock(space);
+        heads.0.remove(&space);
         if !self.spaces.contains_key(space.0)? {
             return Ok(false);
         }
