@@ -122,6 +122,46 @@ pub(crate) fn is_canonical_point(bytes: &[u8; 32]) -> bool {
         .is_some_and(|p| p.compress().to_bytes() == *bytes)
 }
 
+/// True when `R`'s encoding is what `verify_strict` demands of it,
+/// canonical and not of small order, checked on its bytes alone (a square
+/// root saved per signature): an encoding is non-canonical exactly when its
+/// `y` is at least p = 2^255 − 19, or when `x` is 0 and the sign bit is set
+/// (`y` = ±1, the identity and the point of order 2); and a canonical
+/// encoding is of small order exactly when it is one of the eight torsion
+/// points'. An `R` that is not on the curve at all passes this check and
+/// fails the batch equation (ed25519-dalek refuses it), so the batch is then
+/// checked one by one and `verify_strict` refuses it.
+fn r_is_batchable(r: &[u8; 32]) -> bool {
+    y_below_p(r) && !small_order_encodings().contains(r)
+}
+
+/// The canonical encodings of the eight points of small order, and the same
+/// with the sign bit flipped (the negated point, or for `x` = 0 a
+/// non-canonical encoding).
+fn small_order_encodings() -> &'static [[u8; 32]; 16] {
+    static SET: std::sync::OnceLock<[[u8; 32]; 16]> = std::sync::OnceLock::new();
+    SET.get_or_init(|| {
+        let mut set = [[0u8; 32]; 16];
+        for (i, t) in curve25519_dalek::constants::EIGHT_TORSION
+            .iter()
+            .enumerate()
+        {
+            let b = t.compress().to_bytes();
+            set[2 * i] = b;
+            set[2 * i + 1] = b;
+            set[2 * i + 1][31] ^= 0x80;
+        }
+        set
+    })
+}
+
+/// True when the encoded `y` (the low 255 bits, little-endian) is below
+/// p = 2^255 − 19: `y` ≥ p exactly when bits 8 to 254 are all ones and the
+/// low byte is at least 0xed.
+fn y_below_p(b: &[u8; 32]) -> bool {
+    !(b[0] >= 0xed && b[1..31].iter().all(|&x| x == 0xff) && b[31] & 0x7f == 0x7f)
+}
+
 /// A verifying key prepared for batch verification: parsed once, with the
 /// facts the pre-checks need.
 #[derive(Clone, Debug)]
@@ -180,11 +220,7 @@ pub fn verify_batch(items: &[BatchItem<'_>]) -> Result<(), usize> {
     }
     let mut batch_idx = Vec::with_capacity(items.len());
     for (i, it) in items.iter().enumerate() {
-        let r = it.signature.r_bytes();
-        let r_ok = CompressedEdwardsY(*r)
-            .decompress()
-            .is_some_and(|p| !p.is_small_order() && p.compress().to_bytes() == *r);
-        if it.key.batchable && r_ok {
+        if it.key.batchable && r_is_batchable(it.signature.r_bytes()) {
             batch_idx.push(i);
         } else if it.key.key.verify_strict(it.message, it.signature).is_err() {
             return Err(i);
@@ -244,6 +280,112 @@ mod tests {
                 assert!(verify(&sk.verifying_key(), l, b"body", &sig).is_err());
             }
         }
+    }
+
+    /// The byte-level check agrees with decompressing and re-encoding on
+    /// every encoding that decompresses: each encoding of `y` ≥ p (and its
+    /// neighbours), both sign bits, the small-order points and many ordinary
+    /// ones, with and without torsion. Encodings off the curve are left to
+    /// the batch equation (`batch_refuses_r_off_the_curve`).
+    #[test]
+    fn r_check_agrees_with_re_encoding() {
+        use curve25519_dalek::constants::{ED25519_BASEPOINT_POINT, EIGHT_TORSION};
+        use curve25519_dalek::scalar::Scalar;
+        let reference = |b: &[u8; 32]| {
+            CompressedEdwardsY(*b)
+                .decompress()
+                .map(|p| !p.is_small_order() && p.compress().to_bytes() == *b)
+        };
+        let mut encodings = Vec::new();
+        // p - 3 ..= 2^255 - 1, i.e. y = p + d for d in -3..=18.
+        for low in 0xeau8..=0xff {
+            for sign in [0u8, 0x80] {
+                let mut b = [0xffu8; 32];
+                b[0] = low;
+                b[31] = 0x7f | sign;
+                encodings.push(b);
+                // Neighbours that differ in a middle byte or the top byte.
+                let mut c = b;
+                c[17] = 0xfe;
+                encodings.push(c);
+                let mut c = b;
+                c[31] = 0x7e | sign;
+                encodings.push(c);
+            }
+        }
+        // y = 0..=40, both signs: the small-order points and their neighbours.
+        for y in 0u8..=40 {
+            for sign in [0u8, 0x80] {
+                let mut b = [0u8; 32];
+                b[0] = y;
+                b[31] = sign;
+                encodings.push(b);
+            }
+        }
+        for t in EIGHT_TORSION {
+            let mut b = t.compress().to_bytes();
+            encodings.push(b);
+            b[31] ^= 0x80;
+            encodings.push(b);
+        }
+        for i in 1..300u64 {
+            let p = ED25519_BASEPOINT_POINT * Scalar::from(i * 7919);
+            for t in [0, 1, 4] {
+                let mut b = (p + EIGHT_TORSION[t]).compress().to_bytes();
+                encodings.push(b);
+                b[31] ^= 0x80;
+                encodings.push(b);
+            }
+        }
+        let (mut accepted, mut refused) = (0, 0);
+        for b in &encodings {
+            let Some(want) = reference(b) else { continue };
+            assert_eq!(r_is_batchable(b), want, "{b:02x?}");
+            if want {
+                accepted += 1;
+            } else {
+                refused += 1;
+            }
+        }
+        // The set holds both answers in numbers, among them every small-order
+        // point and non-canonical encodings that decompress.
+        assert!(accepted > 500 && refused > 30, "{accepted} {refused}");
+    }
+
+    /// An `R` that is not a curve point passes the byte check; the batch
+    /// equation then fails and the one-by-one pass blames exactly it.
+    #[test]
+    fn batch_refuses_r_off_the_curve() {
+        let keys: Vec<_> = (0..5u8)
+            .map(|i| SigningKey::from_bytes(&[i + 1; 32]))
+            .collect();
+        let prepared: Vec<_> = keys
+            .iter()
+            .map(|k| PreparedKey::new(k.verifying_key()))
+            .collect();
+        let msgs: Vec<Vec<u8>> = (0..5u8).map(|i| message(Label::Event, &[i])).collect();
+        let mut sigs: Vec<Signature> = keys.iter().zip(&msgs).map(|(k, m)| k.sign(m)).collect();
+        // The first y (from 2 up) that is not on the curve.
+        let off = (2u8..)
+            .map(|y| {
+                let mut b = [0u8; 32];
+                b[0] = y;
+                b
+            })
+            .find(|b| CompressedEdwardsY(*b).decompress().is_none())
+            .expect("some small y is off the curve");
+        assert!(r_is_batchable(&off));
+        let mut bytes = sigs[2].to_bytes();
+        bytes[..32].copy_from_slice(&off);
+        sigs[2] = Signature::from_bytes(&bytes);
+        let items: Vec<_> = (0..5)
+            .map(|i| BatchItem {
+                key: &prepared[i],
+                message: &msgs[i],
+                signature: &sigs[i],
+            })
+            .collect();
+        assert_eq!(verify_batch(&items), Err(2));
     }
 
     #[test]

@@ -1,0 +1,64 @@
+//! What a signature costs in `verify_batch` by batch size, as a ratio to
+//! `verify_strict` alone, measured in the same run (a benchmark, not a test).
+//!
+//! ```text
+//! cargo run --release -p troth-core --example batch_curve
+//! ```
+//!
+//! The relay batches the signatures of concurrent appends
+//! (`troth_relay::verify`); this is the curve that made that worth it
+//! (docs/BENCHMARKS.md).
+
+use std::time::Instant;
+
+use ed25519_dalek::{Signer, SigningKey};
+use troth_core::sign::{BatchItem, PreparedKey, verify_batch};
+
+const N: usize = 4096;
+
+fn main() {
+    let keys: Vec<SigningKey> = (1..=64u8)
+        .map(|i| SigningKey::from_bytes(&[i; 32]))
+        .collect();
+    let prepared: Vec<PreparedKey> = keys
+        .iter()
+        .map(|k| PreparedKey::new(k.verifying_key()))
+        .collect();
+    // Messages the size of a small event's signed message.
+    let msgs: Vec<Vec<u8>> = (0..N)
+        .map(|i| format!("troth-event-v1\0{i:>8}{}", "x".repeat(300)).into_bytes())
+        .collect();
+    let sigs: Vec<_> = msgs
+        .iter()
+        .enumerate()
+        .map(|(i, m)| keys[i % 64].sign(m))
+        .collect();
+    let item = |i: usize| BatchItem {
+        key: &prepared[i % 64],
+        message: &msgs[i],
+        signature: &sigs[i],
+    };
+    for round in 1..=3 {
+        let t = Instant::now();
+        for i in 0..N {
+            assert!(
+                prepared[i % 64]
+                    .key()
+                    .verify_strict(&msgs[i], &sigs[i])
+                    .is_ok()
+            );
+        }
+        let single = t.elapsed().as_secs_f64() / N as f64;
+        print!("round {round}: verify_strict {:.1} µs;", single * 1e6);
+        for n in [2usize, 4, 8, 16, 32, 64] {
+            let t = Instant::now();
+            for c in 0..N / n {
+                let items: Vec<BatchItem<'_>> = (c * n..c * n + n).map(item).collect();
+                assert_eq!(verify_batch(&items), Ok(()));
+            }
+            let per = t.elapsed().as_secs_f64() / N as f64;
+            print!(" {n}: {:.2}×", per / single);
+        }
+        println!();
+    }
+}
