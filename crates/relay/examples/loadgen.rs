@@ -717,6 +717,15 @@ async fn main() -> anyhow::Result<()> {
             w as f64 / fl.max(1) as f64,
             us as f64 / 1000.0 / fl.max(1) as f64
         );
+        let v = state.verifier().stats();
+        let (b, n) = (
+            v.batches.load(Ordering::Relaxed),
+            v.signatures.load(Ordering::Relaxed),
+        );
+        println!(
+            "signature checks: {b} batches, {:.1} signatures per batch",
+            n as f64 / b.max(1) as f64
+        );
     }
 
     if only || target.is_some() {

@@ -5,7 +5,7 @@
 //! compare-and-swap on the head, read, live push, delete) and to find each
 //! other for pairing (rendezvous mailboxes); request authentication (time
 //! window, signature, nonce cache); limits; durable storage (sled by default)
-//! with group commit; metrics; and serving the browser client built into
+//! with group commit; batched signature checks; metrics; and serving the browser client built into
 //! the binary (`web`).
 //!
 //! It never sees a secret key or plaintext: it checks event structure,
@@ -23,6 +23,7 @@ mod routes;
 mod sessions;
 pub mod state;
 pub mod store;
+pub mod verify;
 pub mod web;
 
 use std::future::Future;

@@ -1,6 +1,6 @@
-//! The relay's shared state: the store, the clock, the group committer, a
-//! cache of each space's head and members, live subscribers, rate limiters
-//! and metrics.
+//! The relay's shared state: the store, the clock, the group committer, the
+//! signature verifier, a cache of each space's head and members, live
+//! subscribers, rate limiters and metrics.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -81,6 +81,7 @@ pub(crate) struct Inner {
     pub clock: Arc<dyn Clock>,
     pub limits: Limits,
     pub committer: Committer,
+    pub verifier: crate::verify::Verifier,
     pub spaces: Mutex<HashMap<SpaceId, Arc<Slot>>>,
     pub mailbox_wakers: Mutex<HashMap<u32, Arc<Notify>>>,
     pub metrics: Metrics,
@@ -119,6 +120,7 @@ impl AppState {
         limits: Limits,
     ) -> std::io::Result<Self> {
         let committer = Committer::start(store.clone())?;
+        let verifier = crate::verify::Verifier::new();
         let rdv_rate =
             NonZeroU32::new(limits.rendezvous_per_ip_per_minute).unwrap_or(NonZeroU32::MIN);
         let rdv_burst = NonZeroU32::new(limits.rendezvous_burst).unwrap_or(NonZeroU32::MIN);
@@ -138,6 +140,7 @@ impl AppState {
             clock,
             limits,
             committer,
+            verifier,
             spaces: Mutex::new(HashMap::new()),
             mailbox_wakers: Mutex::new(HashMap::new()),
             metrics: Metrics::default(),
@@ -247,6 +250,11 @@ impl AppState {
         if let Some(w) = w {
             w.notify_waiters();
         }
+    }
+
+    /// The batched signature checker (its counters: `.stats()`).
+    pub fn verifier(&self) -> &crate::verify::Verifier {
+        &self.0.verifier
     }
 
     /// Group-commit counters.

@@ -186,6 +186,65 @@ async fn concurrent_appends_keep_one_chain() {
     f.relay.stop().await;
 }
 
+/// Appends to many spaces at once, their signatures checked in shared
+/// batches (`troth_relay::verify`): each tampered event is refused with
+/// `bad_event_signature` without costing the good ones in its batch
+/// anything, and every chain ends complete and verifying.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_signature_among_concurrent_appends_fails_alone() {
+    let f = fixture(Limits::generous()).await;
+    let mut tasks = Vec::new();
+    for i in 0..16u64 {
+        let s = created(&f, 100 + i).await;
+        let http = f.http.clone();
+        let t = f.t();
+        tasks.push(tokio::spawn(async move {
+            let mut s = s;
+            let mut refused = 0;
+            for j in 0..6u8 {
+                if i % 4 == 1 && j == 2 {
+                    let mut bytes = s.next_event(&[j; 40]).as_bytes().to_vec();
+                    let n = bytes.len();
+                    bytes[n - 70] ^= 1; // in the payload: decodes, signature fails
+                    let body = json!({ "event": STANDARD.encode(&bytes) })
+                        .to_string()
+                        .into_bytes();
+                    let path = format!("/v1/spaces/{}/events", s.hex());
+                    let r = http.signed(&s.dev, s.id, "POST", &path, body, t).await;
+                    assert_eq!(
+                        (r.status, r.error_code().as_str()),
+                        (400, "bad_event_signature")
+                    );
+                    refused += 1;
+                }
+                let ev = s.next_event(&[j; 40]);
+                let r = http.append(&mut s, ev, t).await;
+                assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+            }
+            (s, refused)
+        }));
+    }
+    let mut refused = 0;
+    for t in tasks {
+        let (s, r) = t.await.expect("appender");
+        refused += r;
+        let all = f.http.read_all(&s, f.t()).await;
+        assert_eq!(all.len(), 7);
+        let ours: Vec<Vec<u8>> = s.events.iter().map(|e| e.as_bytes().to_vec()).collect();
+        assert_eq!(all, ours);
+        assert_chain(&all);
+    }
+    assert_eq!(refused, 4);
+    let r = f.http.req("GET", "/metrics", &[], vec![]).await;
+    let text = String::from_utf8_lossy(&r.body).to_string();
+    // 16 × 6 good appends and 4 bad ones, each with a request signature too.
+    assert!(
+        text.contains("troth_relay_verify_signatures_total 200"),
+        "{text}"
+    );
+    f.relay.stop().await;
+}
+
 #[tokio::test]
 async fn auth_failures_are_refused() {
     let f = fixture(Limits::default()).await;

@@ -66,5 +66,12 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         f.waiters.load(Ordering::Relaxed),
         f.micros.load(Ordering::Relaxed) as f64 / 1e6
     );
+    let v = state.verifier().stats();
+    let _ = writeln!(
+        out,
+        "# HELP troth_relay_verify_batches_total Batches of event signatures checked together.\n# TYPE troth_relay_verify_batches_total counter\ntroth_relay_verify_batches_total {}\n# HELP troth_relay_verify_signatures_total Signatures checked in those batches.\n# TYPE troth_relay_verify_signatures_total counter\ntroth_relay_verify_signatures_total {}",
+        v.batches.load(Ordering::Relaxed),
+        v.signatures.load(Ordering::Relaxed)
+    );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }

@@ -16,7 +16,6 @@ use troth_core::event::{Body, Control, Event};
 use troth_core::keys::DeviceId;
 use troth_core::members::{DeviceEntry, Members, MembershipError};
 use troth_core::session::SessionKey;
-use troth_core::sign::{BatchItem, verify_batch};
 
 use super::{event_from_b64, json_body, signed_path, space_id, to_b64};
 use crate::auth;
@@ -240,33 +239,32 @@ pub async fn append(
     check_event(&state, space, &ev)?;
     let author =
         active(&ev.header().author).ok_or_else(|| membership(MembershipError::UnknownAuthor))?;
-    // The event's signature, and a signed request's, in one batch
-    // (verify_strict semantics; troth_core::sign::verify_batch).
-    let event_msg = ev.signed_message();
-    let event_item = BatchItem {
-        key: author.prepared(),
-        message: &event_msg,
-        signature: ev.signature(),
-    };
-    match signed {
+    // The event's signature, and a signed request's, are checked in one
+    // batch with those of concurrent appends (verify_strict semantics;
+    // crate::verify).
+    let verifier = state.verifier();
+    let event_check = verifier.check(author.prepared(), ev.signed_message(), ev.signature());
+    let event_ok = match signed {
         Some((a, signer)) => {
             let request_msg = a.signed_message(Some(space), "POST", signed_path(&uri), &body);
-            let items = [
-                event_item,
-                BatchItem {
-                    key: signer.prepared(),
-                    message: &request_msg,
-                    signature: &a.signature,
-                },
-            ];
-            match verify_batch(&items) {
-                Ok(()) => {}
-                Err(1) => return Err(auth::bad_auth_error()),
-                Err(_) => return Err(bad_event_signature()),
+            let (request_ok, event_ok) = tokio::join!(
+                verifier.check(signer.prepared(), request_msg, &a.signature),
+                event_check
+            );
+            match request_ok {
+                Some(true) => {}
+                Some(false) => return Err(auth::bad_auth_error()),
+                None => return Err(ApiError::internal()),
             }
             auth::admit(&state, &a)?;
+            event_ok
         }
-        None => verify_batch(&[event_item]).map_err(|_| bad_event_signature())?,
+        None => event_check.await,
+    };
+    match event_ok {
+        Some(true) => {}
+        Some(false) => return Err(bad_event_signature()),
+        None => return Err(ApiError::internal()),
     }
     append_event(&state, &slot, space, ev).await
 }
