@@ -352,19 +352,30 @@ mod tests {
         assert!(accepted > 500 && refused > 30, "{accepted} {refused}");
     }
 
-    /// An `R` that is not a curve point passes the byte check; the batch
-    /// equation then fails and the one-by-one pass blames exactly it.
-    #[test]
-    fn batch_refuses_r_off_the_curve() {
+    /// Five keys, each with a valid signature over its own event message.
+    fn five_signed() -> (
+        Vec<SigningKey>,
+        Vec<PreparedKey>,
+        Vec<Vec<u8>>,
+        Vec<Signature>,
+    ) {
         let keys: Vec<_> = (0..5u8)
             .map(|i| SigningKey::from_bytes(&[i + 1; 32]))
             .collect();
-        let prepared: Vec<_> = keys
+        let prepared = keys
             .iter()
             .map(|k| PreparedKey::new(k.verifying_key()))
             .collect();
         let msgs: Vec<Vec<u8>> = (0..5u8).map(|i| message(Label::Event, &[i])).collect();
-        let mut sigs: Vec<Signature> = keys.iter().zip(&msgs).map(|(k, m)| k.sign(m)).collect();
+        let sigs = keys.iter().zip(&msgs).map(|(k, m)| k.sign(m)).collect();
+        (keys, prepared, msgs, sigs)
+    }
+
+    /// An `R` that is not a curve point passes the byte check; the batch
+    /// equation then fails and the one-by-one pass blames exactly it.
+    #[test]
+    fn batch_refuses_r_off_the_curve() {
+        let (_, prepared, msgs, mut sigs) = five_signed();
         // The first y (from 2 up) that is not on the curve.
         let off = (2u8..)
             .map(|y| {
@@ -390,15 +401,7 @@ mod tests {
 
     #[test]
     fn batch_reports_bad_index() {
-        let keys: Vec<_> = (0..5u8)
-            .map(|i| SigningKey::from_bytes(&[i + 1; 32]))
-            .collect();
-        let prepared: Vec<_> = keys
-            .iter()
-            .map(|k| PreparedKey::new(k.verifying_key()))
-            .collect();
-        let msgs: Vec<Vec<u8>> = (0..5u8).map(|i| message(Label::Event, &[i])).collect();
-        let mut sigs: Vec<Signature> = keys.iter().zip(&msgs).map(|(k, m)| k.sign(m)).collect();
+        let (keys, prepared, msgs, mut sigs) = five_signed();
         let items = |sigs: &[Signature]| -> Result<(), usize> {
             let v: Vec<_> = (0..5)
                 .map(|i| BatchItem {
