@@ -371,6 +371,18 @@ mod tests {
         (keys, prepared, msgs, sigs)
     }
 
+    /// `verify_batch` over the i-th key, message and signature of each list.
+    fn batch(prepared: &[PreparedKey], msgs: &[Vec<u8>], sigs: &[Signature]) -> Result<(), usize> {
+        let items: Vec<_> = (0..sigs.len())
+            .map(|i| BatchItem {
+                key: &prepared[i],
+                message: &msgs[i],
+                signature: &sigs[i],
+            })
+            .collect();
+        verify_batch(&items)
+    }
+
     /// An `R` that is not a curve point passes the byte check; the batch
     /// equation then fails and the one-by-one pass blames exactly it.
     #[test]
@@ -389,29 +401,13 @@ mod tests {
         let mut bytes = sigs[2].to_bytes();
         bytes[..32].copy_from_slice(&off);
         sigs[2] = Signature::from_bytes(&bytes);
-        let items: Vec<_> = (0..5)
-            .map(|i| BatchItem {
-                key: &prepared[i],
-                message: &msgs[i],
-                signature: &sigs[i],
-            })
-            .collect();
-        assert_eq!(verify_batch(&items), Err(2));
+        assert_eq!(batch(&prepared, &msgs, &sigs), Err(2));
     }
 
     #[test]
     fn batch_reports_bad_index() {
         let (keys, prepared, msgs, mut sigs) = five_signed();
-        let items = |sigs: &[Signature]| -> Result<(), usize> {
-            let v: Vec<_> = (0..5)
-                .map(|i| BatchItem {
-                    key: &prepared[i],
-                    message: &msgs[i],
-                    signature: &sigs[i],
-                })
-                .collect();
-            verify_batch(&v)
-        };
+        let items = |sigs: &[Signature]| batch(&prepared, &msgs, sigs);
         assert_eq!(items(&sigs), Ok(()));
         sigs[3] = keys[3].sign(b"other");
         assert_eq!(items(&sigs), Err(3));
