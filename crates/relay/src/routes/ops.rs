@@ -69,7 +69,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     let v = state.verifier().stats();
     let _ = writeln!(
         out,
-        "# HELP troth_relay_verify_batches_total Batches of event signatures checked together.\n# TYPE troth_relay_verify_batches_total counter\ntroth_relay_verify_batches_total {}\n# HELP troth_relay_verify_signatures_total Signatures checked in those batches.\n# TYPE troth_relay_verify_signatures_total counter\ntroth_relay_verify_signatures_total {}",
+        "# HELP troth_relay_verify_batches_total Batches of appends' signatures (event and request) checked together.\n# TYPE troth_relay_verify_batches_total counter\ntroth_relay_verify_batches_total {}\n# HELP troth_relay_verify_signatures_total Signatures checked in those batches.\n# TYPE troth_relay_verify_signatures_total counter\ntroth_relay_verify_signatures_total {}",
         v.batches.load(Ordering::Relaxed),
         v.signatures.load(Ordering::Relaxed)
     );
