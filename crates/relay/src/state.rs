@@ -89,6 +89,8 @@ pub(crate) struct Inner {
     pub per_device: DefaultKeyedRateLimiter<[u8; 32]>,
     pub rendezvous: DefaultKeyedRateLimiter<IpAddr>,
     pub sessions: crate::sessions::Sessions,
+    /// Permits for requests in progress (`limits.max_concurrent_requests`).
+    pub concurrency: tokio::sync::Semaphore,
 }
 
 /// Everything the handlers share. Cheap to clone.
@@ -136,6 +138,11 @@ impl AppState {
             rendezvous: DefaultKeyedRateLimiter::hashmap(
                 Quota::per_minute(rdv_rate).allow_burst(rdv_burst),
             ),
+            concurrency: tokio::sync::Semaphore::new(
+                limits
+                    .max_concurrent_requests
+                    .min(tokio::sync::Semaphore::MAX_PERMITS),
+            ),
             store,
             clock,
             limits,
@@ -156,6 +163,11 @@ impl AppState {
     /// Now, by the injected clock.
     pub fn now_ms(&self) -> u64 {
         self.0.clock.now_ms()
+    }
+
+    /// Permits for requests in progress.
+    pub(crate) fn concurrency(&self) -> &tokio::sync::Semaphore {
+        &self.0.concurrency
     }
 
     /// The limits in force.

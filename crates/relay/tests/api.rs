@@ -1258,3 +1258,46 @@ async fn a_chunked_body_over_the_limit_is_413_on_any_route() {
     }
     f.relay.stop().await;
 }
+
+/// A request that stalls (its body never finishes) is answered 408
+/// `timeout` after the request timeout, and until then it holds its
+/// concurrency permit: with one permit, a second request waits for it.
+#[tokio::test]
+async fn a_stalled_request_times_out_and_holds_its_permit_until_then() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let limits = Limits {
+        request_timeout_secs: 1,
+        max_concurrent_requests: 1,
+        ..Limits::default()
+    };
+    let f = fixture(limits).await;
+    let mut stalled = tokio::net::TcpStream::connect(f.relay.addr)
+        .await
+        .expect("connect");
+    stalled
+        .write_all(
+            b"POST /v1/rendezvous HTTP/1.1\r\nhost: relay\r\ncontent-type: application/json\r\ncontent-length: 10\r\n\r\n{}",
+        )
+        .await
+        .expect("head");
+    // Let the relay take the stalled request's permit first.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let second = f.http.req("GET", "/healthz", &[], vec![]);
+    tokio::pin!(second);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), &mut second)
+            .await
+            .is_err(),
+        "the second request was answered while the only permit was held"
+    );
+    let r = tokio::time::timeout(Duration::from_secs(5), second)
+        .await
+        .expect("the second request is answered once the first times out");
+    assert_eq!(r.status, 200);
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stalled.read_to_end(&mut got)).await;
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains(r#""error":"timeout""#), "{text}");
+    f.relay.stop().await;
+}
