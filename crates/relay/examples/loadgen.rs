@@ -8,7 +8,9 @@
 //! baseline) and the relay in-process on a sled database in a temporary
 //! folder; drives each with 64 keep-alive connections for a few seconds and
 //! reports requests/s and p50/p99 latency for the empty handler, authenticated
-//! durable appends (one space per connection) and paged reads; then starts the
+//! durable appends (one space per connection) and paged reads, and for the
+//! store alone (an append to the same sled store and its group commit behind
+//! a bare handler: the reference point); then starts the
 //! relay in a child process, opens idle live connections to it (10,000, or as
 //! many as the open-files limit allows) and reports the relay's resident
 //! memory per connection. Each connection's device opens a request session
@@ -439,6 +441,66 @@ fn open_files_limit() -> usize {
         .unwrap_or(1024)
 }
 
+/// The reference point for durable appends: a handler that appends
+/// the request body to the relay's sled store (compare-and-swap on the head,
+/// the space's writer held across the flush, as the relay does) and waits for
+/// the group commit; no authentication, JSON, base64 or signature check.
+/// Appends are also reported against it, to show what the relay adds on top
+/// of storing. `POST /ref/{i}` appends to space `i`.
+async fn store_reference(conns: usize) -> anyhow::Result<(SocketAddr, tempfile::TempDir)> {
+    use troth_relay::commit::Committer;
+    use troth_relay::store::{Append, Head, SpaceRecord, Store};
+    let dir = tempfile::tempdir()?;
+    let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path(), 256 << 20)?);
+    let committer = Committer::start(store.clone())?;
+    let mut spaces = Vec::with_capacity(conns);
+    for i in 0..conns {
+        let mut id = [0xef; 16];
+        id[..8].copy_from_slice(&(i as u64).to_be_bytes());
+        let space = SpaceId(id);
+        let head = Head {
+            seq: 0,
+            hash: EventHash([0; 32]),
+        };
+        let record = SpaceRecord {
+            head,
+            members: Vec::new(),
+        };
+        anyhow::ensure!(store.create_space(space, b"genesis", &record)?);
+        spaces.push((space, tokio::sync::Mutex::new(head)));
+    }
+    committer.durable().await;
+    let spaces = Arc::new(spaces);
+    let handler = move |axum::extract::Path(i): axum::extract::Path<usize>, body: Bytes| {
+        let (store, committer, spaces) = (store.clone(), committer.clone(), spaces.clone());
+        async move {
+            let Some((space, head)) = spaces.get(i) else {
+                return hyper::StatusCode::NOT_FOUND;
+            };
+            let mut head = head.lock().await;
+            let seq = head.seq + 1;
+            let mut hash = [0u8; 32];
+            hash[..8].copy_from_slice(&seq.to_be_bytes());
+            let next = Head {
+                seq,
+                hash: EventHash(hash),
+            };
+            match store.append_if_head(*space, *head, next.hash, &body, None) {
+                Ok(Append::Done) if committer.durable().await => {
+                    *head = next;
+                    hyper::StatusCode::CREATED
+                }
+                _ => hyper::StatusCode::INTERNAL_SERVER_ERROR,
+            }
+        }
+    };
+    let app = axum::Router::new().route("/ref/{i}", axum::routing::post(handler));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok((addr, dir))
+}
+
 /// The child process: the relay alone, on a loopback port.
 async fn serve_child(dir: &str) -> anyhow::Result<()> {
     let store = SledStore::open(std::path::Path::new(dir), 16 << 20)?;
@@ -704,6 +766,53 @@ async fn main() -> anyhow::Result<()> {
         &mut empty_lat,
     )
     .await;
+    // The store alone (the "sled insert + group-committed flush"),
+    // with bodies the size of the appends' events.
+    let event_len = appends
+        .iter()
+        .flatten()
+        .next()
+        .and_then(|r| serde_json::from_slice::<serde_json::Value>(&r.3).ok())
+        .and_then(|v| v["event"].as_str().and_then(|e| STANDARD.decode(e).ok()))
+        .map_or(420, |e| e.len());
+    let reference = if target.is_none() {
+        let (ref_addr, _ref_dir) = store_reference(conns).await?;
+        let body = Bytes::from(vec![0x5a; event_len]);
+        let per = (60_000 * secs as usize * rounds).div_ceil(conns);
+        let mut lists: Vec<Vec<Req>> = (0..conns)
+            .map(|i| {
+                (0..per)
+                    .map(|_| {
+                        (
+                            hyper::Method::POST,
+                            format!("/ref/{i}"),
+                            Vec::new(),
+                            body.clone(),
+                        )
+                    })
+                    .collect()
+            })
+            .collect();
+        let mut lat = Vec::new();
+        Some(
+            interleaved(
+                base_addr, ref_addr, &mut lists, conns, secs, rounds, 201, &mut lat,
+            )
+            .await,
+        )
+    } else {
+        None
+    };
+    let reference_line = reference.as_ref().map(|r| {
+        format!(
+            "store reference (sled append of {event_len} B + group commit, no checks): {:.0}/s ({:.2}× empty), p50 {:.2} ms, p99 {:.2} ms; appends reach {:.2} of it",
+            r.rps,
+            r.ratio,
+            r.p50_ms,
+            r.p99_ms,
+            append.ratio / r.ratio
+        )
+    });
     {
         use std::sync::atomic::Ordering;
         let f = state.flush_stats();
@@ -733,6 +842,9 @@ async fn main() -> anyhow::Result<()> {
             "appends: {:.0}/s ({:.2}× empty {:.0}/s), p50 {:.2} ms, p99 {:.2} ms",
             append.rps, append.ratio, append.empty_rps, append.p50_ms, append.p99_ms
         );
+        if let Some(l) = &reference_line {
+            println!("{l}");
+        }
         return Ok(());
     }
     let appended = per_conn - appends.iter().map(Vec::len).min().unwrap_or(0);
@@ -799,6 +911,9 @@ async fn main() -> anyhow::Result<()> {
     for (name, w) in [("appends", &append), ("reads", &read)] {
         let r: Vec<String> = w.rounds.iter().map(|r| format!("{r:.2}")).collect();
         println!("{name}: × empty per round {} (median shown)", r.join(", "));
+    }
+    if let Some(l) = &reference_line {
+        println!("{l}");
     }
     println!(
         "idle live connections: {idle_n} open (open-files limit {fd}), relay RSS {rss} KiB, {per_conn_kib:.1} KiB per connection"
