@@ -47,7 +47,7 @@ pub use state::{AppState, ClientIp};
 ///
 /// The web client's assets are merged in from [`web::router`]; any other
 /// address answers 404 JSON through the fallback. To serve more, merge
-/// another `Router` next to it (before the layers, so limits cover it).
+/// another `Router` next to it (before the middleware, so limits cover it).
 pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(routes::ops::healthz))
