@@ -1227,7 +1227,7 @@ async fn a_body_no_route_needs_still_leaves_the_connection_usable() {
 /// within the limit, before routing.
 #[tokio::test]
 async fn a_chunked_body_over_the_limit_is_413_on_any_route() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let limits = Limits {
         max_body_bytes: 1024,
         ..Limits::default()
@@ -1250,11 +1250,7 @@ async fn a_chunked_body_over_the_limit_is_413_on_any_route() {
         req.extend_from_slice(b"0\r\n\r\n");
         // The relay may answer and close before taking all of it.
         let _ = conn.write_all(&req).await;
-        let mut got = Vec::new();
-        let _ = tokio::time::timeout(Duration::from_secs(5), conn.read_to_end(&mut got)).await;
-        let text = String::from_utf8_lossy(&got);
-        assert!(text.starts_with("HTTP/1.1 413"), "{path}: {text}");
-        assert!(text.contains(r#""error":"too_large""#), "{path}: {text}");
+        assert_raw_error(&mut conn, 413, "too_large", path).await;
     }
     f.relay.stop().await;
 }
@@ -1264,7 +1260,7 @@ async fn a_chunked_body_over_the_limit_is_413_on_any_route() {
 /// concurrency permit: with one permit, a second request waits for it.
 #[tokio::test]
 async fn a_stalled_request_times_out_and_holds_its_permit_until_then() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let limits = Limits {
         request_timeout_secs: 1,
         max_concurrent_requests: 1,
@@ -1294,10 +1290,23 @@ async fn a_stalled_request_times_out_and_holds_its_permit_until_then() {
         .await
         .expect("the second request is answered once the first times out");
     assert_eq!(r.status, 200);
-    let mut got = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(5), stalled.read_to_end(&mut got)).await;
-    let text = String::from_utf8_lossy(&got);
-    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
-    assert!(text.contains(r#""error":"timeout""#), "{text}");
+    assert_raw_error(&mut stalled, 408, "timeout", "the stalled request").await;
     f.relay.stop().await;
+}
+
+/// Reads what the relay sends on a raw connection until it closes it (at
+/// most 5 s) and checks it is one JSON error with `status` and `code`.
+async fn assert_raw_error(conn: &mut tokio::net::TcpStream, status: u16, code: &str, what: &str) {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), conn.read_to_end(&mut got)).await;
+    let text = String::from_utf8_lossy(&got);
+    assert!(
+        text.starts_with(&format!("HTTP/1.1 {status}")),
+        "{what}: {text}"
+    );
+    assert!(
+        text.contains(&format!(r#""error":"{code}""#)),
+        "{what}: {text}"
+    );
 }
