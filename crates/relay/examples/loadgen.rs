@@ -36,6 +36,7 @@ use base64::engine::general_purpose::STANDARD;
 use futures_util::{SinkExt, StreamExt};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
+use hyper::header::{self, HeaderName, HeaderValue};
 use hyper_util::rt::TokioIo;
 use rand::{RngCore, SeedableRng};
 use serde_json::json;
@@ -47,7 +48,53 @@ use troth_core::session::{SessionId, SessionKey, SessionOpening};
 use troth_relay::store::SledStore;
 use troth_relay::{AppState, Limits, SystemClock};
 
-type Req = (hyper::Method, String, Vec<(&'static str, String)>, Bytes);
+/// A request prepared before the timed phase: method, address, headers
+/// (parsed once, so sending one clones reference-counted parts) and body.
+type Req = (hyper::Method, hyper::Uri, Headers, Bytes);
+type Headers = Vec<(HeaderName, HeaderValue)>;
+
+/// Parses a prepared request's address and headers (not timed).
+fn req(
+    method: hyper::Method,
+    path: &str,
+    headers: Vec<(&'static str, String)>,
+    body: Bytes,
+) -> Req {
+    let uri = hyper::Uri::try_from(path).expect("the load generator's own paths are valid");
+    let headers = headers
+        .into_iter()
+        .map(|(k, v)| {
+            (
+                HeaderName::from_static(k),
+                HeaderValue::try_from(v).expect("authentication headers are ASCII"),
+            )
+        })
+        .collect();
+    (method, uri, headers, body)
+}
+
+/// The request to send: the prepared parts, cloned.
+fn request(
+    m: &hyper::Method,
+    u: &hyper::Uri,
+    h: &Headers,
+    b: &Bytes,
+) -> hyper::Request<Full<Bytes>> {
+    let mut r = hyper::Request::new(Full::new(b.clone()));
+    *r.method_mut() = m.clone();
+    *r.uri_mut() = u.clone();
+    let map = r.headers_mut();
+    map.reserve(h.len() + 2);
+    map.insert(header::HOST, HeaderValue::from_static("bench"));
+    map.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    for (k, v) in h {
+        map.insert(k.clone(), v.clone());
+    }
+    r
+}
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -137,7 +184,10 @@ impl SpaceGen {
             .into_bytes();
         let path = format!("/v1/spaces/{}/sessions", self.id.to_hex());
         let h = self.signed("POST", &path, &body);
-        ((hyper::Method::POST, path, h, Bytes::from(body)), opening)
+        (
+            req(hyper::Method::POST, &path, h, Bytes::from(body)),
+            opening,
+        )
     }
 
     /// Completes the session from the relay's answer.
@@ -173,12 +223,7 @@ impl SpaceGen {
             .to_string()
             .into_bytes();
         let h = self.signed("POST", "/v1/spaces", &body);
-        (
-            hyper::Method::POST,
-            "/v1/spaces".into(),
-            h,
-            Bytes::from(body),
-        )
+        req(hyper::Method::POST, "/v1/spaces", h, Bytes::from(body))
     }
 
     fn append(&mut self, payload: &[u8]) -> Req {
@@ -201,7 +246,7 @@ impl SpaceGen {
             .into_bytes();
         let path = format!("/v1/spaces/{}/events", self.id.to_hex());
         let h = self.auth("POST", &path, &body);
-        (hyper::Method::POST, path, h, Bytes::from(body))
+        req(hyper::Method::POST, &path, h, Bytes::from(body))
     }
 
     fn read(&mut self, from: u64, limit: usize) -> Req {
@@ -210,7 +255,7 @@ impl SpaceGen {
             self.id.to_hex()
         );
         let h = self.auth("GET", &path, b"");
-        (hyper::Method::GET, path, h, Bytes::new())
+        req(hyper::Method::GET, &path, h, Bytes::new())
     }
 }
 
@@ -243,23 +288,16 @@ async fn drive(
             let mut i = 0usize;
             while Instant::now() < deadline {
                 let req = if list.is_empty() {
-                    hyper::Request::get("/")
-                        .header("host", "bench")
-                        .body(Full::new(Bytes::new()))
-                } else if let Some((m, p, h, b)) = list.get(i) {
-                    let mut r = hyper::Request::builder()
-                        .method(m.clone())
-                        .uri(p.as_str())
-                        .header("host", "bench");
-                    for (k, v) in h {
-                        r = r.header(*k, v.as_str());
-                    }
-                    r.header("content-type", "application/json")
-                        .body(Full::new(b.clone()))
+                    let mut r = hyper::Request::new(Full::new(Bytes::new()));
+                    *r.uri_mut() = hyper::Uri::from_static("/");
+                    r.headers_mut()
+                        .insert(header::HOST, HeaderValue::from_static("bench"));
+                    r
+                } else if let Some((m, u, h, b)) = list.get(i) {
+                    request(m, u, h, b)
                 } else {
                     break;
                 };
-                let Ok(req) = req else { break };
                 i += 1;
                 if sender.ready().await.is_err() {
                     break;
@@ -298,19 +336,11 @@ async fn drive(
 }
 
 /// Sends one request on a fresh connection; the status and the body.
-async fn request_once(addr: SocketAddr, (m, p, h, b): Req) -> anyhow::Result<(u16, Bytes)> {
+async fn request_once(addr: SocketAddr, (m, u, h, b): Req) -> anyhow::Result<(u16, Bytes)> {
     let stream = tokio::net::TcpStream::connect(addr).await?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(conn);
-    let mut r = hyper::Request::builder()
-        .method(m)
-        .uri(p.as_str())
-        .header("host", "bench")
-        .header("content-type", "application/json");
-    for (k, v) in h {
-        r = r.header(k, v.as_str());
-    }
-    let resp = sender.send_request(r.body(Full::new(b))?).await?;
+    let resp = sender.send_request(request(&m, &u, &h, &b)).await?;
     let status = resp.status().as_u16();
     Ok((status, resp.into_body().collect().await?.to_bytes()))
 }
@@ -587,14 +617,12 @@ async fn oneshot_cost() -> anyhow::Result<()> {
     let store = Arc::new(SledStore::open(dir.path(), 64 << 20)?);
     let state = AppState::new(store, Arc::new(SystemClock), Limits::generous())?;
     let app = troth_relay::app(state);
-    let send = |(m, p, h, b): Req| {
+    let send = |(m, u, h, b): Req| {
         let app = app.clone();
         async move {
-            let mut r = axum::http::Request::builder().method(m).uri(p);
-            for (k, v) in h {
-                r = r.header(k, v);
-            }
-            let resp = app.oneshot(r.body(axum::body::Body::from(b))?).await?;
+            let resp = app
+                .oneshot(request(&m, &u, &h, &b).map(axum::body::Body::new))
+                .await?;
             let status = resp.status();
             let body = resp.into_body().collect().await?.to_bytes();
             anyhow::ensure!(
@@ -624,14 +652,7 @@ async fn oneshot_cost() -> anyhow::Result<()> {
     let n = 5000;
     send(g.create(&genesis)).await?;
     let health: Vec<Req> = (0..n)
-        .map(|_| {
-            (
-                hyper::Method::GET,
-                "/healthz".to_string(),
-                Vec::new(),
-                Bytes::new(),
-            )
-        })
+        .map(|_| req(hyper::Method::GET, "/healthz", Vec::new(), Bytes::new()))
         .collect();
     time("GET /healthz (the middleware alone)", health).await?;
     let appends: Vec<Req> = (0..n).map(|_| g.append(&[0x5a; 256])).collect();
@@ -781,16 +802,13 @@ async fn main() -> anyhow::Result<()> {
         let per = (60_000 * secs as usize * rounds).div_ceil(conns);
         let mut lists: Vec<Vec<Req>> = (0..conns)
             .map(|i| {
-                (0..per)
-                    .map(|_| {
-                        (
-                            hyper::Method::POST,
-                            format!("/ref/{i}"),
-                            Vec::new(),
-                            body.clone(),
-                        )
-                    })
-                    .collect()
+                let r = req(
+                    hyper::Method::POST,
+                    &format!("/ref/{i}"),
+                    Vec::new(),
+                    body.clone(),
+                );
+                vec![r; per]
             })
             .collect();
         let mut lat = Vec::new();

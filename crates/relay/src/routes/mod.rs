@@ -80,6 +80,20 @@ pub(crate) fn space_id(s: &str) -> Result<SpaceId, ApiError> {
         .map_err(|_| ApiError::bad_request("bad_space_id", "A space id is 32 hexadecimal digits."))
 }
 
+/// A request's parts and its body. The middleware (`crate::admit`) has
+/// already read the body within its limit, so this only takes it out; a
+/// handler that takes the request whole borrows its headers and address
+/// instead of cloning them (the `HeaderMap` and `Uri` extractors copy).
+pub(crate) async fn into_parts(
+    req: axum::extract::Request,
+) -> Result<(axum::http::request::Parts, Bytes), ApiError> {
+    let (parts, body) = req.into_parts();
+    let body = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .map_err(|_| ApiError::bad_request("bad_body", "The request body could not be read."))?;
+    Ok((parts, body))
+}
+
 /// The path and query a client signed.
 pub(crate) fn signed_path(uri: &Uri) -> &str {
     uri.path_and_query().map(|p| p.as_str()).unwrap_or("/")

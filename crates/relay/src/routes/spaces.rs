@@ -208,12 +208,12 @@ pub async fn create(
 pub async fn append(
     State(state): State<AppState>,
     path: Result<Path<String>, PathRejection>,
-    headers: HeaderMap,
-    uri: Uri,
-    body: Bytes,
+    req: axum::extract::Request,
 ) -> Result<Response, ApiError> {
     let space = space_id(&path.map_err(path_err)?.0)?;
-    let cred = auth::credential(&headers)?;
+    let (parts, body) = super::into_parts(req).await?;
+    let uri = &parts.uri;
+    let cred = auth::credential(&parts.headers)?;
     let (slot, members) = state.space(space, true)?.ok_or_else(ApiError::no_space)?;
     if slot.view().deleted {
         return Err(ApiError::no_space());
@@ -229,7 +229,7 @@ pub async fn append(
             Some((a, signer))
         }
         auth::Credential::Session(a) => {
-            let device = auth::verify_session(&state, &a, space, "POST", signed_path(&uri), &body)?;
+            let device = auth::verify_session(&state, &a, space, "POST", signed_path(uri), &body)?;
             active(&device).ok_or_else(not_member)?;
             None
         }
@@ -246,7 +246,7 @@ pub async fn append(
     let event_check = verifier.check(author.prepared(), ev.signed_message(), ev.signature());
     let event_ok = match signed {
         Some((a, signer)) => {
-            let request_msg = a.signed_message(Some(space), "POST", signed_path(&uri), &body);
+            let request_msg = a.signed_message(Some(space), "POST", signed_path(uri), &body);
             let (request_ok, event_ok) = tokio::join!(
                 verifier.check(signer.prepared(), request_msg, &a.signature),
                 event_check
@@ -374,8 +374,7 @@ pub async fn read(
     State(state): State<AppState>,
     path: Result<Path<String>, PathRejection>,
     query: Result<Query<Page>, QueryRejection>,
-    headers: HeaderMap,
-    uri: Uri,
+    req: axum::extract::Request,
 ) -> Result<Response, ApiError> {
     let space = space_id(&path.map_err(path_err)?.0)?;
     let Query(page) = query.map_err(|_| {
@@ -389,7 +388,7 @@ pub async fn read(
             format!("`limit` must be between 1 and {MAX_PAGE}."),
         ));
     }
-    let (slot, _) = member(&state, &headers, space, "GET", &uri, &[])?;
+    let (slot, _) = member(&state, req.headers(), space, "GET", req.uri(), &[])?;
     let head = slot.view().head;
     let events = state
         .store()
