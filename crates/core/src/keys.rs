@@ -75,6 +75,15 @@ fn short_hex_groups(bytes: &[u8]) -> String {
         .join(" ")
 }
 
+/// A fresh signing key: a 32-byte seed from `rng` (what ed25519-dalek's own
+/// `generate` does; ours takes the rand 0.8 generation's RNG, which age and
+/// the rest of the tree use).
+fn signing_key(rng: &mut impl CryptoRngCore) -> SigningKey {
+    let mut seed = Zeroizing::new([0u8; 32]);
+    rng.fill_bytes(seed.as_mut());
+    SigningKey::from_bytes(&seed)
+}
+
 // ---------------------------------------------------------------- identity
 
 /// A person's identity secret key. Zeroizes on drop; never printed.
@@ -83,7 +92,7 @@ pub struct IdentitySecret(SigningKey);
 impl IdentitySecret {
     /// A fresh identity.
     pub fn generate(rng: &mut impl CryptoRngCore) -> Self {
-        Self(SigningKey::generate(rng))
+        Self(signing_key(rng))
     }
 
     /// From a 32-byte seed (for key files and test vectors).
@@ -193,7 +202,7 @@ impl DeviceSecret {
         let mut x = Zeroizing::new([0u8; 32]);
         rng.fill_bytes(x.as_mut());
         Self {
-            signing: SigningKey::generate(rng),
+            signing: signing_key(rng),
             x25519: StaticSecret::from(*x),
         }
     }

@@ -57,7 +57,7 @@ fn torsion_r_case(order: usize) -> Case {
     h.update(big_r.compress().as_bytes());
     h.update(a.as_bytes());
     h.update(&message);
-    let k = Scalar::from_hash(h);
+    let k = Scalar::from_bytes_mod_order_wide(&h.finalize().into());
     let s = r + k * secret;
     let mut sig = [0u8; 64];
     sig[..32].copy_from_slice(big_r.compress().as_bytes());
