@@ -823,7 +823,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let reference_line = reference.as_ref().map(|r| {
         format!(
-            "store reference (sled append of {event_len} B + group commit, no checks): {:.0}/s ({:.2}× empty), p50 {:.2} ms, p99 {:.2} ms; appends reach {:.2} of it",
+            "store reference (sled append of {event_len} B + group commit, no checks): {:.0}/s ({:.3}× empty), p50 {:.2} ms, p99 {:.2} ms; appends reach {:.2} of it",
             r.rps,
             r.ratio,
             r.p50_ms,
@@ -857,7 +857,7 @@ async fn main() -> anyhow::Result<()> {
 
     if only || target.is_some() {
         println!(
-            "appends: {:.0}/s ({:.2}× empty {:.0}/s), p50 {:.2} ms, p99 {:.2} ms",
+            "appends: {:.0}/s ({:.3}× empty {:.0}/s), p50 {:.2} ms, p99 {:.2} ms",
             append.rps, append.ratio, append.empty_rps, append.p50_ms, append.p99_ms
         );
         if let Some(l) = &reference_line {
@@ -921,13 +921,13 @@ async fn main() -> anyhow::Result<()> {
         ),
     ] {
         println!(
-            "| {name} | {:.0} | {:.2} | {:.2} | {:.2} |",
+            "| {name} | {:.0} | {:.3} | {:.2} | {:.2} |",
             f.rps, f.ratio, f.p50_ms, f.p99_ms
         );
     }
     println!();
     for (name, w) in [("appends", &append), ("reads", &read)] {
-        let r: Vec<String> = w.rounds.iter().map(|r| format!("{r:.2}")).collect();
+        let r: Vec<String> = w.rounds.iter().map(|r| format!("{r:.3}")).collect();
         println!("{name}: × empty per round {} (median shown)", r.join(", "));
     }
     if let Some(l) = &reference_line {

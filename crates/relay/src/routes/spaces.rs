@@ -366,7 +366,19 @@ async fn append_event(
         let frame = json!({ "seq": new_head.seq, "hash": new_head.hash.to_hex(), "event": to_b64(ev.as_bytes()) });
         let _ = slot.live.send(Arc::from(frame.to_string()));
     }
-    Ok((StatusCode::CREATED, Json(head_json(new_head))).into_response())
+    // Written out directly, as a page of events is: a number and hex need
+    // no JSON escaping, and this answers every append.
+    let body = format!(
+        r#"{{"seq":{},"hash":"{}"}}"#,
+        new_head.seq,
+        new_head.hash.to_hex()
+    );
+    Ok((
+        StatusCode::CREATED,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response())
 }
 
 /// `GET /v1/spaces/{space}/events?from=N&limit=M`: a page of events.
