@@ -17,7 +17,8 @@
 //! (one signed request) and its requests carry the session's MAC;
 //! `--signed` signs every request instead. Events and request
 //! authentication are prepared before the timed phase (each request's
-//! address and headers parsed too), so the client spends its CPU on HTTP only. Options: `--secs N` (5), `--conns N` (64),
+//! address and headers parsed too), so the client spends its CPU on HTTP
+//! only. Options: `--secs N` (5), `--conns N` (64),
 //! `--idle N` (10000), `--page N` (10 events per read), `--signed`.
 #![forbid(unsafe_code)]
 
