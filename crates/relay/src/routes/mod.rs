@@ -88,9 +88,10 @@ pub(crate) async fn into_parts(
     req: axum::extract::Request,
 ) -> Result<(axum::http::request::Parts, Bytes), ApiError> {
     let (parts, body) = req.into_parts();
+    // Answered as the middleware answers a body it could not read.
     let body = axum::body::to_bytes(body, usize::MAX)
         .await
-        .map_err(|_| ApiError::bad_request("bad_body", "The request body could not be read."))?;
+        .map_err(|_| crate::error::for_status(axum::http::StatusCode::BAD_REQUEST))?;
     Ok((parts, body))
 }
 
