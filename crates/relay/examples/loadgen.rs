@@ -861,6 +861,8 @@ async fn main() -> anyhow::Result<()> {
             "appends: {:.0}/s ({:.3}× empty {:.0}/s), p50 {:.2} ms, p99 {:.2} ms",
             append.rps, append.ratio, append.empty_rps, append.p50_ms, append.p99_ms
         );
+        let r: Vec<String> = append.rounds.iter().map(|r| format!("{r:.3}")).collect();
+        println!("appends: × empty per round {}", r.join(", "));
         if let Some(l) = &reference_line {
             println!("{l}");
         }
