@@ -18,8 +18,13 @@
 //! `--signed` signs every request instead. Events and request
 //! authentication are prepared before the timed phase (each request's
 //! address and headers parsed too), so the client spends its CPU on HTTP
-//! only. Options: `--secs N` (5), `--conns N` (64),
-//! `--idle N` (10000), `--page N` (10 events per read), `--signed`.
+//! only. Each workload runs in `--rounds N` (5) rounds of `--secs N` (2)
+//! seconds, each right after a round of the empty handler. Options:
+//! `--conns N` (64), `--idle N` (10000), `--page N` (10 events per read),
+//! `--signed`, `--memory` (the in-memory store), `--appends-only`,
+//! `--idle-only`, `--oneshot` (the relay's own CPU per request, no network),
+//! `--target ADDR` (drive appends against a relay already running) and
+//! `--serve-relay DIR` (run only the relay, for a profiler to attach to).
 #![forbid(unsafe_code)]
 
 /// mimalloc: the relay allocates on every request, and glibc's malloc was a
