@@ -366,6 +366,12 @@ struct Workload {
     p99_ms: f64,
 }
 
+/// Each round's ratio, to three places.
+fn per_round(rounds: &[f64]) -> String {
+    let r: Vec<String> = rounds.iter().map(|r| format!("{r:.3}")).collect();
+    r.join(", ")
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v.get(v.len() / 2).copied().unwrap_or(0.0)
@@ -866,8 +872,7 @@ async fn main() -> anyhow::Result<()> {
             "appends: {:.0}/s ({:.3}× empty {:.0}/s), p50 {:.2} ms, p99 {:.2} ms",
             append.rps, append.ratio, append.empty_rps, append.p50_ms, append.p99_ms
         );
-        let r: Vec<String> = append.rounds.iter().map(|r| format!("{r:.3}")).collect();
-        println!("appends: × empty per round {}", r.join(", "));
+        println!("appends: × empty per round {}", per_round(&append.rounds));
         if let Some(l) = &reference_line {
             println!("{l}");
         }
@@ -935,8 +940,10 @@ async fn main() -> anyhow::Result<()> {
     }
     println!();
     for (name, w) in [("appends", &append), ("reads", &read)] {
-        let r: Vec<String> = w.rounds.iter().map(|r| format!("{r:.3}")).collect();
-        println!("{name}: × empty per round {} (median shown)", r.join(", "));
+        println!(
+            "{name}: × empty per round {} (median shown)",
+            per_round(&w.rounds)
+        );
     }
     if let Some(l) = &reference_line {
         println!("{l}");
