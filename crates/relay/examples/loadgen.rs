@@ -372,9 +372,16 @@ fn per_round(rounds: &[f64]) -> String {
     r.join(", ")
 }
 
+/// The median; with an even count, the mean of the two middle values (the
+/// upper one alone would lean every even-count figure upwards).
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(0.0)
+    let n = v.len();
+    match n {
+        0 => 0.0,
+        _ if n % 2 == 1 => v[n / 2],
+        _ => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
 }
 
 /// `rounds` rounds of `secs` seconds: the empty handler, then the workload.
