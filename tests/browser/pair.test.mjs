@@ -135,6 +135,17 @@ test('two partners pair, agree, keep check-ins and withdraw, live', async () => 
   for (const p of [pa, pb]) {
     await p.getByText('In force — both of you signed these exact words').first().waitFor(LIVE);
   }
+  // The message at the bottom only carries words: a tap on it reaches the
+  // button it may cover (for six seconds it sits over the agreement's actions
+  // on a phone).
+  await pa.waitForFunction(() => document.getElementById('status').textContent.trim() !== '');
+  const tapsPass = await pa.evaluate(() => {
+    const el = document.getElementById('status');
+    const r = el.getBoundingClientRect();
+    const under = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);
+    return r.width > 0 && under !== null && !el.contains(under);
+  });
+  assert.ok(tapsPass, 'the status message takes the taps meant for what it covers');
   await screenAndCheck(pa, '08-in-force');
 
 
