@@ -966,3 +966,18 @@ async fn main() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::median;
+
+    #[test]
+    fn median_of_odd_and_even_counts() {
+        assert_eq!(median(vec![]), 0.0);
+        assert_eq!(median(vec![0.3]), 0.3);
+        assert_eq!(median(vec![0.26, 0.20, 0.24]), 0.24);
+        // Even: the mean of the middle two, not the upper one.
+        assert!((median(vec![0.238, 0.259]) - 0.2485).abs() < 1e-12);
+        assert!((median(vec![0.25, 0.21, 0.30, 0.23]) - 0.24).abs() < 1e-12);
+    }
+}
