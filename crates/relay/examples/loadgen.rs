@@ -10,7 +10,9 @@
 //! reports requests/s and p50/p99 latency for the empty handler, authenticated
 //! durable appends (one space per connection) and paged reads, and for the
 //! store alone (an append to the same sled store and its group commit behind
-//! a bare handler: the issue's reference point); then starts the
+//! a bare handler: the issue's reference point) and the floor under appends
+//! (the same, with the event's signature checked as the relay checks it: the
+//! work any append API must do); then starts the
 //! relay in a child process, opens idle live connections to it (10,000, or as
 //! many as the open-files limit allows) and reports the relay's resident
 //! memory per connection. Each connection's device opens a request session
@@ -496,9 +498,22 @@ fn open_files_limit() -> usize {
 /// the group commit; no authentication, JSON, base64 or signature check.
 /// Appends are also reported against it, to show what the relay adds on top
 /// of storing. `POST /ref/{i}` appends to space `i`.
-async fn store_reference(conns: usize) -> anyhow::Result<(SocketAddr, tempfile::TempDir)> {
+///
+/// With `keys` (one per space), the body is a raw signed event and the
+/// handler first decodes it and checks its signature against space `i`'s key
+/// with the relay's own batched verifier: the work every append must do
+/// whatever the API (the floor under appends), without the request's
+/// authentication, JSON, base64 or member checks.
+async fn store_reference(
+    conns: usize,
+    keys: Option<Vec<troth_core::sign::PreparedKey>>,
+) -> anyhow::Result<(SocketAddr, tempfile::TempDir, troth_relay::verify::Verifier)> {
     use troth_relay::commit::Committer;
     use troth_relay::store::{Append, Head, SpaceRecord, Store};
+    use troth_relay::verify::Verifier;
+    let keys = keys.map(Arc::new);
+    let verifier = Verifier::new();
+    let stats = verifier.clone();
     let dir = tempfile::tempdir()?;
     let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path(), 256 << 20)?);
     let committer = Committer::start(store.clone())?;
@@ -522,10 +537,23 @@ async fn store_reference(conns: usize) -> anyhow::Result<(SocketAddr, tempfile::
     let spaces = Arc::new(spaces);
     let handler = move |axum::extract::Path(i): axum::extract::Path<usize>, body: Bytes| {
         let (store, committer, spaces) = (store.clone(), committer.clone(), spaces.clone());
+        let (keys, verifier) = (keys.clone(), verifier.clone());
         async move {
             let Some((space, head)) = spaces.get(i) else {
                 return hyper::StatusCode::NOT_FOUND;
             };
+            if let Some(key) = keys.as_ref().and_then(|k| k.get(i)) {
+                let Ok(ev) = Event::decode(&body) else {
+                    return hyper::StatusCode::BAD_REQUEST;
+                };
+                if verifier
+                    .check(key, ev.signed_message(), ev.signature())
+                    .await
+                    != Some(true)
+                {
+                    return hyper::StatusCode::FORBIDDEN;
+                }
+            }
             let mut head = head.lock().await;
             let seq = head.seq + 1;
             let mut hash = [0u8; 32];
@@ -547,7 +575,7 @@ async fn store_reference(conns: usize) -> anyhow::Result<(SocketAddr, tempfile::
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move { axum::serve(listener, app).await });
-    Ok((addr, dir))
+    Ok((addr, dir, stats))
 }
 
 /// The child process: the relay alone, on a loopback port.
@@ -816,7 +844,7 @@ async fn main() -> anyhow::Result<()> {
         .and_then(|v| v["event"].as_str().and_then(|e| STANDARD.decode(e).ok()))
         .map_or(420, |e| e.len());
     let reference = if target.is_none() {
-        let (ref_addr, _ref_dir) = store_reference(conns).await?;
+        let (ref_addr, _ref_dir, _) = store_reference(conns, None).await?;
         let body = Bytes::from(vec![0x5a; event_len]);
         let per = (60_000 * secs as usize * rounds).div_ceil(conns);
         let mut lists: Vec<Vec<Req>> = (0..conns)
@@ -831,23 +859,62 @@ async fn main() -> anyhow::Result<()> {
             })
             .collect();
         let mut lat = Vec::new();
-        Some(
-            interleaved(
-                base_addr, ref_addr, &mut lists, conns, secs, rounds, 201, &mut lat,
-            )
-            .await,
+        let plain = interleaved(
+            base_addr, ref_addr, &mut lists, conns, secs, rounds, 201, &mut lat,
         )
+        .await;
+        // The floor: the same, with each space's unsent signed events as
+        // bodies (repeated as needed) and their signatures checked.
+        let keys = gens
+            .iter()
+            .map(|(g, _)| troth_core::sign::PreparedKey::new(*g.dev.public().verifying_key()))
+            .collect();
+        let (floor_addr, _floor_dir, floor_verifier) = store_reference(conns, Some(keys)).await?;
+        let mut lists: Vec<Vec<Req>> = appends
+            .iter()
+            .enumerate()
+            .map(|(i, list)| {
+                let events: Vec<Bytes> = list
+                    .iter()
+                    .filter_map(|r| serde_json::from_slice::<serde_json::Value>(&r.3).ok())
+                    .filter_map(|v| v["event"].as_str().and_then(|e| STANDARD.decode(e).ok()))
+                    .map(Bytes::from)
+                    .collect();
+                let path = format!("/ref/{i}");
+                events
+                    .iter()
+                    .cycle()
+                    .take(per)
+                    .map(|e| req(hyper::Method::POST, &path, Vec::new(), e.clone()))
+                    .collect()
+            })
+            .collect();
+        let floor = interleaved(
+            base_addr, floor_addr, &mut lists, conns, secs, rounds, 201, &mut lat,
+        )
+        .await;
+        let v = floor_verifier.stats();
+        let per_batch = v.signatures.load(std::sync::atomic::Ordering::Relaxed) as f64
+            / v.batches.load(std::sync::atomic::Ordering::Relaxed).max(1) as f64;
+        Some((plain, floor, per_batch))
     } else {
         None
     };
-    let reference_line = reference.as_ref().map(|r| {
+    let reference_line = reference.as_ref().map(|(r, f, per_batch)| {
         format!(
-            "store reference (sled append of {event_len} B + group commit, no checks): {:.0}/s ({:.3}× empty), p50 {:.2} ms, p99 {:.2} ms; appends reach {:.2} of it",
+            "store reference (sled append of {event_len} B + group commit, no checks): {:.0}/s ({:.3}× empty), p50 {:.2} ms, p99 {:.2} ms; appends reach {:.2} of it\n\
+             floor (the same + the event's signature checked in batches of {:.1}; no request authentication, JSON or base64): {:.0}/s ({:.3}× empty), p50 {:.2} ms, p99 {:.2} ms; appends reach {:.2} of it",
             r.rps,
             r.ratio,
             r.p50_ms,
             r.p99_ms,
-            append.ratio / r.ratio
+            append.ratio / r.ratio,
+            per_batch,
+            f.rps,
+            f.ratio,
+            f.p50_ms,
+            f.p99_ms,
+            append.ratio / f.ratio
         )
     });
     {
