@@ -12,7 +12,9 @@
 //! store alone (an append to the same sled store and its group commit behind
 //! a bare handler: the issue's reference point) and the floor under appends
 //! (the same, with the event's signature checked as the relay checks it: the
-//! work any append API must do); then starts the
+//! work any append API must do), and the floor under reads (pages from that
+//! store written as the relay writes them, without authentication); then
+//! starts the
 //! relay in a child process, opens idle live connections to it (10,000, or as
 //! many as the open-files limit allows) and reports the relay's resident
 //! memory per connection. Each connection's device opens a request session
@@ -535,6 +537,7 @@ async fn store_reference(
     }
     committer.durable().await;
     let spaces = Arc::new(spaces);
+    let (page_store, page_spaces) = (store.clone(), spaces.clone());
     let handler = move |axum::extract::Path(i): axum::extract::Path<usize>, body: Bytes| {
         let (store, committer, spaces) = (store.clone(), committer.clone(), spaces.clone());
         let (keys, verifier) = (keys.clone(), verifier.clone());
@@ -571,7 +574,40 @@ async fn store_reference(
             }
         }
     };
-    let app = axum::Router::new().route("/ref/{i}", axum::routing::post(handler));
+    // `GET /page/{i}?from=N&limit=L`: the floor under reads, a page of events
+    // from the store written as the relay writes it (no authentication).
+    let pages = {
+        let (store, spaces) = (page_store, page_spaces);
+        move |axum::extract::Path(i): axum::extract::Path<usize>,
+              axum::extract::Query(q): axum::extract::Query<
+            std::collections::HashMap<String, u64>,
+        >| {
+            let (store, spaces) = (store.clone(), spaces.clone());
+            async move {
+                let Some((space, head)) = spaces.get(i) else {
+                    return Err(hyper::StatusCode::NOT_FOUND);
+                };
+                let head = *head.lock().await;
+                let from = q.get("from").copied().unwrap_or(0) % head.seq.max(1) + 1;
+                let events = store
+                    .read_range(
+                        *space,
+                        from,
+                        head.seq,
+                        q.get("limit").map_or(10, |&l| l as usize),
+                    )
+                    .map_err(|_| hyper::StatusCode::INTERNAL_SERVER_ERROR)?;
+                let more = from.saturating_add(events.len() as u64) <= head.seq;
+                Ok((
+                    [(hyper::header::CONTENT_TYPE, "application/json")],
+                    troth_relay::page_json(&events, head, more),
+                ))
+            }
+        }
+    };
+    let app = axum::Router::new()
+        .route("/ref/{i}", axum::routing::post(handler))
+        .route("/page/{i}", axum::routing::get(pages));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move { axum::serve(listener, app).await });
@@ -896,11 +932,11 @@ async fn main() -> anyhow::Result<()> {
         let v = floor_verifier.stats();
         let per_batch = v.signatures.load(std::sync::atomic::Ordering::Relaxed) as f64
             / v.batches.load(std::sync::atomic::Ordering::Relaxed).max(1) as f64;
-        Some((plain, floor, per_batch))
+        Some((plain, floor, per_batch, floor_addr, _floor_dir))
     } else {
         None
     };
-    let reference_line = reference.as_ref().map(|(r, f, per_batch)| {
+    let reference_line = reference.as_ref().map(|(r, f, per_batch, ..)| {
         format!(
             "store reference (sled append of {event_len} B + group commit, no checks): {:.0}/s ({:.3}× empty), p50 {:.2} ms, p99 {:.2} ms; appends reach {:.2} of it\n\
              floor (the same + the event's signature checked in batches of {:.1}; no request authentication, JSON or base64): {:.0}/s ({:.3}× empty), p50 {:.2} ms, p99 {:.2} ms; appends reach {:.2} of it",
@@ -976,6 +1012,37 @@ async fn main() -> anyhow::Result<()> {
         &mut empty_lat,
     )
     .await;
+    // The floor under reads: the same pages from the floor's store (which
+    // the floor run above filled), without authentication.
+    let read_floor = match &reference {
+        Some((.., floor_addr, _)) => {
+            let mut lists: Vec<Vec<Req>> = (0..conns)
+                .map(|i| {
+                    (0..per_conn * 2)
+                        .map(|k| {
+                            let path = format!("/page/{i}?from={k}&limit={page}");
+                            req(hyper::Method::GET, &path, Vec::new(), Bytes::new())
+                        })
+                        .collect()
+                })
+                .collect();
+            let mut lat = Vec::new();
+            Some(
+                interleaved(
+                    base_addr,
+                    *floor_addr,
+                    &mut lists,
+                    conns,
+                    secs,
+                    rounds,
+                    200,
+                    &mut lat,
+                )
+                .await,
+            )
+        }
+        None => None,
+    };
     let empty = {
         let f = figures(empty_lat);
         let mean = (append.empty_rps + read.empty_rps) / 2.0;
@@ -1021,6 +1088,16 @@ async fn main() -> anyhow::Result<()> {
     }
     if let Some(l) = &reference_line {
         println!("{l}");
+    }
+    if let Some(f) = &read_floor {
+        println!(
+            "floor under reads (pages of the floor's events from sled, written as the relay writes them; no request authentication): {:.0}/s ({:.3}× empty), p50 {:.2} ms, p99 {:.2} ms; reads reach {:.2} of it",
+            f.rps,
+            f.ratio,
+            f.p50_ms,
+            f.p99_ms,
+            read.ratio / f.ratio
+        );
     }
     println!(
         "idle live connections: {idle_n} open (open-files limit {fd}), relay RSS {rss} KiB, {per_conn_kib:.1} KiB per connection"

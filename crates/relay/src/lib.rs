@@ -41,6 +41,7 @@ use crate::error::for_status;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{Config, Limits};
+pub use routes::spaces::page_json;
 pub use state::{AppState, ClientIp};
 
 /// The relay's router over `state`. Tests call it in-process; `main` serves it.

@@ -407,8 +407,18 @@ pub async fn read(
         .read_range(space, from, head.seq, limit as usize)?;
     let last = from.saturating_add(events.len() as u64);
     let more = !events.is_empty() && last <= head.seq;
-    // Written out directly: base64 and hex need no JSON escaping, and this is
-    // the relay's hottest answer.
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        page_json(&events, head, more),
+    )
+        .into_response())
+}
+
+/// A page of events as `GET …/events` answers it (docs/PROTOCOL.md):
+/// `{"events":[base64…],"head":{"seq":…,"hash":hex},"more":bool}`. Written
+/// out directly: base64 and hex need no JSON escaping, and this is the
+/// relay's hottest answer.
+pub fn page_json(events: &[Vec<u8>], head: Head, more: bool) -> String {
     let mut out = String::with_capacity(
         events
             .iter()
@@ -432,11 +442,7 @@ pub async fn read(
     out.push_str("\"},\"more\":");
     out.push_str(if more { "true" } else { "false" });
     out.push('}');
-    Ok((
-        [(axum::http::header::CONTENT_TYPE, "application/json")],
-        out,
-    )
-        .into_response())
+    out
 }
 
 /// `DELETE /v1/spaces/{space}`: forgets the space.
