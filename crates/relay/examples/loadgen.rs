@@ -858,6 +858,20 @@ async fn main() -> anyhow::Result<()> {
         (0..per_conn).map(|_| g.append(&payload)).collect()
     });
     drop(gens_ref);
+    // Signed events for the floor under appends, taken before the relay's
+    // run can use them all up (the floor checks signatures, not sequence
+    // numbers, so it may send each more than once).
+    let floor_events: Vec<Vec<Bytes>> = appends
+        .iter()
+        .map(|list| {
+            list.iter()
+                .take(1000)
+                .filter_map(|r| serde_json::from_slice::<serde_json::Value>(&r.3).ok())
+                .filter_map(|v| v["event"].as_str().and_then(|e| STANDARD.decode(e).ok()))
+                .map(Bytes::from)
+                .collect()
+        })
+        .collect();
     let mut empty_lat = Vec::new();
     let append = interleaved(
         base_addr,
@@ -872,12 +886,10 @@ async fn main() -> anyhow::Result<()> {
     .await;
     // The store alone (the "sled insert + group-committed flush"),
     // with bodies the size of the appends' events.
-    let event_len = appends
+    let event_len = floor_events
         .iter()
         .flatten()
         .next()
-        .and_then(|r| serde_json::from_slice::<serde_json::Value>(&r.3).ok())
-        .and_then(|v| v["event"].as_str().and_then(|e| STANDARD.decode(e).ok()))
         .map_or(420, |e| e.len());
     let reference = if target.is_none() {
         let (ref_addr, _ref_dir, _) = store_reference(conns, None).await?;
@@ -899,23 +911,17 @@ async fn main() -> anyhow::Result<()> {
             base_addr, ref_addr, &mut lists, conns, secs, rounds, 201, &mut lat,
         )
         .await;
-        // The floor: the same, with each space's unsent signed events as
-        // bodies (repeated as needed) and their signatures checked.
+        // The floor: the same, with each space's signed events as bodies
+        // (repeated as needed) and their signatures checked.
         let keys = gens
             .iter()
             .map(|(g, _)| troth_core::sign::PreparedKey::new(*g.dev.public().verifying_key()))
             .collect();
         let (floor_addr, _floor_dir, floor_verifier) = store_reference(conns, Some(keys)).await?;
-        let mut lists: Vec<Vec<Req>> = appends
+        let mut lists: Vec<Vec<Req>> = floor_events
             .iter()
             .enumerate()
-            .map(|(i, list)| {
-                let events: Vec<Bytes> = list
-                    .iter()
-                    .filter_map(|r| serde_json::from_slice::<serde_json::Value>(&r.3).ok())
-                    .filter_map(|v| v["event"].as_str().and_then(|e| STANDARD.decode(e).ok()))
-                    .map(Bytes::from)
-                    .collect();
+            .map(|(i, events)| {
                 let path = format!("/ref/{i}");
                 events
                     .iter()
