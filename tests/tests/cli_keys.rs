@@ -11,6 +11,8 @@ fn rotate_keeps_history_and_revokes_the_old_device() {
     let id = p["id"].as_str().expect("id").to_owned();
     let p2 = a.json(&["agreement", "propose", "--template", "therapy"]);
     let id2 = p2["id"].as_str().expect("id").to_owned();
+    // B reads it first: signing takes only words this device has shown.
+    b.ok(&["agreement", "show", &id[..8]]);
     b.ok(&["agreement", "sign", &id[..8]]);
     let old_device = b.json(&["id"])["device"]
         .as_str()

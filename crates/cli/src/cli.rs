@@ -280,10 +280,14 @@ pub enum AgreementCommand {
         /// The agreement (the start of its id)
         id: String,
     },
-    /// Co-sign the version waiting for your signature
+    /// Co-sign the version waiting for your signature (only words this device showed you)
+    #[command(disable_version_flag = true)]
     Sign {
         /// The agreement
         id: String,
+        /// The version you read (see `troth agreement show`); refused unless it is the one waiting
+        #[arg(long, value_name = "N")]
+        version: Option<u32>,
     },
     /// Ask for a change before signing
     RequestChange {

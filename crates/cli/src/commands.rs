@@ -514,6 +514,8 @@ fn rules_from(texts: &[String], like: Option<&Rule>) -> Vec<Rule> {
 /// Proposes a version and signs it as the proposer. Returns the id and version.
 fn propose_and_sign(ctx: &Ctx, s: &mut Session, a: Agreement) -> anyhow::Result<()> {
     let (id, version, title) = (a.id, a.version, a.title.clone());
+    // Every signed field, as it was signed.
+    let words = view::words_text(&a, Some(me(s)));
     let content = s.replica().propose(a)?;
     s.post(&content, ctx.now_ms, &mut OsRng)?;
     ctx.save(s)?;
@@ -527,7 +529,7 @@ fn propose_and_sign(ctx: &Ctx, s: &mut Session, a: Agreement) -> anyhow::Result<
     say(
         ctx,
         &format!(
-            "Proposed “{title}” (version {version}, id {short}) and signed it.\nIt comes into force when your partner signs it too: troth agreement sign {short}"
+            "Proposed “{title}” (version {version}, id {short}) and signed it.\n\n{words}\nIt comes into force when your partner signs it too: troth agreement sign {short}"
         ),
         json!({ "id": id.to_hex(), "version": version, "status": "pending" }),
     )
@@ -657,7 +659,7 @@ fn agreement(ctx: &Ctx, cmd: AgreementCommand) -> anyhow::Result<()> {
                     view::version_words(v, me),
                     a.review_on
                 );
-                print!("{}", view::rules_text(a));
+                print!("{}", view::rules_text(a, Some(me)));
                 let signed: Vec<&str> = v.signatures.keys().map(|r| view::who(me, *r)).collect();
                 println!(
                     "  {}",
@@ -686,47 +688,7 @@ fn agreement(ctx: &Ctx, cmd: AgreementCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        AgreementCommand::Sign { id } => {
-            let mut s = ctx.session()?;
-            let id = find_agreement(s.replica().state(), &id)?;
-            let version = {
-                let st = s.replica().state();
-                let rec = record(st, &id)?;
-                let v = rec.pending().ok_or_else(|| {
-                    fail("There's no version of this agreement waiting for signatures.")
-                })?;
-                v.agreement.version
-            };
-            let now = ctx.now_ms;
-            s.post_with(|r| {
-                let c = r.cosign(id, version)?;
-                Ok(r.compose(&c, now, &mut OsRng)?)
-            })?;
-            ctx.save(&s)?;
-            let st = s.replica().state();
-            let rec = record(st, &id)?;
-            let in_force = rec
-                .in_force()
-                .is_some_and(|v| v.agreement.version == version);
-            let title = rec
-                .latest()
-                .map(|v| v.agreement.title.clone())
-                .unwrap_or_default();
-            say(
-                ctx,
-                &if in_force {
-                    format!(
-                        "You signed “{title}”. {}",
-                        ctx.green("It is now in force for both of you.")
-                    )
-                } else {
-                    format!(
-                        "You signed “{title}”. It comes into force when your partner signs too."
-                    )
-                },
-                json!({ "id": id.to_hex(), "version": version, "status": if in_force { "in_force" } else { "pending" } }),
-            )
-        }
+        AgreementCommand::Sign { id, version } => sign(ctx, &id, version),
         AgreementCommand::RequestChange { id, comment } => {
             let mut s = ctx.session()?;
             let (id, version) = pending_version(&s, &id)?;
@@ -887,6 +849,105 @@ fn agreement(ctx: &Ctx, cmd: AgreementCommand) -> anyhow::Result<()> {
     }
 }
 
+/// `troth agreement sign ID [--version N]`: signs only words this device
+/// showed. With `--version N`, N must be the version waiting for signatures;
+/// without it, the version waiting must be the one the local copy held
+/// before this command synced. Otherwise the new words are printed and
+/// nothing is signed.
+fn sign(ctx: &Ctx, prefix: &str, asked: Option<u32>) -> anyhow::Result<()> {
+    let stored = ctx.stored()?;
+    // What this device could have shown before the sync: the pending
+    // version of the local copy (its number and the hash of its words).
+    let seen = {
+        let st = stored.replica.state();
+        find_agreement(st, prefix)
+            .ok()
+            .and_then(|id| st.agreements.get(&id))
+            .and_then(|rec| rec.pending())
+            .map(|v| (v.agreement.id, v.agreement.version, v.hash))
+    };
+    let mut s = ctx.sync_session(stored)?;
+    let me = me(&s);
+    let id = find_agreement(s.replica().state(), prefix)?;
+    let version = {
+        let rec = record(s.replica().state(), &id)?;
+        let Some(p) = rec.pending() else {
+            return Err(fail(match asked {
+                Some(n) => format!(
+                    "Version {n} isn't waiting for signatures, and no other version is; nothing was signed."
+                ),
+                None => "There's no version of this agreement waiting for signatures.".to_owned(),
+            }));
+        };
+        let (n, short) = (p.agreement.version, view::short(&id));
+        let refuse = |why: String| -> anyhow::Error {
+            // The words that are waiting, so the person can read them first.
+            if ctx.json {
+                println!(
+                    "{}",
+                    json!({ "pending": view::agreement_json(&p.agreement) })
+                );
+            } else {
+                print!("{}", view::words_text(&p.agreement, Some(me)));
+            }
+            fail(format!(
+                "{why} Nothing was signed. Read the words above; to sign them: troth agreement sign {short} --version {n}"
+            ))
+        };
+        match asked {
+            Some(want) if want == n => n,
+            Some(want) => {
+                return Err(refuse(format!(
+                    "Version {want} isn't the one waiting for signatures; version {n} is."
+                )));
+            }
+            None if seen == Some((id, n, p.hash)) => n,
+            None if seen.is_some_and(|(sid, _, _)| sid == id) => {
+                return Err(refuse(format!(
+                    "Your partner proposed new words (version {n}) since this device last showed the agreement."
+                )));
+            }
+            None => {
+                return Err(refuse(format!(
+                    "This device hadn't shown version {n} before now."
+                )));
+            }
+        }
+    };
+    let now = ctx.now_ms;
+    // The version is fixed: if the log moves on meanwhile and a later
+    // proposal replaces it, signing fails rather than sign other words.
+    s.post_with(|r| {
+        let c = r.cosign(id, version)?;
+        Ok(r.compose(&c, now, &mut OsRng)?)
+    })?;
+    ctx.save(&s)?;
+    let st = s.replica().state();
+    let rec = record(st, &id)?;
+    let in_force = rec
+        .in_force()
+        .is_some_and(|v| v.agreement.version == version);
+    let title = rec
+        .versions
+        .get(version.saturating_sub(1) as usize)
+        .map(|v| v.agreement.title.clone())
+        .unwrap_or_default();
+    say(
+        ctx,
+        &if in_force {
+            format!(
+                "You signed “{title}” (version {version}). {}",
+                ctx.green("It is now in force for both of you.")
+            )
+        } else {
+            format!(
+                "You signed “{title}” (version {version}). It comes into force when your partner signs too."
+            )
+        },
+        json!({ "id": id.to_hex(), "version": version, "status": if in_force { "in_force" } else { "pending" } }),
+    )
+}
+
 fn verify_certificate(file: &Path, json_out: bool) -> anyhow::Result<()> {
     let bytes = read_small(file, 1024 * 1024)?;
     let text = String::from_utf8_lossy(&bytes);
@@ -912,7 +973,7 @@ fn verify_certificate(file: &Path, json_out: bool) -> anyhow::Result<()> {
         "{} · version {} · review on {}",
         a.title, a.version, a.review_on
     );
-    print!("{}", view::rules_text(a));
+    print!("{}", view::rules_text(a, None));
     println!();
     println!("Signed by {} and {}.", signers[0], signers[1]);
     println!(

@@ -65,9 +65,12 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
     }
     if let Some(c) = e.downcast_ref::<E>() {
         return match c {
-            E::Unreachable { .. } | E::Refused { .. } | E::BadResponse(_) | E::BadUrl | E::Busy => {
-                EXIT_RELAY
-            }
+            E::Unreachable { .. }
+            | E::Refused { .. }
+            | E::BadResponse(_)
+            | E::BadUrl
+            | E::Busy
+            | E::NoSpace => EXIT_RELAY,
             E::Integrity(_) | E::LocalIntegrity(_) | E::CorruptState(_) => EXIT_INTEGRITY,
             E::Key(_) | E::NoKeys(_) => EXIT_KEY,
             E::Pairing(_)
@@ -273,6 +276,13 @@ impl Ctx {
     /// verified; an integrity problem is an error (after saving).
     pub fn session(&self) -> anyhow::Result<Session> {
         let stored = self.stored()?;
+        self.sync_session(stored)
+    }
+
+    /// Syncs an opened space with its relay (unless `--offline`), as
+    /// [`Ctx::session`] does: commands that must remember what the local copy
+    /// held before the sync open it with [`Ctx::stored`] first.
+    pub fn sync_session(&self, stored: Stored) -> anyhow::Result<Session> {
         let relay = RelayClient::new(&stored.relay)?;
         let mut s = Session::new(stored.replica, relay);
         if self.offline {

@@ -42,6 +42,14 @@ pub enum Error {
     /// The log kept moving while this device tried to add to it.
     #[error("The space kept changing while sending. Nothing was lost; please try again.")]
     Busy,
+    /// The relay answered that it has no such space (404 `no_space`). That
+    /// is the relay's claim alone: a partner's closing is a signed
+    /// `CloseSpace` event in the log, so callers check `State::closed`
+    /// before saying who closed it. Nothing local is removed.
+    #[error(
+        "The relay no longer has this space. This device keeps its copy (`troth timeline --offline` shows it)."
+    )]
+    NoSpace,
     /// The relay showed a history that does not verify.
     #[error("{}", .0.advice())]
     Integrity(Alert),
