@@ -93,6 +93,7 @@ impl Writer {
                 timestamp_ms: now_ms(),
             },
             Body::Control(Control::Genesis {
+                commitment: troth_core::event::KeyCommitment([0; 32]),
                 role: Role::Leading,
                 cert: self.keys.cert.clone(),
                 envelopes: vec![Envelope {

@@ -65,6 +65,7 @@ fn space(relay: &Relay, seed: u64) -> (KeyBundle, Event) {
             timestamp_ms: now_ms(),
         },
         Body::Control(Control::Genesis {
+            commitment: troth_core::event::KeyCommitment([0; 32]),
             role: Role::Leading,
             cert: keys.cert.clone(),
             envelopes: vec![Envelope {

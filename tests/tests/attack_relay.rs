@@ -264,7 +264,7 @@ fn injected_events_are_refused() {
 
     // 3. An epoch key sealed with age to B's public recipient (age does not
     //    authenticate the sender), inside a control event the relay signs.
-    let cert = relay_identity.certify(&relay_device.public(), 1);
+    let cert = relay_identity.certify(&relay_device, 1);
     let env = Envelope {
         epoch: 0,
         device: w.b.replica().keys().device.public().id(),
@@ -422,7 +422,7 @@ fn low_order_and_weak_keys_are_refused() {
     let mut rng = StdRng::seed_from_u64(131);
     let relay_device = DeviceSecret::generate(&mut rng);
     let relay_identity = IdentitySecret::generate(&mut rng);
-    let cert = relay_identity.certify(&relay_device.public(), 1);
+    let cert = relay_identity.certify(&relay_device, 1);
     let add = Event::sign(
         Header {
             space,

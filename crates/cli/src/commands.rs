@@ -827,8 +827,11 @@ fn agreement(ctx: &Ctx, cmd: AgreementCommand) -> anyhow::Result<()> {
                 .rev()
                 .find(|v| v.in_force.is_some())
                 .ok_or_else(|| fail("This agreement hasn't been signed by both of you yet, so there's no certificate."))?;
-            let proof = v.in_force.as_ref().ok_or_else(|| fail("No certificate."))?;
-            write_new(&out, proof.certificate().to_text().as_bytes())?;
+            let cert = s
+                .replica()
+                .certificate(id, v.agreement.version)
+                .map_err(|e| fail(e.to_string()))?;
+            write_new(&out, cert.to_text().as_bytes())?;
             let still = v.status == VersionStatus::InForce;
             say(
                 ctx,

@@ -10,7 +10,6 @@
 use rand_core::CryptoRngCore;
 use troth_core::content::Content;
 use troth_core::event::Event;
-use troth_core::log::ChainError;
 use troth_core::replica::{Alert, Replica};
 
 use crate::error::Error;
@@ -65,7 +64,9 @@ impl Session {
         self.replica
     }
 
-    /// Fetches and verifies everything after the verified head.
+    /// Fetches and verifies everything after the verified head, one page at
+    /// a time through [`troth_core::replica::Replica::ingest_page`] (the
+    /// same step the browser takes, so both raise the same alerts).
     pub fn sync(&mut self) -> Result<SyncReport, Error> {
         let mut accepted = 0;
         for _ in 0..MAX_PAGES {
@@ -73,42 +74,15 @@ impl Session {
             let page = self
                 .relay
                 .read(&self.replica.keys().device, self.replica.space(), from)?;
-            if let Err(e) = self.replica.check_remote_head(Some(page.head)) {
+            let out = self
+                .replica
+                .ingest_page(Some(page.head), &page.events, page.more);
+            accepted += out.accepted;
+            if out.alert.is_some() || !out.fetch_more {
                 return Ok(SyncReport {
                     accepted,
-                    alert: Some(Alert { error: e }),
+                    alert: out.alert,
                 });
-            }
-            if page.events.is_empty() {
-                // The relay's head must then be one this device verified.
-                if page.head.0 >= self.replica.chain().len() {
-                    return Ok(SyncReport {
-                        accepted,
-                        alert: Some(Alert {
-                            error: ChainError::Gap {
-                                expected: self.replica.chain().len(),
-                                got: page.head.0,
-                            },
-                        }),
-                    });
-                }
-                break;
-            }
-            let r = self.replica.ingest(&page.events);
-            accepted += r.accepted;
-            match r.error {
-                None => {}
-                Some(ChainError::Duplicate { .. }) if r.accepted == 0 => break,
-                Some(ChainError::Duplicate { .. }) => {}
-                Some(e) => {
-                    return Ok(SyncReport {
-                        accepted,
-                        alert: Some(Alert { error: e }),
-                    });
-                }
-            }
-            if !page.more || r.accepted == 0 {
-                break;
             }
         }
         Ok(SyncReport {

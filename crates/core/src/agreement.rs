@@ -14,10 +14,11 @@ use ed25519_dalek::Signature;
 use thiserror::Error;
 
 use crate::encoding::{DecodeError, Reader, Writer};
-use crate::event::Role;
+use crate::event::{Event, EventHash, Role};
 use crate::ids::{AgreementId, SpaceId};
-use crate::keys::{IdentityKey, IdentitySecret};
+use crate::keys::{DeviceCert, IdentityKey, IdentitySecret};
 use crate::sign::{self, Label};
+use crate::text::{TextError, check_text};
 
 /// Longest title in bytes.
 pub const MAX_TITLE: usize = 200;
@@ -235,11 +236,38 @@ pub enum AgreementError {
     /// The certificate could not be read.
     #[error("this is not a valid agreement certificate: {0}")]
     Certificate(DecodeError),
+    /// The signatures are not tied to a place in the couple's log (a
+    /// certificate of the first format, or one whose proposing event does
+    /// not match).
+    #[error(
+        "this certificate isn't tied to a place in the couple's log, so it can't show that these words \
+         were ever proposed there; ask for a new certificate from the app or `troth agreement export`"
+    )]
+    NotInLog,
+    /// A title, rule or detail holds a character that hides or reorders words.
+    #[error(transparent)]
+    Text(#[from] TextError),
 }
 
 impl Agreement {
-    /// Checks the bounds the encoding enforces.
+    /// Checks the bounds the encoding enforces and refuses characters that
+    /// hide or reorder words ([`check_text`]).
     pub fn validate(&self) -> Result<(), AgreementError> {
+        self.check_bounds()?;
+        check_text(&self.title)?;
+        for r in &self.rules {
+            check_text(&r.text)?;
+            for (k, v) in &r.params {
+                check_text(k)?;
+                check_text(v)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks the bounds the encoding enforces (what a decoder needs; the
+    /// fold applies [`Agreement::validate`] too).
+    pub fn check_bounds(&self) -> Result<(), AgreementError> {
         if self.title.trim().is_empty()
             || self.rules.is_empty()
             || self.rules.iter().any(|r| r.text.trim().is_empty())
@@ -340,13 +368,14 @@ impl Agreement {
         ContentHash(sign::hash(Label::AgreementContent, &self.to_bytes()))
     }
 
-    fn cosign_body(&self, space: SpaceId) -> Vec<u8> {
-        cosign_body(space, self.id, self.version, &self.content_hash())
+    fn cosign_body(&self, space: SpaceId, at: &Position) -> Vec<u8> {
+        cosign_body(space, self.id, self.version, &self.content_hash(), at)
     }
 
-    /// Signs this exact version as one of the partners.
-    pub fn cosign(&self, space: SpaceId, identity: &IdentitySecret) -> Signature {
-        identity.sign(Label::AgreementCosign, &self.cosign_body(space))
+    /// Signs this exact version, proposed at `at` in the space's log, as one
+    /// of the partners.
+    pub fn cosign(&self, space: SpaceId, at: &Position, identity: &IdentitySecret) -> Signature {
+        identity.sign(Label::AgreementCosign, &self.cosign_body(space, at))
     }
 
     /// The next version: same id, `version + 1`, superseding this one.
@@ -362,26 +391,52 @@ impl Agreement {
     }
 }
 
+/// Where in a space's log a version was proposed: the proposing event's
+/// sequence number and hash. Co-signatures cover it, so a signature cannot
+/// be carried to words that were never proposed in the log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Position {
+    /// The proposing event's sequence number.
+    pub seq: u64,
+    /// The proposing event's hash.
+    pub event: EventHash,
+}
+
 pub(crate) fn cosign_body(
     space: SpaceId,
     id: AgreementId,
     version: u32,
     hash: &ContentHash,
+    at: &Position,
 ) -> Vec<u8> {
     let mut w = Writer::new();
-    w.u8(1).raw(&space.0).raw(&id.0).u32(version).raw(&hash.0);
+    w.u8(COSIGN_VERSION)
+        .raw(&space.0)
+        .raw(&id.0)
+        .u32(version)
+        .raw(&hash.0)
+        .u64(at.seq)
+        .raw(&at.event.0);
     w.finish()
 }
 
-/// Checks one partner's co-signature over an agreement version.
+/// The co-signature body's format version.
+const COSIGN_VERSION: u8 = 2;
+
+/// Checks one partner's co-signature over an agreement version proposed at `at`.
 pub fn verify_cosignature(
     space: SpaceId,
     agreement: &Agreement,
+    at: &Position,
     signer: &IdentityKey,
     sig: &Signature,
 ) -> Result<(), AgreementError> {
     signer
-        .verify(Label::AgreementCosign, &agreement.cosign_body(space), sig)
+        .verify(
+            Label::AgreementCosign,
+            &agreement.cosign_body(space, at),
+            sig,
+        )
         .map_err(|_| AgreementError::NotCosigned)
 }
 
@@ -392,14 +447,17 @@ pub fn verify_cosignature(
 pub struct InForce {
     space: SpaceId,
     agreement: Agreement,
+    at: Position,
     signers: [(IdentityKey, Signature); 2],
 }
 
 impl InForce {
-    /// Verifies two co-signatures by two distinct identities over the same version.
+    /// Verifies two co-signatures by two distinct identities over the same
+    /// version, proposed at `at`.
     pub fn verify(
         space: SpaceId,
         agreement: Agreement,
+        at: Position,
         a: (IdentityKey, Signature),
         b: (IdentityKey, Signature),
     ) -> Result<Self, AgreementError> {
@@ -407,12 +465,13 @@ impl InForce {
             return Err(AgreementError::NotCosigned);
         }
         agreement.validate()?;
-        verify_cosignature(space, &agreement, &a.0, &a.1)?;
-        verify_cosignature(space, &agreement, &b.0, &b.1)?;
+        verify_cosignature(space, &agreement, &at, &a.0, &a.1)?;
+        verify_cosignature(space, &agreement, &at, &b.0, &b.1)?;
         let signers = if a.0 <= b.0 { [a, b] } else { [b, a] };
         Ok(Self {
             space,
             agreement,
+            at,
             signers,
         })
     }
@@ -427,51 +486,136 @@ impl InForce {
         &self.agreement
     }
 
+    /// Where in the log it was proposed.
+    pub fn position(&self) -> Position {
+        self.at
+    }
+
     /// The two signers (sorted by key bytes).
     pub fn signers(&self) -> [&IdentityKey; 2] {
         [&self.signers[0].0, &self.signers[1].0]
     }
 
-    /// A self-contained certificate anyone can verify offline.
-    pub fn certificate(&self) -> Certificate {
-        Certificate(self.clone())
+    /// A self-contained certificate anyone can verify offline, given the
+    /// proposing event and its author's device certificate (from the log).
+    pub fn certificate(
+        &self,
+        proposal: &Event,
+        author: &DeviceCert,
+    ) -> Result<Certificate, AgreementError> {
+        Certificate::check(self.clone(), proposal.clone(), author.clone())
     }
 }
 
 /// A self-contained, offline-verifiable proof that two identities signed an
-/// agreement version: content, both public keys and both signatures. It shows
-/// the agreement was made; only the space's log can show it is still in force.
+/// agreement version *proposed at a given place in their log*: the words,
+/// the proposing event (signed by a device certified by one of the two
+/// identities), both public keys and both signatures. It shows the agreement
+/// was made then; only the space's log can show it is still in force
+/// (`Replica::certificate_status`). A value of this type has been verified.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Certificate(InForce);
+pub struct Certificate {
+    proof: InForce,
+    proposal: Event,
+    author: DeviceCert,
+}
 
 const CERT_BEGIN: &str = "-----BEGIN TROTH AGREEMENT CERTIFICATE-----";
 const CERT_END: &str = "-----END TROTH AGREEMENT CERTIFICATE-----";
+/// The certificate format version.
+const CERT_VERSION: u8 = 2;
 
 impl Certificate {
-    /// Canonical bytes: `"troth-cert" || 1 || space || agreement || (key, sig) × 2`.
+    /// Ties a verified agreement to its proposing event: the event must be
+    /// the one the signatures name, signed by `author`'s device, and
+    /// `author` a device of one of the two signers.
+    fn check(proof: InForce, proposal: Event, author: DeviceCert) -> Result<Self, AgreementError> {
+        let untied = AgreementError::NotInLog;
+        let h = proposal.header();
+        if h.space != proof.space
+            || h.seq != proof.at.seq
+            || proposal.hash() != proof.at.event
+            || h.author != author.device().id()
+            || !proof.signers().contains(&author.identity())
+            || !matches!(proposal.body(), crate::event::Body::Sealed(_))
+        {
+            return Err(untied);
+        }
+        proposal
+            .verify_signature(author.device().verifying_key())
+            .map_err(|_| untied)?;
+        Ok(Self {
+            proof,
+            proposal,
+            author,
+        })
+    }
+
+    /// The verified agreement.
+    pub fn in_force(&self) -> &InForce {
+        &self.proof
+    }
+
+    /// The space.
+    pub fn space(&self) -> SpaceId {
+        self.proof.space
+    }
+
+    /// The agreed version.
+    pub fn agreement(&self) -> &Agreement {
+        &self.proof.agreement
+    }
+
+    /// Where in the log it was proposed.
+    pub fn position(&self) -> Position {
+        self.proof.at
+    }
+
+    /// The proposing event's author time (ms since the Unix epoch; the
+    /// author's clock).
+    pub fn proposed_at_ms(&self) -> u64 {
+        self.proposal.header().timestamp_ms
+    }
+
+    /// The two signers (sorted by key bytes).
+    pub fn signers(&self) -> [&IdentityKey; 2] {
+        self.proof.signers()
+    }
+
+    /// Canonical bytes: `"troth-cert" || 2 || agreement || bytes(proposing
+    /// event) || bytes(author's device certificate) || (key, sig) × 2`.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut w = Writer::new();
-        w.raw(b"troth-cert").u8(1).raw(&self.0.space.0);
-        self.0.agreement.encode(&mut w);
-        for (k, s) in &self.0.signers {
+        w.raw(b"troth-cert").u8(CERT_VERSION);
+        self.proof.agreement.encode(&mut w);
+        w.bytes(self.proposal.as_bytes())
+            .bytes(&self.author.to_bytes());
+        for (k, s) in &self.proof.signers {
             w.raw(&k.to_bytes()).raw(&s.to_bytes());
         }
         w.finish()
     }
 
-    /// Decodes and verifies.
-    pub fn from_bytes(bytes: &[u8]) -> Result<InForce, AgreementError> {
+    /// Decodes and verifies: both signatures over the words and the place
+    /// they were proposed, and that place's signed event header. A
+    /// certificate of the first format (signatures not tied to the log) is
+    /// refused.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Certificate, AgreementError> {
         let e = AgreementError::Certificate;
         let mut r = Reader::new(bytes);
         if r.take(10).map_err(e)? != b"troth-cert" {
             return Err(e(DecodeError::Invalid("certificate magic")));
         }
         let v = r.u8().map_err(e)?;
-        if v != 1 {
+        if v == 1 {
+            return Err(AgreementError::NotInLog);
+        }
+        if v != CERT_VERSION {
             return Err(e(DecodeError::UnsupportedVersion(v)));
         }
-        let space = SpaceId(r.array().map_err(e)?);
         let agreement = Agreement::decode(&mut r).map_err(e)?;
+        let proposal = Event::decode(r.bytes(crate::event::MAX_EVENT).map_err(e)?).map_err(e)?;
+        let author = DeviceCert::from_bytes(r.bytes(1024).map_err(e)?).map_err(e)?;
         let sig = |r: &mut Reader<'_>| -> Result<(IdentityKey, Signature), AgreementError> {
             let k = IdentityKey::from_bytes(&r.array().map_err(e)?)
                 .map_err(|k| e(DecodeError::from(k)))?;
@@ -480,27 +624,61 @@ impl Certificate {
         let a = sig(&mut r)?;
         let b = sig(&mut r)?;
         r.finish().map_err(e)?;
-        InForce::verify(space, agreement, a, b)
+        let h = proposal.header();
+        let at = Position {
+            seq: h.seq,
+            event: proposal.hash(),
+        };
+        let proof = InForce::verify(h.space, agreement, at, a, b)?;
+        Certificate::check(proof, proposal, author)
     }
 
-    /// A readable text file: the agreement in words, then the armored proof.
+    /// A readable text file: every signed field in words, where and when it
+    /// was proposed, what the certificate proves and what it does not, then
+    /// the armored proof.
     pub fn to_text(&self) -> String {
         use base64::Engine;
-        let a = &self.0.agreement;
+        let a = &self.proof.agreement;
         let mut s = String::new();
-        s.push_str(&format!("Troth agreement: {}\n", a.title));
         s.push_str(&format!(
-            "Version {} · review on {}\n\n",
+            "Troth agreement: {}
+",
+            a.title
+        ));
+        s.push_str(&format!(
+            "Version {} · review on {}
+
+",
             a.version, a.review_on
         ));
-        for (i, r) in a.rules.iter().enumerate() {
-            s.push_str(&format!("{}. {}\n", i + 1, r.text));
+        s.push_str(&describe_rules(a));
+        s.push_str(&format!(
+            "
+Proposed in space {} as event #{} ({}), dated {} by its author's device.
+",
+            hex::encode(self.proof.space.0),
+            self.proof.at.seq,
+            &self.proof.at.event.to_hex()[..16],
+            crate::agreement::Day::from_unix_ms(self.proposed_at_ms()),
+        ));
+        s.push_str(
+            "
+Signed by:
+",
+        );
+        for (k, _) in &self.proof.signers {
+            s.push_str(&format!(
+                "  {}
+",
+                k.fingerprint()
+            ));
         }
-        s.push_str("\nSigned by:\n");
-        for (k, _) in &self.0.signers {
-            s.push_str(&format!("  {}\n", k.fingerprint()));
-        }
-        s.push_str("\nCheck it with `troth verify-certificate FILE`.\n\n");
+        s.push_str(
+            "
+This certificate proves that both partners signed these exact words, proposed at              that place in their log. It proves nothing about today: either partner can withdraw              consent at any moment, and a rule lapses at its review date unless both renew it.              To see where it stands now, check it against the couple's log with              `troth agreement status FILE`; `troth verify-certificate FILE` checks the              signatures alone.
+
+",
+        );
         s.push_str(CERT_BEGIN);
         s.push('\n');
         let b64 = base64::engine::general_purpose::STANDARD.encode(self.to_bytes());
@@ -515,7 +693,7 @@ impl Certificate {
 
     /// Reads [`Certificate::to_text`]'s output (only the armored part counts:
     /// the words above it are for people, the proof holds the signed text).
-    pub fn from_text(text: &str) -> Result<InForce, AgreementError> {
+    pub fn from_text(text: &str) -> Result<Certificate, AgreementError> {
         use base64::Engine;
         let bad = || AgreementError::Certificate(DecodeError::Invalid("certificate armor"));
         let start = text.find(CERT_BEGIN).ok_or_else(bad)? + CERT_BEGIN.len();
@@ -529,6 +707,41 @@ impl Certificate {
             .map_err(|_| bad())?;
         Certificate::from_bytes(&bytes)
     }
+}
+
+/// Who a rule asks something of, in plain words.
+pub fn asks_of_words(role: Role) -> &'static str {
+    match role {
+        Role::Leading => "the partner who sets the conditions",
+        Role::Rebuilding => "the partner rebuilding trust",
+    }
+}
+
+/// Every signed field of an agreement's rules, one numbered rule after
+/// another: its words, what it is about, whom it asks, and its details.
+pub fn describe_rules(a: &Agreement) -> String {
+    let mut s = String::new();
+    for (i, r) in a.rules.iter().enumerate() {
+        s.push_str(&format!(
+            "{}. {}
+",
+            i + 1,
+            r.text
+        ));
+        s.push_str(&format!(
+            "   About: {} · asks of: {}
+",
+            r.category.name(),
+            asks_of_words(r.asks_of)
+        ));
+        for (k, v) in &r.params {
+            s.push_str(&format!(
+                "   {k}: {v}
+"
+            ));
+        }
+    }
+    s
 }
 
 /// A template rule set, as the practice guide words it. Couples edit the words.
@@ -663,45 +876,89 @@ mod tests {
     }
 
     #[test]
-    fn cosign_needs_two_distinct_partners_and_same_text() {
+    fn cosign_needs_two_distinct_partners_same_text_and_place() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(8);
         let a = IdentitySecret::generate(&mut rng);
         let b = IdentitySecret::generate(&mut rng);
         let space = SpaceId([1; 16]);
+        let at = Position {
+            seq: 3,
+            event: EventHash([9; 32]),
+        };
         let ag = sample();
-        let sa = ag.cosign(space, &a);
-        let sb = ag.cosign(space, &b);
-        let ok = InForce::verify(space, ag.clone(), (a.public(), sa), (b.public(), sb));
+        let sa = ag.cosign(space, &at, &a);
+        let sb = ag.cosign(space, &at, &b);
+        let ok = InForce::verify(space, ag.clone(), at, (a.public(), sa), (b.public(), sb));
         assert!(ok.is_ok());
         assert_eq!(
-            InForce::verify(space, ag.clone(), (a.public(), sa), (a.public(), sa)),
+            InForce::verify(space, ag.clone(), at, (a.public(), sa), (a.public(), sa)),
             Err(AgreementError::NotCosigned)
         );
         let mut edited = ag.clone();
         edited.rules[0].text.push('!');
-        assert!(InForce::verify(space, edited, (a.public(), sa), (b.public(), sb)).is_err());
+        assert!(InForce::verify(space, edited, at, (a.public(), sa), (b.public(), sb)).is_err());
         assert!(
             InForce::verify(
                 SpaceId([2; 16]),
                 ag.clone(),
+                at,
                 (a.public(), sa),
                 (b.public(), sb)
             )
             .is_err()
         );
+        // The same words proposed at another place in the log: the
+        // signatures do not carry over.
+        for other in [
+            Position { seq: 4, ..at },
+            Position {
+                event: EventHash([8; 32]),
+                ..at
+            },
+        ] {
+            assert_eq!(
+                InForce::verify(space, ag.clone(), other, (a.public(), sa), (b.public(), sb)),
+                Err(AgreementError::NotCosigned)
+            );
+        }
+    }
 
-        let cert = ok.expect("in force").certificate();
-        let text = cert.to_text();
-        let back = Certificate::from_text(&text).expect("verifies");
-        assert_eq!(back.agreement(), &ag);
-        // The words above the armor are for people; only the signed proof counts.
-        let reworded = text.replacen("Knowing where you are", "Something else", 1);
-        let proof = Certificate::from_text(&reworded).expect("still verifies");
-        assert_eq!(proof.agreement(), &ag);
-        let mut bytes = cert.to_bytes();
-        let n = bytes.len();
-        bytes[n - 1] ^= 1;
-        assert!(Certificate::from_bytes(&bytes).is_err());
+    #[test]
+    fn hidden_characters_are_refused_in_every_field() {
+        let mut ag = sample();
+        assert_eq!(ag.validate(), Ok(()));
+        ag.rules[0].text = "I will tell you where I am\u{202E}".into();
+        assert_eq!(
+            ag.validate(),
+            Err(AgreementError::Text(TextError::Invisible('\u{202E}')))
+        );
+        assert_eq!(ag.check_bounds(), Ok(()));
+        let mut ag = sample();
+        ag.title.push('\u{200B}');
+        assert!(ag.validate().is_err());
+        let mut ag = sample();
+        ag.rules[0]
+            .params
+            .push(("when".into(), "noon\u{2066}".into()));
+        assert!(ag.validate().is_err());
+    }
+
+    #[test]
+    fn first_format_certificates_are_refused() {
+        let mut bytes = b"troth-cert".to_vec();
+        bytes.push(1);
+        bytes.extend_from_slice(&[0; 16]);
+        bytes.extend_from_slice(&sample().to_bytes());
+        bytes.extend_from_slice(&[0; 192]);
+        assert_eq!(
+            Certificate::from_bytes(&bytes),
+            Err(AgreementError::NotInLog)
+        );
+        assert!(
+            AgreementError::NotInLog
+                .to_string()
+                .contains("isn't tied to a place in the couple's log")
+        );
     }
 
     #[test]

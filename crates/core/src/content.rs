@@ -118,6 +118,48 @@ pub enum Content {
         /// Identity signature (label `troth.app/v1/export`).
         signature: Signature,
     },
+    /// A copy of the author's key was exported (recorded before the file
+    /// is written, so a key never leaves silently).
+    KeyExported {
+        /// Where, as the exporting client calls itself ("this browser").
+        label: String,
+    },
+    /// The author closed the space for both partners (appended before the
+    /// relay is asked to delete it, so a space that vanishes without it was
+    /// removed by the relay, not by the partner).
+    CloseSpace {
+        /// Anything they wish to say.
+        comment: String,
+    },
+}
+
+/// Longest label of an exporting client.
+pub const MAX_LABEL: usize = 200;
+
+impl Content {
+    /// Checks every text field for characters that hide or reorder words
+    /// ([`crate::text::check_text`]); agreements also get their bounds checked.
+    pub fn validate(&self) -> Result<(), crate::agreement::AgreementError> {
+        use crate::text::check_text;
+        match self {
+            Content::Propose(a) => a.validate()?,
+            Content::RequestChange { comment, .. }
+            | Content::Decline { comment, .. }
+            | Content::Withdraw { comment, .. }
+            | Content::CloseSpace { comment } => check_text(comment)?,
+            Content::CheckIn { text, place, .. } => {
+                check_text(text)?;
+                if let Some(p) = place {
+                    check_text(p)?;
+                }
+            }
+            Content::RequestCheckIn { note } | Content::Phone { note, .. } => check_text(note)?,
+            Content::KeyExported { label } => check_text(label)?,
+            Content::ReportConsent { scope, .. } => check_text(&scope.recipient)?,
+            Content::Cosign { .. } | Content::Retire { .. } | Content::Ack { .. } => {}
+        }
+        Ok(())
+    }
 }
 
 impl Content {
@@ -201,6 +243,12 @@ impl Content {
                 scope.encode(&mut w);
                 w.raw(&signature.to_bytes());
             }
+            Content::KeyExported { label } => {
+                w.u8(12).str(label);
+            }
+            Content::CloseSpace { comment } => {
+                w.u8(13).str(comment);
+            }
         }
         w.finish()
     }
@@ -216,7 +264,7 @@ impl Content {
         let c = match kind {
             1 => {
                 let a = Agreement::decode(&mut r)?;
-                a.validate()
+                a.check_bounds()
                     .map_err(|_| DecodeError::Invalid("agreement"))?;
                 Content::Propose(a)
             }
@@ -275,6 +323,12 @@ impl Content {
             11 => Content::ReportConsent {
                 scope: ReportScope::decode(&mut r)?,
                 signature: Signature::from_bytes(&r.array()?),
+            },
+            12 => Content::KeyExported {
+                label: r.str(MAX_LABEL)?.to_owned(),
+            },
+            13 => Content::CloseSpace {
+                comment: r.str(MAX_TEXT)?.to_owned(),
             },
             v => {
                 return Err(DecodeError::UnknownTag {
@@ -349,6 +403,12 @@ mod tests {
                 action: PhoneAction::Declined,
                 note: "after dinner, please".into(),
                 answers: None,
+            },
+            Content::KeyExported {
+                label: "this browser".into(),
+            },
+            Content::CloseSpace {
+                comment: "we're done with this for now".into(),
             },
         ];
         for c in cases {

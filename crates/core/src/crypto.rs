@@ -15,8 +15,11 @@ use rand_core::CryptoRngCore;
 use thiserror::Error;
 use zeroize::Zeroizing;
 
+use hkdf::hmac::{Hmac, Mac};
+use zeroize::Zeroize;
+
 use crate::encoding::{Reader, Writer};
-use crate::event::Envelope;
+use crate::event::{Envelope, KeyCommitment};
 use crate::ids::SpaceId;
 use crate::keys::{DeviceKey, DeviceSecret, KeyError};
 
@@ -24,8 +27,12 @@ use crate::keys::{DeviceKey, DeviceSecret, KeyError};
 pub const NONCE_LEN: usize = 24;
 /// Authentication tag length.
 pub const TAG_LEN: usize = 16;
+/// Length of the key-committing tag after the ciphertext.
+pub const COMMIT_LEN: usize = 32;
 /// Largest padded plaintext: a sealed body must fit in [`crate::event::MAX_BODY`].
-pub const MAX_PADDED: usize = crate::event::MAX_BODY - NONCE_LEN - TAG_LEN;
+pub const MAX_PADDED: usize = crate::event::MAX_BODY - NONCE_LEN - TAG_LEN - COMMIT_LEN;
+
+type HmacSha256 = Hmac<sha2::Sha256>;
 /// Smallest bucket.
 pub const MIN_BUCKET: usize = 256;
 
@@ -52,21 +59,56 @@ impl From<KeyError> for CryptoError {
     }
 }
 
-/// A space's symmetric key for one epoch. Zeroizes on drop; never printed.
+/// A space's symmetric key for one epoch, with the key of its payloads'
+/// commitment tags derived from it. Zeroizes on drop; never printed.
 #[derive(Clone)]
-pub struct EpochKey(Zeroizing<[u8; 32]>);
+pub struct EpochKey(Zeroizing<[u8; 32]>, Zeroizing<[u8; 32]>);
 
 impl EpochKey {
     /// A fresh key.
     pub fn generate(rng: &mut impl CryptoRngCore) -> Self {
         let mut k = Zeroizing::new([0u8; 32]);
         rng.fill_bytes(k.as_mut());
-        Self(k)
+        Self::from_zeroizing(k)
     }
 
     /// From raw bytes (test vectors).
     pub fn from_bytes(bytes: [u8; 32]) -> Self {
-        Self(Zeroizing::new(bytes))
+        Self::from_zeroizing(Zeroizing::new(bytes))
+    }
+
+    fn from_zeroizing(k: Zeroizing<[u8; 32]>) -> Self {
+        let mut c = Zeroizing::new([0u8; 32]);
+        // 32 bytes is far below HKDF-SHA256's limit, so expand cannot fail.
+        let _ = hkdf::Hkdf::<sha2::Sha256>::new(
+            Some(crate::sign::Label::PayloadCommitment.as_str().as_bytes()),
+            k.as_ref(),
+        )
+        .expand(&[], c.as_mut());
+        Self(k, c)
+    }
+
+    /// The commitment to this key for `epoch` of `space`, carried in the
+    /// signed control event that starts the epoch.
+    pub fn commitment(&self, space: SpaceId, epoch: u32) -> KeyCommitment {
+        let mut body = Vec::with_capacity(16 + 4 + 32);
+        body.extend_from_slice(&space.0);
+        body.extend_from_slice(&epoch.to_be_bytes());
+        body.extend_from_slice(self.0.as_ref());
+        let h = crate::sign::hash(crate::sign::Label::EpochKeyCommitment, &body);
+        body.zeroize();
+        KeyCommitment(h)
+    }
+
+    /// The payload commitment tag: HMAC-SHA256 under the derived key over
+    /// `u32 len(aad) || aad || nonce || ciphertext`.
+    fn tag(&self, aad: &[u8], nonce_and_ct: &[u8]) -> HmacSha256 {
+        let mut m = <HmacSha256 as Mac>::new_from_slice(self.1.as_ref())
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        m.update(&(aad.len() as u32).to_be_bytes());
+        m.update(aad);
+        m.update(nonce_and_ct);
+        m
     }
 
     fn cipher(&self) -> XChaCha20Poly1305 {
@@ -108,18 +150,28 @@ pub fn seal(
         .cipher()
         .encrypt(XNonce::from_slice(&nonce), Payload { msg: &padded, aad })
         .map_err(|_| CryptoError::TooLong)?;
-    let mut out = Vec::with_capacity(NONCE_LEN + ct.len());
+    let mut out = Vec::with_capacity(NONCE_LEN + ct.len() + COMMIT_LEN);
     out.extend_from_slice(&nonce);
     out.extend_from_slice(&ct);
+    let tag = key.tag(aad, &out).finalize().into_bytes();
+    out.extend_from_slice(&tag);
     Ok(out)
 }
 
 /// Opens a sealed body; returns the unpadded plaintext.
+///
+/// The commitment tag is checked first (in constant time): XChaCha20-Poly1305
+/// alone is not key-committing, so without it one ciphertext could open to
+/// different words under two different keys.
 pub fn open(key: &EpochKey, aad: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
-    if sealed.len() < NONCE_LEN + TAG_LEN + 4 {
+    if sealed.len() < NONCE_LEN + TAG_LEN + 4 + COMMIT_LEN {
         return Err(CryptoError::Decrypt);
     }
-    let (nonce, ct) = sealed.split_at(NONCE_LEN);
+    let (body, tag) = sealed.split_at(sealed.len() - COMMIT_LEN);
+    key.tag(aad, body)
+        .verify_slice(tag)
+        .map_err(|_| CryptoError::Decrypt)?;
+    let (nonce, ct) = body.split_at(NONCE_LEN);
     let padded = Zeroizing::new(
         key.cipher()
             .decrypt(XNonce::from_slice(nonce), Payload { msg: ct, aad })
@@ -188,7 +240,7 @@ pub fn open_envelope(
     if magic != ENVELOPE_MAGIC || sp != space.0 || epoch != env.epoch || r.finish().is_err() {
         return Err(CryptoError::Decrypt);
     }
-    Ok(EpochKey(k))
+    Ok(EpochKey::from_zeroizing(k))
 }
 
 #[cfg(test)]
@@ -210,7 +262,7 @@ mod tests {
         let mut rng = rand::rngs::StdRng::seed_from_u64(5);
         let k = EpochKey::generate(&mut rng);
         let s = seal(&k, b"hdr", b"at the gym until 7", &mut rng).expect("seal");
-        assert_eq!(s.len(), NONCE_LEN + 256 + TAG_LEN);
+        assert_eq!(s.len(), NONCE_LEN + 256 + TAG_LEN + COMMIT_LEN);
         assert_eq!(
             open(&k, b"hdr", &s).expect("open").as_slice(),
             b"at the gym until 7"
@@ -222,6 +274,35 @@ mod tests {
         let other = EpochKey::generate(&mut rng);
         assert_eq!(open(&other, b"hdr", &s), Err(CryptoError::Decrypt));
         assert_eq!(open(&k, b"hdr", &s[..10]), Err(CryptoError::Decrypt));
+        let mut t = s.clone();
+        let n = t.len();
+        t[n - 1] ^= 1;
+        assert_eq!(open(&k, b"hdr", &t), Err(CryptoError::Decrypt));
+    }
+
+    /// The commitment tag is what makes a ciphertext open under one key
+    /// only: a body whose AEAD part verifies under a second key (as a
+    /// crafted Poly1305 collision would) is still refused, because the tag
+    /// was made under the first key's derived key.
+    #[test]
+    fn the_commitment_tag_binds_one_key() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+        let k1 = EpochKey::generate(&mut rng);
+        let k2 = EpochKey::generate(&mut rng);
+        let s1 = seal(&k1, b"hdr", b"words", &mut rng).expect("seal");
+        let s2 = seal(&k2, b"hdr", b"other words", &mut rng).expect("seal");
+        // Graft k1's tag onto k2's ciphertext: k2's AEAD part verifies under
+        // k2, the tag does not.
+        let mut grafted = s2[..s2.len() - COMMIT_LEN].to_vec();
+        grafted.extend_from_slice(&s1[s1.len() - COMMIT_LEN..]);
+        assert_eq!(open(&k2, b"hdr", &grafted), Err(CryptoError::Decrypt));
+        assert_eq!(open(&k1, b"hdr", &grafted), Err(CryptoError::Decrypt));
+        // Commitments differ per key, space and epoch.
+        let space = SpaceId([1; 16]);
+        assert_ne!(k1.commitment(space, 0), k2.commitment(space, 0));
+        assert_ne!(k1.commitment(space, 0), k1.commitment(space, 1));
+        assert_ne!(k1.commitment(space, 0), k1.commitment(SpaceId([2; 16]), 0));
+        assert_eq!(k1.commitment(space, 0), k1.clone().commitment(space, 0));
     }
 
     #[test]
@@ -234,6 +315,7 @@ mod tests {
         let env = seal_envelope(&k, space, 3, &dev.public()).expect("seal");
         let back = open_envelope(&env, space, &dev).expect("open");
         assert_eq!(*back.0, *k.0);
+        assert_eq!(*back.1, *k.1);
         assert!(open_envelope(&env, SpaceId([2; 16]), &dev).is_err());
         let mut wrong_epoch = env.clone();
         wrong_epoch.epoch = 4;

@@ -1,9 +1,9 @@
 //! Events: the signed, hash-chained entries of a space's log.
 //!
-//! Wire format (version 1), all integers big-endian:
+//! Wire format (version 2), all integers big-endian:
 //!
 //! ```text
-//! u8   format version (1)
+//! u8   format version (2)
 //! [16] space id
 //! u64  sequence number (0 for the genesis event)
 //! [32] hash of the previous event (all zero for seq 0)
@@ -30,7 +30,7 @@ use crate::keys::{DeviceCert, DeviceId, DeviceSecret};
 use crate::sign::{self, Label, SignatureError};
 
 /// The event format version this implementation writes and accepts.
-pub const FORMAT_VERSION: u8 = 1;
+pub const FORMAT_VERSION: u8 = 2;
 /// Largest body (sealed ciphertext or control) in bytes.
 pub const MAX_BODY: usize = 64 * 1024;
 /// Largest encoded event in bytes.
@@ -109,6 +109,19 @@ pub struct Envelope {
     pub age: Vec<u8>,
 }
 
+/// A commitment to an epoch key: `H("troth.app/v2/epoch-key-commitment",
+/// space || u32 epoch || key)`, signed inside the control event that starts
+/// the epoch. Every device checks the key it opens against it, so a partner
+/// cannot seal garbage, or different keys to different devices.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct KeyCommitment(pub [u8; 32]);
+
+impl fmt::Debug for KeyCommitment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "KeyCommitment({})", &hex::encode(self.0)[..16])
+    }
+}
+
 /// The public part of a membership change, readable by the relay.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Control {
@@ -118,6 +131,8 @@ pub enum Control {
         role: Role,
         /// The creator's device, certified by the creator's identity.
         cert: DeviceCert,
+        /// The commitment to epoch 0's key.
+        commitment: KeyCommitment,
         /// The epoch-0 key for the creator's device.
         envelopes: Vec<Envelope>,
     },
@@ -141,6 +156,8 @@ pub enum Control {
     RevokeDevice {
         /// The device that may no longer read or write.
         device: DeviceId,
+        /// The commitment to the new epoch's key.
+        commitment: KeyCommitment,
         /// The new epoch's key for every remaining device.
         envelopes: Vec<Envelope>,
     },
@@ -166,6 +183,17 @@ impl Control {
         }
     }
 
+    /// The commitment to the key of the epoch this change starts, if it
+    /// starts one (Genesis: epoch 0; RevokeDevice: the next epoch).
+    pub fn commitment(&self) -> Option<&KeyCommitment> {
+        match self {
+            Control::Genesis { commitment, .. } | Control::RevokeDevice { commitment, .. } => {
+                Some(commitment)
+            }
+            Control::AddMember { .. } | Control::AddDevice { .. } => None,
+        }
+    }
+
     /// The certificate of a device this change admits, if any.
     pub fn admitted(&self) -> Option<&DeviceCert> {
         match self {
@@ -181,13 +209,25 @@ impl Control {
         let mut w = Writer::new();
         w.u8(self.kind());
         match self {
-            Control::Genesis { role, cert, .. } | Control::AddMember { role, cert, .. } => {
+            Control::Genesis {
+                role,
+                cert,
+                commitment,
+                ..
+            } => {
+                w.u8(role.to_u8());
+                cert.encode(&mut w);
+                w.raw(&commitment.0);
+            }
+            Control::AddMember { role, cert, .. } => {
                 w.u8(role.to_u8());
                 cert.encode(&mut w);
             }
             Control::AddDevice { cert, .. } => cert.encode(&mut w),
-            Control::RevokeDevice { device, .. } => {
-                w.raw(&device.0);
+            Control::RevokeDevice {
+                device, commitment, ..
+            } => {
+                w.raw(&device.0).raw(&commitment.0);
             }
         }
         let env = self.envelopes();
@@ -203,13 +243,23 @@ impl Control {
         let mut r = Reader::new(bytes);
         let kind = r.u8()?;
         let head = match kind {
-            1 | 2 => {
+            1 => {
                 let role = Role::from_u8(r.u8()?)?;
                 let cert = DeviceCert::decode(&mut r)?;
-                (Some(role), Some(cert), None)
+                let c = KeyCommitment(r.array()?);
+                (Some(role), Some(cert), None, Some(c))
             }
-            3 => (None, Some(DeviceCert::decode(&mut r)?), None),
-            4 => (None, None, Some(DeviceId(r.array()?))),
+            2 => {
+                let role = Role::from_u8(r.u8()?)?;
+                let cert = DeviceCert::decode(&mut r)?;
+                (Some(role), Some(cert), None, None)
+            }
+            3 => (None, Some(DeviceCert::decode(&mut r)?), None, None),
+            4 => {
+                let device = DeviceId(r.array()?);
+                let c = KeyCommitment(r.array()?);
+                (None, None, Some(device), Some(c))
+            }
             v => {
                 return Err(DecodeError::UnknownTag {
                     what: "control kind",
@@ -228,18 +278,23 @@ impl Control {
         }
         r.finish()?;
         Ok(match (kind, head) {
-            (1, (Some(role), Some(cert), _)) => Control::Genesis {
+            (1, (Some(role), Some(cert), _, Some(commitment))) => Control::Genesis {
+                role,
+                cert,
+                commitment,
+                envelopes,
+            },
+            (2, (Some(role), Some(cert), _, _)) => Control::AddMember {
                 role,
                 cert,
                 envelopes,
             },
-            (2, (Some(role), Some(cert), _)) => Control::AddMember {
-                role,
-                cert,
+            (3, (_, Some(cert), _, _)) => Control::AddDevice { cert, envelopes },
+            (4, (_, _, Some(device), Some(commitment))) => Control::RevokeDevice {
+                device,
+                commitment,
                 envelopes,
             },
-            (3, (_, Some(cert), _)) => Control::AddDevice { cert, envelopes },
-            (_, (_, _, Some(device))) => Control::RevokeDevice { device, envelopes },
             _ => return Err(DecodeError::Invalid("control body")),
         })
     }
@@ -250,7 +305,8 @@ impl Control {
 #[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Body {
-    /// `nonce (24) || XChaCha20-Poly1305 ciphertext` of a padded [`crate::content::Content`].
+    /// `nonce (24) || XChaCha20-Poly1305 ciphertext || commitment tag (32)`
+    /// of a padded [`crate::content::Content`] (see [`crate::crypto::seal`]).
     Sealed(Vec<u8>),
     /// A public membership change.
     Control(Control),
@@ -440,7 +496,7 @@ mod tests {
         let mut rng = rand::rngs::StdRng::seed_from_u64(9);
         let id = IdentitySecret::generate(&mut rng);
         let dev = DeviceSecret::generate(&mut rng);
-        let cert = id.certify(&dev.public(), 5);
+        let cert = id.certify(&dev, 5);
         let header = Header {
             space: SpaceId([3; 16]),
             seq: 0,
@@ -454,6 +510,7 @@ mod tests {
             Body::Control(Control::Genesis {
                 role: Role::Leading,
                 cert,
+                commitment: KeyCommitment([5; 32]),
                 envelopes: vec![Envelope {
                     epoch: 0,
                     device: dev.public().id(),

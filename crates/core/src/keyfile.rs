@@ -30,6 +30,111 @@ pub const DEFAULT_WORK_FACTOR: u8 = 18;
 pub const MAX_WORK_FACTOR: u8 = 20;
 /// Largest key file accepted.
 pub const MAX_FILE: usize = 16 * 1024;
+/// Room for a key bundle's text (about 500 bytes), reserved once.
+const TEXT_CAPACITY: usize = 1024;
+
+/// The fewest characters a new passphrase may have.
+pub const MIN_PASSPHRASE_CHARS: usize = 10;
+/// The fewest different characters a new passphrase may have.
+const MIN_DISTINCT_CHARS: usize = 5;
+
+/// Passphrases (lower case, spaces removed) that guessing tools try first.
+const COMMON: &[&str] = &[
+    "password",
+    "passphrase",
+    "password1",
+    "password12",
+    "password123",
+    "passw0rd",
+    "1234567890",
+    "0123456789",
+    "12345678910",
+    "123456789a",
+    "qwertyuiop",
+    "asdfghjkl",
+    "1q2w3e4r5t",
+    "iloveyou",
+    "iloveyou1",
+    "letmein123",
+    "trustno1",
+    "welcome123",
+    "sunshine",
+    "princess",
+    "football",
+    "baseball",
+    "abc123456",
+    "qwerty123",
+    "correcthorsebatterystaple",
+    "troth",
+    "trothtroth",
+    "mypassword",
+    "secretpassword",
+    "changeme",
+    "administrator",
+    "abcdefghij",
+    "loveyouforever",
+];
+
+/// A new passphrase that is too easy to guess.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum PassphraseError {
+    /// Fewer than [`MIN_PASSPHRASE_CHARS`] characters.
+    #[error(
+        "Please choose a passphrase of at least {MIN_PASSPHRASE_CHARS} characters. A few words you'll remember work well."
+    )]
+    TooShort,
+    /// Too few different characters, or one that guessing tools try first.
+    #[error(
+        "That passphrase is one of the first a guessing tool would try. A few unrelated words you'll remember work well."
+    )]
+    TooCommon,
+}
+
+/// Checks a *new* passphrase (not one that opens an existing file): at least
+/// [`MIN_PASSPHRASE_CHARS`] characters, at least five different ones, and
+/// not one of the most common passwords.
+pub fn check_passphrase(p: &str) -> Result<(), PassphraseError> {
+    if p.chars().count() < MIN_PASSPHRASE_CHARS {
+        return Err(PassphraseError::TooShort);
+    }
+    let distinct: std::collections::BTreeSet<char> = p.chars().collect();
+    let folded = Zeroizing::new(
+        p.chars()
+            .filter(|c| !c.is_whitespace())
+            .flat_map(char::to_lowercase)
+            .collect::<String>(),
+    );
+    if distinct.len() < MIN_DISTINCT_CHARS || COMMON.contains(&folded.as_str()) {
+        return Err(PassphraseError::TooCommon);
+    }
+    Ok(())
+}
+
+/// The scrypt work factor (log2 N) a passphrase-protected age file asks
+/// for, read from its header without trying the passphrase; `None` when it
+/// is not such a file. Lets a client refuse a file too heavy for the
+/// device before it starts.
+pub fn work_factor(file: &[u8]) -> Option<u8> {
+    let mut head = Vec::with_capacity(512);
+    age::armor::ArmoredReader::new(file.get(..file.len().min(MAX_FILE))?)
+        .take(512)
+        .read_to_end(&mut head)
+        .ok()?;
+    let text = String::from_utf8_lossy(&head);
+    let mut lines = text.lines();
+    if lines.next()? != "age-encryption.org/v1" {
+        return None;
+    }
+    let stanza = lines.find(|l| l.starts_with("-> scrypt "))?;
+    stanza.split(' ').nth(3)?.parse().ok()
+}
+
+/// The memory scrypt needs for work factor `log_n` with age's parameters
+/// (r = 8): 128 · r · 2^log_n bytes (256 MiB at 18).
+pub fn scrypt_memory_bytes(log_n: u8) -> u64 {
+    128u64 * 8 * (1u64 << log_n.min(40))
+}
 
 /// Why a key file could not be read or written.
 #[derive(Debug, Error)]
@@ -75,7 +180,7 @@ impl KeyBundle {
     pub fn generate(rng: &mut impl rand_core::CryptoRngCore, now_ms: u64) -> Self {
         let identity = IdentitySecret::generate(rng);
         let device = DeviceSecret::generate(rng);
-        let cert = identity.certify(&device.public(), now_ms);
+        let cert = identity.certify(&device, now_ms);
         Self {
             identity,
             device,
@@ -97,7 +202,7 @@ impl KeyBundle {
     /// The same identity with a fresh device (key rotation).
     pub fn rotate_device(&self, rng: &mut impl rand_core::CryptoRngCore, now_ms: u64) -> Self {
         let device = DeviceSecret::generate(rng);
-        let cert = self.identity.certify(&device.public(), now_ms);
+        let cert = self.identity.certify(&device, now_ms);
         Self {
             identity: IdentitySecret::from_seed(&self.identity.to_seed()),
             device,
@@ -106,24 +211,31 @@ impl KeyBundle {
     }
 
     fn to_text(&self) -> Zeroizing<String> {
-        let mut s = Zeroizing::new(String::new());
-        s.push_str("troth-key-bundle: 1\n");
-        s.push_str(&format!(
-            "identity-seed: {}\n",
-            Zeroizing::new(STANDARD.encode(*self.identity.to_seed())).as_str()
-        ));
-        s.push_str(&format!(
-            "device-signing-seed: {}\n",
-            Zeroizing::new(STANDARD.encode(*self.device.signing_seed())).as_str()
-        ));
-        s.push_str(&format!(
-            "device-x25519: {}\n",
-            self.device.age_secret_string().as_str()
-        ));
-        s.push_str(&format!(
-            "device-cert: {}\n",
-            STANDARD.encode(self.cert.to_bytes())
-        ));
+        // Reserved once and never grown: growing a `Zeroizing<String>` moves
+        // its bytes and leaves the old buffer behind unzeroized. Every
+        // temporary that holds an encoded seed is itself `Zeroizing`.
+        let mut s = Zeroizing::new(String::with_capacity(TEXT_CAPACITY));
+        let identity = Zeroizing::new(STANDARD.encode(*self.identity.to_seed()));
+        let signing = Zeroizing::new(STANDARD.encode(*self.device.signing_seed()));
+        let x25519 = self.device.age_secret_string();
+        let cert = STANDARD.encode(self.cert.to_bytes());
+        for part in [
+            "troth-key-bundle: 1\nidentity-seed: ",
+            identity.as_str(),
+            "\ndevice-signing-seed: ",
+            signing.as_str(),
+            "\ndevice-x25519: ",
+            x25519.as_str(),
+            "\ndevice-cert: ",
+            cert.as_str(),
+            "\n",
+        ] {
+            if s.len() + part.len() > s.capacity() {
+                // Cannot happen with the sizes above; refuse rather than grow.
+                return Zeroizing::new(String::new());
+            }
+            s.push_str(part);
+        }
         s
     }
 
@@ -233,6 +345,66 @@ impl KeyBundle {
 mod tests {
     use super::*;
     use rand::SeedableRng;
+
+    #[test]
+    fn weak_passphrases_are_refused() {
+        for p in [
+            "",
+            "short",
+            "ninechars",
+            "aaaaaaaaaaaa",
+            "abababababab",
+            "1212121212",
+        ] {
+            assert!(check_passphrase(p).is_err(), "{p:?}");
+        }
+        for p in [
+            "Password123",
+            "pass word 1 2 3",
+            "Correct Horse Battery Staple",
+            "1234567890",
+        ] {
+            assert_eq!(
+                check_passphrase(p),
+                Err(PassphraseError::TooCommon),
+                "{p:?}"
+            );
+        }
+        for p in [
+            "river stones at dawn",
+            "quiet garden evening",
+            "blue-kettle-42",
+        ] {
+            assert_eq!(check_passphrase(p), Ok(()), "{p:?}");
+        }
+        assert_eq!(
+            check_passphrase("ninechars"),
+            Err(PassphraseError::TooShort)
+        );
+        assert!(PassphraseError::TooShort.to_string().contains("10"));
+    }
+
+    #[test]
+    fn work_factor_is_read_from_the_header() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(4);
+        let b = KeyBundle::generate(&mut rng, 100);
+        let file = b.encrypt("correct horse", 11).expect("encrypt");
+        assert_eq!(work_factor(file.as_bytes()), Some(11));
+        assert_eq!(work_factor(b"not an age file"), None);
+        assert_eq!(work_factor(b""), None);
+        assert_eq!(scrypt_memory_bytes(18), 256 * 1024 * 1024);
+    }
+
+    #[test]
+    fn key_text_is_written_without_growing() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        let b = KeyBundle::generate(&mut rng, 100);
+        let t = b.to_text();
+        assert_eq!(t.capacity(), TEXT_CAPACITY);
+        assert!(t.len() > 300 && t.starts_with("troth-key-bundle: 1\n"));
+        let back = KeyBundle::from_text(&t).expect("reads");
+        assert_eq!(back.cert, b.cert);
+    }
 
     #[test]
     fn round_trip_wrong_passphrase_and_work_cap() {

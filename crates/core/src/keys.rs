@@ -34,6 +34,9 @@ pub enum KeyError {
     /// A certificate whose signature does not verify.
     #[error("a device certificate did not verify")]
     BadCertificate,
+    /// A device's proof of possession did not verify.
+    #[error("the new device's own signature did not verify")]
+    Possession,
 }
 
 impl From<KeyError> for DecodeError {
@@ -110,15 +113,49 @@ impl IdentitySecret {
         IdentityKey(self.0.verifying_key())
     }
 
-    /// Certifies one of this identity's devices.
-    pub fn certify(&self, device: &DeviceKey, created_ms: u64) -> DeviceCert {
-        let body = DeviceCert::signed_body(&self.public(), device, created_ms);
+    /// Certifies one of this identity's devices, when both keys are here
+    /// (a new key bundle, a rotation): the device proves possession of its
+    /// key and the identity certifies it.
+    pub fn certify(&self, device: &DeviceSecret, created_ms: u64) -> DeviceCert {
+        let proof = device.prove_possession(&self.public(), created_ms);
         DeviceCert {
+            identity: self.public(),
+            device: device.public(),
+            created_ms,
+            possession: proof,
+            signature: sign::sign(
+                &self.0,
+                Label::DeviceCert,
+                &DeviceCert::signed_body(&self.public(), &device.public(), created_ms),
+            ),
+        }
+    }
+
+    /// Certifies a device whose key lives elsewhere (a device being linked),
+    /// given its proof of possession ([`DeviceSecret::prove_possession`]).
+    /// Refuses a proof that does not verify: no identity can certify a key
+    /// whose holder did not ask for it.
+    pub fn certify_with_proof(
+        &self,
+        device: &DeviceKey,
+        created_ms: u64,
+        possession: &Signature,
+    ) -> Result<DeviceCert, KeyError> {
+        let body = DeviceCert::signed_body(&self.public(), device, created_ms);
+        sign::verify(
+            device.verifying_key(),
+            Label::DevicePossession,
+            &body,
+            possession,
+        )
+        .map_err(|_| KeyError::Possession)?;
+        Ok(DeviceCert {
             identity: self.public(),
             device: device.clone(),
             created_ms,
+            possession: *possession,
             signature: sign::sign(&self.0, Label::DeviceCert, &body),
-        }
+        })
     }
 
     pub(crate) fn sign(&self, label: Label, body: &[u8]) -> Signature {
@@ -221,6 +258,14 @@ impl DeviceSecret {
             signing: SigningKey::from_bytes(&self.signing.to_bytes()),
             x25519: StaticSecret::from(self.x25519.to_bytes()),
         }
+    }
+
+    /// This device's signature asking `identity` to certify it (proof of
+    /// possession, label `troth.app/v2/device-possession` over the
+    /// certificate's body).
+    pub fn prove_possession(&self, identity: &IdentityKey, created_ms: u64) -> Signature {
+        let body = DeviceCert::signed_body(identity, &self.public(), created_ms);
+        sign::sign(&self.signing, Label::DevicePossession, &body)
     }
 
     /// The Ed25519 seed, for writing into an encrypted key file.
@@ -378,22 +423,26 @@ impl fmt::Debug for DeviceId {
     }
 }
 
-/// An identity's signed statement that a device belongs to it.
+/// An identity's signed statement that a device belongs to it, with the
+/// device's own signature over the same words (proof of possession: no
+/// identity can certify someone else's device key).
 ///
-/// A `DeviceCert` value always carries a valid signature: the only ways to get
-/// one are [`IdentitySecret::certify`] and [`DeviceCert::decode`], which verifies.
+/// A `DeviceCert` value always carries two valid signatures: the only ways to
+/// get one are [`IdentitySecret::certify`], [`IdentitySecret::certify_with_proof`]
+/// and [`DeviceCert::decode`], which verify.
 #[derive(Clone, PartialEq, Eq)]
 pub struct DeviceCert {
     identity: IdentityKey,
     device: DeviceKey,
     created_ms: u64,
+    possession: Signature,
     signature: Signature,
 }
 
 impl DeviceCert {
     /// Encoded size in bytes.
-    pub const LEN: usize = 1 + 32 + 64 + 8 + 64;
-    const VERSION: u8 = 1;
+    pub const LEN: usize = 1 + 32 + 64 + 8 + 64 + 64;
+    const VERSION: u8 = 2;
 
     fn signed_body(identity: &IdentityKey, device: &DeviceKey, created_ms: u64) -> Vec<u8> {
         let mut w = Writer::with_capacity(Self::LEN);
@@ -418,13 +467,15 @@ impl DeviceCert {
         self.created_ms
     }
 
-    /// Canonical bytes.
+    /// Canonical bytes: the body, the device's proof of possession, the
+    /// identity's signature.
     pub fn encode(&self, w: &mut Writer) {
         w.raw(&Self::signed_body(
             &self.identity,
             &self.device,
             self.created_ms,
         ))
+        .raw(&self.possession.to_bytes())
         .raw(&self.signature.to_bytes());
     }
 
@@ -444,8 +495,16 @@ impl DeviceCert {
         let identity = IdentityKey::from_bytes(&r.array()?)?;
         let device = DeviceKey::decode(r)?;
         let created_ms = r.u64()?;
+        let possession = Signature::from_bytes(&r.array()?);
         let signature = Signature::from_bytes(&r.array()?);
         let body = Self::signed_body(&identity, &device, created_ms);
+        sign::verify(
+            device.verifying_key(),
+            Label::DevicePossession,
+            &body,
+            &possession,
+        )
+        .map_err(|_| DecodeError::Invalid("device certificate proof of possession"))?;
         identity
             .verify(Label::DeviceCert, &body, &signature)
             .map_err(|_| DecodeError::Invalid("device certificate signature"))?;
@@ -453,6 +512,7 @@ impl DeviceCert {
             identity,
             device,
             created_ms,
+            possession,
             signature,
         })
     }
@@ -534,7 +594,7 @@ mod tests {
         let mut rng = rng();
         let id = IdentitySecret::generate(&mut rng);
         let dev = DeviceSecret::generate(&mut rng);
-        let cert = id.certify(&dev.public(), 1234);
+        let cert = id.certify(&dev, 1234);
         let bytes = cert.to_bytes();
         assert_eq!(bytes.len(), DeviceCert::LEN);
         assert_eq!(DeviceCert::from_bytes(&bytes).ok(), Some(cert));

@@ -19,6 +19,7 @@ pub mod event;
 pub mod ids;
 pub mod keyfile;
 pub mod keys;
+pub mod local;
 pub mod log;
 pub mod members;
 pub mod pairing;
@@ -27,5 +28,6 @@ pub mod request;
 pub mod session;
 pub mod sign;
 pub mod state;
+pub mod text;
 
 pub use ids::{AgreementId, SpaceId};

@@ -82,6 +82,21 @@ pub enum ChainError {
         /// Its sequence number.
         seq: u64,
     },
+    /// An epoch key sealed to this device (in a verified control event) did
+    /// not open, or did not match the commitment signed when its epoch
+    /// started. Raised by the replica after verification, not by the chain
+    /// verifier: the event is a valid part of the log, its key is not used.
+    #[error(
+        "event {seq} sent this device a key for epoch {epoch} that doesn't match its commitment"
+    )]
+    EpochKey {
+        /// The control event carrying the envelope.
+        seq: u64,
+        /// The epoch of the key.
+        epoch: u32,
+        /// Whether the author is the partner (otherwise one's own device).
+        from_partner: bool,
+    },
 }
 
 impl ChainError {
@@ -94,7 +109,8 @@ impl ChainError {
             | ChainError::Fork { seq }
             | ChainError::BadSignature { seq }
             | ChainError::Membership { seq, .. }
-            | ChainError::UnexpectedIdentity { seq } => Some(*seq),
+            | ChainError::UnexpectedIdentity { seq }
+            | ChainError::EpochKey { seq, .. } => Some(*seq),
             ChainError::Gap { got, .. } => Some(*got),
             ChainError::Rollback { .. } => None,
         }

@@ -201,6 +201,7 @@ impl Members {
             role,
             cert,
             envelopes,
+            ..
         } = control
         {
             if header.seq != 0 || !self.devices.is_empty() {
@@ -263,7 +264,9 @@ impl Members {
                 Self::check_envelopes(envelopes, (0..=self.epoch).map(|e| (e, dev)))?;
                 next.admit(cert, author_role, header.seq)?;
             }
-            Control::RevokeDevice { device, envelopes } => {
+            Control::RevokeDevice {
+                device, envelopes, ..
+            } => {
                 let new_epoch = self
                     .epoch
                     .checked_add(1)

@@ -1074,7 +1074,7 @@ mod tests {
     fn person(rng: &mut StdRng) -> Person {
         let identity = IdentitySecret::generate(rng);
         let device = DeviceSecret::generate(rng);
-        let cert = identity.certify(&device.public(), 1_790_000_000_000);
+        let cert = identity.certify(&device, 1_790_000_000_000);
         Person { identity, cert }
     }
 
@@ -1082,7 +1082,7 @@ mod tests {
     fn second_device(p: &Person, rng: &mut StdRng) -> Person {
         let identity = IdentitySecret::from_seed(&p.identity.to_seed());
         let device = DeviceSecret::generate(rng);
-        let cert = identity.certify(&device.public(), 1_790_000_000_001);
+        let cert = identity.certify(&device, 1_790_000_000_001);
         Person { identity, cert }
     }
 
@@ -1944,8 +1944,8 @@ mod tests {
         let ident_b = IdentitySecret::from_seed(&[0xb1; 32]);
         let dev_a = DeviceSecret::from_secrets(&[0xa2; 32], &[0xa3; 32]);
         let dev_b = DeviceSecret::from_secrets(&[0xb2; 32], &[0xb3; 32]);
-        let cert_a = ident_a.certify(&dev_a.public(), 1_790_000_000_000);
-        let cert_b = ident_b.certify(&dev_b.public(), 1_790_000_000_001);
+        let cert_a = ident_a.certify(&dev_a, 1_790_000_000_000);
+        let cert_b = ident_b.certify(&dev_b, 1_790_000_000_001);
         let space = SpaceId([0x5a; 16]);
         let (pub_a, pub_b) = (ident_a.public(), ident_b.public());
         let binding = Binding {

@@ -12,15 +12,15 @@ use std::collections::BTreeMap;
 use rand_core::CryptoRngCore;
 use thiserror::Error;
 
-use crate::agreement::{Agreement, AgreementError};
+use crate::agreement::{Agreement, AgreementError, Certificate, Position};
 use crate::content::{Content, ReportScope};
 use crate::crypto::{self, CryptoError, EpochKey};
-use crate::event::{Body, Control, Event, EventHash, Header, Role};
+use crate::event::{Body, Control, Event, EventHash, Header, KeyCommitment, Role};
 use crate::ids::{AgreementId, SpaceId};
 use crate::keyfile::KeyBundle;
 use crate::keys::{DeviceCert, DeviceId, IdentityKey, SafetyNumber};
 use crate::log::{ChainError, ChainVerifier, TrustAnchors};
-use crate::state::{Applied, State, sign_consent};
+use crate::state::{Applied, State, VersionStatus, sign_consent};
 
 /// Why an event could not be composed.
 #[derive(Debug, Error)]
@@ -66,6 +66,19 @@ impl Alert {
                 "Something arrived that neither of you wrote. It was ignored and nothing you had is \
                  lost. If this keeps happening, the relay may be misbehaving."
             }
+            ChainError::EpochKey {
+                from_partner: true, ..
+            } => {
+                "Your partner's device sent this device a key for new messages that doesn't match \
+                 the key it signed for everyone. Messages sealed with it are set aside, never shown \
+                 differently from what your partner sees. Nothing you had is lost. Talk with your \
+                 partner and compare the state code in person: their app may have been changed."
+            }
+            ChainError::EpochKey { .. } => {
+                "One of your own devices sent this device a key for new messages that doesn't \
+                 match the key it signed. Messages sealed with it are set aside. Nothing you had \
+                 is lost; check your other devices and compare the state code with your partner."
+            }
             ChainError::Membership { .. } | ChainError::UnexpectedIdentity { .. } => {
                 "Something arrived from a device or key this space doesn't know. It was ignored. \
                  Check the safety number with your partner in person."
@@ -74,6 +87,85 @@ impl Alert {
                 "Some updates arrived incomplete or out of order. Nothing you had is lost; \
                  syncing again usually fixes this."
             }
+        }
+    }
+}
+
+/// What one page of a sync did ([`Replica::ingest_page`]).
+#[derive(Debug)]
+pub struct PageOutcome {
+    /// How many new events were verified and applied.
+    pub accepted: usize,
+    /// An integrity problem, if the page showed one (also kept in `alerts`).
+    pub alert: Option<Alert>,
+    /// Whether to ask for the next page.
+    pub fetch_more: bool,
+}
+
+/// How far ahead of this device's clock an event's time may be before it is noted.
+pub const FUTURE_SLACK_MS: u64 = 5 * 60 * 1000;
+
+/// The note shown on an event dated ahead of this device's clock.
+pub const NOTE_DATED_AHEAD: &str =
+    "dated in the future by this device's clock; the author's clock may be off";
+
+/// Where a certificate's agreement stands in a space's verified log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CertificateStatus {
+    /// The certificate is for another space.
+    NotInThisSpace,
+    /// Its proposing event, or its words, are not in this log.
+    NotInLog,
+    /// Signed by both, and nothing since has ended it.
+    InForce,
+    /// Still waiting for a signature here (this log has not seen both).
+    Pending,
+    /// A later version took its place.
+    Superseded,
+    /// Declined.
+    Declined,
+    /// A partner withdrew consent.
+    Withdrawn,
+    /// Both partners retired it.
+    Retired,
+}
+
+impl CertificateStatus {
+    /// A short word for scripts (`in-force`, `withdrawn`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CertificateStatus::NotInThisSpace => "not-in-this-space",
+            CertificateStatus::NotInLog => "not-in-log",
+            CertificateStatus::InForce => "in-force",
+            CertificateStatus::Pending => "pending",
+            CertificateStatus::Superseded => "superseded",
+            CertificateStatus::Declined => "declined",
+            CertificateStatus::Withdrawn => "withdrawn",
+            CertificateStatus::Retired => "retired",
+        }
+    }
+
+    /// Calm words for people.
+    pub fn describe(self) -> &'static str {
+        match self {
+            CertificateStatus::NotInThisSpace => {
+                "This certificate belongs to another space, so this log can't say where it stands."
+            }
+            CertificateStatus::NotInLog => {
+                "These words were never proposed at that place in your log, so this certificate \
+                 doesn't describe your agreement."
+            }
+            CertificateStatus::InForce => {
+                "In force: both of you signed it and nothing since has ended it."
+            }
+            CertificateStatus::Pending => {
+                "Not yet in force in this log: a signature is still missing."
+            }
+            CertificateStatus::Superseded => "A later version took its place.",
+            CertificateStatus::Declined => "It was declined.",
+            CertificateStatus::Withdrawn => "Consent was withdrawn: it is no longer in force.",
+            CertificateStatus::Retired => "You both retired it: it is no longer in force.",
         }
     }
 }
@@ -93,6 +185,8 @@ pub struct Replica {
     role: Role,
     chain: ChainVerifier,
     epoch_keys: BTreeMap<u32, EpochKey>,
+    /// Each epoch's key commitment, from the signed event that started it.
+    commitments: BTreeMap<u32, KeyCommitment>,
     events: Vec<Event>,
     state: State,
     alerts: Vec<Alert>,
@@ -133,6 +227,7 @@ impl Replica {
             Body::Control(Control::Genesis {
                 role,
                 cert: keys.cert.clone(),
+                commitment: key.commitment(space, 0),
                 envelopes: vec![env],
             }),
             &keys.device,
@@ -160,6 +255,7 @@ impl Replica {
             role,
             chain: ChainVerifier::new(space, anchors),
             epoch_keys: BTreeMap::new(),
+            commitments: BTreeMap::new(),
             events: Vec::new(),
             state: State::default(),
             alerts: Vec::new(),
@@ -234,6 +330,11 @@ impl Replica {
         let had_unreadable = !self.state.problems.is_empty();
         let mut new_epochs = false;
         for ev in accepted {
+            if let Body::Control(c) = ev.body() {
+                if let Some(k) = c.commitment() {
+                    self.commitments.insert(ev.header().epoch, *k);
+                }
+            }
             new_epochs |= self.open_envelopes(ev);
         }
         self.events.extend_from_slice(accepted);
@@ -272,21 +373,49 @@ impl Replica {
     }
 
     /// Opens the envelopes addressed to this device in a verified control
-    /// event; true if it yielded a key for an epoch not held before.
+    /// event and checks each key against the commitment signed when its
+    /// epoch started; true if it yielded a key for an epoch not held before.
+    /// An envelope that does not open, or whose key does not match, raises
+    /// an alert naming its author, and its key is not used (events of that
+    /// epoch stay unreadable here rather than read differently).
     fn open_envelopes(&mut self, ev: &Event) -> bool {
         let Body::Control(c) = ev.body() else {
             return false;
         };
         let me = self.keys.cert.device().id();
         let mut new = false;
+        let mut bad = None;
         for env in c.envelopes().iter().filter(|e| e.device == me) {
             if self.epoch_keys.contains_key(&env.epoch) {
                 continue;
             }
-            if let Ok(k) = crypto::open_envelope(env, ev.header().space, &self.keys.device) {
-                self.epoch_keys.insert(env.epoch, k);
-                new = true;
+            let key = crypto::open_envelope(env, ev.header().space, &self.keys.device)
+                .ok()
+                .filter(|k| {
+                    self.commitments.get(&env.epoch)
+                        == Some(&k.commitment(ev.header().space, env.epoch))
+                });
+            match key {
+                Some(k) => {
+                    self.epoch_keys.insert(env.epoch, k);
+                    new = true;
+                }
+                None => bad = bad.or(Some(env.epoch)),
             }
+        }
+        if let Some(epoch) = bad {
+            let from_partner = self
+                .chain
+                .members()
+                .device(&ev.header().author)
+                .is_some_and(|d| d.role != self.role);
+            self.alerts.push(Alert {
+                error: ChainError::EpochKey {
+                    seq: ev.header().seq,
+                    epoch,
+                    from_partner,
+                },
+            });
         }
         new
     }
@@ -306,6 +435,7 @@ impl Replica {
             identity: &identity,
             at_ms: h.timestamp_ms,
         };
+        self.state.observe_time(&applied);
         match ev.body() {
             Body::Control(c) => self.state.apply_control(&applied, c),
             Body::Sealed(ct) => {
@@ -341,6 +471,7 @@ impl Replica {
         now_ms: u64,
         rng: &mut impl CryptoRngCore,
     ) -> Result<Event, ReplicaError> {
+        content.validate()?;
         let epoch = self.chain.members().epoch();
         let key = self
             .epoch_keys
@@ -422,7 +553,11 @@ impl Replica {
         let header = self.next_header(now_ms, epoch)?;
         Ok(Event::sign(
             header,
-            Body::Control(Control::RevokeDevice { device, envelopes }),
+            Body::Control(Control::RevokeDevice {
+                device,
+                commitment: key.commitment(self.space(), epoch),
+                envelopes,
+            }),
             &self.keys.device,
         ))
     }
@@ -456,8 +591,138 @@ impl Replica {
             agreement: id,
             version,
             hash: v.hash,
-            signature: v.agreement.cosign(self.space(), &self.keys.identity),
+            signature: v.agreement.cosign(
+                self.space(),
+                &Position {
+                    seq: v.proposed_at,
+                    event: v.proposed_hash,
+                },
+                &self.keys.identity,
+            ),
         })
+    }
+
+    /// A certificate for an agreement version that came into force (it may
+    /// have ended since: the certificate proves the signing, not today's
+    /// status), carrying the proposing event and its author's device
+    /// certificate from the verified log.
+    pub fn certificate(&self, id: AgreementId, version: u32) -> Result<Certificate, ReplicaError> {
+        let v = self
+            .state
+            .agreements
+            .get(&id)
+            .and_then(|r| r.versions.get(version.checked_sub(1)? as usize))
+            .ok_or(ReplicaError::UnknownAgreement)?;
+        let proof = v.in_force.as_ref().ok_or(ReplicaError::NotNow(
+            "this version was never signed by both of you, so there is no certificate for it",
+        ))?;
+        let ev = usize::try_from(v.proposed_at)
+            .ok()
+            .and_then(|i| self.events.get(i))
+            .ok_or(ReplicaError::UnknownAgreement)?;
+        let author = self
+            .chain
+            .members()
+            .device(&ev.header().author)
+            .ok_or(ReplicaError::UnknownAgreement)?;
+        Ok(proof.certificate(ev, &author.cert)?)
+    }
+
+    /// Where a (verified) certificate's agreement stands in this space's
+    /// verified log today.
+    pub fn certificate_status(&self, cert: &Certificate) -> CertificateStatus {
+        if cert.space() != self.space() {
+            return CertificateStatus::NotInThisSpace;
+        }
+        let at = cert.position();
+        let in_log = usize::try_from(at.seq)
+            .ok()
+            .and_then(|i| self.events.get(i))
+            .is_some_and(|e| e.hash() == at.event);
+        if !in_log {
+            return CertificateStatus::NotInLog;
+        }
+        let a = cert.agreement();
+        let v = self
+            .state
+            .agreements
+            .get(&a.id)
+            .and_then(|r| r.versions.get(a.version.checked_sub(1)? as usize));
+        match v {
+            Some(v) if v.hash == a.content_hash() && v.proposed_at == at.seq => match v.status {
+                VersionStatus::Pending => CertificateStatus::Pending,
+                VersionStatus::InForce => CertificateStatus::InForce,
+                VersionStatus::Superseded => CertificateStatus::Superseded,
+                VersionStatus::Declined => CertificateStatus::Declined,
+                VersionStatus::Withdrawn => CertificateStatus::Withdrawn,
+                VersionStatus::Retired => CertificateStatus::Retired,
+            },
+            _ => CertificateStatus::NotInLog,
+        }
+    }
+
+    /// Notes about events dated more than [`FUTURE_SLACK_MS`] ahead of this
+    /// device's clock (`now_ms`): the author's clock may be wrong. They
+    /// cannot be refused without a trusted clock, but they must not pass
+    /// silently.
+    pub fn future_notes(&self, now_ms: u64) -> Vec<(u64, String)> {
+        self.events
+            .iter()
+            .filter(|e| e.header().timestamp_ms > now_ms.saturating_add(FUTURE_SLACK_MS))
+            .map(|e| (e.header().seq, NOTE_DATED_AHEAD.to_owned()))
+            .collect()
+    }
+
+    /// Verifies one page from the relay: the relay's claimed head (`None`:
+    /// it claims the space is empty), the events it sent from this device's
+    /// verified head on, and whether it says there is more. The one sync
+    /// step both clients use, so both raise the same alerts: a claimed head
+    /// below what was verified (or none) is a rollback, one that differs at
+    /// a verified position a fork, and a claimed head above what was
+    /// verified once the relay stopped sending is withholding (a gap).
+    pub fn ingest_page(
+        &mut self,
+        head: Option<(u64, EventHash)>,
+        events: &[Event],
+        more: bool,
+    ) -> PageOutcome {
+        let stop = |accepted, alert| PageOutcome {
+            accepted,
+            alert,
+            fetch_more: false,
+        };
+        if let Err(e) = self.check_remote_head(head) {
+            return stop(0, Some(Alert { error: e }));
+        }
+        let mut accepted = 0;
+        if !events.is_empty() {
+            let r = self.ingest(events);
+            accepted = r.accepted;
+            match r.error {
+                None | Some(ChainError::Duplicate { .. }) => {}
+                Some(e) => return stop(accepted, Some(Alert { error: e })),
+            }
+        }
+        let len = self.chain.len();
+        if accepted == 0 || !more {
+            // The relay stopped sending: its head must be one this device verified.
+            if let Some((seq, _)) = head {
+                if seq >= len {
+                    let e = ChainError::Gap {
+                        expected: len,
+                        got: seq,
+                    };
+                    self.alerts.push(Alert { error: e.clone() });
+                    return stop(accepted, Some(Alert { error: e }));
+                }
+            }
+            return stop(accepted, None);
+        }
+        PageOutcome {
+            accepted,
+            alert: None,
+            fetch_more: true,
+        }
     }
 
     /// Content consenting to a report.

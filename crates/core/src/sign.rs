@@ -27,6 +27,14 @@ pub enum Label {
     AgreementContent,
     /// An identity's certificate for one of its devices.
     DeviceCert,
+    /// A device's own signature over its certificate (proof of possession).
+    DevicePossession,
+    /// A commitment to an epoch key (a hash domain).
+    EpochKeyCommitment,
+    /// The key-committing tag of a sealed payload (an HKDF salt).
+    PayloadCommitment,
+    /// This device's key for its own saved state (an HKDF salt).
+    LocalState,
     /// A device's signature on an HTTP request to the relay.
     Request,
     /// Key confirmation and key transfer during pairing.
@@ -47,9 +55,13 @@ impl Label {
         match self {
             Label::Event => "troth.app/v1/event",
             Label::EventHash => "troth.app/v1/event-hash",
-            Label::AgreementCosign => "troth.app/v1/agreement-cosign",
+            Label::AgreementCosign => "troth.app/v2/agreement-cosign",
             Label::AgreementContent => "troth.app/v1/agreement-content",
-            Label::DeviceCert => "troth.app/v1/device-cert",
+            Label::DeviceCert => "troth.app/v2/device-cert",
+            Label::DevicePossession => "troth.app/v2/device-possession",
+            Label::EpochKeyCommitment => "troth.app/v2/epoch-key-commitment",
+            Label::PayloadCommitment => "troth.app/v2/payload-commitment",
+            Label::LocalState => "troth.app/v2/local-state",
             Label::Request => "troth.app/v1/request",
             Label::PairConfirm => "troth.app/v1/pair-confirm",
             Label::Export => "troth.app/v1/export",
@@ -60,12 +72,16 @@ impl Label {
     }
 
     /// Every label, for tests that check they are distinct.
-    pub const ALL: [Label; 11] = [
+    pub const ALL: [Label; 15] = [
         Label::Event,
         Label::EventHash,
         Label::AgreementCosign,
         Label::AgreementContent,
         Label::DeviceCert,
+        Label::DevicePossession,
+        Label::EpochKeyCommitment,
+        Label::PayloadCommitment,
+        Label::LocalState,
         Label::Request,
         Label::PairConfirm,
         Label::Export,

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use ed25519_dalek::Signature;
 
-use crate::agreement::{Agreement, ContentHash, Day, InForce};
+use crate::agreement::{Agreement, ContentHash, Day, InForce, Position};
 use crate::content::{Content, PhoneAction, ReportScope};
 use crate::encoding::Writer;
 use crate::event::{Control, EventHash, Role};
@@ -47,6 +47,8 @@ pub struct VersionRecord {
     pub proposed_by: Role,
     /// At which event.
     pub proposed_at: u64,
+    /// That event's hash (co-signatures cover it, with `proposed_at`).
+    pub proposed_hash: EventHash,
     /// Valid co-signatures so far, by role.
     pub signatures: BTreeMap<Role, Signature>,
     /// Requests for changes: who, what, at which event.
@@ -180,7 +182,20 @@ pub struct State {
     pub timeline: Vec<TimelineEntry>,
     /// Events that were signed by a member but could not be applied.
     pub problems: Vec<(u64, String)>,
+    /// Key exports: who, at which event, and where ("this browser").
+    pub key_exports: Vec<(Role, u64, String)>,
+    /// Who closed the space for both, at which event.
+    pub closed: Option<(Role, u64)>,
+    /// Notes about events whose author's clock looks wrong (dated before
+    /// the event before them), by event.
+    pub notes: Vec<(u64, String)>,
+    /// The latest author time seen so far (for the notes above).
+    pub latest_at_ms: u64,
 }
+
+/// The note shown on an event dated before the one before it.
+pub const NOTE_DATED_EARLIER: &str =
+    "dated earlier than the event before it; the author's clock may be off";
 
 /// One verified event, as the fold sees it.
 pub struct Applied<'a> {
@@ -235,6 +250,16 @@ impl State {
         self.problems.push((e.seq, what.to_owned()));
     }
 
+    /// Notes an event whose author's time is earlier than the latest time
+    /// seen before it (it cannot be refused without a trusted clock, but it
+    /// must not pass silently). Called for every verified event, in order.
+    pub fn observe_time(&mut self, e: &Applied<'_>) {
+        if e.at_ms < self.latest_at_ms {
+            self.notes.push((e.seq, NOTE_DATED_EARLIER.to_owned()));
+        }
+        self.latest_at_ms = self.latest_at_ms.max(e.at_ms);
+    }
+
     /// Applies a membership change.
     pub fn apply_control(&mut self, e: &Applied<'_>, control: &Control) {
         match control {
@@ -262,8 +287,17 @@ impl State {
         self.push(e, "(an event this device cannot read)".into());
     }
 
-    /// Applies decrypted content.
+    /// Applies decrypted content. Content a correct client could not have
+    /// composed (hidden characters, bounds) is listed as a problem and not
+    /// applied.
     pub fn apply(&mut self, e: &Applied<'_>, content: &Content) {
+        if let Err(err) = content.validate() {
+            self.push(
+                e,
+                "(something that couldn't be shown safely; it was set aside)".into(),
+            );
+            return self.problem(e, &err.to_string());
+        }
         match content {
             Content::Propose(a) => self.propose(e, a),
             Content::Cosign {
@@ -434,6 +468,17 @@ impl State {
                 self.consents.insert(e.by, (scope.clone(), e.seq));
                 self.push(e, format!("agreed to share a report until {}", scope.until));
             }
+            Content::KeyExported { label } => {
+                self.key_exports.push((e.by, e.seq, label.clone()));
+                self.push(e, format!("exported a copy of their key on {label}"));
+            }
+            Content::CloseSpace { comment } => {
+                self.closed.get_or_insert((e.by, e.seq));
+                self.push(
+                    e,
+                    with_words("closed the space for both of you".to_owned(), comment),
+                );
+            }
         }
     }
 
@@ -472,6 +517,7 @@ impl State {
             hash: a.content_hash(),
             proposed_by: e.by,
             proposed_at: e.seq,
+            proposed_hash: e.hash,
             signatures: BTreeMap::new(),
             change_requests: Vec::new(),
             status: VersionStatus::Pending,
@@ -507,7 +553,12 @@ impl State {
         if v.status != VersionStatus::Pending {
             return self.problem(e, "a signature on a version that is no longer open");
         }
-        if crate::agreement::verify_cosignature(space, &v.agreement, e.identity, sig).is_err() {
+        let at = Position {
+            seq: v.proposed_at,
+            event: v.proposed_hash,
+        };
+        if crate::agreement::verify_cosignature(space, &v.agreement, &at, e.identity, sig).is_err()
+        {
             return self.problem(e, "a co-signature that does not verify");
         }
         v.signatures.insert(e.by, *sig);
@@ -519,7 +570,7 @@ impl State {
             partners.get(&Role::Rebuilding),
         ) {
             (Some(sl), Some(sr), Some(kl), Some(kr)) => {
-                InForce::verify(space, v.agreement.clone(), (*kl, *sl), (*kr, *sr)).ok()
+                InForce::verify(space, v.agreement.clone(), at, (*kl, *sl), (*kr, *sr)).ok()
             }
             _ => None,
         };

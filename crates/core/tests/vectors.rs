@@ -13,7 +13,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde_json::{Value, json};
 use troth_core::SpaceId;
-use troth_core::agreement::{Agreement, Certificate, Day, InForce, template};
+use troth_core::agreement::{Agreement, Certificate, Day, InForce, Position, template};
 use troth_core::content::Content;
 use troth_core::crypto::{self, EpochKey};
 use troth_core::event::{Body, Control, Envelope, Event, EventHash, Header, Role};
@@ -32,8 +32,8 @@ fn generate() -> Value {
     let id_b = IdentitySecret::from_seed(&[0xb1; 32]);
     let dev_a = DeviceSecret::from_secrets(&[0xa2; 32], &[0xa3; 32]);
     let dev_b = DeviceSecret::from_secrets(&[0xb2; 32], &[0xb3; 32]);
-    let cert_a = id_a.certify(&dev_a.public(), 1_790_000_000_000);
-    let cert_b = id_b.certify(&dev_b.public(), 1_790_000_000_001);
+    let cert_a = id_a.certify(&dev_a, 1_790_000_000_000);
+    let cert_b = id_b.certify(&dev_b, 1_790_000_000_001);
     let space = SpaceId([0x5a; 16]);
 
     let keys = json!([
@@ -55,7 +55,10 @@ fn generate() -> Value {
     let safety = SafetyNumber::new(&id_a.public(), &id_b.public());
 
     // Events: a genesis with a placeholder envelope (age output is randomised,
-    // so it is not a vector), then a sealed check-in with a seeded nonce.
+    // so it is not a vector) and the commitment to epoch 0's key, then a
+    // sealed check-in with a seeded nonce.
+    let epoch_key = [0xee; 32];
+    let commitment = EpochKey::from_bytes(epoch_key).commitment(space, 0);
     let genesis = Event::sign(
         Header {
             space,
@@ -68,6 +71,7 @@ fn generate() -> Value {
         Body::Control(Control::Genesis {
             role: Role::Leading,
             cert: cert_a.clone(),
+            commitment,
             envelopes: vec![Envelope {
                 epoch: 0,
                 device: dev_a.public().id(),
@@ -76,7 +80,6 @@ fn generate() -> Value {
         }),
         &dev_a,
     );
-    let epoch_key = [0xee; 32];
     let content = Content::CheckIn {
         text: "at the gym until 7".into(),
         place: Some("Riverside gym".into()),
@@ -110,16 +113,40 @@ fn generate() -> Value {
         rules: t.rules,
         review_on: Day::parse("2027-03-01").expect("day"),
     };
-    let sig_a = ag.cosign(space, &id_a);
-    let sig_b = ag.cosign(space, &id_b);
+    // The proposal is event 2; the co-signatures cover where it was proposed.
+    let header2 = Header {
+        space,
+        seq: 2,
+        prev: ev1.hash(),
+        author: dev_a.public().id(),
+        epoch: 0,
+        timestamp_ms: 1_790_000_120_000,
+    };
+    let proposal = Content::Propose(ag.clone());
+    let sealed2 = crypto::seal(
+        &EpochKey::from_bytes(epoch_key),
+        &header2.to_bytes(),
+        &proposal.encode(),
+        &mut rng,
+    )
+    .expect("seal");
+    let ev2 = Event::sign(header2, Body::Sealed(sealed2), &dev_a);
+    let at = Position {
+        seq: 2,
+        event: ev2.hash(),
+    };
+    let sig_a = ag.cosign(space, &at, &id_a);
+    let sig_b = ag.cosign(space, &at, &id_b);
     let cert = InForce::verify(
         space,
         ag.clone(),
+        at,
         (id_a.public(), sig_a),
         (id_b.public(), sig_b),
     )
     .expect("in force")
-    .certificate();
+    .certificate(&ev2, &cert_a)
+    .expect("certificate");
 
     let req = RequestAuth::sign(
         &dev_a,
@@ -132,15 +159,17 @@ fn generate() -> Value {
     );
 
     json!({
-        "format": "troth protocol test vectors, version 1; all binary values hex unless noted",
+        "format": "troth protocol test vectors, version 2; all binary values hex unless noted",
         "space": space.to_hex(),
         "keys": keys,
         "safety_number": safety.as_str(),
         "events": [
-            {"name": "genesis", "bytes": h(genesis.as_bytes()), "hash": genesis.hash().to_hex()},
+            {"name": "genesis", "bytes": h(genesis.as_bytes()), "hash": genesis.hash().to_hex(),
+             "epoch_key_commitment": h(&commitment.0)},
             {"name": "sealed check-in", "bytes": h(ev1.as_bytes()), "hash": ev1.hash().to_hex(),
              "header": h(&header1.to_bytes()), "epoch_key": h(&epoch_key),
-             "plaintext_content": h(&content.encode()), "sealed_body": h(&sealed)}
+             "plaintext_content": h(&content.encode()), "sealed_body": h(&sealed)},
+            {"name": "proposal", "bytes": h(ev2.as_bytes()), "hash": ev2.hash().to_hex()}
         ],
         "agreement": {
             "canonical": h(&ag.to_bytes()),
@@ -211,10 +240,17 @@ fn vectors_match_and_verify() {
     let pt = crypto::open(&EpochKey::from_bytes(key), &ev1.header().to_bytes(), ct).expect("open");
     assert_eq!(h(&pt), events[1]["plaintext_content"]);
     assert!(matches!(Content::decode(&pt), Ok(Content::CheckIn { .. })));
+    let Body::Control(Control::Genesis { commitment, .. }) = genesis.body() else {
+        panic!("not a genesis")
+    };
+    assert_eq!(*commitment, EpochKey::from_bytes(key).commitment(space, 0));
+    assert_eq!(h(&commitment.0), events[0]["epoch_key_commitment"]);
 
     let cert = Certificate::from_bytes(&unhex(&committed["agreement"]["certificate"]))
         .expect("certificate verifies");
     assert_eq!(cert.space(), space);
+    assert_eq!(cert.position().seq, 2);
+    assert_eq!(cert.position().event.to_hex(), events[2]["hash"]);
     assert_eq!(
         cert.agreement().content_hash().to_hex(),
         committed["agreement"]["content_hash"]

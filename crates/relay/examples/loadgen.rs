@@ -138,7 +138,7 @@ impl SpaceGen {
         rng.fill_bytes(&mut id);
         let identity = IdentitySecret::generate(&mut rng);
         let dev = DeviceSecret::generate(&mut rng);
-        let cert = identity.certify(&dev.public(), now_ms());
+        let cert = identity.certify(&dev, now_ms());
         let space = SpaceId(id);
         let g = Event::sign(
             Header {
@@ -150,6 +150,7 @@ impl SpaceGen {
                 timestamp_ms: now_ms(),
             },
             Body::Control(Control::Genesis {
+                commitment: troth_core::event::KeyCommitment([0; 32]),
                 role: Role::Leading,
                 cert,
                 envelopes: vec![Envelope {

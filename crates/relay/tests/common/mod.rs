@@ -47,7 +47,7 @@ impl Space {
         rng.fill_bytes(&mut id);
         let identity = IdentitySecret::generate(&mut rng);
         let dev = DeviceSecret::generate(&mut rng);
-        let cert = identity.certify(&dev.public(), 1_000);
+        let cert = identity.certify(&dev, 1_000);
         let space = SpaceId(id);
         let genesis = Event::sign(
             Header {
@@ -59,6 +59,7 @@ impl Space {
                 timestamp_ms: 1_000,
             },
             Body::Control(Control::Genesis {
+                commitment: troth_core::event::KeyCommitment([0; 32]),
                 role: Role::Leading,
                 cert,
                 envelopes: vec![Envelope {
