@@ -311,7 +311,6 @@ fn rotate(ctx: &Ctx) -> anyhow::Result<()> {
     let mut s = Session::new(stored.replica, relay.clone());
     s.sync_strict()?;
     let old = keys.cert.device().id();
-    let old_recipient = keys.cert.device().age_recipient_string();
     let new = keys.rotate_device(&mut OsRng, ctx.now_ms);
     let now = ctx.now_ms;
     s.post_with(|r| Ok(r.compose_add_device(&new.cert, now)?))?;
@@ -332,8 +331,7 @@ fn rotate(ctx: &Ctx) -> anyhow::Result<()> {
         ));
     }
     // Readable by both devices until the key file is replaced.
-    ctx.home
-        .save_space_for(relay.url(), &replica, &[old_recipient])?;
+    ctx.home.save_space_for(relay.url(), &replica, &[&keys])?;
     {
         let _s = ctx.spinner("Protecting the new key with your passphrase…");
         ctx.home.replace_keys(&new, &pass, ctx.work_factor)?;

@@ -71,7 +71,9 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
             | E::BadUrl
             | E::Busy
             | E::NoSpace => EXIT_RELAY,
-            E::Integrity(_) | E::LocalIntegrity(_) | E::CorruptState(_) => EXIT_INTEGRITY,
+            E::Integrity(_) | E::LocalIntegrity(_) | E::LocalTampered(_) | E::CorruptState(_) => {
+                EXIT_INTEGRITY
+            }
             E::Key(_) | E::NoKeys(_) => EXIT_KEY,
             E::Pairing(_)
             | E::Code(_)

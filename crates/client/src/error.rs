@@ -59,6 +59,15 @@ pub enum Error {
          from a backup, or pair again."
     )]
     LocalIntegrity(PathBuf),
+    /// The local space file does not open under this device's local key: it
+    /// was written outside Troth (forged or edited), by another key, or in
+    /// the first format. It is refused and left in place, never replaced.
+    #[error(
+        "The local copy of the space in {0} wasn't sealed by this device's key (it was changed outside \
+         Troth, or written by an older version), so it was not used and nothing was changed. Restore \
+         the folder from a backup, or pair again with another --home."
+    )]
+    LocalTampered(PathBuf),
     /// A key file problem (wrong passphrase, not a key file, too much work).
     #[error(transparent)]
     Key(#[from] KeyFileError),
