@@ -162,11 +162,14 @@ pub enum Command {
 /// `troth key …`
 #[derive(Subcommand, Debug)]
 pub enum KeyCommand {
-    /// Write a backup of your keys, encrypted with your passphrase (the `age` tool opens it)
+    /// Write a backup of your keys (asks your current passphrase again; your partner sees it)
     Export {
         /// Where to write it (never overwritten)
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
+        /// The backup's passphrase, from the first line of FILE (or set TROTH_NEW_PASSPHRASE)
+        #[arg(long, value_name = "FILE")]
+        new_passphrase_file: Option<PathBuf>,
     },
     /// Restore keys from a backup into an empty key store
     Import {
@@ -280,7 +283,7 @@ pub enum AgreementCommand {
         /// The agreement (the start of its id)
         id: String,
     },
-    /// Co-sign the version waiting for your signature (only words this device showed you)
+    /// Co-sign the version waiting for your signature, as this device showed it
     #[command(disable_version_flag = true)]
     Sign {
         /// The agreement

@@ -101,7 +101,7 @@ fn init(ctx: &Ctx) -> anyhow::Result<()> {
     if ctx.home.has_keys() {
         return Err(ClientError::Exists(ctx.home.key_path()).into());
     }
-    let pass = ctx.passphrase("Choose a passphrase for your key: ", true)?;
+    let pass = ctx.new_passphrase("Choose a passphrase for your key: ")?;
     let keys = KeyBundle::generate(&mut OsRng, ctx.now_ms);
     {
         let _s = ctx.spinner("Protecting your key with your passphrase…");
@@ -144,25 +144,10 @@ fn id(ctx: &Ctx, age_recipient: bool) -> anyhow::Result<()> {
 
 fn key(ctx: &Ctx, k: KeyCommand) -> anyhow::Result<()> {
     match k {
-        KeyCommand::Export { out } => {
-            if out.exists() {
-                return Err(ClientError::Exists(out).into());
-            }
-            let (keys, pass) = unlock(ctx)?;
-            let armored = {
-                let _s = ctx.spinner("Encrypting the backup…");
-                keys.encrypt(&pass, ctx.work_factor)?
-            };
-            write_new(&out, armored.as_bytes())?;
-            say(
-                ctx,
-                &format!(
-                    "Wrote a backup of your keys to {}. It opens with your passphrase (also with `age -d`). Keep it somewhere safe.",
-                    out.display()
-                ),
-                json!({ "out": out }),
-            )
-        }
+        KeyCommand::Export {
+            out,
+            new_passphrase_file,
+        } => export(ctx, &out, new_passphrase_file.as_deref()),
         KeyCommand::Import { file } => {
             if ctx.home.has_keys() {
                 return Err(ClientError::Exists(ctx.home.key_path()).into());
@@ -239,6 +224,84 @@ fn key(ctx: &Ctx, k: KeyCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// What this client calls itself in the space's timeline when it exports a key.
+const EXPORT_LABEL: &str = "the troth command line";
+
+/// `troth key export`: asks for the current passphrase (which must open
+/// key.age) before the backup's, and records the export in the space
+/// (synced first) before the file is written. Anything that fails before
+/// then writes nothing.
+fn export(ctx: &Ctx, out: &Path, new_passphrase_file: Option<&Path>) -> anyhow::Result<()> {
+    if out.exists() {
+        return Err(ClientError::Exists(out.to_path_buf()).into());
+    }
+    if !ctx.home.has_keys() {
+        return Err(ClientError::NoKeys(ctx.home.dir().to_path_buf()).into());
+    }
+    let current = ctx.passphrase("Your current passphrase (to export your key): ", false)?;
+    let keys = {
+        let _s = ctx.spinner("Unlocking your key…");
+        ctx.home.load_keys(&current)?
+    };
+    let backup = ctx.backup_passphrase(new_passphrase_file, &current)?;
+    drop(current);
+    let paired = ctx.home.has_space();
+    if paired && ctx.offline {
+        return Err(fail(
+            "A key export is recorded in your shared space first, so your partner sees it; that needs the relay. Nothing was written; try again without --offline.",
+        ));
+    }
+    let armored = {
+        let _s = ctx.spinner("Encrypting the backup…");
+        keys.encrypt(&backup, ctx.work_factor)?
+    };
+    drop(backup);
+    if paired {
+        let stored = ctx.home.load_space(clone_keys(&keys)?)?;
+        let not_recorded = |e: anyhow::Error| -> anyhow::Error {
+            let code = crate::ctx::exit_code(&e);
+            fail_with(
+                code,
+                format!(
+                    "The export couldn't be recorded in your shared space, so nothing was written (a key never leaves silently): {e}"
+                ),
+            )
+        };
+        let mut s = ctx.sync_session(stored).map_err(not_recorded)?;
+        s.post(
+            &Content::KeyExported {
+                label: EXPORT_LABEL.to_owned(),
+            },
+            ctx.now_ms,
+            &mut OsRng,
+        )
+        .map_err(|e| not_recorded(e.into()))?;
+        ctx.save(&s)?;
+    }
+    write_new(out, armored.as_bytes()).map_err(|e| {
+        if paired {
+            fail(format!(
+                "The export is recorded in your shared space, but the file couldn't be written: {e}"
+            ))
+        } else {
+            e.into()
+        }
+    })?;
+    say(
+        ctx,
+        &format!(
+            "Wrote a backup of your keys to {}. It opens with the backup's passphrase (also with `age -d`). Keep it somewhere safe.{}",
+            out.display(),
+            if paired {
+                " Your partner sees in the timeline that you exported a copy of your key."
+            } else {
+                ""
+            }
+        ),
+        json!({ "out": out, "recorded": paired }),
+    )
 }
 
 fn unlock(ctx: &Ctx) -> anyhow::Result<(KeyBundle, zeroize::Zeroizing<String>)> {

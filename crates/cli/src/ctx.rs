@@ -241,6 +241,64 @@ impl Ctx {
         Ok(p)
     }
 
+    /// A passphrase chosen now (for a new key): asked twice at a terminal,
+    /// and refused when it is too easy to guess
+    /// ([`troth_core::keyfile::check_passphrase`]).
+    pub fn new_passphrase(&self, prompt: &str) -> anyhow::Result<Zeroizing<String>> {
+        let p = self.passphrase(prompt, true)?;
+        check_new(&p)?;
+        Ok(p)
+    }
+
+    /// The passphrase for a key backup: `--new-passphrase-file`, then
+    /// `TROTH_NEW_PASSPHRASE`, then a prompt (twice) at a terminal; a script
+    /// that gives none of these gets a backup under `current`. Refused when
+    /// too easy to guess.
+    pub fn backup_passphrase(
+        &self,
+        file: Option<&Path>,
+        current: &Zeroizing<String>,
+    ) -> anyhow::Result<Zeroizing<String>> {
+        let p = if let Some(f) = file {
+            read_passphrase_file(f)?
+        } else if let Ok(p) = std::env::var("TROTH_NEW_PASSPHRASE") {
+            let p = Zeroizing::new(p);
+            if p.is_empty() {
+                return Err(fail_with(
+                    EXIT_KEY,
+                    "TROTH_NEW_PASSPHRASE is empty; a backup needs a passphrase.",
+                ));
+            }
+            p
+        } else if std::io::stdin().is_terminal() || std::io::stderr().is_terminal() {
+            let p = Zeroizing::new(
+                rpassword::prompt_password(
+                    "Choose a passphrase for the backup (Enter to use your current one): ",
+                )
+                .map_err(|_| fail_with(EXIT_KEY, "Couldn't read a passphrase here."))?,
+            );
+            if p.is_empty() {
+                current.clone()
+            } else {
+                let again = Zeroizing::new(
+                    rpassword::prompt_password("Type it again: ")
+                        .map_err(|_| fail_with(EXIT_KEY, "Couldn't read the passphrase again."))?,
+                );
+                if *again != *p {
+                    return Err(fail_with(
+                        EXIT_KEY,
+                        "The two passphrases differ; nothing was written.",
+                    ));
+                }
+                p
+            }
+        } else {
+            current.clone()
+        };
+        check_new(&p)?;
+        Ok(p)
+    }
+
     /// A spinner on stderr while something slow runs (only at a terminal).
     pub fn spinner(&self, msg: &str) -> Spinner {
         if !std::io::stderr().is_terminal() {
@@ -319,6 +377,12 @@ impl Drop for Spinner {
             pb.finish_and_clear();
         }
     }
+}
+
+/// Refuses a new passphrase that is too easy to guess, with the core's words.
+fn check_new(p: &str) -> anyhow::Result<()> {
+    troth_core::keyfile::check_passphrase(p)
+        .map_err(|e| fail_with(EXIT_KEY, format!("{e} Nothing was written.")))
 }
 
 fn read_passphrase_file(f: &Path) -> anyhow::Result<Zeroizing<String>> {
