@@ -146,11 +146,14 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
     },
-    /// Delete the shared space on the relay, for both of you, and forget it here (keys stay)
+    /// Close the shared space for both of you (recorded first), delete it on the relay, forget it here
     DeleteSpace {
         /// Yes, delete it: the relay forgets every event, and neither of you can sync it again
         #[arg(long)]
         yes: bool,
+        /// A few words your partner sees with the closing
+        #[arg(long, default_value = "")]
+        comment: String,
     },
     /// Print shell completions
     Completions {

@@ -20,7 +20,9 @@ use troth_core::state::{AgreementRecord, State, VersionStatus};
 use crate::cli::{
     AgreementCommand, Cli, Command, KeyCommand, PairCommand, PhoneCommand, Review, RoleArg,
 };
-use crate::ctx::{Ctx, EXIT_INTEGRITY, EXIT_KEY, fail, fail_with, parse_days, parse_wait, when};
+use crate::ctx::{
+    Ctx, EXIT_INTEGRITY, EXIT_KEY, fail, fail_with, parse_days, parse_wait, space_gone, when,
+};
 use crate::view;
 
 /// Runs one command.
@@ -75,7 +77,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             no_checkins,
         } => consent_report(&ctx, &to, &duration, until.as_deref(), no_checkins),
         Command::Report { to, out } => crate::report::report(&ctx, &to, &out),
-        Command::DeleteSpace { yes } => delete_space(&ctx, yes),
+        Command::DeleteSpace { yes, comment } => delete_space(&ctx, yes, comment),
         Command::Completions { .. } | Command::VerifyCertificate { .. } => Ok(()),
     }
 }
@@ -1271,7 +1273,11 @@ fn sync(ctx: &Ctx) -> anyhow::Result<()> {
     let mut s = Session::new(stored.replica, relay);
     let r = {
         let _sp = ctx.spinner("Syncing…");
-        s.sync()?
+        match s.sync() {
+            Ok(r) => r,
+            Err(ClientError::NoSpace) => return Err(space_gone(s.replica())),
+            Err(e) => return Err(e.into()),
+        }
     };
     if r.accepted > 0 {
         ctx.save(&s)?;
@@ -1324,7 +1330,11 @@ fn watch_loop(ctx: &Ctx, every: &str) -> anyhow::Result<()> {
         eprintln!("Watching for updates (Ctrl-C to stop)…");
     }
     loop {
-        let r = s.sync()?;
+        let r = match s.sync() {
+            Ok(r) => r,
+            Err(ClientError::NoSpace) => return Err(space_gone(s.replica())),
+            Err(e) => return Err(e.into()),
+        };
         if r.accepted > 0 {
             ctx.save(&s)?;
             print_entries(ctx, &s, shown);
@@ -1362,28 +1372,80 @@ fn verify(ctx: &Ctx) -> anyhow::Result<()> {
     )
 }
 
-fn delete_space(ctx: &Ctx, yes: bool) -> anyhow::Result<()> {
+/// `troth delete-space --yes`: leaving is a signed event first
+/// (`CloseSpace`, which the partner sees), then the relay is asked to delete
+/// the space, then this device forgets it.
+fn delete_space(ctx: &Ctx, yes: bool, comment: String) -> anyhow::Result<()> {
     if !yes {
         return Err(fail(
             "This deletes your shared space on the relay for both of you; it can't be undone. If that's what you want, run it again with --yes.",
         ));
     }
+    let close = Content::CloseSpace { comment };
+    close.validate()?;
+    if ctx.offline {
+        return Err(fail(
+            "Closing the space is recorded in it first, so your partner sees it; that needs the relay. Nothing was changed; try again without --offline.",
+        ));
+    }
     let stored = ctx.stored()?;
     let relay = RelayClient::new(&stored.relay)?;
-    let r = &stored.replica;
-    {
-        let _s = ctx.spinner("Deleting the space on the relay…");
-        relay.delete_space(&r.keys().device, r.space())?;
+    let mut s = Session::new(stored.replica, relay);
+    match s.sync() {
+        Ok(r) => {
+            if r.accepted > 0 {
+                ctx.save(&s)?;
+            }
+            if let Some(a) = r.alert {
+                return Err(ClientError::Integrity(a).into());
+            }
+        }
+        // A partner's signed leave is already in this copy, and the relay
+        // has deleted the space: forgetting it here is all that is left.
+        Err(ClientError::NoSpace) if s.replica().state().closed.is_some() => {
+            return forget_space(ctx, s.replica().space());
+        }
+        Err(ClientError::NoSpace) => return Err(space_gone(s.replica())),
+        Err(e) => return Err(e.into()),
     }
+    // Sign the leave first, unless one of you already did.
+    if s.replica().state().closed.is_none() {
+        let _sp = ctx.spinner("Recording that you closed the space…");
+        s.post(&close, ctx.now_ms, &mut OsRng)?;
+        ctx.save(&s)?;
+    }
+    let space = s.replica().space();
+    let deleted = {
+        let _sp = ctx.spinner("Deleting the space on the relay…");
+        s.relay().delete_space(&s.replica().keys().device, space)
+    };
+    match deleted {
+        // Already gone: the signed leave is in the log, so that is done too.
+        Ok(()) | Err(ClientError::NoSpace) => {}
+        Err(e) => {
+            let why = e.to_string();
+            return Err(fail_with(
+                crate::ctx::exit_code(&e.into()),
+                format!(
+                    "Your closing is recorded in the space, but the relay didn't delete it yet ({why}) Run `troth delete-space --yes` again."
+                ),
+            ));
+        }
+    }
+    forget_space(ctx, space)
+}
+
+/// Removes the local copy of a space that is closed and deleted on the relay.
+fn forget_space(ctx: &Ctx, space: troth_core::SpaceId) -> anyhow::Result<()> {
     std::fs::remove_file(ctx.home.space_path()).map_err(|e| {
         fail(format!(
-            "The relay deleted the space, but the local copy couldn't be removed: {e}"
+            "The space is closed and deleted on the relay, but the local copy couldn't be removed: {e}"
         ))
     })?;
     say(
         ctx,
-        "The space is deleted on the relay and forgotten on this device. Your keys are still here.",
-        json!({ "deleted": r.space().to_hex() }),
+        "The space is closed for both of you, deleted on the relay and forgotten on this device. Your keys are still here.",
+        json!({ "deleted": space.to_hex(), "closed": true }),
     )
 }
 

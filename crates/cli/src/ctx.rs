@@ -350,7 +350,11 @@ impl Ctx {
         }
         let r = {
             let _sp = self.spinner("Syncing…");
-            s.sync()?
+            match s.sync() {
+                Ok(r) => r,
+                Err(troth_client::Error::NoSpace) => return Err(space_gone(s.replica())),
+                Err(e) => return Err(e.into()),
+            }
         };
         if r.accepted > 0 {
             self.save(&s)?;
@@ -365,6 +369,25 @@ impl Ctx {
     pub fn save(&self, s: &Session) -> anyhow::Result<()> {
         self.home.save_space(s.relay().url(), s.replica())?;
         Ok(())
+    }
+}
+
+/// The relay answered that it no longer has the space. Who closed it is
+/// for the signed log to say: with a `CloseSpace` event in the local copy,
+/// that partner did (exit 1); without one, it is the relay's doing alone,
+/// never blamed on the partner (exit 4). The local copy is kept either way.
+pub fn space_gone(r: &troth_core::replica::Replica) -> anyhow::Error {
+    match r.state().closed {
+        Some((by, seq)) if by == r.role() => fail(format!(
+            "You closed this space for both of you (#{seq}), and the relay no longer has it. This device keeps its copy: `troth timeline --offline` shows it."
+        )),
+        Some((_, seq)) => fail(format!(
+            "Your partner closed the space for both of you (#{seq}), and the relay no longer has it. This device keeps its copy: `troth timeline --offline` shows it."
+        )),
+        None => fail_with(
+            EXIT_RELAY,
+            "The relay no longer has this space, and nothing your partner signed says they closed it: it was removed on the relay's side. This device keeps its copy (`troth timeline --offline` shows it); talk to your partner before assuming anything.",
+        ),
     }
 }
 
