@@ -4,7 +4,7 @@
 //! parameters) is shown wherever an agreement is, and invisible or
 //! direction-changing characters are refused before anything is sent.
 
-use troth_tests::cli::{Person, assert_one_line, paired_couple};
+use troth_tests::cli::{Person, assert_one_line, paired_couple, snapshot};
 
 fn version(p: &Person, id: &str, n: usize) -> serde_json::Value {
     let show = p.json(&["agreement", "show", id]);
@@ -111,4 +111,106 @@ fn an_agreement_this_device_never_showed_is_not_signed_blind() {
         serde_json::json!([{ "name": "how often", "value": "every week" }]),
         "{list}"
     );
+}
+
+#[test]
+fn invisible_and_direction_changing_characters_are_refused_before_anything_is_sent() {
+    let (relay, a, b) = paired_couple();
+    let p = a.json(&["agreement", "propose", "--template", "phone"]);
+    let id = p["id"].as_str().expect("id").to_owned();
+    b.ok(&["agreement", "show", &id[..8]]);
+    // With the relay stopped, a refusal that comes back as one calm line
+    // (not "can't reach the relay") was made before anything was synced.
+    relay.stop();
+    let a_before = snapshot(&a.home);
+    let b_before = snapshot(&b.home);
+    let rlo = "\u{202E}";
+    let cases: Vec<(&Person, Vec<String>)> = vec![
+        (
+            &a,
+            vec![
+                "agreement".into(),
+                "propose".into(),
+                "--title".into(),
+                "Money".into(),
+                "--text".into(),
+                format!("I pay back {rlo}001 a month"),
+            ],
+        ),
+        (
+            &a,
+            vec![
+                "agreement".into(),
+                "propose".into(),
+                "--template".into(),
+                "bed".into(),
+                "--title".into(),
+                "Sharing\u{200B} the bed".into(),
+            ],
+        ),
+        (
+            &a,
+            vec![
+                "agreement".into(),
+                "amend".into(),
+                id.clone(),
+                "--text".into(),
+                format!("When you ask {rlo}I'll show it"),
+            ],
+        ),
+        (&b, vec!["checkin".into(), format!("home {rlo}won")]),
+        (
+            &b,
+            vec![
+                "checkin".into(),
+                "at the gym".into(),
+                "--place".into(),
+                format!("Riverside{rlo}"),
+            ],
+        ),
+        (&a, vec!["request-checkin".into(), format!("where{rlo}?")]),
+        (
+            &b,
+            vec!["phone".into(), "later".into(), format!("{rlo}soon")],
+        ),
+        (
+            &b,
+            vec![
+                "agreement".into(),
+                "request-change".into(),
+                id.clone(),
+                "--comment".into(),
+                format!("could it {rlo}say"),
+            ],
+        ),
+        (
+            &b,
+            vec![
+                "agreement".into(),
+                "decline".into(),
+                id.clone(),
+                "--comment".into(),
+                format!("no{rlo}"),
+            ],
+        ),
+        (
+            &a,
+            vec![
+                "agreement".into(),
+                "withdraw".into(),
+                id.clone(),
+                "--comment".into(),
+                format!("\u{2066}because"),
+            ],
+        ),
+    ];
+    for (who, args) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = who.fails(&args);
+        let err = assert_one_line(&out, 1);
+        assert!(err.contains("(U+"), "{args:?}: {err}");
+        assert!(err.contains("Please remove it"), "{args:?}: {err}");
+    }
+    assert_eq!(snapshot(&a.home), a_before);
+    assert_eq!(snapshot(&b.home), b_before);
 }

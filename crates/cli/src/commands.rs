@@ -49,6 +49,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             no_answer,
         } => checkin(&ctx, text, place, answers, no_answer),
         Command::RequestCheckin { note } => {
+            check_words(&[&note])?;
             let mut s = ctx.session()?;
             let ev = s.post(&Content::RequestCheckIn { note }, ctx.now_ms, &mut OsRng)?;
             ctx.save(&s)?;
@@ -80,6 +81,17 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::DeleteSpace { yes, comment } => delete_space(&ctx, yes, comment),
         Command::Completions { .. } | Command::VerifyCertificate { .. } => Ok(()),
     }
+}
+
+/// Refuses words with characters that change how they read without being
+/// seen (bidirectional controls, zero-width and other invisible format
+/// characters, control characters), before anything is synced or signed:
+/// one line with the core's sentence, exit 1.
+fn check_words(words: &[&str]) -> anyhow::Result<()> {
+    for w in words {
+        troth_core::text::check_text(w).map_err(|e| fail(e.to_string()))?;
+    }
+    Ok(())
 }
 
 /// Prints a line for people, or a JSON object for scripts.
@@ -753,6 +765,7 @@ fn agreement(ctx: &Ctx, cmd: AgreementCommand) -> anyhow::Result<()> {
         }
         AgreementCommand::Sign { id, version } => sign(ctx, &id, version),
         AgreementCommand::RequestChange { id, comment } => {
+            check_words(&[&comment])?;
             let mut s = ctx.session()?;
             let (id, version) = pending_version(&s, &id)?;
             s.post(
@@ -772,6 +785,7 @@ fn agreement(ctx: &Ctx, cmd: AgreementCommand) -> anyhow::Result<()> {
             )
         }
         AgreementCommand::Decline { id, comment } => {
+            check_words(&[&comment])?;
             let mut s = ctx.session()?;
             let (id, version) = pending_version(&s, &id)?;
             s.post(
@@ -796,6 +810,9 @@ fn agreement(ctx: &Ctx, cmd: AgreementCommand) -> anyhow::Result<()> {
             text,
             review,
         } => {
+            let mut words: Vec<&str> = text.iter().map(String::as_str).collect();
+            words.extend(title.as_deref());
+            check_words(&words)?;
             let mut s = ctx.session()?;
             let id = find_agreement(s.replica().state(), &id)?;
             let a = {
@@ -859,6 +876,7 @@ fn agreement(ctx: &Ctx, cmd: AgreementCommand) -> anyhow::Result<()> {
             )
         }
         AgreementCommand::Withdraw { id, comment } => {
+            check_words(&[&comment])?;
             let mut s = ctx.session()?;
             let id = find_agreement(s.replica().state(), &id)?;
             s.post(
@@ -1057,6 +1075,7 @@ fn checkin(
     answers: Option<u64>,
     no_answer: bool,
 ) -> anyhow::Result<()> {
+    check_words(&[&text, place.as_deref().unwrap_or("")])?;
     let mut s = ctx.session()?;
     let me = me(&s);
     let st = s.replica().state();
@@ -1130,6 +1149,7 @@ fn phone(ctx: &Ctx, cmd: PhoneCommand) -> anyhow::Result<()> {
         PhoneCommand::Shown { note } => (PhoneAction::Granted, note),
         PhoneCommand::Later { note } => (PhoneAction::Declined, note),
     };
+    check_words(&[&note])?;
     let mut s = ctx.session()?;
     let me = me(&s);
     // An answer names the partner's latest request.
