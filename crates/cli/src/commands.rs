@@ -1048,6 +1048,8 @@ fn verify_certificate(file: &Path, json_out: bool) -> anyhow::Result<()> {
         v["valid"] = json!(true);
         v["space"] = json!(proof.space().to_hex());
         v["signers"] = json!(signers);
+        v["proposed_at_seq"] = json!(proof.position().seq);
+        v["proposed_event"] = json!(proof.position().event.to_hex());
         println!("{v}");
         return Ok(());
     }
@@ -1059,9 +1061,16 @@ fn verify_certificate(file: &Path, json_out: bool) -> anyhow::Result<()> {
     );
     print!("{}", view::rules_text(a, None));
     println!();
+    // The log position is signed too: where the words were proposed.
+    println!(
+        "Proposed as event #{} ({}) of space {}.",
+        proof.position().seq,
+        &proof.position().event.to_hex()[..16],
+        proof.space().to_hex()
+    );
     println!("Signed by {} and {}.", signers[0], signers[1]);
     println!(
-        "(A certificate shows the agreement was made; only the couple's log shows whether it is still in force.)"
+        "(It shows both signed these words at that time only: either partner can withdraw at any moment, and only the couple's log shows whether it is still in force.)"
     );
     Ok(())
 }
