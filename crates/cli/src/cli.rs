@@ -354,6 +354,11 @@ pub enum AgreementCommand {
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
     },
+    /// Where a certificate's agreement stands today in your space's log (in force, withdrawn, …)
+    Status {
+        /// The certificate file (from `troth agreement export`)
+        file: PathBuf,
+    },
     /// List the templates
     Templates,
 }

@@ -894,6 +894,7 @@ fn agreement(ctx: &Ctx, cmd: AgreementCommand) -> anyhow::Result<()> {
                 json!({ "id": id.to_hex(), "status": "withdrawn" }),
             )
         }
+        AgreementCommand::Status { file } => certificate_status(ctx, &file),
         AgreementCommand::Export { id, out } => {
             if out.exists() {
                 return Err(ClientError::Exists(out).into());
@@ -1032,15 +1033,59 @@ fn sign(ctx: &Ctx, prefix: &str, asked: Option<u32>) -> anyhow::Result<()> {
     )
 }
 
-fn verify_certificate(file: &Path, json_out: bool) -> anyhow::Result<()> {
+/// Reads and verifies a certificate file offline (exit 5 when it doesn't).
+fn read_certificate(file: &Path) -> anyhow::Result<Certificate> {
     let bytes = read_small(file, 1024 * 1024)?;
     let text = String::from_utf8_lossy(&bytes);
-    let proof = Certificate::from_text(&text).map_err(|e| {
+    Certificate::from_text(&text).map_err(|e| {
         fail_with(
             EXIT_INTEGRITY,
             format!("This certificate does not verify: {e}. Don't rely on it."),
         )
-    })?;
+    })
+}
+
+/// `troth agreement status FILE`: a certificate proves a signing at one
+/// time; this says where its agreement stands now in this space's verified
+/// log. Words the log never held (a certificate minted elsewhere) exit 5;
+/// another space's certificate exits 1.
+fn certificate_status(ctx: &Ctx, file: &Path) -> anyhow::Result<()> {
+    use troth_core::replica::CertificateStatus;
+    let cert = read_certificate(file)?;
+    let s = ctx.session()?;
+    let status = s.replica().certificate_status(&cert);
+    let a = cert.agreement();
+    let line = format!(
+        "“{}” (version {}): {}",
+        a.title,
+        a.version,
+        status.describe()
+    );
+    let value = json!({
+        "id": a.id.to_hex(),
+        "version": a.version,
+        "status": status.as_str(),
+        "describe": status.describe(),
+    });
+    match status {
+        CertificateStatus::NotInLog => {
+            if ctx.json {
+                println!("{value}");
+            }
+            Err(fail_with(EXIT_INTEGRITY, line))
+        }
+        CertificateStatus::NotInThisSpace => {
+            if ctx.json {
+                println!("{value}");
+            }
+            Err(fail(line))
+        }
+        _ => say(ctx, &line, value),
+    }
+}
+
+fn verify_certificate(file: &Path, json_out: bool) -> anyhow::Result<()> {
+    let proof = read_certificate(file)?;
     let a = proof.agreement();
     let signers: Vec<String> = proof.signers().iter().map(|k| k.fingerprint()).collect();
     if json_out {
