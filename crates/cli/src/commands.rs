@@ -1242,12 +1242,35 @@ fn timeline(ctx: &Ctx) -> anyhow::Result<()> {
     let s = ctx.session()?;
     if ctx.json {
         let st = s.replica().state();
-        let v: Vec<_> = st.timeline.iter().map(view::entry_json).collect();
+        let notes = time_notes(ctx, &s);
+        let v: Vec<_> = st
+            .timeline
+            .iter()
+            .map(|e| view::entry_json_with(e, notes.get(&e.seq)))
+            .collect();
         println!("{}", json!({ "events": v }));
         return Ok(());
     }
     print_entries(ctx, &s, 0);
     Ok(())
+}
+
+/// Notes about author times, by event: dated before the event before it
+/// (from the fold), or ahead of this device's clock. A time can't be
+/// refused without a trusted clock, but it never passes silently.
+fn time_notes(ctx: &Ctx, s: &Session) -> std::collections::BTreeMap<u64, Vec<String>> {
+    let mut out: std::collections::BTreeMap<u64, Vec<String>> = Default::default();
+    let r = s.replica();
+    for (seq, note) in r
+        .state()
+        .notes
+        .iter()
+        .cloned()
+        .chain(r.future_notes(ctx.now_ms))
+    {
+        out.entry(seq).or_default().push(note);
+    }
+    out
 }
 
 fn status(ctx: &Ctx) -> anyhow::Result<()> {
@@ -1376,9 +1399,10 @@ fn sync(ctx: &Ctx) -> anyhow::Result<()> {
 fn print_entries(ctx: &Ctx, s: &Session, from: usize) {
     let st = s.replica().state();
     let me = me(s);
+    let notes = time_notes(ctx, s);
     for e in st.timeline.iter().skip(from) {
         if ctx.json {
-            println!("{}", view::entry_json(e));
+            println!("{}", view::entry_json_with(e, notes.get(&e.seq)));
         } else {
             println!(
                 "#{:<4} {}  {:<12} {}",
@@ -1387,6 +1411,9 @@ fn print_entries(ctx: &Ctx, s: &Session, from: usize) {
                 view::who(me, e.by),
                 e.what
             );
+            for n in notes.get(&e.seq).into_iter().flatten() {
+                println!("      {}", ctx.dim(&format!("note: {n}")));
+            }
         }
     }
 }

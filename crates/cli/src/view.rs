@@ -196,8 +196,9 @@ pub fn record_json(rec: &AgreementRecord) -> Value {
     })
 }
 
-/// One timeline entry as JSON.
-pub fn entry_json(e: &TimelineEntry) -> Value {
+/// One timeline entry as JSON, with the notes about its author time
+/// (`"notes": [sentence…]`, empty when there are none).
+pub fn entry_json_with(e: &TimelineEntry, notes: Option<&Vec<String>>) -> Value {
     json!({
         "seq": e.seq,
         "by": role_name(e.by),
@@ -205,5 +206,6 @@ pub fn entry_json(e: &TimelineEntry) -> Value {
         "at_ms": e.at_ms,
         "what": e.what,
         "hash": e.hash.to_hex(),
+        "notes": notes.cloned().unwrap_or_default(),
     })
 }
