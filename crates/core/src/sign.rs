@@ -5,10 +5,12 @@
 //! starts with the space id wherever the message belongs to a space. So nothing
 //! signed in one context or one space verifies in another.
 //!
-//! Verification is `verify_strict` only. [`verify_batch`] is an optimisation
-//! (for the log verifier and the relay's appends) whose accepted set is
-//! exactly `verify_strict`'s, kept so by pre-checks on every key and every
-//! `R`; see its docs and `docs/PROTOCOL.md` §3.
+//! Verification is `verify_strict` only. [`verify_batch`] checks many
+//! signatures together (the log verifier's pages, the relay's appends) and
+//! accepts exactly `verify_strict`'s set, kept so by pre-checks on every key
+//! and every `R`; see its docs and `docs/PROTOCOL.md` §3. The check on `R`
+//! costs about a `verify_strict` itself, so a batch no longer saves time
+//! (docs/BENCHMARKS.md).
 
 use curve25519_dalek::edwards::CompressedEdwardsY;
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
