@@ -1,5 +1,7 @@
 //! What a signature costs in `verify_batch` by batch size, as a ratio to
-//! `verify_strict` alone, measured in the same run (a benchmark, not a test).
+//! `verify_strict` alone, measured in the same run (a benchmark, not a test);
+//! and what `verify_batch`'s check on each `R` costs, decompressing it and
+//! checking it is torsion-free, on the same scale.
 //!
 //! ```text
 //! cargo run --release -p troth-core --example batch_curve
@@ -11,6 +13,7 @@
 
 use std::time::Instant;
 
+use curve25519_dalek::edwards::CompressedEdwardsY;
 use ed25519_dalek::{Signer, SigningKey};
 use troth_core::sign::{BatchItem, PreparedKey, verify_batch};
 
@@ -50,6 +53,23 @@ fn main() {
         }
         let single = t.elapsed().as_secs_f64() / N as f64;
         print!("round {round}: verify_strict {:.1} µs;", single * 1e6);
+        let t = Instant::now();
+        for s in &sigs {
+            let r = CompressedEdwardsY(*s.r_bytes()).decompress();
+            assert!(r.is_some());
+        }
+        let decompress = t.elapsed().as_secs_f64() / N as f64;
+        let t = Instant::now();
+        for s in &sigs {
+            let r = CompressedEdwardsY(*s.r_bytes()).decompress();
+            assert!(r.is_some_and(|p| p.is_torsion_free()));
+        }
+        let torsion = t.elapsed().as_secs_f64() / N as f64;
+        print!(
+            " R decompressed {:.2}×, and torsion-free {:.2}×; batch of",
+            decompress / single,
+            torsion / single
+        );
         for n in [2usize, 4, 8, 16, 32, 64] {
             let t = Instant::now();
             for c in 0..N / n {
