@@ -1,15 +1,13 @@
-//! What a signature costs in `verify_batch` by batch size, as a ratio to
-//! `verify_strict` alone, measured in the same run (a benchmark, not a test);
-//! and what `verify_batch`'s check on each `R` costs, decompressing it and
-//! checking it is torsion-free, on the same scale.
+//! What a signature costs in `verify_batch` (now `verify_strict` on each,
+//! so about 1.0×), as a ratio to `verify_strict` alone measured in the same
+//! run (a benchmark, not a test); and the floor of an *exact* batch: what
+//! the check on each `R` that exactness needs costs, decompressing it and
+//! checking it is torsion-free, on the same scale (docs/PROTOCOL.md §3,
+//! docs/BENCHMARKS.md).
 //!
 //! ```text
 //! cargo run --release -p troth-core --example batch_curve
 //! ```
-//!
-//! The relay batches the signatures of concurrent appends
-//! (`troth_relay::verify`); this is the curve that made that worth it
-//! (docs/BENCHMARKS.md).
 
 use std::time::Instant;
 
@@ -66,7 +64,7 @@ fn main() {
         }
         let torsion = t.elapsed().as_secs_f64() / N as f64;
         print!(
-            " R decompressed {:.2}×, and torsion-free {:.2}×; batch of",
+            " R decompressed {:.2}×, and torsion-free {:.2}×; verify_batch of",
             decompress / single,
             torsion / single
         );
