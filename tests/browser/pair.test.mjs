@@ -417,6 +417,39 @@ test('a key moves between the CLI and the browser, both ways', async () => {
   writeFileSync(join(dir, 'ok'), 'ok');
 });
 
+test('weak new passphrases are refused with a hint; a key file too heavy for the memory left is refused with words, not a crash', async () => {
+  const M = await launch();
+  try {
+    const { page, problems: mp } = await openPage(M.ctx, relay.url);
+    await page.getByLabel('Choose a passphrase').fill('password123');
+    await page.getByText('one of the first a guessing tool would try', { exact: false }).first().waitFor(LIVE);
+    await page.getByLabel('Type it once more').fill('password123');
+    await page.getByRole('button', { name: 'Create my key' }).click();
+    await page.getByRole('alert').getByText('one of the first a guessing tool would try', { exact: false }).waitFor(LIVE);
+    await page.getByLabel('Choose a passphrase').fill('short one');
+    await page.getByText('at least 10 characters', { exact: false }).first().waitFor(LIVE);
+    await screenAndCheck(page, '01b-weak-passphrase');
+    await createKey(page, 'fifth partner phrase');
+    // A tab with little memory left: the page's wasm memory is grown (from
+    // outside the allocator) until less than scrypt's 256 MiB remains.
+    await page.reload();
+    await page.getByRole('heading', { name: 'Welcome back' }).waitFor(LIVE);
+    await page.evaluate(async () => {
+      const w = await (await import('/troth_wasm.js')).default();
+      w.memory.grow(65536 - w.memory.buffer.byteLength / 65536 - 2000);
+    });
+    await unlock(page, 'fifth partner phrase');
+    await page.getByText('This key file needs about 256 MiB of memory to open, more than this browser can give it now.', { exact: false }).waitFor(LIVE);
+    await screenAndCheck(page, '15c-unlock-not-enough-memory');
+    await page.reload();
+    await unlock(page, 'fifth partner phrase');
+    await page.getByRole('heading', { name: 'Connect with your partner' }).waitFor(LIVE);
+    problems.push(mp);
+  } finally {
+    await M.close();
+  }
+});
+
 test('wrong and unknown codes are refused kindly; a tampering relay raises the integrity warning; a due rule is surfaced', async () => {
   const proxy = await startTamperProxy(relay.url);
   const P = await launch();
