@@ -98,6 +98,9 @@ async function act(btn, errEl, fn) {
     const raw = e && e.message ? e.message : String(e);
     const msg = raw.charAt(0).toUpperCase() + raw.slice(1);
     if (errEl) errEl.textContent = msg; else say(msg);
+    // A field that holds what was refused (e.g. a hidden character) gets the focus.
+    const bad = errEl && errEl.closest('form, dialog')?.querySelector('[aria-invalid]');
+    if (bad) bad.focus();
   } finally {
     if (btn && btn.isConnected) btn.disabled = false;
     // A "please wait" note is over once the action is.
@@ -752,7 +755,7 @@ function bannerCards(st) {
     out.push(c ? h('section', { class: 'card warm stack' }, h('h2', {}, me(c.by) ? 'You closed this shared space' : 'Your partner closed this shared space'),
       h('p', {}, `${me(c.by) ? 'You' : 'Your partner'} chose to close it in Troth, so the server no longer keeps it. What you wrote together stays readable on this device until you remove it.`), rm)
       : h('section', { class: 'card warm stack' }, h('h2', {}, 'The relay no longer has this space'),
-        h('p', {}, 'The relay no longer has this space. Your partner did not close it in Troth. Your copy is kept on this device, and nothing in it was lost.'),
+        h('p', {}, 'Your partner did not close it in Troth: there is no signed note from either of you that it was closed. Your copy is kept on this device, and nothing in it was lost.'),
         h('p', {}, 'Talk with your partner in a way you trust. If you both want to go on, you can start a new space together; this copy stays here to read until you remove it.'), rm));
     return out;
   }
