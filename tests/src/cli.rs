@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// The passphrase every test person uses.
-pub const PASSPHRASE: &str = "correct horse battery staple";
+pub const PASSPHRASE: &str = "quiet river lantern 42";
 
 fn build(package: &str, bin: &str) -> PathBuf {
     // Cargo set these for this test binary's package. Passed on, they would

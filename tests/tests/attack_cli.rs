@@ -61,3 +61,122 @@ fn cli_reports_rollback_and_fork_and_keeps_its_history() {
     relay.set(Attack::None);
     assert_eq!(timeline_len(&a), before + 1);
 }
+
+/// A forged `space.age`: attacker anchors and chain, encrypted the first
+/// format's way to this device's *public* age recipient (which anyone can
+/// do). The CLI refuses it with one line, exit 5, and leaves it in place.
+#[test]
+fn a_forged_space_file_is_refused_and_left_in_place() {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    use troth_core::event::Role;
+    use troth_core::keyfile::KeyBundle;
+    use troth_core::replica::Replica;
+
+    let (_relay, a, _b) = troth_tests::cli::paired_couple();
+    let recipient: age::x25519::Recipient = a
+        .ok(&["id", "--age-recipient"])
+        .trim()
+        .parse()
+        .expect("recipient");
+    let space = a.json(&["status"])["space"]
+        .as_str()
+        .and_then(|h| troth_core::SpaceId::from_hex(h).ok())
+        .expect("space");
+    let mut rng = rand::rngs::OsRng;
+    let attacker = KeyBundle::generate(&mut rng, 1000);
+    let (mut evil, genesis) =
+        Replica::create(attacker, Role::Leading, space, 1000, &mut rng).expect("create");
+    assert_eq!(evil.ingest(&[genesis]).accepted, 1);
+    let forged = serde_json::json!({
+        "format": 1,
+        "relay": "http://127.0.0.1:9",
+        "space": space.to_hex(),
+        "role": "leading",
+        "anchors": {
+            "leading": hex::encode(evil.keys().identity.public().to_bytes()),
+            "rebuilding": null,
+        },
+        "events": evil.events().iter().map(|e| STANDARD.encode(e.as_bytes())).collect::<Vec<_>>(),
+    });
+    let file =
+        troth_client::store::age_encrypt(&recipient, forged.to_string().as_bytes()).expect("age");
+    // What a hostile relay knows (the events it stores, the partners' public
+    // identities): a shorter chain that verifies, pointing at another relay.
+    let real = troth_client::Home::new(&a.home)
+        .load_space(
+            troth_client::Home::new(&a.home)
+                .load_keys(troth_tests::cli::PASSPHRASE)
+                .expect("keys"),
+        )
+        .expect("space");
+    let anchors = real.replica.chain().anchors();
+    let hex_of =
+        |k: &Option<troth_core::keys::IdentityKey>| k.as_ref().map(|k| hex::encode(k.to_bytes()));
+    let shorter = serde_json::json!({
+        "format": 1,
+        "relay": "http://127.0.0.1:9",
+        "space": space.to_hex(),
+        "role": "leading",
+        "anchors": { "leading": hex_of(&anchors.leading), "rebuilding": hex_of(&anchors.rebuilding) },
+        "events": real.replica.events()[..1].iter().map(|e| STANDARD.encode(e.as_bytes())).collect::<Vec<_>>(),
+    });
+    let shorter =
+        troth_client::store::age_encrypt(&recipient, shorter.to_string().as_bytes()).expect("age");
+    let path = a.home.join("space.age");
+    let genuine = std::fs::read(&path).expect("space");
+    for bad in [
+        shorter.into_bytes(),
+        file.into_bytes(),
+        // The new header over bytes that were never sealed by this device.
+        b"troth-space-file 2\nAQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyAhIiMkJSYnKCkqKywtLi8w\n"
+            .to_vec(),
+        // A genuine file with one character changed.
+        {
+            let mut g = genuine.clone();
+            let i = g.len() / 2;
+            g[i] = if g[i] == b'A' { b'B' } else { b'A' };
+            g
+        },
+    ] {
+        std::fs::write(&path, &bad).expect("write");
+        let before = troth_tests::cli::snapshot(&a.home);
+        for cmd in [
+            &["status"][..],
+            &["agreement", "list", "--offline"],
+            &["verify"],
+        ] {
+            let out = a.fails(cmd);
+            let err = troth_tests::cli::assert_one_line(&out, EXIT_INTEGRITY);
+            assert!(err.contains("wasn't sealed by this device's key"), "{err}");
+        }
+        assert_eq!(
+            troth_tests::cli::snapshot(&a.home),
+            before,
+            "left as it was"
+        );
+    }
+    // The genuine file put back opens again.
+    std::fs::write(&path, &genuine).expect("write");
+    a.ok(&["verify"]);
+}
+
+/// A genuine *older* space file of this device put back in place can't be
+/// told from a current one by the sealing alone; it is not trusted over the
+/// relay either: the next sync fetches what it lacks, and nothing is lost.
+#[test]
+fn an_older_genuine_space_file_catches_up_on_sync() {
+    let (_relay, a, b) = troth_tests::cli::paired_couple();
+    let path = a.home.join("space.age");
+    let old = std::fs::read(&path).expect("space");
+    b.ok(&["checkin", "at the library until 5"]);
+    a.ok(&["sync"]);
+    let now = timeline_len(&a);
+    std::fs::write(&path, &old).expect("write");
+    a.ok(&["sync"]);
+    assert_eq!(timeline_len(&a), now);
+    assert_eq!(
+        a.json(&["status"])["state_code"],
+        b.json(&["status"])["state_code"]
+    );
+}

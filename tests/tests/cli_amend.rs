@@ -69,7 +69,8 @@ fn own_words_change_requests_amendments_and_retirement() {
     assert_one_line(&out, 1);
 
     a.ok(&["agreement", "amend", &id, "--title", "Our evenings"]);
-    b.ok(&["agreement", "sign", &id]);
+    // B names the version it signs (its local copy hadn't shown version 3).
+    b.ok(&["agreement", "sign", &id, "--version", "3"]);
     let v = latest(&a, &id);
     assert_eq!(v["version"], 3);
     assert_eq!(v["title"], "Our evenings");

@@ -174,6 +174,9 @@ fn pair_agree_keep_review_withdraw_and_report() {
     std::fs::write(&bad, bytes).expect("write");
     let out = outsider.fails(&["verify-certificate", bad.to_str().expect("path")]);
     assert_one_line(&out, 5);
+    // Against the log, today: in force.
+    let st = b.json(&["agreement", "status", cert.to_str().expect("path")]);
+    assert_eq!(st["status"], "in-force", "{st}");
     // The export is never overwritten.
     let out = a.fails(&[
         "agreement",
@@ -196,7 +199,14 @@ fn pair_agree_keep_review_withdraw_and_report() {
         let s = status_of(p, &id);
         assert_eq!(s["in_force_version"], serde_json::Value::Null);
         assert_eq!(s["withdrawn_by"], "rebuilding");
+        // The certificate still verifies, and the log says it was withdrawn.
+        let st = p.json(&["agreement", "status", cert.to_str().expect("path")]);
+        assert_eq!(st["status"], "withdrawn", "{st}");
     }
+    // Another couple's log never held these words.
+    let (_relay2, c, _d) = troth_tests::cli::paired_couple();
+    let out = c.fails(&["agreement", "status", cert.to_str().expect("path")]);
+    assert_one_line(&out, 1);
     // A late signature changes nothing: nothing is waiting for one.
     let out = a.fails(&["agreement", "sign", &id[..8]]);
     assert_one_line(&out, 1);

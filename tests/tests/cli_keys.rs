@@ -2,7 +2,17 @@
 //! sees the change, the rotated device still reads and signs the history
 //! from before the rotation, and the old device is revoked.
 
-use troth_tests::cli::{assert_one_line, paired_couple};
+use troth_tests::cli::{Person, assert_one_line, paired_couple, snapshot};
+
+/// What `troth timeline --json` says happened, in order.
+fn whats(p: &Person) -> Vec<String> {
+    p.json(&["timeline"])["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(|e| e["what"].as_str().map(str::to_owned))
+        .collect()
+}
 
 #[test]
 fn rotate_keeps_history_and_revokes_the_old_device() {
@@ -11,6 +21,8 @@ fn rotate_keeps_history_and_revokes_the_old_device() {
     let id = p["id"].as_str().expect("id").to_owned();
     let p2 = a.json(&["agreement", "propose", "--template", "therapy"]);
     let id2 = p2["id"].as_str().expect("id").to_owned();
+    // B reads it first: signing takes only words this device has shown.
+    b.ok(&["agreement", "show", &id[..8]]);
     b.ok(&["agreement", "sign", &id[..8]]);
     let old_device = b.json(&["id"])["device"]
         .as_str()
@@ -69,4 +81,106 @@ fn rotate_keeps_history_and_revokes_the_old_device() {
     assert_one_line(&out, 1);
     let out = b.fails(&["key", "revoke", &old_device[..8]]);
     assert_one_line(&out, 1);
+}
+
+const EXPORTED: &str = "exported a copy of their key on the troth command line";
+
+#[test]
+fn key_export_asks_for_the_current_passphrase_and_the_partner_sees_it() {
+    let (relay, a, b) = paired_couple();
+    let backup = a.scratch("backup.age");
+    let path = backup.to_str().expect("path");
+    let fresh = "a fresh backup phrase";
+    let before = snapshot(&a.home);
+
+    // A wrong current passphrase: refused before anything else, nothing written.
+    let out = a
+        .cmd(&["key", "export", "--out", path])
+        .env("TROTH_PASSPHRASE", "not my passphrase at all")
+        .env("TROTH_NEW_PASSPHRASE", fresh)
+        .output()
+        .expect("run");
+    let err = assert_one_line(&out, 3);
+    assert!(err.contains("passphrase"), "{err}");
+    assert!(!backup.exists());
+    assert_eq!(snapshot(&a.home), before);
+
+    // A backup passphrase that is too easy to guess: refused, nothing written.
+    for weak in ["short", "correct horse battery staple"] {
+        let out = a
+            .cmd(&["key", "export", "--out", path])
+            .env("TROTH_NEW_PASSPHRASE", weak)
+            .output()
+            .expect("run");
+        let err = assert_one_line(&out, 3);
+        assert!(err.contains("passphrase"), "{err}");
+        assert!(!backup.exists());
+    }
+
+    // Offline, the export can't be recorded first: refused, nothing written.
+    let out = a.fails(&["key", "export", "--out", path, "--offline"]);
+    let err = assert_one_line(&out, 1);
+    assert!(err.contains("recorded"), "{err}");
+    assert!(!backup.exists());
+    assert_eq!(snapshot(&a.home), before);
+    assert!(!whats(&b).iter().any(|w| w.contains(EXPORTED)));
+
+    // The right passphrase: the export is recorded, then written.
+    let out = a
+        .cmd(&["key", "export", "--out", path, "--json"])
+        .env("TROTH_NEW_PASSPHRASE", fresh)
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(backup.exists());
+    let w = whats(&b);
+    assert!(w.iter().any(|w| w.contains(EXPORTED)), "{w:?}");
+
+    // The backup opens with its own passphrase, and restores the same identity.
+    let c = Person::new();
+    let out = c
+        .cmd(&["key", "import", path])
+        .env("TROTH_PASSPHRASE", fresh)
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = c
+        .cmd(&["id", "--json"])
+        .env("TROTH_PASSPHRASE", fresh)
+        .output()
+        .expect("run");
+    let id: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(id["identity"], a.json(&["id"])["identity"]);
+
+    // The relay is gone: the export can't be recorded, so nothing is written.
+    relay.stop();
+    let other = a.scratch("other.age");
+    let out = a.fails(&["key", "export", "--out", other.to_str().expect("path")]);
+    let err = assert_one_line(&out, 4);
+    assert!(err.contains("nothing was written"), "{err}");
+    assert!(!other.exists());
+}
+
+#[test]
+fn weak_passphrases_are_refused_for_a_new_key() {
+    let a = Person::new();
+    for weak in ["short", "aaaaaaaaaaaa", "correct horse battery staple"] {
+        let out = a
+            .cmd(&["init"])
+            .env("TROTH_PASSPHRASE", weak)
+            .output()
+            .expect("run");
+        let err = assert_one_line(&out, 3);
+        assert!(err.contains("passphrase"), "{err}");
+        assert!(!a.home.join("key.age").exists());
+    }
+    a.ok(&["init"]);
 }

@@ -41,7 +41,12 @@ fn deleting_the_space_needs_a_yes_and_then_both_sides_know() {
     a.ok(&["delete-space", "--yes"]);
     assert!(!a.home.join("space.age").exists());
     assert!(a.home.join("key.age").exists(), "keys stay");
+    // B hadn't synced A's signed leave before the relay deleted the space:
+    // B is told the relay no longer has it (not who closed it), and B's
+    // copy stays (tests/tests/cli_close.rs has the rest).
+    let b_before = troth_tests::cli::snapshot(&b.home);
     let out = b.fails(&["sync"]);
     let err = troth_tests::cli::assert_one_line(&out, 4);
-    assert!(err.contains("no such space"), "{err}");
+    assert!(err.contains("relay no longer has this space"), "{err}");
+    assert_eq!(troth_tests::cli::snapshot(&b.home), b_before);
 }

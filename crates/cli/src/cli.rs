@@ -146,11 +146,14 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
     },
-    /// Delete the shared space on the relay, for both of you, and forget it here (keys stay)
+    /// Close the shared space for both of you (recorded first), delete it on the relay, forget it here
     DeleteSpace {
         /// Yes, delete it: the relay forgets every event, and neither of you can sync it again
         #[arg(long)]
         yes: bool,
+        /// A few words your partner sees with the closing
+        #[arg(long, default_value = "")]
+        comment: String,
     },
     /// Print shell completions
     Completions {
@@ -162,11 +165,14 @@ pub enum Command {
 /// `troth key …`
 #[derive(Subcommand, Debug)]
 pub enum KeyCommand {
-    /// Write a backup of your keys, encrypted with your passphrase (the `age` tool opens it)
+    /// Write a backup of your keys (asks your current passphrase again; your partner sees it)
     Export {
         /// Where to write it (never overwritten)
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
+        /// The backup's passphrase, from the first line of FILE (or set TROTH_NEW_PASSPHRASE)
+        #[arg(long, value_name = "FILE")]
+        new_passphrase_file: Option<PathBuf>,
     },
     /// Restore keys from a backup into an empty key store
     Import {
@@ -280,10 +286,14 @@ pub enum AgreementCommand {
         /// The agreement (the start of its id)
         id: String,
     },
-    /// Co-sign the version waiting for your signature
+    /// Co-sign the version waiting for your signature, as this device showed it
+    #[command(disable_version_flag = true)]
     Sign {
         /// The agreement
         id: String,
+        /// The version you read (see `troth agreement show`); refused unless it is the one waiting
+        #[arg(long, value_name = "N")]
+        version: Option<u32>,
     },
     /// Ask for a change before signing
     RequestChange {
@@ -343,6 +353,11 @@ pub enum AgreementCommand {
         /// Where to write it (never overwritten)
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
+    },
+    /// Where a certificate's agreement stands today in your space's log (in force, withdrawn, …)
+    Status {
+        /// The certificate file (from `troth agreement export`)
+        file: PathBuf,
     },
     /// List the templates
     Templates,

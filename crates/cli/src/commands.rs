@@ -20,7 +20,9 @@ use troth_core::state::{AgreementRecord, State, VersionStatus};
 use crate::cli::{
     AgreementCommand, Cli, Command, KeyCommand, PairCommand, PhoneCommand, Review, RoleArg,
 };
-use crate::ctx::{Ctx, EXIT_INTEGRITY, EXIT_KEY, fail, fail_with, parse_days, parse_wait, when};
+use crate::ctx::{
+    Ctx, EXIT_INTEGRITY, EXIT_KEY, fail, fail_with, parse_days, parse_wait, space_gone, when,
+};
 use crate::view;
 
 /// Runs one command.
@@ -47,6 +49,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             no_answer,
         } => checkin(&ctx, text, place, answers, no_answer),
         Command::RequestCheckin { note } => {
+            check_words(&[&note])?;
             let mut s = ctx.session()?;
             let ev = s.post(&Content::RequestCheckIn { note }, ctx.now_ms, &mut OsRng)?;
             ctx.save(&s)?;
@@ -75,9 +78,20 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             no_checkins,
         } => consent_report(&ctx, &to, &duration, until.as_deref(), no_checkins),
         Command::Report { to, out } => crate::report::report(&ctx, &to, &out),
-        Command::DeleteSpace { yes } => delete_space(&ctx, yes),
+        Command::DeleteSpace { yes, comment } => delete_space(&ctx, yes, comment),
         Command::Completions { .. } | Command::VerifyCertificate { .. } => Ok(()),
     }
+}
+
+/// Refuses words with characters that change how they read without being
+/// seen (bidirectional controls, zero-width and other invisible format
+/// characters, control characters), before anything is synced or signed:
+/// one line with the core's sentence, exit 1.
+fn check_words(words: &[&str]) -> anyhow::Result<()> {
+    for w in words {
+        troth_core::text::check_text(w).map_err(|e| fail(e.to_string()))?;
+    }
+    Ok(())
 }
 
 /// Prints a line for people, or a JSON object for scripts.
@@ -101,7 +115,7 @@ fn init(ctx: &Ctx) -> anyhow::Result<()> {
     if ctx.home.has_keys() {
         return Err(ClientError::Exists(ctx.home.key_path()).into());
     }
-    let pass = ctx.passphrase("Choose a passphrase for your key: ", true)?;
+    let pass = ctx.new_passphrase("Choose a passphrase for your key: ")?;
     let keys = KeyBundle::generate(&mut OsRng, ctx.now_ms);
     {
         let _s = ctx.spinner("Protecting your key with your passphrase…");
@@ -144,25 +158,10 @@ fn id(ctx: &Ctx, age_recipient: bool) -> anyhow::Result<()> {
 
 fn key(ctx: &Ctx, k: KeyCommand) -> anyhow::Result<()> {
     match k {
-        KeyCommand::Export { out } => {
-            if out.exists() {
-                return Err(ClientError::Exists(out).into());
-            }
-            let (keys, pass) = unlock(ctx)?;
-            let armored = {
-                let _s = ctx.spinner("Encrypting the backup…");
-                keys.encrypt(&pass, ctx.work_factor)?
-            };
-            write_new(&out, armored.as_bytes())?;
-            say(
-                ctx,
-                &format!(
-                    "Wrote a backup of your keys to {}. It opens with your passphrase (also with `age -d`). Keep it somewhere safe.",
-                    out.display()
-                ),
-                json!({ "out": out }),
-            )
-        }
+        KeyCommand::Export {
+            out,
+            new_passphrase_file,
+        } => export(ctx, &out, new_passphrase_file.as_deref()),
         KeyCommand::Import { file } => {
             if ctx.home.has_keys() {
                 return Err(ClientError::Exists(ctx.home.key_path()).into());
@@ -241,6 +240,84 @@ fn key(ctx: &Ctx, k: KeyCommand) -> anyhow::Result<()> {
     }
 }
 
+/// What this client calls itself in the space's timeline when it exports a key.
+const EXPORT_LABEL: &str = "the troth command line";
+
+/// `troth key export`: asks for the current passphrase (which must open
+/// key.age) before the backup's, and records the export in the space
+/// (synced first) before the file is written. Anything that fails before
+/// then writes nothing.
+fn export(ctx: &Ctx, out: &Path, new_passphrase_file: Option<&Path>) -> anyhow::Result<()> {
+    if out.exists() {
+        return Err(ClientError::Exists(out.to_path_buf()).into());
+    }
+    if !ctx.home.has_keys() {
+        return Err(ClientError::NoKeys(ctx.home.dir().to_path_buf()).into());
+    }
+    let current = ctx.passphrase("Your current passphrase (to export your key): ", false)?;
+    let keys = {
+        let _s = ctx.spinner("Unlocking your key…");
+        ctx.home.load_keys(&current)?
+    };
+    let backup = ctx.backup_passphrase(new_passphrase_file, &current)?;
+    drop(current);
+    let paired = ctx.home.has_space();
+    if paired && ctx.offline {
+        return Err(fail(
+            "A key export is recorded in your shared space first, so your partner sees it; that needs the relay. Nothing was written; try again without --offline.",
+        ));
+    }
+    let armored = {
+        let _s = ctx.spinner("Encrypting the backup…");
+        keys.encrypt(&backup, ctx.work_factor)?
+    };
+    drop(backup);
+    if paired {
+        let stored = ctx.home.load_space(clone_keys(&keys)?)?;
+        let not_recorded = |e: anyhow::Error| -> anyhow::Error {
+            let code = crate::ctx::exit_code(&e);
+            fail_with(
+                code,
+                format!(
+                    "The export couldn't be recorded in your shared space, so nothing was written (a key never leaves silently): {e}"
+                ),
+            )
+        };
+        let mut s = ctx.sync_session(stored).map_err(not_recorded)?;
+        s.post(
+            &Content::KeyExported {
+                label: EXPORT_LABEL.to_owned(),
+            },
+            ctx.now_ms,
+            &mut OsRng,
+        )
+        .map_err(|e| not_recorded(e.into()))?;
+        ctx.save(&s)?;
+    }
+    write_new(out, armored.as_bytes()).map_err(|e| {
+        if paired {
+            fail(format!(
+                "The export is recorded in your shared space, but the file couldn't be written: {e}"
+            ))
+        } else {
+            e.into()
+        }
+    })?;
+    say(
+        ctx,
+        &format!(
+            "Wrote a backup of your keys to {}. It opens with the backup's passphrase (also with `age -d`). Keep it somewhere safe.{}",
+            out.display(),
+            if paired {
+                " Your partner sees in the timeline that you exported a copy of your key."
+            } else {
+                ""
+            }
+        ),
+        json!({ "out": out, "recorded": paired }),
+    )
+}
+
 fn unlock(ctx: &Ctx) -> anyhow::Result<(KeyBundle, zeroize::Zeroizing<String>)> {
     if !ctx.home.has_keys() {
         return Err(ClientError::NoKeys(ctx.home.dir().to_path_buf()).into());
@@ -311,7 +388,6 @@ fn rotate(ctx: &Ctx) -> anyhow::Result<()> {
     let mut s = Session::new(stored.replica, relay.clone());
     s.sync_strict()?;
     let old = keys.cert.device().id();
-    let old_recipient = keys.cert.device().age_recipient_string();
     let new = keys.rotate_device(&mut OsRng, ctx.now_ms);
     let now = ctx.now_ms;
     s.post_with(|r| Ok(r.compose_add_device(&new.cert, now)?))?;
@@ -332,8 +408,7 @@ fn rotate(ctx: &Ctx) -> anyhow::Result<()> {
         ));
     }
     // Readable by both devices until the key file is replaced.
-    ctx.home
-        .save_space_for(relay.url(), &replica, &[old_recipient])?;
+    ctx.home.save_space_for(relay.url(), &replica, &[&keys])?;
     {
         let _s = ctx.spinner("Protecting the new key with your passphrase…");
         ctx.home.replace_keys(&new, &pass, ctx.work_factor)?;
@@ -514,6 +589,8 @@ fn rules_from(texts: &[String], like: Option<&Rule>) -> Vec<Rule> {
 /// Proposes a version and signs it as the proposer. Returns the id and version.
 fn propose_and_sign(ctx: &Ctx, s: &mut Session, a: Agreement) -> anyhow::Result<()> {
     let (id, version, title) = (a.id, a.version, a.title.clone());
+    // Every signed field, as it was signed.
+    let words = view::words_text(&a, Some(me(s)));
     let content = s.replica().propose(a)?;
     s.post(&content, ctx.now_ms, &mut OsRng)?;
     ctx.save(s)?;
@@ -527,7 +604,7 @@ fn propose_and_sign(ctx: &Ctx, s: &mut Session, a: Agreement) -> anyhow::Result<
     say(
         ctx,
         &format!(
-            "Proposed “{title}” (version {version}, id {short}) and signed it.\nIt comes into force when your partner signs it too: troth agreement sign {short}"
+            "Proposed “{title}” (version {version}, id {short}) and signed it.\n\n{words}\nIt comes into force when your partner signs it too: troth agreement sign {short}"
         ),
         json!({ "id": id.to_hex(), "version": version, "status": "pending" }),
     )
@@ -657,7 +734,7 @@ fn agreement(ctx: &Ctx, cmd: AgreementCommand) -> anyhow::Result<()> {
                     view::version_words(v, me),
                     a.review_on
                 );
-                print!("{}", view::rules_text(a));
+                print!("{}", view::rules_text(a, Some(me)));
                 let signed: Vec<&str> = v.signatures.keys().map(|r| view::who(me, *r)).collect();
                 println!(
                     "  {}",
@@ -686,48 +763,9 @@ fn agreement(ctx: &Ctx, cmd: AgreementCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        AgreementCommand::Sign { id } => {
-            let mut s = ctx.session()?;
-            let id = find_agreement(s.replica().state(), &id)?;
-            let version = {
-                let st = s.replica().state();
-                let rec = record(st, &id)?;
-                let v = rec.pending().ok_or_else(|| {
-                    fail("There's no version of this agreement waiting for signatures.")
-                })?;
-                v.agreement.version
-            };
-            let now = ctx.now_ms;
-            s.post_with(|r| {
-                let c = r.cosign(id, version)?;
-                Ok(r.compose(&c, now, &mut OsRng)?)
-            })?;
-            ctx.save(&s)?;
-            let st = s.replica().state();
-            let rec = record(st, &id)?;
-            let in_force = rec
-                .in_force()
-                .is_some_and(|v| v.agreement.version == version);
-            let title = rec
-                .latest()
-                .map(|v| v.agreement.title.clone())
-                .unwrap_or_default();
-            say(
-                ctx,
-                &if in_force {
-                    format!(
-                        "You signed “{title}”. {}",
-                        ctx.green("It is now in force for both of you.")
-                    )
-                } else {
-                    format!(
-                        "You signed “{title}”. It comes into force when your partner signs too."
-                    )
-                },
-                json!({ "id": id.to_hex(), "version": version, "status": if in_force { "in_force" } else { "pending" } }),
-            )
-        }
+        AgreementCommand::Sign { id, version } => sign(ctx, &id, version),
         AgreementCommand::RequestChange { id, comment } => {
+            check_words(&[&comment])?;
             let mut s = ctx.session()?;
             let (id, version) = pending_version(&s, &id)?;
             s.post(
@@ -747,6 +785,7 @@ fn agreement(ctx: &Ctx, cmd: AgreementCommand) -> anyhow::Result<()> {
             )
         }
         AgreementCommand::Decline { id, comment } => {
+            check_words(&[&comment])?;
             let mut s = ctx.session()?;
             let (id, version) = pending_version(&s, &id)?;
             s.post(
@@ -771,6 +810,9 @@ fn agreement(ctx: &Ctx, cmd: AgreementCommand) -> anyhow::Result<()> {
             text,
             review,
         } => {
+            let mut words: Vec<&str> = text.iter().map(String::as_str).collect();
+            words.extend(title.as_deref());
+            check_words(&words)?;
             let mut s = ctx.session()?;
             let id = find_agreement(s.replica().state(), &id)?;
             let a = {
@@ -834,6 +876,7 @@ fn agreement(ctx: &Ctx, cmd: AgreementCommand) -> anyhow::Result<()> {
             )
         }
         AgreementCommand::Withdraw { id, comment } => {
+            check_words(&[&comment])?;
             let mut s = ctx.session()?;
             let id = find_agreement(s.replica().state(), &id)?;
             s.post(
@@ -851,6 +894,7 @@ fn agreement(ctx: &Ctx, cmd: AgreementCommand) -> anyhow::Result<()> {
                 json!({ "id": id.to_hex(), "status": "withdrawn" }),
             )
         }
+        AgreementCommand::Status { file } => certificate_status(ctx, &file),
         AgreementCommand::Export { id, out } => {
             if out.exists() {
                 return Err(ClientError::Exists(out).into());
@@ -890,15 +934,158 @@ fn agreement(ctx: &Ctx, cmd: AgreementCommand) -> anyhow::Result<()> {
     }
 }
 
-fn verify_certificate(file: &Path, json_out: bool) -> anyhow::Result<()> {
+/// `troth agreement sign ID [--version N]`: signs only words this device
+/// showed. With `--version N`, N must be the version waiting for signatures;
+/// without it, the version waiting must be the one the local copy held
+/// before this command synced. Otherwise the new words are printed and
+/// nothing is signed.
+fn sign(ctx: &Ctx, prefix: &str, asked: Option<u32>) -> anyhow::Result<()> {
+    let stored = ctx.stored()?;
+    // What this device could have shown before the sync: the pending
+    // version of the local copy (its number and the hash of its words).
+    let seen = {
+        let st = stored.replica.state();
+        find_agreement(st, prefix)
+            .ok()
+            .and_then(|id| st.agreements.get(&id))
+            .and_then(|rec| rec.pending())
+            .map(|v| (v.agreement.id, v.agreement.version, v.hash))
+    };
+    let mut s = ctx.sync_session(stored)?;
+    let me = me(&s);
+    let id = find_agreement(s.replica().state(), prefix)?;
+    let version = {
+        let rec = record(s.replica().state(), &id)?;
+        let Some(p) = rec.pending() else {
+            return Err(fail(match asked {
+                Some(n) => format!(
+                    "Version {n} isn't waiting for signatures, and no other version is; nothing was signed."
+                ),
+                None => "There's no version of this agreement waiting for signatures.".to_owned(),
+            }));
+        };
+        let (n, short) = (p.agreement.version, view::short(&id));
+        let refuse = |why: String| -> anyhow::Error {
+            // The words that are waiting, so the person can read them first.
+            if ctx.json {
+                println!(
+                    "{}",
+                    json!({ "pending": view::agreement_json(&p.agreement) })
+                );
+            } else {
+                print!("{}", view::words_text(&p.agreement, Some(me)));
+            }
+            fail(format!(
+                "{why} Nothing was signed. Read the words above; to sign them: troth agreement sign {short} --version {n}"
+            ))
+        };
+        match asked {
+            Some(want) if want == n => n,
+            Some(want) => {
+                return Err(refuse(format!(
+                    "Version {want} isn't the one waiting for signatures; version {n} is."
+                )));
+            }
+            None if seen == Some((id, n, p.hash)) => n,
+            None if seen.is_some_and(|(sid, _, _)| sid == id) => {
+                return Err(refuse(format!(
+                    "Your partner proposed new words (version {n}) since this device last showed the agreement."
+                )));
+            }
+            None => {
+                return Err(refuse(format!(
+                    "This device hadn't shown version {n} before now."
+                )));
+            }
+        }
+    };
+    let now = ctx.now_ms;
+    // The version is fixed: if the log moves on meanwhile and a later
+    // proposal replaces it, signing fails rather than sign other words.
+    s.post_with(|r| {
+        let c = r.cosign(id, version)?;
+        Ok(r.compose(&c, now, &mut OsRng)?)
+    })?;
+    ctx.save(&s)?;
+    let st = s.replica().state();
+    let rec = record(st, &id)?;
+    let in_force = rec
+        .in_force()
+        .is_some_and(|v| v.agreement.version == version);
+    let title = rec
+        .versions
+        .get(version.saturating_sub(1) as usize)
+        .map(|v| v.agreement.title.clone())
+        .unwrap_or_default();
+    say(
+        ctx,
+        &if in_force {
+            format!(
+                "You signed “{title}” (version {version}). {}",
+                ctx.green("It is now in force for both of you.")
+            )
+        } else {
+            format!(
+                "You signed “{title}” (version {version}). It comes into force when your partner signs too."
+            )
+        },
+        json!({ "id": id.to_hex(), "version": version, "status": if in_force { "in_force" } else { "pending" } }),
+    )
+}
+
+/// Reads and verifies a certificate file offline (exit 5 when it doesn't).
+fn read_certificate(file: &Path) -> anyhow::Result<Certificate> {
     let bytes = read_small(file, 1024 * 1024)?;
     let text = String::from_utf8_lossy(&bytes);
-    let proof = Certificate::from_text(&text).map_err(|e| {
+    Certificate::from_text(&text).map_err(|e| {
         fail_with(
             EXIT_INTEGRITY,
             format!("This certificate does not verify: {e}. Don't rely on it."),
         )
-    })?;
+    })
+}
+
+/// `troth agreement status FILE`: a certificate proves a signing at one
+/// time; this says where its agreement stands now in this space's verified
+/// log. Words the log never held (a certificate minted elsewhere) exit 5;
+/// another space's certificate exits 1.
+fn certificate_status(ctx: &Ctx, file: &Path) -> anyhow::Result<()> {
+    use troth_core::replica::CertificateStatus;
+    let cert = read_certificate(file)?;
+    let s = ctx.session()?;
+    let status = s.replica().certificate_status(&cert);
+    let a = cert.agreement();
+    let line = format!(
+        "“{}” (version {}): {}",
+        a.title,
+        a.version,
+        status.describe()
+    );
+    let value = json!({
+        "id": a.id.to_hex(),
+        "version": a.version,
+        "status": status.as_str(),
+        "describe": status.describe(),
+    });
+    match status {
+        CertificateStatus::NotInLog => {
+            if ctx.json {
+                println!("{value}");
+            }
+            Err(fail_with(EXIT_INTEGRITY, line))
+        }
+        CertificateStatus::NotInThisSpace => {
+            if ctx.json {
+                println!("{value}");
+            }
+            Err(fail(line))
+        }
+        _ => say(ctx, &line, value),
+    }
+}
+
+fn verify_certificate(file: &Path, json_out: bool) -> anyhow::Result<()> {
+    let proof = read_certificate(file)?;
     let a = proof.agreement();
     let signers: Vec<String> = proof.signers().iter().map(|k| k.fingerprint()).collect();
     if json_out {
@@ -906,6 +1093,8 @@ fn verify_certificate(file: &Path, json_out: bool) -> anyhow::Result<()> {
         v["valid"] = json!(true);
         v["space"] = json!(proof.space().to_hex());
         v["signers"] = json!(signers);
+        v["proposed_at_seq"] = json!(proof.position().seq);
+        v["proposed_event"] = json!(proof.position().event.to_hex());
         println!("{v}");
         return Ok(());
     }
@@ -915,11 +1104,18 @@ fn verify_certificate(file: &Path, json_out: bool) -> anyhow::Result<()> {
         "{} · version {} · review on {}",
         a.title, a.version, a.review_on
     );
-    print!("{}", view::rules_text(a));
+    print!("{}", view::rules_text(a, None));
     println!();
+    // The log position is signed too: where the words were proposed.
+    println!(
+        "Proposed as event #{} ({}) of space {}.",
+        proof.position().seq,
+        &proof.position().event.to_hex()[..16],
+        proof.space().to_hex()
+    );
     println!("Signed by {} and {}.", signers[0], signers[1]);
     println!(
-        "(A certificate shows the agreement was made; only the couple's log shows whether it is still in force.)"
+        "(It shows both signed these words at that time only: either partner can withdraw at any moment, and only the couple's log shows whether it is still in force.)"
     );
     Ok(())
 }
@@ -933,6 +1129,7 @@ fn checkin(
     answers: Option<u64>,
     no_answer: bool,
 ) -> anyhow::Result<()> {
+    check_words(&[&text, place.as_deref().unwrap_or("")])?;
     let mut s = ctx.session()?;
     let me = me(&s);
     let st = s.replica().state();
@@ -1006,6 +1203,7 @@ fn phone(ctx: &Ctx, cmd: PhoneCommand) -> anyhow::Result<()> {
         PhoneCommand::Shown { note } => (PhoneAction::Granted, note),
         PhoneCommand::Later { note } => (PhoneAction::Declined, note),
     };
+    check_words(&[&note])?;
     let mut s = ctx.session()?;
     let me = me(&s);
     // An answer names the partner's latest request.
@@ -1044,12 +1242,35 @@ fn timeline(ctx: &Ctx) -> anyhow::Result<()> {
     let s = ctx.session()?;
     if ctx.json {
         let st = s.replica().state();
-        let v: Vec<_> = st.timeline.iter().map(view::entry_json).collect();
+        let notes = time_notes(ctx, &s);
+        let v: Vec<_> = st
+            .timeline
+            .iter()
+            .map(|e| view::entry_json_with(e, notes.get(&e.seq)))
+            .collect();
         println!("{}", json!({ "events": v }));
         return Ok(());
     }
     print_entries(ctx, &s, 0);
     Ok(())
+}
+
+/// Notes about author times, by event: dated before the event before it
+/// (from the fold), or ahead of this device's clock. A time can't be
+/// refused without a trusted clock, but it never passes silently.
+fn time_notes(ctx: &Ctx, s: &Session) -> std::collections::BTreeMap<u64, Vec<String>> {
+    let mut out: std::collections::BTreeMap<u64, Vec<String>> = Default::default();
+    let r = s.replica();
+    for (seq, note) in r
+        .state()
+        .notes
+        .iter()
+        .cloned()
+        .chain(r.future_notes(ctx.now_ms))
+    {
+        out.entry(seq).or_default().push(note);
+    }
+    out
 }
 
 fn status(ctx: &Ctx) -> anyhow::Result<()> {
@@ -1149,7 +1370,11 @@ fn sync(ctx: &Ctx) -> anyhow::Result<()> {
     let mut s = Session::new(stored.replica, relay);
     let r = {
         let _sp = ctx.spinner("Syncing…");
-        s.sync()?
+        match s.sync() {
+            Ok(r) => r,
+            Err(ClientError::NoSpace) => return Err(space_gone(s.replica())),
+            Err(e) => return Err(e.into()),
+        }
     };
     if r.accepted > 0 {
         ctx.save(&s)?;
@@ -1174,9 +1399,10 @@ fn sync(ctx: &Ctx) -> anyhow::Result<()> {
 fn print_entries(ctx: &Ctx, s: &Session, from: usize) {
     let st = s.replica().state();
     let me = me(s);
+    let notes = time_notes(ctx, s);
     for e in st.timeline.iter().skip(from) {
         if ctx.json {
-            println!("{}", view::entry_json(e));
+            println!("{}", view::entry_json_with(e, notes.get(&e.seq)));
         } else {
             println!(
                 "#{:<4} {}  {:<12} {}",
@@ -1185,6 +1411,9 @@ fn print_entries(ctx: &Ctx, s: &Session, from: usize) {
                 view::who(me, e.by),
                 e.what
             );
+            for n in notes.get(&e.seq).into_iter().flatten() {
+                println!("      {}", ctx.dim(&format!("note: {n}")));
+            }
         }
     }
 }
@@ -1202,7 +1431,11 @@ fn watch_loop(ctx: &Ctx, every: &str) -> anyhow::Result<()> {
         eprintln!("Watching for updates (Ctrl-C to stop)…");
     }
     loop {
-        let r = s.sync()?;
+        let r = match s.sync() {
+            Ok(r) => r,
+            Err(ClientError::NoSpace) => return Err(space_gone(s.replica())),
+            Err(e) => return Err(e.into()),
+        };
         if r.accepted > 0 {
             ctx.save(&s)?;
             print_entries(ctx, &s, shown);
@@ -1240,28 +1473,80 @@ fn verify(ctx: &Ctx) -> anyhow::Result<()> {
     )
 }
 
-fn delete_space(ctx: &Ctx, yes: bool) -> anyhow::Result<()> {
+/// `troth delete-space --yes`: leaving is a signed event first
+/// (`CloseSpace`, which the partner sees), then the relay is asked to delete
+/// the space, then this device forgets it.
+fn delete_space(ctx: &Ctx, yes: bool, comment: String) -> anyhow::Result<()> {
     if !yes {
         return Err(fail(
             "This deletes your shared space on the relay for both of you; it can't be undone. If that's what you want, run it again with --yes.",
         ));
     }
+    let close = Content::CloseSpace { comment };
+    close.validate()?;
+    if ctx.offline {
+        return Err(fail(
+            "Closing the space is recorded in it first, so your partner sees it; that needs the relay. Nothing was changed; try again without --offline.",
+        ));
+    }
     let stored = ctx.stored()?;
     let relay = RelayClient::new(&stored.relay)?;
-    let r = &stored.replica;
-    {
-        let _s = ctx.spinner("Deleting the space on the relay…");
-        relay.delete_space(&r.keys().device, r.space())?;
+    let mut s = Session::new(stored.replica, relay);
+    match s.sync() {
+        Ok(r) => {
+            if r.accepted > 0 {
+                ctx.save(&s)?;
+            }
+            if let Some(a) = r.alert {
+                return Err(ClientError::Integrity(a).into());
+            }
+        }
+        // A partner's signed leave is already in this copy, and the relay
+        // has deleted the space: forgetting it here is all that is left.
+        Err(ClientError::NoSpace) if s.replica().state().closed.is_some() => {
+            return forget_space(ctx, s.replica().space());
+        }
+        Err(ClientError::NoSpace) => return Err(space_gone(s.replica())),
+        Err(e) => return Err(e.into()),
     }
+    // Sign the leave first, unless one of you already did.
+    if s.replica().state().closed.is_none() {
+        let _sp = ctx.spinner("Recording that you closed the space…");
+        s.post(&close, ctx.now_ms, &mut OsRng)?;
+        ctx.save(&s)?;
+    }
+    let space = s.replica().space();
+    let deleted = {
+        let _sp = ctx.spinner("Deleting the space on the relay…");
+        s.relay().delete_space(&s.replica().keys().device, space)
+    };
+    match deleted {
+        // Already gone: the signed leave is in the log, so that is done too.
+        Ok(()) | Err(ClientError::NoSpace) => {}
+        Err(e) => {
+            let why = e.to_string();
+            return Err(fail_with(
+                crate::ctx::exit_code(&e.into()),
+                format!(
+                    "Your closing is recorded in the space, but the relay didn't delete it yet ({why}) Run `troth delete-space --yes` again."
+                ),
+            ));
+        }
+    }
+    forget_space(ctx, space)
+}
+
+/// Removes the local copy of a space that is closed and deleted on the relay.
+fn forget_space(ctx: &Ctx, space: troth_core::SpaceId) -> anyhow::Result<()> {
     std::fs::remove_file(ctx.home.space_path()).map_err(|e| {
         fail(format!(
-            "The relay deleted the space, but the local copy couldn't be removed: {e}"
+            "The space is closed and deleted on the relay, but the local copy couldn't be removed: {e}"
         ))
     })?;
     say(
         ctx,
-        "The space is deleted on the relay and forgotten on this device. Your keys are still here.",
-        json!({ "deleted": r.space().to_hex() }),
+        "The space is closed for both of you, deleted on the relay and forgotten on this device. Your keys are still here.",
+        json!({ "deleted": space.to_hex(), "closed": true }),
     )
 }
 

@@ -65,10 +65,15 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
     }
     if let Some(c) = e.downcast_ref::<E>() {
         return match c {
-            E::Unreachable { .. } | E::Refused { .. } | E::BadResponse(_) | E::BadUrl | E::Busy => {
-                EXIT_RELAY
+            E::Unreachable { .. }
+            | E::Refused { .. }
+            | E::BadResponse(_)
+            | E::BadUrl
+            | E::Busy
+            | E::NoSpace => EXIT_RELAY,
+            E::Integrity(_) | E::LocalIntegrity(_) | E::LocalTampered(_) | E::CorruptState(_) => {
+                EXIT_INTEGRITY
             }
-            E::Integrity(_) | E::LocalIntegrity(_) | E::CorruptState(_) => EXIT_INTEGRITY,
             E::Key(_) | E::NoKeys(_) => EXIT_KEY,
             E::Pairing(_)
             | E::Code(_)
@@ -236,6 +241,64 @@ impl Ctx {
         Ok(p)
     }
 
+    /// A passphrase chosen now (for a new key): asked twice at a terminal,
+    /// and refused when it is too easy to guess
+    /// ([`troth_core::keyfile::check_passphrase`]).
+    pub fn new_passphrase(&self, prompt: &str) -> anyhow::Result<Zeroizing<String>> {
+        let p = self.passphrase(prompt, true)?;
+        check_new(&p)?;
+        Ok(p)
+    }
+
+    /// The passphrase for a key backup: `--new-passphrase-file`, then
+    /// `TROTH_NEW_PASSPHRASE`, then a prompt (twice) at a terminal; a script
+    /// that gives none of these gets a backup under `current`. Refused when
+    /// too easy to guess.
+    pub fn backup_passphrase(
+        &self,
+        file: Option<&Path>,
+        current: &Zeroizing<String>,
+    ) -> anyhow::Result<Zeroizing<String>> {
+        let p = if let Some(f) = file {
+            read_passphrase_file(f)?
+        } else if let Ok(p) = std::env::var("TROTH_NEW_PASSPHRASE") {
+            let p = Zeroizing::new(p);
+            if p.is_empty() {
+                return Err(fail_with(
+                    EXIT_KEY,
+                    "TROTH_NEW_PASSPHRASE is empty; a backup needs a passphrase.",
+                ));
+            }
+            p
+        } else if std::io::stdin().is_terminal() || std::io::stderr().is_terminal() {
+            let p = Zeroizing::new(
+                rpassword::prompt_password(
+                    "Choose a passphrase for the backup (Enter to use your current one): ",
+                )
+                .map_err(|_| fail_with(EXIT_KEY, "Couldn't read a passphrase here."))?,
+            );
+            if p.is_empty() {
+                current.clone()
+            } else {
+                let again = Zeroizing::new(
+                    rpassword::prompt_password("Type it again: ")
+                        .map_err(|_| fail_with(EXIT_KEY, "Couldn't read the passphrase again."))?,
+                );
+                if *again != *p {
+                    return Err(fail_with(
+                        EXIT_KEY,
+                        "The two passphrases differ; nothing was written.",
+                    ));
+                }
+                p
+            }
+        } else {
+            current.clone()
+        };
+        check_new(&p)?;
+        Ok(p)
+    }
+
     /// A spinner on stderr while something slow runs (only at a terminal).
     pub fn spinner(&self, msg: &str) -> Spinner {
         if !std::io::stderr().is_terminal() {
@@ -273,6 +336,13 @@ impl Ctx {
     /// verified; an integrity problem is an error (after saving).
     pub fn session(&self) -> anyhow::Result<Session> {
         let stored = self.stored()?;
+        self.sync_session(stored)
+    }
+
+    /// Syncs an opened space with its relay (unless `--offline`), as
+    /// [`Ctx::session`] does: commands that must remember what the local copy
+    /// held before the sync open it with [`Ctx::stored`] first.
+    pub fn sync_session(&self, stored: Stored) -> anyhow::Result<Session> {
         let relay = RelayClient::new(&stored.relay)?;
         let mut s = Session::new(stored.replica, relay);
         if self.offline {
@@ -280,7 +350,11 @@ impl Ctx {
         }
         let r = {
             let _sp = self.spinner("Syncing…");
-            s.sync()?
+            match s.sync() {
+                Ok(r) => r,
+                Err(troth_client::Error::NoSpace) => return Err(space_gone(s.replica())),
+                Err(e) => return Err(e.into()),
+            }
         };
         if r.accepted > 0 {
             self.save(&s)?;
@@ -298,6 +372,25 @@ impl Ctx {
     }
 }
 
+/// The relay answered that it no longer has the space. Who closed it is
+/// for the signed log to say: with a `CloseSpace` event in the local copy,
+/// that partner did (exit 1); without one, it is the relay's doing alone,
+/// never blamed on the partner (exit 4). The local copy is kept either way.
+pub fn space_gone(r: &troth_core::replica::Replica) -> anyhow::Error {
+    match r.state().closed {
+        Some((by, seq)) if by == r.role() => fail(format!(
+            "You closed this space for both of you (#{seq}), and the relay no longer has it. This device keeps its copy: `troth timeline --offline` shows it."
+        )),
+        Some((_, seq)) => fail(format!(
+            "Your partner closed the space for both of you (#{seq}), and the relay no longer has it. This device keeps its copy: `troth timeline --offline` shows it."
+        )),
+        None => fail_with(
+            EXIT_RELAY,
+            "The relay no longer has this space, and nothing your partner signed says they closed it: it was removed on the relay's side. This device keeps its copy (`troth timeline --offline` shows it); talk to your partner before assuming anything.",
+        ),
+    }
+}
+
 /// A spinner that clears itself when dropped.
 pub struct Spinner(Option<ProgressBar>);
 
@@ -307,6 +400,12 @@ impl Drop for Spinner {
             pb.finish_and_clear();
         }
     }
+}
+
+/// Refuses a new passphrase that is too easy to guess, with the core's words.
+fn check_new(p: &str) -> anyhow::Result<()> {
+    troth_core::keyfile::check_passphrase(p)
+        .map_err(|e| fail_with(EXIT_KEY, format!("{e} Nothing was written.")))
 }
 
 fn read_passphrase_file(f: &Path) -> anyhow::Result<Zeroizing<String>> {

@@ -48,7 +48,7 @@ pub fn render(state: &State, state_code: &str, include_checkins: bool, today: &s
             shown.agreement.version,
             shown.agreement.review_on
         ));
-        s.push_str(&view::rules_text(&shown.agreement));
+        s.push_str(&view::rules_text(&shown.agreement, None));
         s.push('\n');
         if let Some((by, _, c)) = &rec.withdrawn {
             s.push_str(&format!(

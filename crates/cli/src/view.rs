@@ -3,7 +3,7 @@
 use serde_json::{Value, json};
 use troth_client::store::role_name;
 use troth_core::AgreementId;
-use troth_core::agreement::{Agreement, Rule};
+use troth_core::agreement::{Agreement, Category, Rule};
 use troth_core::event::Role;
 use troth_core::state::{AgreementRecord, TimelineEntry, VersionRecord, VersionStatus};
 
@@ -66,13 +66,67 @@ pub fn record_words(rec: &AgreementRecord, me: Role) -> String {
     }
 }
 
-/// The words both partners sign, as numbered lines.
-pub fn rules_text(a: &Agreement) -> String {
-    a.rules
-        .iter()
-        .enumerate()
-        .map(|(i, r)| format!("  {}. {}\n", i + 1, r.text))
-        .collect()
+/// A role in plain words.
+pub fn role_words(r: Role) -> &'static str {
+    match r {
+        Role::Leading => "the partner who sets the conditions",
+        Role::Rebuilding => "the partner rebuilding trust",
+    }
+}
+
+/// Whom a rule asks something of, in plain words: relative to the reader
+/// when there is one (`me`), else by role alone (a certificate).
+pub fn asks_of_words(me: Option<Role>, asks_of: Role) -> String {
+    match me {
+        Some(me) => format!("{}, {}", who(me, asks_of), role_words(asks_of)),
+        None => role_words(asks_of).to_owned(),
+    }
+}
+
+/// A rule's category in plain words.
+pub fn category_words(c: Category) -> &'static str {
+    match c {
+        Category::Whereabouts => "whereabouts (check-ins)",
+        Category::PhoneAccess => "phone access",
+        Category::SharedBed => "sharing the bed",
+        Category::NoContact => "no contact",
+        Category::Therapy => "therapy",
+        Category::Honesty => "honesty",
+        Category::Other => "other",
+        // A category added later: its stable name.
+        c => c.name(),
+    }
+}
+
+/// Every signed field of the rules, as numbered lines: each rule's words,
+/// then its category and whom it asks of, then its parameters. Nothing
+/// that is signed is left out (`me` is the reader, if any).
+pub fn rules_text(a: &Agreement, me: Option<Role>) -> String {
+    let mut out = String::new();
+    for (i, r) in a.rules.iter().enumerate() {
+        out.push_str(&format!("  {}. {}\n", i + 1, r.text));
+        out.push_str(&format!(
+            "     category: {} · asks of: {}\n",
+            category_words(r.category),
+            asks_of_words(me, r.asks_of)
+        ));
+        for (k, v) in &r.params {
+            out.push_str(&format!("     {k}: {v}\n"));
+        }
+    }
+    out
+}
+
+/// Every signed field of a version: its title, version, review date and
+/// rules ([`rules_text`]).
+pub fn words_text(a: &Agreement, me: Option<Role>) -> String {
+    format!(
+        "“{}” · version {} · review on {}\n{}",
+        a.title,
+        a.version,
+        a.review_on,
+        rules_text(a, me)
+    )
 }
 
 fn rule_json(r: &Rule) -> Value {
@@ -113,6 +167,9 @@ pub fn summary_json(rec: &AgreementRecord) -> Value {
         "signed_by": latest.map(signed_by).unwrap_or_default(),
         "review_on": rec.in_force().or(latest).map(|v| v.agreement.review_on.to_string()),
         "withdrawn_by": rec.withdrawn.as_ref().map(|w| role_name(w.0)),
+        // Every signed field of the versions a person acts on.
+        "in_force": rec.in_force().map(|v| agreement_json(&v.agreement)),
+        "pending": rec.pending().map(|v| agreement_json(&v.agreement)),
     })
 }
 
@@ -139,8 +196,9 @@ pub fn record_json(rec: &AgreementRecord) -> Value {
     })
 }
 
-/// One timeline entry as JSON.
-pub fn entry_json(e: &TimelineEntry) -> Value {
+/// One timeline entry as JSON, with the notes about its author time
+/// (`"notes": [sentence…]`, empty when there are none).
+pub fn entry_json_with(e: &TimelineEntry, notes: Option<&Vec<String>>) -> Value {
     json!({
         "seq": e.seq,
         "by": role_name(e.by),
@@ -148,5 +206,6 @@ pub fn entry_json(e: &TimelineEntry) -> Value {
         "at_ms": e.at_ms,
         "what": e.what,
         "hash": e.hash.to_hex(),
+        "notes": notes.cloned().unwrap_or_default(),
     })
 }

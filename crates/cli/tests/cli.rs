@@ -6,6 +6,6 @@ fn cli_tests() {
     trycmd::TestCases::new()
         .env("NO_COLOR", "1")
         .env("TROTH_HOME", "no-such-troth-home")
-        .env("TROTH_PASSPHRASE", "unused")
+        .env("TROTH_PASSPHRASE", "unused passphrase for golden tests")
         .case("tests/cmd/*.toml");
 }

@@ -42,6 +42,14 @@ pub enum Error {
     /// The log kept moving while this device tried to add to it.
     #[error("The space kept changing while sending. Nothing was lost; please try again.")]
     Busy,
+    /// The relay answered that it has no such space (404 `no_space`). That
+    /// is the relay's claim alone: a partner's closing is a signed
+    /// `CloseSpace` event in the log, so callers check `State::closed`
+    /// before saying who closed it. Nothing local is removed.
+    #[error(
+        "The relay no longer has this space. This device keeps its copy (`troth timeline --offline` shows it)."
+    )]
+    NoSpace,
     /// The relay showed a history that does not verify.
     #[error("{}", .0.advice())]
     Integrity(Alert),
@@ -51,6 +59,15 @@ pub enum Error {
          from a backup, or pair again."
     )]
     LocalIntegrity(PathBuf),
+    /// The local space file does not open under this device's local key: it
+    /// was written outside Troth (forged or edited), by another key, or in
+    /// the first format. It is refused and left in place, never replaced.
+    #[error(
+        "The local copy of the space in {0} wasn't sealed by this device's key (it was changed outside \
+         Troth, or written by an older version), so it was not used and nothing was changed. Restore \
+         the folder from a backup, or pair again with another --home."
+    )]
+    LocalTampered(PathBuf),
     /// A key file problem (wrong passphrase, not a key file, too much work).
     #[error(transparent)]
     Key(#[from] KeyFileError),

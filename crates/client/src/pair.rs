@@ -196,9 +196,12 @@ pub fn await_admission(
                 }
             }
             // Not created yet, or this device not admitted yet.
-            Err(Error::Refused {
-                status: 403 | 404, ..
-            }) => {}
+            Err(
+                Error::NoSpace
+                | Error::Refused {
+                    status: 403 | 404, ..
+                },
+            ) => {}
             Err(e) => return Err(e),
         }
         if Instant::now() >= deadline {

@@ -415,6 +415,9 @@ impl RelayClient {
     /// Turns a non-success answer into an error.
     fn refusal(status: u16, body: &[u8]) -> Error {
         match serde_json::from_slice::<ApiErrorBody>(body) {
+            // Only the relay's word: whether a partner closed the space is
+            // for the signed log to say (`State::closed`), not the relay.
+            Ok(b) if status == 404 && b.error == "no_space" => Error::NoSpace,
             Ok(b) => Error::Refused {
                 status,
                 code: clean(&b.error, 40),

@@ -3,16 +3,27 @@
 //!
 //! ```text
 //! <home>/key.age     the key bundle: age, scrypt passphrase, ASCII armor (troth-core's keyfile)
-//! <home>/space.age   the space: age, to this device's own X25519 recipient
+//! <home>/space.age   the space: sealed under this device's local key (troth-core's `local`)
 //! ```
 //!
-//! `space.age` holds JSON (`format`, `relay`, `space`, `role`, `anchors`,
-//! `events`): the relay's address, the identities authenticated at pairing
-//! and every verified event as the relay sent it (still sealed). Opening it
-//! needs the unlocked key bundle, and re-verifies the whole chain, so a file
-//! altered on disk is refused. Files are written with mode 0600 through a
+//! `space.age` holds JSON (`format` 2, `relay`, `space`, `role`, `anchors`,
+//! `head`, `events`): the relay's address, the identities authenticated at
+//! pairing, the verified head and every verified event as the relay sent it
+//! (still sealed). The JSON is sealed with [`KeyBundle::local_key`]
+//! (XChaCha20-Poly1305, context `space-file`), a key derived from the
+//! device's secret and so from the passphrase: a file that anyone could
+//! write (the first format was encrypted to the device's *public* age
+//! recipient) no longer opens, and what fails to open is refused, never
+//! replaced. The text file is a header line and one base64 line per sealed
+//! copy (two only while a key rotation is under way: one for the old device
+//! key, one for the new). Opening re-verifies the whole chain and checks it
+//! ends at the sealed head. Files are written with mode 0600 through a
 //! temporary file and a rename (a crash leaves the old file or the new one,
 //! never half of one), and the key file is never replaced by accident.
+//!
+//! What sealing cannot show: a genuine *older* space file of this device put
+//! back in place (a local rollback). The next sync fetches what it lacks
+//! again, and the partner's state code shows the difference.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
@@ -54,6 +65,13 @@ pub struct Stored {
     pub replica: Replica,
 }
 
+/// The space file's first line: what it is and its format.
+const SPACE_HEADER: &str = "troth-space-file 2";
+/// The sealed JSON's format (1 was age to the device's public recipient).
+const SPACE_FORMAT: u32 = 2;
+/// The context the space file is sealed under.
+const SPACE_CONTEXT: &str = "space-file";
+
 #[derive(Serialize, Deserialize)]
 struct SpaceFile {
     format: u32,
@@ -61,6 +79,8 @@ struct SpaceFile {
     space: String,
     role: String,
     anchors: AnchorsJson,
+    /// The verified head: `[seq, hash hex]`, or null before the genesis.
+    head: Option<(u64, String)>,
     events: Vec<String>,
 }
 
@@ -192,27 +212,31 @@ impl Home {
     }
 
     /// Opens the space with the unlocked keys and re-verifies every event.
+    /// A file that does not open under this device's local key (forged,
+    /// altered, or from the first format) is refused with
+    /// [`Error::LocalTampered`] and left as it is.
     pub fn load_space(&self, keys: KeyBundle) -> Result<Stored, Error> {
         let path = self.space_path();
         if !path.exists() {
             return Err(Error::NotPaired);
         }
+        let tampered = || Error::LocalTampered(path.clone());
         let corrupt = || Error::CorruptState(path.clone());
         let bytes = read_bounded(&path, MAX_SPACE_FILE)?;
-        let identity: age::x25519::Identity = keys
-            .device
-            .age_secret_string()
-            .parse()
-            .map_err(|_| corrupt())?;
-        let dec = age::Decryptor::new_buffered(age::armor::ArmoredReader::new(&bytes[..]))
-            .map_err(|_| corrupt())?;
-        let mut r = dec
-            .decrypt(std::iter::once(&identity as &dyn age::Identity))
-            .map_err(|_| corrupt())?;
-        let mut plain = Zeroizing::new(Vec::new());
-        r.read_to_end(&mut plain).map_err(|_| corrupt())?;
+        let text = std::str::from_utf8(&bytes).map_err(|_| tampered())?;
+        let mut lines = text.lines();
+        if lines.next() != Some(SPACE_HEADER) {
+            return Err(tampered());
+        }
+        let local = keys.local_key();
+        let plain = lines
+            .filter(|l| !l.is_empty())
+            .filter_map(|l| STANDARD.decode(l.trim()).ok())
+            .find_map(|sealed| local.open(SPACE_CONTEXT, &sealed).ok())
+            .ok_or_else(tampered)?;
+        drop(local);
         let f: SpaceFile = serde_json::from_slice(&plain).map_err(|_| corrupt())?;
-        if f.format != 1 {
+        if f.format != SPACE_FORMAT {
             return Err(corrupt());
         }
         let space = SpaceId::from_hex(&f.space).map_err(|_| corrupt())?;
@@ -243,29 +267,35 @@ impl Home {
         if ing.error.is_some() || ing.accepted != events.len() {
             return Err(Error::LocalIntegrity(path));
         }
+        // The chain must end where the sealed head says it does.
+        let head = replica.chain().head().map(|(seq, h)| (seq, h.to_hex()));
+        if head != f.head {
+            return Err(Error::LocalIntegrity(path));
+        }
         Ok(Stored {
             relay: f.relay,
             replica,
         })
     }
 
-    /// Writes the space (atomically), encrypted to this device.
+    /// Writes the space (atomically), sealed under this device's local key.
     pub fn save_space(&self, relay: &str, replica: &Replica) -> Result<(), Error> {
         self.save_space_for(relay, replica, &[])
     }
 
-    /// Writes the space encrypted to this device and to other devices of the
-    /// same person (`age1…` recipients): used while rotating keys, so that a
-    /// crash between writing the new key file and the space leaves both readable.
+    /// Writes the space sealed under this device's local key and under the
+    /// local keys of `also` (other key bundles of the same person): used
+    /// while rotating keys, so that a crash between writing the new key file
+    /// and the space leaves the space readable with either.
     pub fn save_space_for(
         &self,
         relay: &str,
         replica: &Replica,
-        also: &[String],
+        also: &[&KeyBundle],
     ) -> Result<(), Error> {
         let anchors = replica.chain().anchors();
         let f = SpaceFile {
-            format: 1,
+            format: SPACE_FORMAT,
             relay: relay.to_owned(),
             space: replica.space().to_hex(),
             role: role_name(replica.role()).to_owned(),
@@ -273,6 +303,7 @@ impl Home {
                 leading: anchors.leading.as_ref().map(identity_hex),
                 rebuilding: anchors.rebuilding.as_ref().map(identity_hex),
             },
+            head: replica.chain().head().map(|(seq, h)| (seq, h.to_hex())),
             events: replica
                 .events()
                 .iter()
@@ -282,17 +313,17 @@ impl Home {
         let plain = Zeroizing::new(
             serde_json::to_vec(&f).map_err(|_| Error::CorruptState(self.space_path()))?,
         );
-        let mut recipients = vec![replica.keys().cert.device().age_recipient_string()];
-        recipients.extend(also.iter().cloned());
-        let recipients = recipients
-            .iter()
-            .map(|r| r.parse::<age::x25519::Recipient>())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|_| Error::CorruptState(self.space_path()))?;
-        let armored = age_encrypt_to(&recipients, &plain)
-            .map_err(|e| Error::io("encrypt", &self.space_path(), &e))?;
+        let mut out = String::with_capacity(plain.len() * 4 / 3 + 128);
+        out.push_str(SPACE_HEADER);
+        out.push('\n');
+        let mut rng = rand::rngs::OsRng;
+        for keys in std::iter::once(replica.keys()).chain(also.iter().copied()) {
+            let sealed = keys.local_key().seal(SPACE_CONTEXT, &plain, &mut rng);
+            out.push_str(&STANDARD.encode(sealed));
+            out.push('\n');
+        }
         self.ensure_dir()?;
-        write_atomic(&self.space_path(), armored.as_bytes())
+        write_atomic(&self.space_path(), out.as_bytes())
     }
 }
 
@@ -405,9 +436,10 @@ mod tests {
         let home = Home::new(dir.path().join("h"));
         let mut rng = rand::rngs::OsRng;
         let keys = KeyBundle::generate(&mut rng, 1000);
-        home.create_keys(&keys, "pw", 4).expect("create");
+        home.create_keys(&keys, "a test passphrase", 4)
+            .expect("create");
         assert!(matches!(
-            home.create_keys(&keys, "pw", 4),
+            home.create_keys(&keys, "a test passphrase", 4),
             Err(Error::Exists(_))
         ));
         #[cfg(unix)]
@@ -420,14 +452,14 @@ mod tests {
             assert_eq!(mode & 0o777, 0o600);
         }
         assert!(home.load_keys("nope").is_err());
-        let keys = home.load_keys("pw").expect("load");
+        let keys = home.load_keys("a test passphrase").expect("load");
         let space = SpaceId::random(&mut rng);
         let (mut rep, genesis) =
             Replica::create(keys, Role::Leading, space, 1000, &mut rng).expect("create");
         assert_eq!(rep.ingest(&[genesis]).accepted, 1);
         home.save_space("http://127.0.0.1:1", &rep).expect("save");
         let text = fs::read_to_string(home.space_path()).expect("read");
-        assert!(text.starts_with("-----BEGIN AGE ENCRYPTED FILE-----"));
+        assert!(text.starts_with("troth-space-file 2\n"));
         let back = home
             .load_space(clone_keys(rep.keys()).expect("clone"))
             .expect("load");
@@ -440,5 +472,65 @@ mod tests {
             .map(|e| e.file_name())
             .collect();
         assert_eq!(names.len(), 2, "{names:?}");
+    }
+
+    #[test]
+    fn a_space_file_not_sealed_by_this_device_is_refused_and_kept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let home = Home::new(dir.path().join("h"));
+        let mut rng = rand::rngs::OsRng;
+        let keys = KeyBundle::generate(&mut rng, 1000);
+        let space = SpaceId::random(&mut rng);
+        let (mut rep, genesis) = Replica::create(
+            clone_keys(&keys).expect("clone"),
+            Role::Leading,
+            space,
+            1000,
+            &mut rng,
+        )
+        .expect("create");
+        assert_eq!(rep.ingest(&[genesis]).accepted, 1);
+        home.save_space("http://127.0.0.1:1", &rep).expect("save");
+
+        // The first format: anyone can encrypt to the device's public recipient.
+        let attacker = KeyBundle::generate(&mut rng, 1000);
+        let (mut evil, g) =
+            Replica::create(attacker, Role::Leading, space, 1000, &mut rng).expect("create");
+        assert_eq!(evil.ingest(&[g]).accepted, 1);
+        let forged = serde_json::json!({
+            "format": 1,
+            "relay": "http://evil.example",
+            "space": space.to_hex(),
+            "role": "leading",
+            "anchors": { "leading": identity_hex(&evil.keys().identity.public()), "rebuilding": null },
+            "events": evil.events().iter().map(|e| STANDARD.encode(e.as_bytes())).collect::<Vec<_>>(),
+        });
+        let recipient: age::x25519::Recipient = keys
+            .cert
+            .device()
+            .age_recipient_string()
+            .parse()
+            .expect("recipient");
+        let old_way = age_encrypt(&recipient, forged.to_string().as_bytes()).expect("encrypt");
+        // Another device's genuine file, and the right header over garbage.
+        let other = Home::new(dir.path().join("other"));
+        other
+            .save_space("http://evil.example", &evil)
+            .expect("save");
+        let others = fs::read(other.space_path()).expect("read");
+        for bad in [
+            old_way.into_bytes(),
+            others,
+            format!("{SPACE_HEADER}\nAAAA\n").into_bytes(),
+        ] {
+            fs::write(home.space_path(), &bad).expect("write");
+            let r = home.load_space(clone_keys(&keys).expect("clone"));
+            assert!(matches!(r, Err(Error::LocalTampered(_))), "{r:?}");
+            assert_eq!(
+                fs::read(home.space_path()).expect("read"),
+                bad,
+                "left as it was"
+            );
+        }
     }
 }

@@ -3,9 +3,12 @@
 //! Each event payload is padded to a size bucket and sealed with
 //! XChaCha20-Poly1305 under the space's current *epoch key*, with the event
 //! header as associated data, so a ciphertext cannot be moved to another
-//! position, space or epoch. Epoch keys reach each device in an age envelope
-//! (X25519 recipient); a device opens each envelope once per epoch, not once
-//! per event.
+//! position, space or epoch, and a key-committing tag (HMAC-SHA256 under a
+//! key derived from the epoch key) after it, so a ciphertext opens under one
+//! key only. Epoch keys reach each device in an age envelope (X25519
+//! recipient); a device opens each envelope once per epoch, not once per
+//! event, and checks the key against the commitment
+//! ([`EpochKey::commitment`]) signed in the event that started the epoch.
 
 use std::fmt;
 

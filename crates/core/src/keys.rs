@@ -605,6 +605,40 @@ mod tests {
         }
     }
 
+    /// No identity can certify a device key whose holder did not sign for
+    /// it: the device's own signature covers the identity it asks.
+    #[test]
+    fn certificates_need_the_device_s_own_signature() {
+        let mut rng = rng();
+        let alex = IdentitySecret::generate(&mut rng);
+        let sam = IdentitySecret::generate(&mut rng);
+        let sams_phone = DeviceSecret::generate(&mut rng);
+        let proof = sams_phone.prove_possession(&sam.public(), 7);
+        assert!(
+            sam.certify_with_proof(&sams_phone.public(), 7, &proof)
+                .is_ok()
+        );
+        // Alex takes Sam's device key (public) and Sam's proof: refused.
+        assert_eq!(
+            alex.certify_with_proof(&sams_phone.public(), 7, &proof)
+                .err(),
+            Some(KeyError::Possession)
+        );
+        // Another time, another proof.
+        assert!(
+            sam.certify_with_proof(&sams_phone.public(), 8, &proof)
+                .is_err()
+        );
+        // A certificate whose possession signature was made by the identity
+        // (as a forger without the device key would have to) is refused on decode.
+        let cert = sam.certify(&sams_phone, 7);
+        let mut bytes = cert.to_bytes();
+        let body = DeviceCert::signed_body(&sam.public(), &sams_phone.public(), 7);
+        let forged = sam.sign(Label::DevicePossession, &body);
+        bytes[105..169].copy_from_slice(&forged.to_bytes());
+        assert!(DeviceCert::from_bytes(&bytes).is_err());
+    }
+
     #[test]
     fn safety_number_is_symmetric() {
         let mut rng = rng();
