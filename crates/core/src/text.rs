@@ -168,7 +168,13 @@ mod tests {
             assert_eq!(check_text(&s), Err(TextError::Control(c)), "{c:?}");
         }
         // A joiner between letters, or at either end, hides nothing useful.
-        for s in ["a\u{200D}b", "\u{200D}🙂", "🙂\u{200D}", "🙂\u{200D}a"] {
+        for s in [
+            "a\u{200D}b",
+            "\u{200D}🙂",
+            "🙂\u{200D}",
+            "🙂\u{200D}a",
+            "a\u{200D}🙂",
+        ] {
             assert_eq!(
                 check_text(s),
                 Err(TextError::Invisible('\u{200D}')),

@@ -102,6 +102,32 @@ fn certificates_are_tied_to_the_place_in_the_log() {
     assert_eq!(c.a.certificate_status(&minted), CertificateStatus::NotInLog);
     assert_eq!(c.b.certificate_status(&minted), CertificateStatus::NotInLog);
 
+    // Stolen keys again, now pointing at the *real* proposing event (or at
+    // another real event of A's device): the log knows which words were
+    // proposed there, and says these are not them.
+    let a_dev_cert = c.a.keys().cert.clone();
+    let mut other_words = whereabouts(id);
+    other_words.rules[0].text = "You will share your location at all times.".into();
+    let real_words = whereabouts(id);
+    for (words, ev) in [(&other_words, &c.log[2]), (&real_words, &c.log[3])] {
+        let at = Position {
+            seq: ev.header().seq,
+            event: ev.hash(),
+        };
+        let cert = InForce::verify(
+            c.a.space(),
+            words.clone(),
+            at,
+            (ia.public(), words.cosign(c.a.space(), &at, &ia)),
+            (ib.public(), words.cosign(c.a.space(), &at, &ib)),
+        )
+        .expect("signatures are genuine")
+        .certificate(ev, &a_dev_cert)
+        .expect("self-consistent");
+        let cert = Certificate::from_bytes(&cert.to_bytes()).expect("verifies offline");
+        assert_eq!(c.b.certificate_status(&cert), CertificateStatus::NotInLog);
+    }
+
     // Signatures not tied to a log position are refused outright: the same
     // words signed over another place do not verify, and so a first-format
     // certificate (no position) cannot be upgraded by hand.
@@ -364,8 +390,20 @@ fn one_sync_step_catches_a_lying_relay() {
             rebuilding: None,
         },
     );
-    let out = b2.ingest_page(head, &c.log[..2], false);
-    assert_eq!(out.accepted, 2);
+    // A first page of an honest relay that says there is more: no alert,
+    // ask for the next. The same page again (all duplicates, while it
+    // claims more): an honest relay answers from this device's head, so
+    // this is withholding.
+    let out = b2.ingest_page(head, &c.log[..1], true);
+    assert!(out.alert.is_none() && out.accepted == 1 && out.fetch_more);
+    let out = b2.ingest_page(head, &c.log[..1], true);
+    assert!(out.accepted == 0 && !out.fetch_more);
+    assert!(matches!(
+        out.alert.map(|a| a.error),
+        Some(ChainError::Gap { .. })
+    ));
+    let out = b2.ingest_page(head, &c.log[1..2], false);
+    assert_eq!(out.accepted, 1);
     assert!(matches!(
         out.alert.map(|a| a.error),
         Some(ChainError::Gap { .. })
@@ -429,6 +467,21 @@ fn author_times_out_of_order_or_ahead_are_noted() {
             note: "first".into(),
         },
     );
+    // The same millisecond twice is not out of order.
+    let same = c.now;
+    let ev =
+        c.a.compose(
+            &Content::RequestCheckIn {
+                note: "again".into(),
+            },
+            same,
+            &mut c.rng,
+        )
+        .expect("compose");
+    c.log.push(ev);
+    c.sync_a();
+    c.sync_b();
+    assert!(c.a.state().notes.is_empty(), "{:?}", c.a.state().notes);
     // B's clock is an hour behind A's.
     let back = c.now - 60 * 60 * 1000;
     let ev =
@@ -458,6 +511,18 @@ fn author_times_out_of_order_or_ahead_are_noted() {
     let ahead: Vec<u64> = c.b.future_notes(behind).iter().map(|(s, _)| *s).collect();
     assert!(ahead.contains(&(seq - 1)), "{ahead:?}");
     assert!(c.b.future_notes(c.now).is_empty());
+    // Exactly at the slack is not yet a note; one millisecond past it is.
+    let at = c.log[seq as usize - 1].header().timestamp_ms;
+    assert!(
+        !c.b.future_notes(at - FUTURE_SLACK_MS)
+            .iter()
+            .any(|(s, _)| *s == seq - 1)
+    );
+    assert!(
+        c.b.future_notes(at - FUTURE_SLACK_MS - 1)
+            .iter()
+            .any(|(s, _)| *s == seq - 1)
+    );
 }
 
 /// Removing the fold's co-signature check must make a test fail: an invalid
