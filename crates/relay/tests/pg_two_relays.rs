@@ -1,0 +1,159 @@
+//! Two relays (in-process, each its own `AppState` and port) on one
+//! PostgreSQL database, as two relay processes would be: racing writers
+//! through both keep one chain, a nonce used at one is refused at the
+//! other, and a delete at one is seen at once by the other.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::*;
+use troth_relay::store::Store;
+use troth_relay::{Limits, SystemClock};
+
+async fn two_relays() -> (InProcess, InProcess, String) {
+    let (a, db) = pg::fresh_store().await;
+    let b = pg::store_on(&db).await;
+    let (a, b): (Arc<dyn Store>, Arc<dyn Store>) = (Arc::new(a), Arc::new(b));
+    let ra = InProcess::start(a, Arc::new(SystemClock), Limits::generous()).await;
+    let rb = InProcess::start(b, Arc::new(SystemClock), Limits::generous()).await;
+    (ra, rb, db)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eight_writers_through_two_relays_leave_one_chain() {
+    let (ra, rb, _db) = two_relays().await;
+    let (ha, hb) = (ra.http(), rb.http());
+    let s = Space::generate(901);
+    assert_eq!(ha.create(&s, now_ms()).await.status, 201);
+    let s = Arc::new(tokio::sync::Mutex::new(s));
+    const PER_WRITER: u8 = 8;
+    let mut tasks = Vec::new();
+    for w in 0..8u8 {
+        // Writers alternate between the relays.
+        let http = if w % 2 == 0 { ha.clone() } else { hb.clone() };
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            let (mut ok, mut conflicts) = (0u32, 0u32);
+            for i in 0..PER_WRITER {
+                loop {
+                    let (ev, body, path, h) = {
+                        let g = s.lock().await;
+                        let ev = g.next_event(&[w, i]);
+                        let body = event_body(&ev);
+                        let path = format!("/v1/spaces/{}/events", g.hex());
+                        let h = auth_headers(&g.dev, g.id, "POST", &path, &body, now_ms());
+                        (ev, body, path, h)
+                    };
+                    let r = http.req("POST", &path, &h, body).await;
+                    if r.status == 201 {
+                        assert_eq!(r.json()["seq"], ev.header().seq);
+                        let mut g = s.lock().await;
+                        while g.events.len() as u64 != ev.header().seq {
+                            drop(g);
+                            tokio::task::yield_now().await;
+                            g = s.lock().await;
+                        }
+                        g.events.push(ev);
+                        ok += 1;
+                        break;
+                    }
+                    assert_eq!(
+                        (r.status, r.error_code().as_str()),
+                        (409, "stale_head"),
+                        "{}",
+                        String::from_utf8_lossy(&r.body)
+                    );
+                    // The loser learns a head at or past the one it wrote on.
+                    let seen = r.json()["head"]["seq"].as_u64().unwrap_or(0);
+                    assert!(seen >= ev.header().seq, "409 with an old head {seen}");
+                    conflicts += 1;
+                    tokio::task::yield_now().await;
+                }
+            }
+            (ok, conflicts)
+        }));
+    }
+    let (mut total, mut conflicts) = (0, 0);
+    for t in tasks {
+        let (ok, c) = t.await.expect("writer");
+        total += ok;
+        conflicts += c;
+    }
+    assert_eq!(total, 8 * u32::from(PER_WRITER));
+    eprintln!("{total} appends, {conflicts} lost races");
+    let g = s.lock().await;
+    let via_a = ha.read_all(&g, now_ms()).await;
+    let via_b = hb.read_all(&g, now_ms()).await;
+    assert_eq!(via_a.len(), 1 + 8 * usize::from(PER_WRITER));
+    assert_eq!(via_a, via_b);
+    assert_chain(&via_a);
+    let want: Vec<Vec<u8>> = g.events.iter().map(|e| e.as_bytes().to_vec()).collect();
+    assert_eq!(via_a, want);
+    drop(g);
+    ra.stop().await;
+    rb.stop().await;
+}
+
+#[tokio::test]
+async fn a_nonce_used_at_one_relay_is_refused_at_the_other() {
+    let (ra, rb, _db) = two_relays().await;
+    let (ha, hb) = (ra.http(), rb.http());
+    let mut s = Space::generate(902);
+    assert_eq!(ha.create(&s, now_ms()).await.status, 201);
+    // An append signed once, sent to A, then replayed to B.
+    let ev = s.next_event(b"once");
+    let body = event_body(&ev);
+    let path = format!("/v1/spaces/{}/events", s.hex());
+    let h = auth_headers(&s.dev, s.id, "POST", &path, &body, now_ms());
+    let r = ha.req("POST", &path, &h, body.clone()).await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    s.events.push(ev);
+    let r = hb.req("POST", &path, &h, body).await;
+    assert_eq!((r.status, r.error_code().as_str()), (401, "auth_replayed"));
+    // A read, the same way round.
+    let path = format!("/v1/spaces/{}/events?from=0&limit=10", s.hex());
+    let h = auth_headers(&s.dev, s.id, "GET", &path, &[], now_ms());
+    assert_eq!(hb.req("GET", &path, &h, vec![]).await.status, 200);
+    let r = ha.req("GET", &path, &h, vec![]).await;
+    assert_eq!((r.status, r.error_code().as_str()), (401, "auth_replayed"));
+    // B sees A's append at once, and a stale append at B gets A's head.
+    assert_eq!(hb.read_all(&s, now_ms()).await.len(), 2);
+    let fork = s.event_at(1, s.events[0].hash(), b"fork");
+    let r = hb.append(&mut s, fork, now_ms()).await;
+    assert_eq!((r.status, r.error_code().as_str()), (409, "stale_head"));
+    assert_eq!(r.json()["head"]["seq"], 1);
+    assert_eq!(r.json()["head"]["hash"], s.head_hash().to_hex());
+    ra.stop().await;
+    rb.stop().await;
+}
+
+#[tokio::test]
+async fn a_delete_at_one_relay_is_seen_at_once_by_the_other() {
+    let (ra, rb, _db) = two_relays().await;
+    let (ha, hb) = (ra.http(), rb.http());
+    let mut s = Space::generate(903);
+    assert_eq!(ha.create(&s, now_ms()).await.status, 201);
+    for i in 0..5u8 {
+        let ev = s.next_event(&[i]);
+        assert_eq!(hb.append(&mut s, ev, now_ms()).await.status, 201);
+    }
+    assert_eq!(ha.read_all(&s, now_ms()).await.len(), 6);
+    let path = format!("/v1/spaces/{}", s.hex());
+    let r = hb
+        .signed(&s.dev, s.id, "DELETE", &path, vec![], now_ms())
+        .await;
+    assert_eq!(r.status, 204);
+    let r = ha.read(&s, 0, 10, now_ms()).await;
+    assert_eq!((r.status, r.error_code().as_str()), (404, "no_space"));
+    let ev = s.next_event(b"late");
+    let r = ha.append(&mut s, ev, now_ms()).await;
+    assert_eq!((r.status, r.error_code().as_str()), (404, "no_space"));
+    // Its old events are purged in the background; the id may be used again.
+    ra.state.maintain().await.expect("maintain");
+    let s2 = Space::generate(903);
+    assert_eq!(ha.create(&s2, now_ms()).await.status, 201);
+    assert_eq!(hb.read_all(&s2, now_ms()).await.len(), 1);
+    ra.stop().await;
+    rb.stop().await;
+}
