@@ -1,16 +1,17 @@
-//! What a signature costs in `verify_batch` by batch size, as a ratio to
-//! `verify_strict` alone, measured in the same run (a benchmark, not a test).
+//! What a signature costs in `verify_batch` (now `verify_strict` on each,
+//! so about 1.0×), as a ratio to `verify_strict` alone measured in the same
+//! run (a benchmark, not a test); and the floor of an *exact* batch: what
+//! the check on each `R` that exactness needs costs, decompressing it and
+//! checking it is torsion-free, on the same scale (docs/PROTOCOL.md §3,
+//! docs/BENCHMARKS.md).
 //!
 //! ```text
 //! cargo run --release -p troth-core --example batch_curve
 //! ```
-//!
-//! The relay batches the signatures of concurrent appends
-//! (`troth_relay::verify`); this is the curve that made that worth it
-//! (docs/BENCHMARKS.md).
 
 use std::time::Instant;
 
+use curve25519_dalek::edwards::CompressedEdwardsY;
 use ed25519_dalek::{Signer, SigningKey};
 use troth_core::sign::{BatchItem, PreparedKey, verify_batch};
 
@@ -50,6 +51,23 @@ fn main() {
         }
         let single = t.elapsed().as_secs_f64() / N as f64;
         print!("round {round}: verify_strict {:.1} µs;", single * 1e6);
+        let t = Instant::now();
+        for s in &sigs {
+            let r = CompressedEdwardsY(*s.r_bytes()).decompress();
+            assert!(r.is_some());
+        }
+        let decompress = t.elapsed().as_secs_f64() / N as f64;
+        let t = Instant::now();
+        for s in &sigs {
+            let r = CompressedEdwardsY(*s.r_bytes()).decompress();
+            assert!(r.is_some_and(|p| p.is_torsion_free()));
+        }
+        let torsion = t.elapsed().as_secs_f64() / N as f64;
+        print!(
+            " R decompressed {:.2}×, and torsion-free {:.2}×; verify_batch of",
+            decompress / single,
+            torsion / single
+        );
         for n in [2usize, 4, 8, 16, 32, 64] {
             let t = Instant::now();
             for c in 0..N / n {

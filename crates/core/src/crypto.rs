@@ -251,6 +251,34 @@ mod tests {
     use super::*;
     use rand::SeedableRng;
 
+    /// The largest padded payload with its nonce, tag and commitment fills
+    /// an event body exactly (PROTOCOL.md §4).
+    #[test]
+    fn the_largest_payload_fits_an_event_body() {
+        assert_eq!(MAX_PADDED, 65_464);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(10);
+        let k = EpochKey::generate(&mut rng);
+        let pt = vec![7u8; MAX_PADDED - 4];
+        let s = seal(&k, b"hdr", &pt, &mut rng).expect("seal");
+        assert_eq!(s.len(), crate::event::MAX_BODY);
+        assert_eq!(open(&k, b"hdr", &s).expect("open").as_slice(), &pt[..]);
+        assert_eq!(
+            seal(&k, b"hdr", &vec![0u8; MAX_PADDED - 3], &mut rng),
+            Err(CryptoError::TooLong)
+        );
+    }
+
+    /// Every truncation of a sealed body is refused, none panics.
+    #[test]
+    fn truncated_bodies_are_refused() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        let k = EpochKey::generate(&mut rng);
+        let s = seal(&k, b"hdr", b"x", &mut rng).expect("seal");
+        for n in 0..s.len() {
+            assert_eq!(open(&k, b"hdr", &s[..n]), Err(CryptoError::Decrypt), "{n}");
+        }
+    }
+
     #[test]
     fn buckets() {
         assert_eq!(bucket_for(0), Some(256));

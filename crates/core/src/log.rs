@@ -4,7 +4,7 @@
 //! It keeps the hash of every verified event, so it can tell a harmless replay
 //! (the same event again) from a fork (a different event for a sequence number
 //! it already verified), and a rollback (a relay claiming a shorter history).
-//! Signatures are checked in batches with the exact `verify_strict` semantics
+//! Signatures are checked with `verify_strict`, each one
 //! (see [`crate::sign::verify_batch`]).
 
 use thiserror::Error;

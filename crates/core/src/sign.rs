@@ -5,9 +5,10 @@
 //! starts with the space id wherever the message belongs to a space. So nothing
 //! signed in one context or one space verifies in another.
 //!
-//! Verification is `verify_strict` only. [`verify_batch`] is an optimisation for
-//! the log verifier whose accepted set is kept equal to `verify_strict`'s by
-//! pre-checks; see its docs and `docs/PROTOCOL.md`.
+//! Verification is `verify_strict` only, everywhere: [`verify_batch`]
+//! (the log verifier's pages, the relay's appends) checks each signature
+//! with it, so every verifier accepts exactly the same set; see its docs and
+//! `docs/PROTOCOL.md` §3 for why the batch equation was given up.
 
 use curve25519_dalek::edwards::CompressedEdwardsY;
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
@@ -138,65 +139,16 @@ pub(crate) fn is_canonical_point(bytes: &[u8; 32]) -> bool {
         .is_some_and(|p| p.compress().to_bytes() == *bytes)
 }
 
-/// True when `R`'s encoding is what `verify_strict` demands of it,
-/// canonical and not of small order, checked on its bytes alone (a square
-/// root saved per signature): an encoding is non-canonical exactly when its
-/// `y` is at least p = 2^255 − 19, or when `x` is 0 and the sign bit is set
-/// (`y` = ±1, the identity and the point of order 2); and a canonical
-/// encoding is of small order exactly when it is one of the eight torsion
-/// points'. An `R` that is not on the curve at all passes this check and
-/// fails the batch equation (ed25519-dalek refuses it), so the batch is then
-/// checked one by one and `verify_strict` refuses it.
-fn r_is_batchable(r: &[u8; 32]) -> bool {
-    y_below_p(r) && !small_order_encodings().contains(r)
-}
-
-/// The canonical encodings of the eight points of small order, and the same
-/// with the sign bit flipped (the negated point, or for `x` = 0 a
-/// non-canonical encoding).
-fn small_order_encodings() -> &'static [[u8; 32]; 16] {
-    static SET: std::sync::OnceLock<[[u8; 32]; 16]> = std::sync::OnceLock::new();
-    SET.get_or_init(|| {
-        let mut set = [[0u8; 32]; 16];
-        for (i, t) in curve25519_dalek::constants::EIGHT_TORSION
-            .iter()
-            .enumerate()
-        {
-            let b = t.compress().to_bytes();
-            set[2 * i] = b;
-            set[2 * i + 1] = b;
-            set[2 * i + 1][31] ^= 0x80;
-        }
-        set
-    })
-}
-
-/// True when the encoded `y` (the low 255 bits, little-endian) is below
-/// p = 2^255 − 19: `y` ≥ p exactly when bits 8 to 254 are all ones and the
-/// low byte is at least 0xed.
-fn y_below_p(b: &[u8; 32]) -> bool {
-    !(b[0] >= 0xed && b[1..31].iter().all(|&x| x == 0xff) && b[31] & 0x7f == 0x7f)
-}
-
-/// A verifying key prepared for batch verification: parsed once, with the
-/// facts the pre-checks need.
+/// A verifying key parsed once, for checking many signatures.
 #[derive(Clone, Debug)]
 pub struct PreparedKey {
     key: VerifyingKey,
-    /// Canonical, not small-order and torsion-free: safe to batch.
-    batchable: bool,
 }
 
 impl PreparedKey {
-    /// Prepares a key (one decompression and one torsion check, done once per key).
+    /// Prepares a key.
     pub fn new(key: VerifyingKey) -> Self {
-        let bytes = key.to_bytes();
-        let batchable = !key.is_weak()
-            && is_canonical_point(&bytes)
-            && CompressedEdwardsY(bytes)
-                .decompress()
-                .is_some_and(|p| p.is_torsion_free());
-        Self { key, batchable }
+        Self { key }
     }
 
     /// The key.
@@ -205,7 +157,7 @@ impl PreparedKey {
     }
 }
 
-/// One signature to check in a batch.
+/// One signature to check among many.
 pub struct BatchItem<'a> {
     /// The signer.
     pub key: &'a PreparedKey,
@@ -215,60 +167,27 @@ pub struct BatchItem<'a> {
     pub signature: &'a Signature,
 }
 
-/// Verifies many signatures; the result is `Ok` exactly when every signature
-/// passes `verify_strict`, and otherwise names the first index that fails.
+/// Verifies many signatures, each with `verify_strict`; `Ok` exactly when
+/// every one passes, otherwise the index of the first that fails.
 ///
-/// Fast path: signatures whose key is canonical, torsion-free and not
-/// small-order, and whose `R` is canonical and not small-order, are checked
-/// together with ed25519-dalek's batch equation. Everything else, and any
-/// batch that fails, is checked one by one with `verify_strict`. The residual
-/// difference (a key holder who deliberately puts a torsion component in `R`)
-/// is described in `docs/PROTOCOL.md`.
+/// Why not ed25519-dalek's batch equation (as protocol version 1 did): it
+/// is cofactorless, and cancels a small-order (torsion) component of `R`
+/// whenever the coefficient derived for that signature is a multiple of the
+/// component's order (half the time for order 2), so it accepted signatures
+/// `verify_strict` refuses, and a member device could grind an event that
+/// batches pass and single checks refuse — a split log. Keeping every `R`
+/// with torsion out of the batch makes it exact, but that check
+/// (`is_torsion_free`, a scalar multiplication by the group order) costs
+/// about as much as `verify_strict` itself, so an exact batch cost 1.2–1.4×
+/// a single check per signature; checking each alone is both exact and
+/// cheaper (docs/PROTOCOL.md §3, docs/BENCHMARKS.md).
 pub fn verify_batch(items: &[BatchItem<'_>]) -> Result<(), usize> {
-    // One signature: `verify_strict` itself is cheaper than the pre-checks
-    // plus a batch equation of one (~1.3x here; docs/BENCHMARKS.md).
-    if let [it] = items {
-        return it
-            .key
-            .key
-            .verify_strict(it.message, it.signature)
-            .map_err(|_| 0);
-    }
-    let mut batch_idx = Vec::with_capacity(items.len());
     for (i, it) in items.iter().enumerate() {
-        if it.key.batchable && r_is_batchable(it.signature.r_bytes()) {
-            batch_idx.push(i);
-        } else if it.key.key.verify_strict(it.message, it.signature).is_err() {
-            return Err(i);
-        }
-    }
-    match batch_idx.as_slice() {
-        [] => return Ok(()),
-        [i] => {
-            let it = &items[*i];
-            return it
-                .key
-                .key
-                .verify_strict(it.message, it.signature)
-                .map_err(|_| *i);
-        }
-        _ => {}
-    }
-    let msgs: Vec<&[u8]> = batch_idx.iter().map(|&i| items[i].message).collect();
-    let sigs: Vec<Signature> = batch_idx.iter().map(|&i| *items[i].signature).collect();
-    let keys: Vec<VerifyingKey> = batch_idx.iter().map(|&i| items[i].key.key).collect();
-    if ed25519_dalek::verify_batch(&msgs, &sigs, &keys).is_ok() {
-        return Ok(());
-    }
-    for &i in &batch_idx {
-        let it = &items[i];
         if it.key.key.verify_strict(it.message, it.signature).is_err() {
             return Err(i);
         }
     }
-    // The batch failed but every single check passed: cannot happen for a
-    // correct batch equation; refuse rather than accept.
-    Err(batch_idx[0])
+    Ok(())
 }
 
 #[cfg(test)]
@@ -296,76 +215,6 @@ mod tests {
                 assert!(verify(&sk.verifying_key(), l, b"body", &sig).is_err());
             }
         }
-    }
-
-    /// The byte-level check agrees with decompressing and re-encoding on
-    /// every encoding that decompresses: each encoding of `y` ≥ p (and its
-    /// neighbours), both sign bits, the small-order points and many ordinary
-    /// ones, with and without torsion. Encodings off the curve are left to
-    /// the batch equation (`batch_refuses_r_off_the_curve`).
-    #[test]
-    fn r_check_agrees_with_re_encoding() {
-        use curve25519_dalek::constants::{ED25519_BASEPOINT_POINT, EIGHT_TORSION};
-        use curve25519_dalek::scalar::Scalar;
-        let reference = |b: &[u8; 32]| {
-            CompressedEdwardsY(*b)
-                .decompress()
-                .map(|p| !p.is_small_order() && p.compress().to_bytes() == *b)
-        };
-        let mut encodings = Vec::new();
-        // p - 3 ..= 2^255 - 1, i.e. y = p + d for d in -3..=18.
-        for low in 0xeau8..=0xff {
-            for sign in [0u8, 0x80] {
-                let mut b = [0xffu8; 32];
-                b[0] = low;
-                b[31] = 0x7f | sign;
-                encodings.push(b);
-                // Neighbours that differ in a middle byte or the top byte.
-                let mut c = b;
-                c[17] = 0xfe;
-                encodings.push(c);
-                let mut c = b;
-                c[31] = 0x7e | sign;
-                encodings.push(c);
-            }
-        }
-        // y = 0..=40, both signs: the small-order points and their neighbours.
-        for y in 0u8..=40 {
-            for sign in [0u8, 0x80] {
-                let mut b = [0u8; 32];
-                b[0] = y;
-                b[31] = sign;
-                encodings.push(b);
-            }
-        }
-        for t in EIGHT_TORSION {
-            let mut b = t.compress().to_bytes();
-            encodings.push(b);
-            b[31] ^= 0x80;
-            encodings.push(b);
-        }
-        for i in 1..300u64 {
-            let p = ED25519_BASEPOINT_POINT * Scalar::from(i * 7919);
-            for t in [0, 1, 4] {
-                let mut b = (p + EIGHT_TORSION[t]).compress().to_bytes();
-                encodings.push(b);
-                b[31] ^= 0x80;
-                encodings.push(b);
-            }
-        }
-        let (mut accepted, mut refused) = (0, 0);
-        for b in &encodings {
-            let Some(want) = reference(b) else { continue };
-            assert_eq!(r_is_batchable(b), want, "{b:02x?}");
-            if want {
-                accepted += 1;
-            } else {
-                refused += 1;
-            }
-        }
-        // The set holds both answers in numbers, among them every small-order
-        // point and non-canonical encodings that decompress.
-        assert!(accepted > 500 && refused > 30, "{accepted} {refused}");
     }
 
     /// Five keys, each with a valid signature over its own event message.
@@ -399,8 +248,8 @@ mod tests {
         verify_batch(&items)
     }
 
-    /// An `R` that is not a curve point passes the byte check; the batch
-    /// equation then fails and the one-by-one pass blames exactly it.
+    /// An `R` that is not a curve point stays out of the batch; checked
+    /// alone, it is refused and blamed.
     #[test]
     fn batch_refuses_r_off_the_curve() {
         let (_, prepared, msgs, mut sigs) = five_signed();
@@ -413,7 +262,6 @@ mod tests {
             })
             .find(|b| CompressedEdwardsY(*b).decompress().is_none())
             .expect("some small y is off the curve");
-        assert!(r_is_batchable(&off));
         let mut bytes = sigs[2].to_bytes();
         bytes[..32].copy_from_slice(&off);
         sigs[2] = Signature::from_bytes(&bytes);

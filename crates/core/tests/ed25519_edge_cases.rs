@@ -4,9 +4,18 @@
 //! signatures.
 
 use curve25519_dalek::constants::{ED25519_BASEPOINT_POINT, EIGHT_TORSION};
+use curve25519_dalek::edwards::EdwardsPoint;
 use curve25519_dalek::scalar::Scalar;
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
 use sha2::{Digest, Sha512};
+use troth_core::SpaceId;
+use troth_core::content::Content;
+use troth_core::event::{Event, Header, Role};
+use troth_core::keyfile::KeyBundle;
+use troth_core::log::{ChainError, TrustAnchors};
+use troth_core::replica::Replica;
 use troth_core::sign::{BatchItem, PreparedKey, verify_batch};
 
 struct Case {
@@ -38,35 +47,61 @@ fn speccheck() -> Vec<Case> {
         .collect()
 }
 
+/// The secret scalar `a` of the key with this seed (RFC 8032 §5.1.5: the
+/// first half of SHA-512(seed), clamped) and the second half, the nonce key.
+fn expanded(seed: &[u8; 32]) -> (Scalar, [u8; 32]) {
+    let h = Sha512::digest(seed);
+    let mut a = [0u8; 32];
+    a.copy_from_slice(&h[..32]);
+    a[0] &= 248;
+    a[31] &= 127;
+    a[31] |= 64;
+    let mut prefix = [0u8; 32];
+    prefix.copy_from_slice(&h[32..]);
+    (Scalar::from_bytes_mod_order(a), prefix)
+}
+
+/// A test fixture, not a primitive: the signature the key with this seed
+/// makes over `message`, except that its nonce point is `R = rB + T`. With
+/// `T` the identity it is an ordinary valid signature; with any other `T`
+/// `verify_strict` must refuse it, while a cofactorless batch equation
+/// cancels `T` whenever its coefficient is a multiple of `T`'s order.
+fn sign_with_torsion_in_r(seed: &[u8; 32], t: &EdwardsPoint, message: &[u8]) -> Signature {
+    let (a, prefix) = expanded(seed);
+    let public = SigningKey::from_bytes(seed).verifying_key();
+    let r = Scalar::from_bytes_mod_order_wide(
+        &Sha512::new()
+            .chain_update(prefix)
+            .chain_update(message)
+            .finalize()
+            .into(),
+    );
+    let big_r = (ED25519_BASEPOINT_POINT * r + t).compress();
+    let k = Scalar::from_bytes_mod_order_wide(
+        &Sha512::new()
+            .chain_update(big_r.as_bytes())
+            .chain_update(public.as_bytes())
+            .chain_update(message)
+            .finalize()
+            .into(),
+    );
+    let s = r + k * a;
+    let mut sig = [0u8; 64];
+    sig[..32].copy_from_slice(big_r.as_bytes());
+    sig[32..].copy_from_slice(s.as_bytes());
+    Signature::from_bytes(&sig)
+}
+
 /// A signer who deliberately adds a torsion component to R: cofactorless
 /// verification (verify_strict) must reject it; a careless batch might not.
-fn torsion_r_case(order: usize) -> Case {
-    let sk = SigningKey::from_bytes(&[42u8; 32]);
-    let a = sk.verifying_key();
-    let expanded = Sha512::digest([42u8; 32]);
-    let mut s_bytes = [0u8; 32];
-    s_bytes.copy_from_slice(&expanded[..32]);
-    s_bytes[0] &= 248;
-    s_bytes[31] &= 127;
-    s_bytes[31] |= 64;
-    let secret = Scalar::from_bytes_mod_order(s_bytes);
-    let r = Scalar::from(12345u64);
-    let big_r = ED25519_BASEPOINT_POINT * r + EIGHT_TORSION[order];
+fn torsion_r_case(index: usize) -> Case {
+    let seed = [42u8; 32];
     let message = b"torsion in R".to_vec();
-    let mut h = Sha512::new();
-    h.update(big_r.compress().as_bytes());
-    h.update(a.as_bytes());
-    h.update(&message);
-    let k = Scalar::from_bytes_mod_order_wide(&h.finalize().into());
-    let s = r + k * secret;
-    let mut sig = [0u8; 64];
-    sig[..32].copy_from_slice(big_r.compress().as_bytes());
-    sig[32..].copy_from_slice(s.as_bytes());
     Case {
-        name: format!("torsion-R order-{order} component"),
-        key: Some(a),
+        name: format!("torsion-R EIGHT_TORSION[{index}] component"),
+        key: Some(SigningKey::from_bytes(&seed).verifying_key()),
+        signature: sign_with_torsion_in_r(&seed, &EIGHT_TORSION[index], &message),
         message,
-        signature: Signature::from_bytes(&sig),
     }
 }
 
@@ -141,8 +176,8 @@ fn batch_accepts(case: &Case) -> bool {
 fn batch_accepts_exactly_what_verify_strict_accepts() {
     let mut cases = speccheck();
     cases.push(non_canonical_r_case());
-    for order in [1, 2, 4] {
-        cases.push(torsion_r_case(order));
+    for index in 1..8 {
+        cases.push(torsion_r_case(index));
     }
     let mut accepted = Vec::new();
     for case in &cases {
@@ -163,4 +198,194 @@ fn batch_accepts_exactly_what_verify_strict_accepts() {
     // and anything failing the cofactorless equation. Of the speccheck set it
     // accepts only case 3: mixed-order A and R passing the cofactorless equation.
     assert_eq!(accepted, vec!["speccheck 3"], "accepted set changed");
+}
+
+/// For each of the eight small-order points `T`, 64 messages signed with
+/// `R = rB + T` by a real key, each checked in a batch with valid
+/// signatures of 7 other keys at every position: the batch refuses every
+/// one with a torsion component and blames exactly it, as `verify_strict`
+/// does; with `T` the identity (the control) every signature is valid and
+/// accepted by both. Before `R`'s torsion check, the batch let through
+/// 33 of the 64 whose `T` has order 2, 14 and 21 of order 4, 5 to 13 of
+/// order 8.
+#[test]
+fn batch_refuses_every_torsion_component_in_r() {
+    let seed = [42u8; 32];
+    let prepared = PreparedKey::new(SigningKey::from_bytes(&seed).verifying_key());
+    let others: Vec<SigningKey> = (1..=7u8)
+        .map(|i| SigningKey::from_bytes(&[i; 32]))
+        .collect();
+    let others_prepared: Vec<PreparedKey> = others
+        .iter()
+        .map(|k| PreparedKey::new(k.verifying_key()))
+        .collect();
+    for (index, t) in EIGHT_TORSION.iter().enumerate() {
+        let control = index == 0;
+        assert_eq!(
+            control,
+            t == &EdwardsPoint::default(),
+            "the identity comes first"
+        );
+        for m in 0..64u32 {
+            let message = format!("message {m} with EIGHT_TORSION[{index}] in R").into_bytes();
+            let signature = sign_with_torsion_in_r(&seed, t, &message);
+            let strict = prepared.key().verify_strict(&message, &signature);
+            assert_eq!(strict.is_ok(), control, "verify_strict, T {index}, m {m}");
+            let at = m as usize % 8;
+            let msgs: Vec<Vec<u8>> = (0..7u32)
+                .map(|j| format!("valid {j} beside {m}/{index}").into_bytes())
+                .collect();
+            let sigs: Vec<Signature> = others.iter().zip(&msgs).map(|(k, m)| k.sign(m)).collect();
+            let mut items: Vec<BatchItem<'_>> = (0..7)
+                .map(|j| BatchItem {
+                    key: &others_prepared[j],
+                    message: &msgs[j],
+                    signature: &sigs[j],
+                })
+                .collect();
+            items.insert(
+                at,
+                BatchItem {
+                    key: &prepared,
+                    message: &message,
+                    signature: &signature,
+                },
+            );
+            let want = if control { Ok(()) } else { Err(at) };
+            assert_eq!(verify_batch(&items), want, "batch of 8, T {index}, m {m}");
+            assert_eq!(
+                verify_batch(&items[at..=at]),
+                want.map_err(|_| 0),
+                "alone, T {index}, m {m}"
+            );
+        }
+    }
+}
+
+/// A client's copy of a space: the leading partner's replica that writes,
+/// the key file to open more devices of the same person from, and events.
+struct Log {
+    writer: Replica,
+    key_file: String,
+    space: SpaceId,
+    identity: troth_core::keys::IdentityKey,
+}
+
+const NOW: u64 = 1_790_000_000_000;
+
+impl Log {
+    /// Genesis and six check-ins, all verified by the writer.
+    fn new() -> Self {
+        let mut rng = StdRng::seed_from_u64(14);
+        let keys = KeyBundle::generate(&mut rng, NOW);
+        let key_file = keys.encrypt("test", 4).expect("encrypt");
+        let identity = keys.identity.public();
+        let space = SpaceId::random(&mut rng);
+        let (mut writer, genesis) =
+            Replica::create(keys, Role::Leading, space, NOW, &mut rng).expect("create");
+        writer.ingest(&[genesis]);
+        for i in 0..6u64 {
+            let ev = writer
+                .compose(&check_in(i), NOW + i, &mut rng)
+                .expect("compose");
+            assert_eq!(writer.ingest(std::slice::from_ref(&ev)).accepted, 1);
+        }
+        Log {
+            writer,
+            key_file,
+            space,
+            identity,
+        }
+    }
+
+    /// A fresh device of the same person that has verified nothing yet.
+    fn reader(&self) -> Replica {
+        let keys = KeyBundle::decrypt(self.key_file.as_bytes(), "test", 4).expect("decrypt");
+        Replica::open(
+            keys,
+            Role::Leading,
+            self.space,
+            TrustAnchors {
+                leading: Some(self.identity),
+                rebuilding: None,
+            },
+        )
+    }
+
+    /// The next event on the writer's head, its signature made with
+    /// `R = rB + T`, and two well-signed events chained after it.
+    fn with_torsion(&self, t: &EdwardsPoint, variant: u64) -> Vec<Event> {
+        let mut rng = StdRng::seed_from_u64(variant);
+        let honest = self
+            .writer
+            .compose(&check_in(100 + variant), NOW + 100, &mut rng)
+            .expect("compose");
+        let seed = self.writer.keys().device.signing_seed();
+        let signature = sign_with_torsion_in_r(&seed, t, &honest.signed_message());
+        let mut bytes = honest.signed_bytes().to_vec();
+        bytes.extend_from_slice(&signature.to_bytes());
+        let forged = Event::decode(&bytes).expect("decodes");
+        let mut out = vec![forged];
+        for _ in 0..2 {
+            let prev = out.last().expect("one").clone();
+            let h = prev.header();
+            let header = Header {
+                seq: h.seq + 1,
+                prev: prev.hash(),
+                timestamp_ms: h.timestamp_ms + 1,
+                ..h.clone()
+            };
+            // The chain verifier does not open payloads; the writer's
+            // ciphertext (bound to another header) is enough here.
+            out.push(Event::sign(
+                header,
+                prev.body().clone(),
+                &self.writer.keys().device,
+            ));
+        }
+        out
+    }
+}
+
+fn check_in(i: u64) -> Content {
+    Content::CheckIn {
+        text: format!("at the gym until {}", i % 12 + 1),
+        place: None,
+        answers: None,
+    }
+}
+
+/// A log whose event 7 is signed with a torsion component in `R` is
+/// refused at exactly that event (`BadSignature`, the 7 events before it
+/// kept) when it arrives in one page with the events around it, just as
+/// when it arrives alone. Each of the seven small-order points, four
+/// signatures each; the identity (a valid signature) is the control.
+/// Before `R`'s torsion check, a page let some of them through.
+#[test]
+fn a_page_with_torsion_in_r_is_refused_at_that_event() {
+    let log = Log::new();
+    let before: Vec<Event> = log.writer.events().to_vec();
+    assert_eq!(before.len(), 7);
+    for (index, t) in EIGHT_TORSION.iter().enumerate() {
+        for variant in 0..4u64 {
+            let tail = log.with_torsion(t, 8 * index as u64 + variant);
+            let what = format!("EIGHT_TORSION[{index}], variant {variant}");
+            // In one page with the events before and after it.
+            let mut page = before.clone();
+            page.extend(tail.iter().cloned());
+            let in_page = log.reader().ingest(&page);
+            // Alone, after the events before it.
+            let mut reader = log.reader();
+            assert_eq!(reader.ingest(&before).accepted, 7);
+            let alone = reader.ingest(&tail[..1]);
+            if index == 0 {
+                assert_eq!((in_page.accepted, &in_page.error), (10, &None), "{what}");
+                assert_eq!((alone.accepted, &alone.error), (1, &None), "{what}");
+            } else {
+                let bad = Some(ChainError::BadSignature { seq: 7 });
+                assert_eq!((in_page.accepted, &in_page.error), (7, &bad), "{what}");
+                assert_eq!((alone.accepted, &alone.error), (0, &bad), "{what}");
+            }
+        }
+    }
 }

@@ -47,6 +47,12 @@ fn certificates_are_tied_to_the_place_in_the_log() {
     assert_eq!(back.position().seq, 2);
     assert_eq!(back.position().event, c.log[2].hash());
     assert!(text.contains("proves nothing about today"), "{text}");
+    let day = troth_core::agreement::Day::from_unix_ms(c.log[2].header().timestamp_ms);
+    assert!(text.contains(&format!("dated {day}")), "{text}");
+    assert!(
+        text.contains("asks of: the partner rebuilding trust"),
+        "{text}"
+    );
     assert!(text.contains("troth agreement status"), "{text}");
     // Every signed field is in the words: category, whom it asks, details.
     let rule = &back.agreement().rules[0];
@@ -131,6 +137,57 @@ fn certificates_are_tied_to_the_place_in_the_log() {
         c.a.certificate(id, 1).is_ok(),
         "the signing is still provable"
     );
+}
+
+/// A certificate is made only from the event that proposed the version,
+/// signed by a device of one of the two signers.
+#[test]
+fn certificates_refuse_a_proposal_that_is_not_the_one_signed() {
+    let mut c = Couple::new(29);
+    let id = in_force(&mut c);
+    let proof = c.a.state().agreements[&id].versions[0]
+        .in_force
+        .clone()
+        .expect("in force");
+    let proposal = c.log[2].clone();
+    let a_cert = c.a.keys().cert.clone();
+    let b_cert = c.b.keys().cert.clone();
+    assert!(proof.certificate(&proposal, &a_cert).is_ok());
+    let untied = troth_core::agreement::AgreementError::NotInLog;
+    // Another event of the same log (another position, another hash), a
+    // control event, the right event with the wrong author's certificate.
+    for (ev, cert) in [
+        (&c.log[3], &a_cert),
+        (&c.log[1], &a_cert),
+        (&c.log[0], &a_cert),
+        (&proposal, &b_cert),
+    ] {
+        assert_eq!(proof.certificate(ev, cert).err(), Some(untied.clone()));
+    }
+    // The same bytes from another space, and a device of someone else.
+    let other = Couple::new(30);
+    assert_eq!(
+        proof
+            .certificate(&other.log[2.min(other.log.len() - 1)], &a_cert)
+            .err(),
+        Some(untied.clone())
+    );
+    let stranger = troth_core::keyfile::KeyBundle::generate(&mut c.rng, c.now);
+    let forged = Event::sign(
+        proposal.header().clone(),
+        proposal.body().clone(),
+        &stranger.device,
+    );
+    assert_eq!(
+        proof.certificate(&forged, &stranger.cert).err(),
+        Some(untied.clone())
+    );
+    // An event whose header names A's device but whose signature is not
+    // A's device's: the event's own signature is checked.
+    let mut h = proposal.header().clone();
+    h.author = a_cert.device().id();
+    let resigned = Event::sign(h, proposal.body().clone(), &stranger.device);
+    assert_eq!(proof.certificate(&resigned, &a_cert).err(), Some(untied));
 }
 
 /// B rotates to a second device (so B can revoke one), and A opens a

@@ -1,18 +1,17 @@
-//! Batched signature checks: the signatures of concurrent appends are
-//! checked together.
+//! Signature checks of concurrent appends, queued and checked together.
 //!
 //! An append's event signature was the largest single cost of an append
-//! (about a third of its CPU at 64 connections). Checked in one batch
-//! (`troth_core::sign::verify_batch`, exactly `verify_strict`'s answers), 8
-//! to 32 signatures cost 0.42–0.49× as much each as alone
-//! (docs/BENCHMARKS.md). There is no verifier thread: a handler queues its
-//! signature, lets the other ready tasks run once (so theirs join the
-//! queue), and then, unless another handler is already checking, checks
-//! everything queued in one batch on its own worker and answers each. A
-//! thread of its own was tried and measured worse: it waited for CPU behind
-//! the workers, and each batch cost two rounds of thread wake-ups. A failing
-//! batch is checked one by one from the first failure on, so a bad signature
-//! costs its sender an error and the others only time.
+//! (about a third of its CPU at 64 connections). Signatures are queued and
+//! checked together by `troth_core::sign::verify_batch`, which since
+//! protocol version 2 checks each with `verify_strict` (the batch equation
+//! accepted signatures `verify_strict` refuses, and keeping it exact cost
+//! more than checking alone: docs/PROTOCOL.md §3), so the queue no longer
+//! saves CPU; it keeps the checks of a burst on one worker. There is no
+//! verifier thread: a handler queues its signature, lets the other ready
+//! tasks run once (so theirs join the queue), and then, unless another
+//! handler is already checking, checks everything queued on its own worker
+//! and answers each. A failing check is answered for its sender alone: the
+//! others after it are checked on.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -274,6 +274,76 @@ async fn a_bad_signature_among_concurrent_appends_fails_alone(b: Backend) {
     f.relay.stop().await;
 }
 
+/// Appends whose event signature has a torsion component in `R`
+/// (`R = rB + T`, `T` each of the seven small-order points in turn), sent
+/// among concurrent valid appends to 16 spaces so that their signatures
+/// share batches: every one is refused with `bad_event_signature`, as
+/// `verify_strict` refuses it alone, and nothing of them is stored. Before
+/// the batch checked `R` for torsion, the relay stored some of them (201)
+/// in each of four runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn torsion_in_r_is_refused_among_concurrent_appends() {
+    use curve25519_dalek::constants::EIGHT_TORSION;
+    let f = fixture(Backend::Sled, Limits::generous()).await;
+    let mut tasks = Vec::new();
+    for i in 0..16u64 {
+        let s = created(&f, 200 + i).await;
+        let http = f.http.clone();
+        let t = f.t();
+        tasks.push(tokio::spawn(async move {
+            let mut s = s;
+            let mut refused = 0;
+            for j in 0..6u8 {
+                if j % 2 == 1 {
+                    let torsion = &EIGHT_TORSION[1 + (i as usize * 3 + usize::from(j)) % 7];
+                    let ev = s.next_event_with_torsion(torsion, &[j; 40]);
+                    let path = format!("/v1/spaces/{}/events", s.hex());
+                    let r = http
+                        .signed(&s.dev, s.id, "POST", &path, event_body(&ev), t)
+                        .await;
+                    assert_eq!(
+                        r.status,
+                        400,
+                        "space {i}, append {j} was not refused: {}",
+                        String::from_utf8_lossy(&r.body)
+                    );
+                    assert_eq!(r.error_code(), "bad_event_signature");
+                    refused += 1;
+                }
+                let ev = s.next_event(&[j; 40]);
+                let r = http.append(&mut s, ev, t).await;
+                assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+            }
+            (s, refused)
+        }));
+    }
+    let mut refused = 0;
+    for t in tasks {
+        let (s, r) = t.await.expect("appender");
+        refused += r;
+        let all = f.http.read_all(&s, f.t()).await;
+        let ours: Vec<Vec<u8>> = s.events.iter().map(|e| e.as_bytes().to_vec()).collect();
+        assert_eq!(all, ours, "only the valid appends are stored");
+        assert_chain(&all);
+    }
+    assert_eq!(refused, 16 * 3);
+    // The signatures were checked in shared batches, not one by one.
+    let r = f.http.req("GET", "/metrics", &[], vec![]).await;
+    let text = String::from_utf8_lossy(&r.body).to_string();
+    let counter = |name: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    let (batches, signatures) = (
+        counter("troth_relay_verify_batches_total "),
+        counter("troth_relay_verify_signatures_total "),
+    );
+    assert_eq!(signatures, 2 * 16 * 9, "{text}");
+    assert!(batches < signatures, "{batches} batches of {signatures}");
+    f.relay.stop().await;
+}
+
 async fn auth_failures_are_refused(b: Backend) {
     let f = fixture(b, Limits::default()).await;
     let mut s = created(&f, 4).await;
