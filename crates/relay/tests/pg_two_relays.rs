@@ -1,7 +1,8 @@
 //! Two relays (in-process, each its own `AppState` and port) on one
 //! PostgreSQL database, as two relay processes would be: racing writers
 //! through both keep one chain, a nonce used at one is refused at the
-//! other, and a delete at one is seen at once by the other.
+//! other, a delete at one is seen at once by the other, and a pairing whose
+//! sides use different relays completes.
 
 mod common;
 
@@ -154,6 +155,76 @@ async fn a_delete_at_one_relay_is_seen_at_once_by_the_other() {
     let s2 = Space::generate(903);
     assert_eq!(ha.create(&s2, now_ms()).await.status, 201);
     assert_eq!(hb.read_all(&s2, now_ms()).await.len(), 1);
+    ra.stop().await;
+    rb.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pairing_whose_sides_use_different_relays_completes() {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    use serde_json::json;
+    let (ra, rb, _db) = two_relays().await;
+    let (ha, hb) = (ra.http(), rb.http());
+    // Side A opens at relay A, side B claims at relay B.
+    let r = ha.req("POST", "/v1/rendezvous", &[], vec![]).await;
+    assert_eq!(r.status, 201);
+    let n = r.json()["mailbox"].as_u64().unwrap_or(0);
+    let token_a = r.json()["token"].as_str().unwrap_or("").to_string();
+    let r = hb
+        .req("POST", &format!("/v1/rendezvous/{n}/claim"), &[], vec![])
+        .await;
+    assert_eq!(r.status, 200);
+    let token_b = r.json()["token"].as_str().unwrap_or("").to_string();
+    // A waits at relay A while B posts at relay B: the long poll sees it.
+    let waiting = {
+        let ha = ha.clone();
+        let path = format!("/v1/rendezvous/{n}/messages?token={token_a}&after=0&wait=10");
+        tokio::spawn(async move {
+            let t = std::time::Instant::now();
+            (ha.req("GET", &path, &[], vec![]).await, t.elapsed())
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let post = |token: &str, body: &[u8]| {
+        json!({ "token": token, "body": STANDARD.encode(body) })
+            .to_string()
+            .into_bytes()
+    };
+    let path = format!("/v1/rendezvous/{n}/messages");
+    let r = hb.req("POST", &path, &[], post(&token_b, b"pake B")).await;
+    assert_eq!(r.status, 201);
+    let (r, waited) = waiting.await.expect("long poll");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["messages"][0], STANDARD.encode(b"pake B"));
+    assert!(waited.as_secs() < 5, "woke only after {waited:?}");
+    // And the other way round, then both close at different relays.
+    let r = ha.req("POST", &path, &[], post(&token_a, b"pake A")).await;
+    assert_eq!(r.status, 201);
+    let r = hb
+        .req(
+            "GET",
+            &format!("/v1/rendezvous/{n}/messages?token={token_b}&after=0"),
+            &[],
+            vec![],
+        )
+        .await;
+    assert_eq!(r.json()["messages"][0], STANDARD.encode(b"pake A"));
+    for (h, t) in [(&ha, &token_a), (&hb, &token_b)] {
+        let r = h
+            .req(
+                "DELETE",
+                &format!("/v1/rendezvous/{n}?token={t}"),
+                &[],
+                vec![],
+            )
+            .await;
+        assert_eq!(r.status, 204);
+    }
+    let r = ha
+        .req("POST", &format!("/v1/rendezvous/{n}/claim"), &[], vec![])
+        .await;
+    assert_eq!((r.status, r.error_code().as_str()), (404, "no_mailbox"));
     ra.stop().await;
     rb.stop().await;
 }
