@@ -131,7 +131,7 @@ async fn a_nonce_used_at_one_relay_is_refused_at_the_other() {
 
 #[tokio::test]
 async fn a_delete_at_one_relay_is_seen_at_once_by_the_other() {
-    let (ra, rb, _db) = two_relays().await;
+    let (ra, rb, db) = two_relays().await;
     let (ha, hb) = (ra.http(), rb.http());
     let mut s = Space::generate(903);
     assert_eq!(ha.create(&s, now_ms()).await.status, 201);
@@ -150,10 +150,29 @@ async fn a_delete_at_one_relay_is_seen_at_once_by_the_other() {
     let ev = s.next_event(b"late");
     let r = ha.append(&mut s, ev, now_ms()).await;
     assert_eq!((r.status, r.error_code().as_str()), (404, "no_space"));
-    // Its old events are purged in the background; the id may be used again.
-    ra.state.maintain().await.expect("maintain");
+    // The id may be used again at once, while the old events still wait
+    // for the background purge, which then removes them (and only them).
     let s2 = Space::generate(903);
     assert_eq!(ha.create(&s2, now_ms()).await.status, 201);
+    assert_eq!(hb.read_all(&s2, now_ms()).await.len(), 1);
+    let count = |sql: &'static str| {
+        let db = db.clone();
+        async move {
+            let (c, conn) = pg::config(&db)
+                .connect(tokio_postgres::NoTls)
+                .await
+                .expect("connect");
+            let task = tokio::spawn(conn);
+            let n: i64 = c.query_one(sql, &[]).await.expect(sql).get(0);
+            drop(c);
+            let _ = task.await;
+            n
+        }
+    };
+    assert_eq!(count("SELECT count(*) FROM events").await, 7);
+    ra.state.maintain().await.expect("maintain");
+    assert_eq!(count("SELECT count(*) FROM events").await, 1);
+    assert_eq!(count("SELECT count(*) FROM deleted_spaces").await, 0);
     assert_eq!(hb.read_all(&s2, now_ms()).await.len(), 1);
     ra.stop().await;
     rb.stop().await;
