@@ -1,12 +1,14 @@
 // Troth's browser client: screens over the wasm core (troth_wasm.js).
 // Everything the relay sends goes through the core's verifier before it is
 // shown; everything we send is composed and signed in wasm.
-import init, { Keys, Space, PairingSession, templates, checkCode, dayPlus } from './troth_wasm.js';
+import init, { Keys, Space, PairingSession, templates, checkCode, checkText, checkPassphrase, dayPlus } from './troth_wasm.js';
 import { store, spaceApi, rendezvous, RelayError, Offline } from './net.js';
 
-// Lock after five minutes without a touch or a key press (a shorter time may
-// be set per browser in localStorage `troth.autolock.ms`; tests use it).
-const AUTO_LOCK_MS = Number(localStorage.getItem('troth.autolock.ms')) || 5 * 60 * 1000;
+// Lock after five minutes without a touch or a key press (another time may
+// be chosen under Safety, kept in localStorage `troth.autolock.ms`; never more
+// than 30 minutes, whatever is stored there).
+const MAX_LOCK_MS = 30 * 60 * 1000;
+const lockMs = () => Math.min(Number(localStorage.getItem('troth.autolock.ms')) || 5 * 60 * 1000, MAX_LOCK_MS);
 const main = document.getElementById('main');
 const dialog = document.getElementById('dialog');
 const statusEl = document.getElementById('status');
@@ -45,7 +47,31 @@ function field(label, tag, attrs = {}, hint) {
   const id = attrs.id || `f${++uid}`;
   const hintId = hint ? `${id}-hint` : undefined;
   const input = h(tag, { id, 'aria-describedby': hintId, ...attrs });
-  return [h('div', {}, h('label', { for: id }, label), hint ? h('p', { id: hintId, class: 'muted' }, hint) : null, input), input];
+  const wrap = h('div', {}, h('label', { for: id }, label), hint ? h('p', { id: hintId, class: 'muted' }, hint) : null, input);
+  if (tag === 'textarea' || attrs.type === 'text') {
+    // Core's check for invisible and direction-changing characters, shown
+    // next to the field as it is typed (the composer refuses them too).
+    const e = h('p', { class: 'error', id: `${id}-err`, role: 'alert' });
+    input.setAttribute('aria-errormessage', e.id);
+    input.addEventListener('input', () => {
+      let msg = '';
+      try { checkText(input.value); } catch (x) { msg = x.message; }
+      e.textContent = msg;
+      if (msg) input.setAttribute('aria-invalid', 'true'); else input.removeAttribute('aria-invalid');
+    });
+    wrap.append(e);
+  }
+  return [wrap, input];
+}
+
+/** A strength hint under a new passphrase's field (core's check_passphrase). */
+function passHint(input, wrap) {
+  const p = h('p', { class: 'muted', id: `${input.id}-str`, 'aria-live': 'polite' });
+  input.setAttribute('aria-describedby', `${input.getAttribute('aria-describedby') || ''} ${p.id}`.trim());
+  input.addEventListener('input', () => {
+    try { checkPassphrase(input.value); p.textContent = input.value ? 'That works.' : ''; } catch (x) { p.textContent = x.message; }
+  });
+  wrap.append(p);
 }
 
 function checkbox(label, attrs = {}) {
@@ -72,6 +98,9 @@ async function act(btn, errEl, fn) {
     const raw = e && e.message ? e.message : String(e);
     const msg = raw.charAt(0).toUpperCase() + raw.slice(1);
     if (errEl) errEl.textContent = msg; else say(msg);
+    // A field that holds what was refused (e.g. a hidden character) gets the focus.
+    const bad = errEl && errEl.closest('form, dialog')?.querySelector('[aria-invalid]');
+    if (bad) bad.focus();
   } finally {
     if (btn && btn.isConnected) btn.disabled = false;
     // A "please wait" note is over once the action is.
@@ -146,7 +175,7 @@ lockBtn.addEventListener('click', () => lock());
 let idle;
 function touch() {
   clearTimeout(idle);
-  if (S.keys) idle = setTimeout(() => lock(), AUTO_LOCK_MS);
+  if (S.keys) idle = setTimeout(() => lock(), lockMs());
 }
 for (const ev of ['pointerdown', 'keydown', 'input']) document.addEventListener(ev, touch, { passive: true });
 
@@ -164,8 +193,9 @@ async function boot() {
 }
 
 function showWelcome() {
-  const [p1w, p1] = field('Choose a passphrase', 'input', { type: 'password', autocomplete: 'new-password', minlength: '8' },
+  const [p1w, p1] = field('Choose a passphrase', 'input', { type: 'password', autocomplete: 'new-password' },
     'A few words you will remember. It never leaves this device; nobody can reset it for you.');
+  passHint(p1, p1w);
   const [p2w, p2] = field('Type it once more', 'input', { type: 'password', autocomplete: 'new-password' });
   const err1 = errorLine();
   const create = h('button', { type: 'submit' }, 'Create my key');
@@ -175,7 +205,7 @@ function showWelcome() {
     e.preventDefault();
     act(create, err1, async () => {
       if (p1.value !== p2.value) throw new Error("The two passphrases aren't the same. Please type them again.");
-      if (p1.value.length < 8) throw new Error('Please choose a passphrase of at least 8 characters.');
+      checkPassphrase(p1.value);
       say('Making your key… this takes a moment.');
       await pause(30);
       const keys = Keys.generate(Date.now());
@@ -255,27 +285,81 @@ async function unlocked(keys) {
   S.keys = keys;
   lockBtn.hidden = false;
   touch();
-  const meta = await store.get('space');
-  if (!meta) { showStart(); return; }
-  openSpace(meta, (await store.get('events')) || []);
-  if (!meta.compared && S.space.safetyNumber) showSafety(); else showSpace();
+  const sealed = await store.get('space');
+  if (!sealed) { showStart(); return; }
+  if (!await openSpace(sealed)) { showChanged(); return; }
+  if (!S.meta.compared && S.space.safetyNumber) showSafety(); else showSpace();
 }
 
-function openSpace(meta, events) {
-  const a = meta.anchors || {};
-  S.meta = meta;
-  S.space = Space.open(S.keys, meta.role, meta.id, a.leading || undefined, a.rebuilding || undefined);
-  if (events.length) S.space.ingest(events);
-  S.api = spaceApi(S.space);
+/**
+ * Opens the space this browser saved. Every record is sealed in wasm under a
+ * key derived from the device key, its context naming the record; the meta
+ * record carries the role, the anchors authenticated at pairing, the
+ * "compared" mark, the relay and the verified head. Anything that does not
+ * open, or a chain that does not end at that head, is refused (false) and
+ * nothing is used, sent or overwritten.
+ */
+async function openSpace(sealed) {
+  const keys = S.keys;
+  let space;
+  try {
+    const meta = JSON.parse(keys.openLocal('idb:meta', sealed));
+    const a = meta.anchors;
+    space = Space.open(keys, meta.role, meta.id, a.leading || undefined, a.rebuilding || undefined);
+    const events = (await store.events()).slice(0, meta.count).map((e, i) => keys.openLocal(`idb:event:${i}`, e));
+    if ((events.length && space.ingest(events).error) || space.eventCount !== meta.count
+      || (space.headHash || null) !== meta.head || meta.relay !== location.origin) throw new Error('changed');
+    if (keys !== S.keys) { space.free(); return true; }
+    S.meta = meta;
+    S.saved = meta.count;
+  } catch {
+    try { space && space.free(); } catch { /* */ }
+    return false;
+  }
+  S.space = space;
+  S.api = spaceApi(space);
   connectLive();
   sync();
+  return true;
 }
 
-async function persist() {
-  if (!S.space) return;
-  S.meta = { ...S.meta, id: S.space.id, role: S.space.role, anchors: S.space.anchors };
-  await store.set('space', S.meta);
-  await store.set('events', S.space.eventsFrom(0));
+/** Saves the meta record and the events not saved yet, sealed, in one transaction (one at a time). */
+function persist() {
+  const run = async () => {
+    const { space, keys } = S;
+    if (!space || !keys) return;
+    try {
+      const from = S.saved || 0;
+      const evs = space.eventsFrom(from);
+      S.meta = { ...S.meta, id: space.id, role: space.role, anchors: space.anchors, count: from + evs.length,
+        head: space.headHash || null, relay: location.origin };
+      const pairs = evs.map((e, i) => [['ev', from + i], keys.sealLocal(`idb:event:${from + i}`, e)]);
+      pairs.push(['space', keys.sealLocal('idb:meta', JSON.stringify(S.meta))]);
+      await store.putAll(pairs);
+      if (space === S.space) S.saved = from + evs.length;
+    } catch { /* locked meanwhile: nothing to save */ }
+  };
+  persist.q = (persist.q || Promise.resolve()).then(run);
+  return persist.q;
+}
+
+function showChanged() {
+  const rm = h('button', { type: 'button', class: 'gentle-stop' }, 'Remove the saved copy of the space');
+  rm.addEventListener('click', () => {
+    const yes = h('button', { type: 'button', class: 'gentle-stop' }, 'Remove the saved copy');
+    const no = h('button', { type: 'button', class: 'secondary' }, 'Keep it for now');
+    yes.addEventListener('click', async () => { await store.delSpace(); closeDialog(); showStart(); });
+    no.addEventListener('click', closeDialog);
+    openDialog('Remove the saved copy of the space?',
+      h('p', {}, 'Your key stays on this browser. To be in a space with your partner again, you pair again, side by side, and compare the safety number.'),
+      h('div', { class: 'row' }, yes, no));
+  });
+  screen('Your saved space was not opened',
+    h('section', { class: 'card warm stack' },
+      h('p', {}, "This browser's saved copy of your space was changed outside Troth, so it wasn't used. Nothing was sent."),
+      h('p', {}, 'Your key is fine, and your partner\'s copy is not affected. If you did not expect this, someone may have had this device or its files in their hands.'),
+      h('p', {}, 'What you can do: lock and unlock again; if this message stays, remove the saved copy below and pair again with your partner side by side.')),
+    rm);
 }
 
 // ---------------------------------------------------------------- pairing
@@ -312,6 +396,7 @@ async function startSpace() {
   S.space = space;
   S.api = api;
   S.meta = { compared: false };
+  S.saved = 0;
   await persist();
   connectLive();
   await invite();
@@ -403,6 +488,7 @@ async function joinSpace(typed) {
   S.space = space;
   S.api = spaceApi(space);
   S.meta = { compared: false };
+  S.saved = 0;
   await persist();
   connectLive();
   sync();
@@ -437,12 +523,12 @@ async function sync() {
       for (;;) {
         const r = await S.api.read(space.eventCount);
         if (space !== S.space) return;
-        const res = space.ingest(r.events);
-        if (res.error) break;
-        if (!r.more || res.accepted === 0) {
-          try { space.checkRemoteHead(r.head.seq, r.head.hash); } catch { /* raised as an alert */ }
-          break;
-        }
+        // Core's page logic (the native client's too): a missing or lower
+        // head is a rollback, a higher one with nothing delivered is
+        // withholding; both raise an alert.
+        const h = r && r.head;
+        const res = space.ingestPage(h ? h.seq : undefined, h ? h.hash : undefined, (r && r.events) || [], !!(r && r.more));
+        if (!res.fetchMore) break;
       }
       await persist();
     } while (S.again);
@@ -600,7 +686,7 @@ function buildTab(panel) {
   } else if (tab === 'timeline') {
     panel.append(h('h2', {}, 'Everything, newest first'), h('div', { id: 'live-timeline' }));
   } else {
-    panel.append(h('div', { id: 'live-safety' }), therapistForm(), keyCard(), leaveCard());
+    panel.append(h('div', { id: 'live-safety' }), therapistForm(), keyCard(), lockCard(), leaveCard());
   }
 }
 
@@ -656,14 +742,21 @@ function renderIntegrity() {
 function bannerCards(st) {
   const out = [];
   if (S.gone) {
-    const rm = h('button', { type: 'button' }, 'Remove the space from this device');
+    const rm = h('button', { type: 'button', class: 'secondary' }, 'Remove the space from this device');
     rm.addEventListener('click', async () => {
-      await store.del('space'); await store.del('events');
+      await store.delSpace();
+      if (S.ws) { S.ws.onclose = null; S.ws.close(); S.ws = null; }
       try { S.space.free(); } catch { /* */ }
       S.space = null; S.gone = false; showStart();
     });
-    out.push(h('section', { class: 'card warm stack' }, h('h2', {}, 'This shared space was closed'),
-      h('p', {}, 'One of you chose to close it, so the server no longer keeps it. Your key is still on this device.'), rm));
+    // Only a signed CloseSpace event says a person closed it; a space that
+    // just vanished was removed by the relay, and the local copy is kept.
+    const c = st.closed;
+    out.push(c ? h('section', { class: 'card warm stack' }, h('h2', {}, me(c.by) ? 'You closed this shared space' : 'Your partner closed this shared space'),
+      h('p', {}, `${me(c.by) ? 'You' : 'Your partner'} chose to close it in Troth, so the server no longer keeps it. What you wrote together stays readable on this device until you remove it.`), rm)
+      : h('section', { class: 'card warm stack' }, h('h2', {}, 'The relay no longer has this space'),
+        h('p', {}, 'Your partner did not close it in Troth: there is no signed note from either of you that it was closed. Your copy is kept on this device, and nothing in it was lost.'),
+        h('p', {}, 'Talk with your partner in a way you trust. If you both want to go on, you can start a new space together; this copy stays here to read until you remove it.'), rm));
     return out;
   }
   if (!st.partnerJoined) {
@@ -700,9 +793,16 @@ function statusWords(a, v) {
   }
 }
 
+const KINDS = { whereabouts: 'knowing where you are', phone: 'phone access', bed: 'sharing the bed', 'no-contact': 'no contact',
+  therapy: 'therapy', honesty: 'honesty', other: 'other' };
+/** Every signed field of a rule: what it asks of whom, its kind and its details. */
+function ruleMeta(r) {
+  return h('span', { class: 'muted rule-meta' }, `Asks this of ${me(r.asksOf) ? 'you' : 'your partner'} · kind: ${KINDS[r.category] || r.category}`,
+    r.params.map(([k, val]) => ` · ${k}: ${val}`).join(''));
+}
+
 function rulesList(v) {
-  return h('ul', { class: 'rules' }, v.rules.map((r) => h('li', {}, r.text,
-    r.params.length ? h('span', { class: 'muted' }, ` (${r.params.map(([k, val]) => `${k}: ${val}`).join('; ')})`) : null)));
+  return h('ul', { class: 'rules' }, v.rules.map((r) => h('li', {}, r.text, ruleMeta(r))));
 }
 
 function agreementCards(st) {
@@ -864,14 +964,20 @@ function editor(from, amends, draft) {
       sel.append(h('option', { value: 'rebuilding' }, 'the partner rebuilding trust'), h('option', { value: 'leading' }, 'the partner who leads'));
       sel.value = r.asksOf || 'rebuilding';
       sel.addEventListener('change', () => { r.asksOf = sel.value; });
+      // The details are signed too: each is shown and can be changed.
+      const ps = r.params.map((p) => {
+        const [pw, pin] = field(`Rule ${i + 1}: ${p[0]}`, 'input', { type: 'text', value: p[1] });
+        pin.addEventListener('input', () => { p[1] = pin.value; });
+        return pw;
+      });
       const rm = h('button', { type: 'button', class: 'quiet' }, `Remove rule ${i + 1}`);
       rm.addEventListener('click', () => { rules.splice(i, 1); drawRules(); });
-      return h('div', { class: 'card' }, rw, sw, rules.length > 1 ? rm : null);
+      return h('div', { class: 'card' }, rw, h('p', { class: 'muted' }, `Kind: ${KINDS[r.category] || r.category}`), sw, ps, rules.length > 1 ? rm : null);
     }));
   };
   const use = (t) => {
     title.value = t.title;
-    rules = t.rules.map((r) => ({ ...r, params: r.params.slice() }));
+    rules = t.rules.map((r) => ({ ...r, params: r.params.map((p) => p.slice()) }));
     drawRules();
   };
   let chooser = null;
@@ -1026,7 +1132,10 @@ function checkinList(st) {
 
 function timeline(st) {
   return h('ol', { class: 'timeline' }, st.timeline.slice().reverse().map((t) =>
-    h('li', {}, h('span', { class: 'who' }, who(t.by)), ` ${tidy(t.what)} `, h('span', { class: 'muted' }, `· ${when(t.atMs)}`))));
+    h('li', {}, h('span', { class: 'who' }, who(t.by)), ` ${tidy(me(t.by) ? t.what.replace(/^exported a copy of their/, 'exported a copy of your') : t.what)} `,
+      h('span', { class: 'muted' }, `· ${when(t.atMs)}`),
+      // Core's time notes (dated before the event it follows, or ahead of this device's clock).
+      st.notes.filter((n) => n.seq === t.seq).map((n) => h('p', { class: 'note' }, n.what)))));
 }
 
 // ---------------------------------------------------------------- safety, therapist, key, leaving
@@ -1096,38 +1205,72 @@ function therapistForm() {
 }
 
 function keyCard() {
+  const [cw, cur] = field('Your current passphrase', 'input', { type: 'password', autocomplete: 'current-password' },
+    'Asked again, so that nobody can take a copy of your key from an unlocked screen.');
   const [pw, pass] = field('Passphrase for the exported file', 'input', { type: 'password', autocomplete: 'new-password' },
     'The file is encrypted with it; the troth command line and other browsers open it with the same passphrase.');
+  passHint(pass, pw);
   const err = errorLine();
   const btn = h('button', { type: 'submit', class: 'secondary' }, 'Export my key');
   const form = h('form', { class: 'card stack', 'aria-labelledby': 'key-h' }, h('h2', { id: 'key-h' }, 'Your key'),
-    h('p', { class: 'muted' }, 'Fingerprint: ', h('span', { 'data-testid': 'fingerprint' }, S.keys.fingerprint)), pw, err, btn);
+    h('p', { class: 'muted' }, 'Fingerprint: ', h('span', { 'data-testid': 'fingerprint' }, S.keys.fingerprint)),
+    h('p', { class: 'muted' }, 'Each export is noted in your shared timeline, so your partner sees it.'), cw, pw, err, btn);
+  const offline = "You seem to be offline. An export is noted for both of you before the file is made, so nothing was exported. Please try again when you're connected.";
   form.addEventListener('submit', (e) => {
     e.preventDefault();
     act(btn, err, async () => {
+      if (!navigator.onLine) throw new Error(offline);
+      say('Checking your passphrase… this takes a moment.');
+      await pause(30);
+      // The stored key file must open with the passphrase typed now.
+      let k;
+      try {
+        k = Keys.unlock(new TextEncoder().encode(await store.get('keyfile')), cur.value);
+      } catch (x) { cur.select(); throw x; }
+      const same = k.identityHex === S.keys.identityHex;
+      k.free();
+      if (!same) throw new Error("That passphrase doesn't open this key. Check it and try again.");
+      checkPassphrase(pass.value);
       say('Encrypting your key… this takes a moment.');
       await pause(30);
-      download('troth-key.age', S.keys.exportFile(pass.value), 'text/plain');
-      pass.value = '';
+      const file = S.keys.exportFile(pass.value);
+      // Noted first, for both of you; only then the file is handed over.
+      try {
+        await send((now) => S.space.keyExported('this browser', now));
+      } catch (x) { throw x instanceof Offline ? new Error(offline) : x; }
+      download('troth-key.age', file, 'text/plain');
+      cur.value = ''; pass.value = '';
+      say('Exported. Your partner sees that you exported a copy of your key.');
     });
   });
   return form;
 }
 
+function lockCard() {
+  const [lw, sel] = field('Lock this browser after', 'select', {}, 'Without a touch or a key press. Never longer than 30 minutes.');
+  for (const m of [1, 2, 5, 10, 15, 30]) sel.append(h('option', { value: String(m * 60000) }, `${m} minute${m > 1 ? 's' : ''}`));
+  sel.value = String(lockMs());
+  sel.addEventListener('change', () => { localStorage.setItem('troth.autolock.ms', sel.value); touch(); say('Saved.'); });
+  return h('section', { class: 'card stack', 'aria-labelledby': 'lk-h' }, h('h2', { id: 'lk-h' }, 'Locking'), lw);
+}
+
 function leaveCard() {
   const btn = h('button', { type: 'button', class: 'gentle-stop' }, 'Leave this space');
   btn.addEventListener('click', () => {
+    const [cw, comment] = field('Anything you want to say (optional)', 'textarea', { rows: '2' });
     const err = errorLine();
     const yes = h('button', { type: 'button', class: 'gentle-stop' }, 'Leave and delete');
     const no = h('button', { type: 'button', class: 'secondary' }, 'Stay');
+    const still = (e) => (e instanceof RelayError && e.status === 404 ? null
+      : new Error(`${e.message} The space is still here; you can try again, or use "Remove the key from this browser" on the unlock screen.`));
     yes.addEventListener('click', () => act(yes, err, async () => {
-      try {
-        await S.api.remove();
-      } catch (e) {
-        if (!(e instanceof RelayError && e.status === 404)) {
-          throw new Error(`${e.message} The space is still here; you can try again, or use "Remove the key from this browser" on the unlock screen.`);
-        }
+      // First a signed "closed the space" both of you see; then the relay
+      // is asked to delete it (a space that vanishes without it is the
+      // relay's doing, and is reported so).
+      if (!S.gone && !S.space.state(Date.now()).closed) {
+        try { await send((now) => S.space.closeSpace(comment.value, now)); } catch (e) { if (still(e)) throw still(e); }
       }
+      try { await S.api.remove(); } catch (e) { if (still(e)) throw still(e); }
       closeDialog();
       await store.clear();
       lock(false);
@@ -1136,9 +1279,9 @@ function leaveCard() {
     }));
     no.addEventListener('click', closeDialog);
     openDialog('Leave this space?',
-      h('p', {}, 'This asks the server to delete the space for both of you, and removes your key and everything of this space from this browser. Your partner will see that the space was closed.'),
+      h('p', {}, 'This notes for both of you that you closed the space, asks the server to delete it, and removes your key and everything of this space from this browser. Your partner will see that you closed it.'),
       h('p', { class: 'muted' }, 'If you might want your key later, export it first.'),
-      err, h('div', { class: 'row' }, yes, no));
+      cw, err, h('div', { class: 'row' }, yes, no));
   });
   return h('section', { class: 'card stack', 'aria-labelledby': 'leave-h' }, h('h2', { id: 'leave-h' }, 'Leaving'),
     h('p', { class: 'muted' }, 'You can leave at any time. Nobody needs to agree.'), btn);

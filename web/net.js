@@ -1,5 +1,6 @@
-// Local storage (IndexedDB) and the relay's API. Nothing secret is stored
-// except the passphrase-protected age key file; events are ciphertext.
+// Local storage (IndexedDB) and the relay's API. The key file is
+// passphrase-protected; every other record is sealed in wasm under a key
+// derived from it (docs/WEB.md), so this file only moves opaque strings.
 
 const DB = 'troth';
 const STORE = 'kv';
@@ -30,6 +31,12 @@ export const store = {
   set: (k, v) => tx('readwrite', (s) => s.put(v, k)),
   del: (k) => tx('readwrite', (s) => s.delete(k)),
   clear: () => tx('readwrite', (s) => s.clear()),
+  /** Writes several [key, value] pairs in one transaction (all or nothing). */
+  putAll: (pairs) => tx('readwrite', (s) => { for (const [k, v] of pairs) s.put(v, k); }),
+  /** Removes the space's records (the key file stays). */
+  delSpace: () => tx('readwrite', (s) => { s.delete('space'); s.delete(IDBKeyRange.bound(['ev', 0], ['ev', Infinity])); }),
+  /** The stored events, in order (keys ['ev', seq]). */
+  events: () => tx('readonly', (s) => s.getAll(IDBKeyRange.bound(['ev', 0], ['ev', Infinity]))),
 };
 
 /** An error from the relay, with its kind words. */

@@ -118,13 +118,27 @@ test('two partners pair, agree, keep check-ins and withdraw, live', async () => 
   await pa.getByRole('button', { name: 'Propose an agreement' }).click();
   await pa.getByRole('dialog').waitFor();
   await pa.getByLabel('Knowing where you are').check();
+  // Every signed field is on the screen: the rule's kind and its details.
+  await pa.getByLabel('Rule 1: check-in times').waitFor();
+  assert.equal(await pa.getByLabel('Rule 1: check-in times').inputValue(), 'when I leave and when plans change');
+  // A right-to-left override in the title is refused next to the field, with
+  // core's words, and nothing is sent.
+  await pa.getByLabel('Title').fill('Knowing where \u202Eyou are');
+  const titleErr = await pa.getByLabel('Title').getAttribute('aria-errormessage');
+  await pa.locator(`#${titleErr}`).getByText('invisible character (U+202E)', { exact: false }).waitFor(LIVE);
+  await pa.getByRole('button', { name: 'Propose to my partner' }).click();
+  await pa.getByRole('dialog').getByText('invisible character (U+202E)', { exact: false }).nth(1).waitFor(LIVE);
+  await screenAndCheck(pa, '06a-propose-hidden-character');
   await pa.getByLabel('Title').fill('Knowing where you are, for now');
+  assert.equal(await pa.locator(`#${titleErr}`).innerText(), '');
   await screenAndCheck(pa, '06-propose');
   await pa.getByRole('button', { name: 'Propose to my partner' }).click();
   await pa.getByRole('dialog').waitFor({ state: 'hidden' });
 
   // B sees it live, asks for a change, then signs; A signs; both see it in force.
   await pb.getByRole('heading', { name: 'Knowing where you are, for now' }).waitFor(LIVE);
+  await pb.getByText('Asks this of you · kind: knowing where you are · check-in times: when I leave and when plans change').first().waitFor(LIVE);
+  await pa.getByText('Asks this of your partner · kind: knowing where you are', { exact: false }).first().waitFor(LIVE);
   await pb.getByRole('button', { name: 'Ask for a change' }).click();
   await pb.getByLabel('What would you like to change?').fill('Could we say "when plans change" only?');
   await pb.getByRole('button', { name: 'Send my request' }).click();
@@ -275,6 +289,69 @@ test('reload, a wrong passphrase fails kindly, the right one unlocks', async () 
   await pa.reload();
 });
 
+/** Reads (or, with `value`, writes; `null` deletes) one raw IndexedDB record in the page. */
+function idb(page, key, value) {
+  return page.evaluate(([k, v, write]) => new Promise((resolve, reject) => {
+    const q = indexedDB.open('troth');
+    q.onsuccess = () => {
+      const t = q.result.transaction('kv', write ? 'readwrite' : 'readonly');
+      const s = t.objectStore('kv');
+      const r = !write ? s.get(k) : v === null ? s.delete(k) : s.put(v, k);
+      t.oncomplete = () => { q.result.close(); resolve(write ? undefined : r.result); };
+      t.onerror = () => reject(t.error);
+    };
+  }), [key, value === undefined ? null : value, value !== undefined]);
+}
+
+test('an edited saved copy is refused and reported, never used; the untouched one unlocks', async () => {
+  // Someone with the device flips this browser's role in its saved space
+  // (or, sealed, any byte of it), swaps two saved events, or drops the last.
+  await pa.getByRole('heading', { name: 'Welcome back' }).waitFor(LIVE);
+  const meta = await idb(pa, 'space');
+  const flipped = typeof meta === 'string'
+    ? meta.slice(0, 30) + (meta[30] === 'A' ? 'B' : 'A') + meta.slice(31)
+    : { ...meta, role: meta.role === 'leading' ? 'rebuilding' : 'leading' };
+  const ev1 = await idb(pa, ['ev', 1]);
+  const ev2 = await idb(pa, ['ev', 2]);
+  const count = typeof meta === 'string' ? (await pa.evaluate(() => new Promise((r) => {
+    const q = indexedDB.open('troth');
+    q.onsuccess = () => { const c = q.result.transaction('kv').objectStore('kv').count(IDBKeyRange.bound(['ev', 0], ['ev', Infinity])); c.onsuccess = () => r(c.result); };
+  }))) : 0;
+  const last = await idb(pa, ['ev', count - 1]);
+  const edits = [
+    ['the role', async () => idb(pa, 'space', flipped), async () => idb(pa, 'space', meta)],
+    ['two events swapped', async () => { await idb(pa, ['ev', 1], ev2); await idb(pa, ['ev', 2], ev1); },
+      async () => { await idb(pa, ['ev', 1], ev1); await idb(pa, ['ev', 2], ev2); }],
+    ['the last event dropped', async () => idb(pa, ['ev', count - 1], null), async () => idb(pa, ['ev', count - 1], last)],
+  ];
+  for (const [what, edit, undo] of edits) {
+    await edit();
+    await pa.reload();
+    const sent = [];
+    const onReq = (r) => { if (/\/v1\/spaces/.test(r.url())) sent.push(r.url()); };
+    pa.on('request', onReq);
+    await unlock(pa, PASS_A);
+    await pa.getByText("This browser's saved copy of your space was changed outside Troth, so it wasn't used. Nothing was sent.").waitFor(LIVE);
+    await pa.waitForTimeout(500);
+    pa.off('request', onReq);
+    assert.deepEqual(sent, [], `${what}: nothing is sent`);
+    assert.equal(await pa.getByRole('heading', { name: 'Our space' }).count(), 0, `${what}: the space is not shown`);
+    if (what === 'the role') await screenAndCheck(pa, '15b-saved-copy-changed');
+    // Nothing was overwritten: undoing the edit brings the space back.
+    await undo();
+  }
+  await pa.reload();
+  await unlock(pa, PASS_A);
+  await pa.getByRole('heading', { name: 'Our space' }).waitFor(LIVE);
+  await pa.getByText('Your partner withdrew consent').first().waitFor(LIVE);
+  // The auto-lock time is capped at 30 minutes, whatever is stored.
+  await pa.evaluate(() => localStorage.setItem('troth.autolock.ms', String(365 * 86400000)));
+  await pa.getByRole('tab', { name: 'Safety' }).click();
+  assert.equal(await pa.getByLabel('Lock this browser after').inputValue(), String(30 * 60000));
+  await pa.evaluate(() => localStorage.removeItem('troth.autolock.ms'));
+  await pa.reload();
+});
+
 test('a key moves between the CLI and the browser, both ways', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'troth-keys-'));
   const cli = join(root, 'target', 'debug', 'troth');
@@ -306,8 +383,29 @@ test('a key moves between the CLI and the browser, both ways', async () => {
   await pa.getByRole('heading', { name: 'Our space' }).waitFor(LIVE);
   await pa.getByRole('tab', { name: 'Safety' }).click();
   const fpA = (await pa.getByTestId('fingerprint').innerText()).trim();
+  // The current passphrase is asked again: a wrong one exports nothing.
+  const downloads = [];
+  pa.on('download', (d) => downloads.push(d));
+  await pa.getByLabel('Your current passphrase').fill('not my passphrase');
   await pa.getByLabel('Passphrase for the exported file').fill('exported from a browser');
+  await pa.getByRole('button', { name: 'Export my key' }).click();
+  await pa.getByText("That passphrase doesn't open this key. Check it and try again.").waitFor(LIVE);
+  await screenAndCheck(pa, '19-export-wrong-passphrase');
+  // Offline, it is refused too: the export must be noted for both first.
+  await A.ctx.setOffline(true);
+  await pa.getByLabel('Your current passphrase').fill(PASS_A);
+  await pa.getByRole('button', { name: 'Export my key' }).click();
+  await pa.getByText('An export is noted for both of you before the file is made', { exact: false }).waitFor(LIVE);
+  await A.ctx.setOffline(false);
+  await pa.waitForTimeout(500);
+  assert.equal(downloads.length, 0, 'nothing was downloaded');
+  await pa.getByText('Connected · updates appear as they happen').waitFor(LIVE);
+  await pa.getByLabel('Your current passphrase').fill(PASS_A);
   const [dl] = await Promise.all([pa.waitForEvent('download'), pa.getByRole('button', { name: 'Export my key' }).click()]);
+  // The partner's timeline shows it.
+  await pb.getByRole('tab', { name: 'Timeline' }).click();
+  await pb.getByText('Your partner exported a copy of their key on this browser').first().waitFor(LIVE);
+  await screenAndCheck(pb, '19a-timeline-key-exported');
   const out = join(dir, 'browser-key.age');
   await dl.saveAs(out);
   const native = execFileSync('cargo', ['run', '-q', '-p', 'troth-wasm', '--example', 'keyfile', '--', 'read', out, 'exported from a browser'], { cwd: root }).toString().trim();
@@ -317,6 +415,39 @@ test('a key moves between the CLI and the browser, both ways', async () => {
     execFileSync(cli, ['key', 'import', out], { env: env2, stdio: 'ignore' });
   }
   writeFileSync(join(dir, 'ok'), 'ok');
+});
+
+test('weak new passphrases are refused with a hint; a key file too heavy for the memory left is refused with words, not a crash', async () => {
+  const M = await launch();
+  try {
+    const { page, problems: mp } = await openPage(M.ctx, relay.url);
+    await page.getByLabel('Choose a passphrase').fill('password123');
+    await page.getByText('one of the first a guessing tool would try', { exact: false }).first().waitFor(LIVE);
+    await page.getByLabel('Type it once more').fill('password123');
+    await page.getByRole('button', { name: 'Create my key' }).click();
+    await page.getByRole('alert').getByText('one of the first a guessing tool would try', { exact: false }).waitFor(LIVE);
+    await page.getByLabel('Choose a passphrase').fill('short one');
+    await page.getByText('at least 10 characters', { exact: false }).first().waitFor(LIVE);
+    await screenAndCheck(page, '01b-weak-passphrase');
+    await createKey(page, 'fifth partner phrase');
+    // A tab with little memory left: the page's wasm memory is grown (from
+    // outside the allocator) until less than scrypt's 256 MiB remains.
+    await page.reload();
+    await page.getByRole('heading', { name: 'Welcome back' }).waitFor(LIVE);
+    await page.evaluate(async () => {
+      const w = await (await import('/troth_wasm.js')).default();
+      w.memory.grow(65536 - w.memory.buffer.byteLength / 65536 - 2000);
+    });
+    await unlock(page, 'fifth partner phrase');
+    await page.getByText('This key file needs about 256 MiB of memory to open, more than this browser can give it now.', { exact: false }).waitFor(LIVE);
+    await screenAndCheck(page, '15c-unlock-not-enough-memory');
+    await page.reload();
+    await unlock(page, 'fifth partner phrase');
+    await page.getByRole('heading', { name: 'Connect with your partner' }).waitFor(LIVE);
+    problems.push(mp);
+  } finally {
+    await M.close();
+  }
 });
 
 test('wrong and unknown codes are refused kindly; a tampering relay raises the integrity warning; a due rule is surfaced', async () => {
@@ -393,6 +524,75 @@ test('wrong and unknown codes are refused kindly; a tampering relay raises the i
   }
 });
 
+test('a relay that claims no head, withholds events, or drops the space is caught, and not blamed on the partner', async () => {
+  const proxy = await startTamperProxy(relay.url);
+  const R = await launch();
+  const T = await launch();
+  try {
+    const { page: pr } = await openPage(R.ctx, proxy.url);
+    const { page: pt, problems: tp } = await openPage(T.ctx, proxy.url);
+    await createKey(pr, 'third partner phrase');
+    await createKey(pt, 'fourth partner phrase');
+    await pair(pr, pt);
+    await pr.getByRole('button', { name: "We'll compare later" }).click();
+    await pt.getByRole('button', { name: "We'll compare later" }).click();
+    await pt.getByText('Almost there').waitFor({ state: 'detached', timeout: 20000 });
+    await pt.getByRole('tab', { name: 'Check-ins' }).click();
+    await pt.getByLabel('Your check-in').fill('First words');
+    await pt.getByRole('button', { name: 'Send check-in' }).click();
+    await pr.getByRole('tab', { name: 'Check-ins' }).click();
+    await pr.getByText('First words').first().waitFor(LIVE);
+    const warning = pt.getByRole('heading', { name: 'Something here does not add up' });
+    const reopen = async () => {
+      await pt.reload();
+      await unlock(pt, 'fourth partner phrase');
+      await pt.getByRole('button', { name: "We'll compare later" }).click();
+      await pt.getByRole('heading', { name: 'Our space' }).waitFor(LIVE);
+    };
+
+    // `head: null`: the relay claims the space is empty (a rollback).
+    proxy.state.headNull = true;
+    await reopen();
+    await warning.waitFor(LIVE);
+    await pt.getByText("The relay showed this device a history that doesn't match", { exact: false }).waitFor(LIVE);
+    await screenAndCheck(pt, '14b-head-null');
+    proxy.state.headNull = false;
+
+    // An empty page under a higher claimed head: events withheld.
+    await reopen();
+    await pt.getByText('Connected · updates appear as they happen').waitFor(LIVE);
+    assert.equal(await warning.count(), 0, 'an honest relay raises nothing');
+    proxy.state.withhold = true;
+    await pr.getByLabel('Your check-in').fill('Second words');
+    await pr.getByRole('button', { name: 'Send check-in' }).click();
+    await pr.getByText('Check-in sent.').waitFor(LIVE);
+    await reopen();
+    await warning.waitFor(LIVE);
+    await pt.getByRole('tab', { name: 'Check-ins' }).click();
+    assert.equal(await pt.getByText('Second words').count(), 0);
+    proxy.state.withhold = false;
+
+    // The space vanishes (404, live close) with no signed close event: it is
+    // the relay's doing, and the local copy is kept, also after a reload.
+    proxy.state.gone = true;
+    await reopen();
+    await pt.getByRole('heading', { name: 'The relay no longer has this space' }).waitFor(LIVE);
+    await pt.getByText('Your partner did not close it in Troth', { exact: false }).waitFor(LIVE);
+    assert.equal(await pt.getByText('Your partner closed', { exact: false }).count(), 0, 'the partner is not blamed');
+    await screenAndCheck(pt, '18b-relay-dropped-space');
+    await reopen();
+    await pt.getByRole('heading', { name: 'The relay no longer has this space' }).waitFor(LIVE);
+    await pt.getByRole('tab', { name: 'Timeline' }).click();
+    await pt.getByText('checked in', { exact: false }).first().waitFor(LIVE);
+    await pt.getByText('First words', { exact: false }).first().waitFor(LIVE);
+    problems.push(tp.filter((p) => !/WebSocket|404/.test(p)));
+  } finally {
+    await R.close();
+    await T.close();
+    proxy.close();
+  }
+});
+
 test('leaving deletes the space; the partner is told calmly', async () => {
   await pa.getByRole('tab', { name: 'Safety' }).click();
   await pa.getByRole('button', { name: 'Leave this space' }).click();
@@ -403,7 +603,10 @@ test('leaving deletes the space; the partner is told calmly', async () => {
     const q = indexedDB.open('troth');
     q.onsuccess = () => { const t = q.result.transaction('kv').objectStore('kv').count(); t.onsuccess = () => r(t.result); };
   })), 0, 'nothing of the space or key is left in the browser');
-  await pb.getByText('This shared space was closed').first().waitFor(LIVE);
+  // A signed "closed the space" came first, so B is told it was A.
+  await pb.getByText('Your partner closed this shared space').first().waitFor(LIVE);
+  await pb.getByRole('tab', { name: 'Timeline' }).click();
+  await pb.getByText('closed the space for both of you', { exact: false }).first().waitFor(LIVE);
   await screenAndCheck(pb, '18-space-closed');
 });
 

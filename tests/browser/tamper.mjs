@@ -1,6 +1,12 @@
-// A relay that lies: an HTTP + WebSocket proxy in front of the real relay
-// which, once `tamper` is on, flips one byte inside every event it forwards
-// (in paged reads and in live frames). The client must notice.
+// A relay that lies: an HTTP + WebSocket proxy in front of the real relay.
+// Each lie is switched on in `state`:
+//   tamper   flips one byte inside every event it forwards (paged reads and live frames);
+//   headNull answers paged reads with `head: null` (claims the space is empty);
+//   withhold answers paged reads with no events under the real (higher) head,
+//            and drops live events;
+//   gone     answers 404 for the space and refuses its live connection, as if
+//            the space had been deleted (without anyone closing it).
+// The client must notice each.
 import http from 'node:http';
 import net from 'node:net';
 
@@ -44,8 +50,14 @@ function parse(buf) {
 
 export function startTamperProxy(target) {
   const t = new URL(target);
-  const state = { tamper: false };
+  const state = { tamper: false, headNull: false, withhold: false, gone: false };
   const server = http.createServer((req, res) => {
+    if (state.gone && /^\/v1\/spaces\/[0-9a-f]+/.test(req.url)) {
+      req.resume();
+      res.writeHead(404, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ error: 'no_space', message: 'This relay has no such space. It may have been deleted.' }));
+      return;
+    }
     const up = http.request({ host: t.hostname, port: t.port, method: req.method, path: req.url,
       headers: { ...req.headers, host: t.host, 'accept-encoding': 'identity' } }, (r) => {
       const chunks = [];
@@ -53,8 +65,13 @@ export function startTamperProxy(target) {
       r.on('end', () => {
         let body = Buffer.concat(chunks);
         const headers = { ...r.headers };
-        if (state.tamper && /\/events/.test(req.url) && req.method === 'GET' && r.statusCode === 200) {
-          body = Buffer.from(JSON.stringify(rewrite(JSON.parse(body.toString()))));
+        const lying = state.tamper || state.headNull || state.withhold;
+        if (lying && /\/events/.test(req.url) && req.method === 'GET' && r.statusCode === 200) {
+          const json = JSON.parse(body.toString());
+          if (state.tamper) rewrite(json);
+          if (state.headNull) json.head = null;
+          if (state.withhold) { json.events = []; json.more = false; }
+          body = Buffer.from(JSON.stringify(json));
           headers['content-length'] = String(body.length);
         }
         res.writeHead(r.statusCode, headers);
@@ -65,6 +82,7 @@ export function startTamperProxy(target) {
     up.on('error', () => { res.writeHead(502); res.end(); });
   });
   server.on('upgrade', (req, sock, head) => {
+    if (state.gone) { sock.end('HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n'); return; }
     const up = net.connect(Number(t.port), t.hostname, () => {
       const lines = [`${req.method} ${req.url} HTTP/1.1`];
       for (let i = 0; i < req.rawHeaders.length; i += 2) {
@@ -88,9 +106,10 @@ export function startTamperProxy(target) {
         const [frames, rest] = parse(pending);
         pending = rest;
         for (const f of frames) {
-          if (state.tamper && f.op === 1) {
+          if ((state.tamper || state.withhold) && f.op === 1) {
             let j;
             try { j = JSON.parse(f.payload.toString()); } catch { j = null; }
+            if (j && j.event && state.withhold) continue;
             if (j && j.event) { sock.write(frame(JSON.stringify(rewrite(j)))); continue; }
           }
           sock.write(f.raw);

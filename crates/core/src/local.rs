@@ -143,6 +143,13 @@ mod tests {
             assert_eq!(k.open("idb:meta", &t), Err(LocalError), "flip at {i}");
         }
         assert_eq!(k.open("idb:meta", &sealed[..20]), Err(LocalError));
+        // The shortest record, an empty one, opens; every truncation of it is refused.
+        let empty = k.seal("idb:drafts", b"", &mut rng);
+        assert_eq!(empty.len(), 1 + 24 + 16);
+        assert!(k.open("idb:drafts", &empty).expect("opens").is_empty());
+        for n in 0..empty.len() {
+            assert_eq!(k.open("idb:drafts", &empty[..n]), Err(LocalError), "{n}");
+        }
         assert_eq!(k.open("idb:meta", &[]), Err(LocalError));
         // A rotated device has another key.
         let rotated = keys.rotate_device(&mut rng, 2);

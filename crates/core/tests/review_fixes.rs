@@ -278,6 +278,7 @@ fn garbage_epoch_key_from_the_partner_raises_an_alert_naming_them() {
         "{alert:?}"
     );
     assert!(alert.advice().contains("Your partner's device"));
+    assert_eq!(alert.error.seq(), Some(c.log.len() as u64 - 1));
     // Messages under the unchecked key are set aside, never read.
     let mut b2 = b2;
     assert!(b2.ingest(&c.log[b2.events().len()..]).error.is_none());
@@ -450,6 +451,8 @@ fn author_times_out_of_order_or_ahead_are_noted() {
             "both sides note it"
         );
     }
+    // Five minutes of slack for clocks that are merely a little off.
+    assert_eq!(FUTURE_SLACK_MS, 5 * 60 * 1000);
     // Seen from a device whose clock is behind A's, A's event is ahead.
     let behind = c.now - FUTURE_SLACK_MS - 60_000;
     let ahead: Vec<u64> = c.b.future_notes(behind).iter().map(|(s, _)| *s).collect();

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use js_sys::{Array, Object, Reflect};
 use troth_core::agreement::{Category, Day, Rule, templates as core_templates};
 use troth_core::event::Role;
-use troth_core::replica::Replica;
+use troth_core::replica::{Alert, Replica};
 use troth_core::state::VersionStatus;
 use wasm_bindgen::{JsError, JsValue};
 
@@ -133,8 +133,14 @@ fn status_name(s: VersionStatus) -> &'static str {
     }
 }
 
+/// An integrity alert: `{what, advice}`.
+pub(crate) fn alert(a: &Alert) -> JsValue {
+    obj(&[("what", s(&a.error.to_string())), ("advice", s(a.advice()))])
+}
+
 /// The whole state a person sees (shape documented in docs/WEB.md).
-pub(crate) fn state(r: &Replica, today: Day) -> JsValue {
+pub(crate) fn state(r: &Replica, now_ms: u64) -> JsValue {
+    let today = Day::from_unix_ms(now_ms);
     let st = r.state();
     let due: Vec<String> = st
         .due_for_review(today)
@@ -272,6 +278,21 @@ pub(crate) fn state(r: &Replica, today: Day) -> JsValue {
             })),
         ),
         ("consents", consents.into()),
+        (
+            "closed",
+            opt(st.closed, |(by, seq)| {
+                obj(&[("by", s(role_name(by))), ("seq", n(seq))])
+            }),
+        ),
+        (
+            "notes",
+            arr(st
+                .notes
+                .iter()
+                .cloned()
+                .chain(r.future_notes(now_ms))
+                .map(|(seq, what)| obj(&[("seq", n(seq)), ("what", s(&what))]))),
+        ),
         (
             "timeline",
             arr(st.timeline.iter().map(|t| {

@@ -12,6 +12,8 @@
 //! errors are JavaScript `Error`s with words for people. No secret byte
 //! crosses into JavaScript: the only way a key leaves is
 //! [`Keys::export_file`], the passphrase-protected age file the CLI writes too.
+//! What the page saves is sealed here ([`Keys::seal_local`]) under a key
+//! derived from the device key, which never leaves wasm.
 //! The pairing code's words are shown to the person (they must read them out),
 //! and are worthless once the pairing ends.
 #![forbid(unsafe_code)]
@@ -27,7 +29,7 @@ use troth_core::agreement::{Agreement, Day, Rule};
 use troth_core::content::{Content, PhoneAction, ReportScope};
 use troth_core::event::{Event, EventHash, Role};
 use troth_core::ids::AgreementId;
-use troth_core::keyfile::{KeyBundle, MAX_WORK_FACTOR};
+use troth_core::keyfile::{self, KeyBundle, MAX_WORK_FACTOR};
 use troth_core::keys::{DeviceCert, IdentityKey};
 use troth_core::log::TrustAnchors;
 use troth_core::pairing::{Paired, Pairing, PairingCode, Step};
@@ -122,6 +124,44 @@ pub fn check_code(typed: &str) -> Result<u32, JsError> {
     PairingCode::parse(typed).map(|c| c.mailbox()).map_err(err)
 }
 
+/// Checks text for invisible or direction-changing characters: an error
+/// with core's words (naming the character) when it holds one.
+#[wasm_bindgen(js_name = checkText)]
+pub fn check_text(s: &str) -> Result<(), JsError> {
+    troth_core::text::check_text(s).map_err(err)
+}
+
+/// Checks a new passphrase: an error with core's words when it is too weak.
+#[wasm_bindgen(js_name = checkPassphrase)]
+pub fn check_passphrase(p: &str) -> Result<(), JsError> {
+    keyfile::check_passphrase(p).map_err(err)
+}
+
+/// Refuses, before scrypt starts, a key file whose work factor needs more
+/// memory than this tab can get: the same amount is reserved and released
+/// (the allocator then reuses it for scrypt), so a small phone gets words
+/// instead of a crashed page.
+fn memory_fits(file: &[u8]) -> Result<(), JsError> {
+    let Some(log_n) = keyfile::work_factor(file) else {
+        return Ok(()); // not a passphrase file: decrypt says so
+    };
+    if log_n > MAX_WORK_FACTOR {
+        return Ok(()); // decrypt refuses it with its own words
+    }
+    let need = keyfile::scrypt_memory_bytes(log_n);
+    let fits = usize::try_from(need)
+        .ok()
+        .is_some_and(|n| Vec::<u8>::new().try_reserve_exact(n).is_ok());
+    if fits {
+        return Ok(());
+    }
+    Err(err(format!(
+        "This key file needs about {} MiB of memory to open, more than this browser can give it now. \
+         Close other tabs and apps and try again, or open it on a computer.",
+        need >> 20
+    )))
+}
+
 /// Today's date (`YYYY-MM-DD`, UTC) plus `days`.
 #[wasm_bindgen(js_name = dayPlus)]
 pub fn day_plus(now: f64, days: u32) -> String {
@@ -145,6 +185,7 @@ impl Keys {
 
     /// Opens a key file (armored or binary age, as the CLI writes) with its passphrase.
     pub fn unlock(file: &[u8], passphrase: &str) -> Result<Keys, JsError> {
+        memory_fits(file)?;
         KeyBundle::decrypt(file, passphrase, MAX_WORK_FACTOR)
             .map(|inner| Keys { inner })
             .map_err(err)
@@ -158,14 +199,34 @@ impl Keys {
         passphrase: &str,
         work_factor: Option<u8>,
     ) -> Result<String, JsError> {
-        if passphrase.chars().count() < 8 {
-            return Err(err(
-                "Please choose a passphrase of at least 8 characters; a few words you'll remember work well.",
-            ));
-        }
+        check_passphrase(passphrase)?;
         self.inner
             .encrypt(passphrase, work_factor.unwrap_or(WORK_FACTOR))
             .map_err(err)
+    }
+
+    /// Seals `data` as this browser's saved record named `context` (e.g.
+    /// `idb:meta`, `idb:event:42`), under the key derived from this
+    /// device's secret: base64, opaque to the page.
+    #[wasm_bindgen(js_name = sealLocal)]
+    pub fn seal_local(&self, context: &str, data: &str) -> String {
+        let sealed = self
+            .inner
+            .local_key()
+            .seal(context, data.as_bytes(), &mut OsRng);
+        STANDARD.encode(sealed)
+    }
+
+    /// Opens a record sealed by [`Keys::seal_local`] under the same
+    /// `context`; anything changed, swapped or sealed by another key is an
+    /// error.
+    #[wasm_bindgen(js_name = openLocal)]
+    pub fn open_local(&self, context: &str, sealed: &str) -> Result<String, JsError> {
+        let bytes = STANDARD
+            .decode(sealed)
+            .map_err(|_| err(troth_core::local::LocalError))?;
+        let plain = self.inner.local_key().open(context, &bytes).map_err(err)?;
+        String::from_utf8(plain.to_vec()).map_err(|_| err(troth_core::local::LocalError))
     }
 
     /// The identity's public key, hex.
@@ -306,6 +367,12 @@ impl Space {
         json::obj(&[("leading", h(&a.leading)), ("rebuilding", h(&a.rebuilding))])
     }
 
+    /// The verified head's event hash (hex), once there is one.
+    #[wasm_bindgen(getter, js_name = headHash)]
+    pub fn head_hash(&self) -> Option<String> {
+        self.inner.chain().head().map(|(_, h)| h.to_hex())
+    }
+
     /// How many verified events this device holds.
     #[wasm_bindgen(getter, js_name = eventCount)]
     pub fn event_count(&self) -> u32 {
@@ -349,27 +416,50 @@ impl Space {
         ]))
     }
 
-    /// Checks the head the relay claims (`seq`, `hash` hex); a rollback or
-    /// fork raises an alert and an error.
-    #[wasm_bindgen(js_name = checkRemoteHead)]
-    pub fn check_remote_head(&mut self, seq: f64, hash: &str) -> Result<(), JsError> {
-        let remote = Some((ms(seq), event_hash(hash)?));
-        self.inner.check_remote_head(remote).map_err(err)
+    /// One page of a sync, through core's `Replica::ingest_page` (the native
+    /// client's step too): the relay's claimed head (`seq`, `hash` hex; both
+    /// absent when it claims none), its events (base64) and whether it says
+    /// there is more. Returns `{accepted, alert, fetchMore}`; `alert` is
+    /// `{what, advice}` or `null` (a missing or lower head is a rollback, a
+    /// higher one with nothing delivered is withholding; both are kept in
+    /// `alerts()` as well).
+    #[wasm_bindgen(js_name = ingestPage)]
+    pub fn ingest_page(
+        &mut self,
+        head_seq: Option<f64>,
+        head_hash: Option<String>,
+        events: Vec<String>,
+        more: bool,
+    ) -> Result<JsValue, JsError> {
+        let head = match (head_seq, head_hash) {
+            (Some(seq), Some(h)) if seq.is_finite() && seq >= 0.0 => {
+                Some((seq as u64, event_hash(&h)?))
+            }
+            _ => None,
+        };
+        // An event that cannot be read ends the page there; what came before
+        // it is still verified, and the chain reports the gap.
+        let decoded: Vec<Event> = events
+            .iter()
+            .map_while(|e| STANDARD.decode(e).ok().and_then(|b| Event::decode(&b).ok()))
+            .collect();
+        let unreadable = decoded.len() < events.len();
+        let r = self.inner.ingest_page(head, &decoded, more && !unreadable);
+        Ok(json::obj(&[
+            ("accepted", json::n(r.accepted as u64)),
+            ("alert", json::opt(r.alert.as_ref(), json::alert)),
+            ("fetchMore", JsValue::from_bool(r.fetch_more && !unreadable)),
+        ]))
     }
 
     /// The state a person sees, as a plain object (see docs/WEB.md).
     pub fn state(&self, now: f64) -> JsValue {
-        json::state(&self.inner, Day::from_unix_ms(ms(now)))
+        json::state(&self.inner, ms(now))
     }
 
     /// Integrity alerts: `[{what, advice}]`.
     pub fn alerts(&self) -> JsValue {
-        json::arr(self.inner.alerts().iter().map(|a| {
-            json::obj(&[
-                ("what", json::s(&a.error.to_string())),
-                ("advice", json::s(a.advice())),
-            ])
-        }))
+        json::arr(self.inner.alerts().iter().map(json::alert))
     }
 
     /// The state code of the verified head.
@@ -450,6 +540,26 @@ impl Space {
             }
         };
         let c = self.inner.propose(agreement).map_err(err)?;
+        self.seal(&c, now)
+    }
+
+    /// Notes that a copy of this person's key was exported on `label` (e.g.
+    /// "this browser"); appended before the file is handed over.
+    #[wasm_bindgen(js_name = keyExported)]
+    pub fn key_exported(&self, label: &str, now: f64) -> Result<String, JsError> {
+        let c = Content::KeyExported {
+            label: label.to_owned(),
+        };
+        self.seal(&c, now)
+    }
+
+    /// Closes the space for both partners; appended before the relay is
+    /// asked to delete it.
+    #[wasm_bindgen(js_name = closeSpace)]
+    pub fn close_space(&self, comment: &str, now: f64) -> Result<String, JsError> {
+        let c = Content::CloseSpace {
+            comment: comment.trim().to_owned(),
+        };
         self.seal(&c, now)
     }
 
