@@ -154,8 +154,13 @@ fn setup() -> Result<()> {
     // The wasm target comes from rust-toolchain.toml; make sure it is there even
     // when the toolchain was installed before the file listed it.
     run(Command::new("rustup").args(["target", "add", "wasm32-unknown-unknown"]))?;
-    // Go age (interop tests), Chromium (browser tests).
-    apt_install(&[("age", "age"), ("chromium", "chromium")])?;
+    // Go age (interop tests), Chromium (browser tests), PostgreSQL 15 (the
+    // relay's PostgreSQL store tests start it themselves: tests/common/pg.rs).
+    apt_install(&[
+        ("age", "age"),
+        ("chromium", "chromium"),
+        ("/usr/lib/postgresql/15/bin/initdb", "postgresql"),
+    ])?;
     if !have("cargo-fuzz") {
         run(cargo().args(["install", "cargo-fuzz"]))?;
     }

@@ -533,7 +533,7 @@ async fn store_reference(
             head,
             members: Vec::new(),
         };
-        anyhow::ensure!(store.create_space(space, b"genesis", &record)?);
+        anyhow::ensure!(store.create_space(space, b"genesis", &record).await?);
         spaces.push((space, tokio::sync::Mutex::new(head)));
     }
     committer.durable().await;
@@ -566,7 +566,10 @@ async fn store_reference(
                 seq,
                 hash: EventHash(hash),
             };
-            match store.append_if_head(*space, *head, next.hash, &body, None) {
+            match store
+                .append_if_head(*space, *head, next.hash, &body, None)
+                .await
+            {
                 Ok(Append::Done) if committer.durable().await => {
                     *head = next;
                     hyper::StatusCode::CREATED
@@ -597,6 +600,7 @@ async fn store_reference(
                         head.seq,
                         q.get("limit").map_or(10, |&l| l as usize),
                     )
+                    .await
                     .map_err(|_| hyper::StatusCode::INTERNAL_SERVER_ERROR)?;
                 let more = from.saturating_add(events.len() as u64) <= head.seq;
                 Ok((

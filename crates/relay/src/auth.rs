@@ -131,7 +131,7 @@ fn bad_auth() -> ApiError {
 
 /// Checks a parsed request authentication against `key` (the signing
 /// device's key): time window, signature, per-device rate, then nonce reuse.
-pub(crate) fn verify(
+pub(crate) async fn verify(
     state: &AppState,
     auth: &RequestAuth,
     key: &VerifyingKey,
@@ -143,7 +143,7 @@ pub(crate) fn verify(
     check_time(state, auth)?;
     auth.verify(key, Some(space), method, path, body)
         .map_err(|_| bad_auth())?;
-    admit(state, auth)
+    admit(state, auth).await
 }
 
 /// The time-window check alone.
@@ -163,11 +163,12 @@ fn check_time_ms(state: &AppState, time_ms: u64) -> Result<(), ApiError> {
 }
 
 /// After the signature verified: the per-device rate, then nonce reuse.
-pub(crate) fn admit(state: &AppState, auth: &RequestAuth) -> Result<(), ApiError> {
+pub(crate) async fn admit(state: &AppState, auth: &RequestAuth) -> Result<(), ApiError> {
     state.check_device(&auth.device.0)?;
     if !state
         .store()
-        .nonce_fresh(auth.time_ms, &auth.device.0, &auth.nonce)?
+        .nonce_fresh(auth.time_ms, &auth.device.0, &auth.nonce)
+        .await?
     {
         return Err(replayed());
     }

@@ -148,8 +148,54 @@ pub struct Config {
     pub data: PathBuf,
     /// sled's page cache, in MiB.
     pub cache_mb: u64,
+    /// Where events are stored.
+    pub store: StoreConfig,
     /// Limits.
     pub limits: Limits,
+}
+
+/// Which store the relay uses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreConfig {
+    /// The embedded sled database in `data` (the default).
+    Sled,
+    /// A PostgreSQL database.
+    Postgres {
+        /// The connection settings (may hold a password: never printed).
+        url: DatabaseUrl,
+        /// Most connections in the pool.
+        pool_size: usize,
+    },
+}
+
+/// A PostgreSQL connection URL or key=value string, checked to parse; its
+/// `Debug` does not show it (it may hold a password).
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    /// The connection settings.
+    pub fn pg_config(&self) -> Result<tokio_postgres::Config, tokio_postgres::Error> {
+        self.0.parse()
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DatabaseUrl(…)")
+    }
+}
+
+/// The store settings given by flags or environment variables, each with
+/// the name of where it came from (for error messages).
+#[derive(Debug, Default)]
+pub struct StoreArgs<'a> {
+    /// `--store` / `TROTH_RELAY_STORE`.
+    pub store: Option<(&'a str, String)>,
+    /// `--database-url` / `TROTH_RELAY_DATABASE_URL`.
+    pub database_url: Option<(&'a str, String)>,
+    /// `--database-url-file` / `TROTH_RELAY_DATABASE_URL_FILE`.
+    pub database_url_file: Option<(&'a str, PathBuf)>,
 }
 
 /// What a TOML file may say (every key optional).
@@ -159,7 +205,74 @@ struct FileConfig {
     listen: Option<String>,
     data: Option<PathBuf>,
     cache_mb: Option<u64>,
+    store: Option<String>,
+    database_url: Option<String>,
+    database_url_file: Option<PathBuf>,
+    database_pool_size: Option<usize>,
     limits: Limits,
+}
+
+fn store_config(fc: &FileConfig, args: StoreArgs<'_>) -> Result<StoreConfig, ConfigError> {
+    let (store_name, kind) = match args.store {
+        Some((n, v)) => (n.to_string(), v),
+        None => match &fc.store {
+            Some(v) => ("store (config file)".to_string(), v.clone()),
+            None => ("store".to_string(), "sled".to_string()),
+        },
+    };
+    match kind.trim() {
+        "sled" => return Ok(StoreConfig::Sled),
+        "postgres" | "postgresql" => {}
+        other => {
+            return Err(ConfigError::Invalid {
+                setting: store_name,
+                why: format!("is `{other}`, not `sled` or `postgres`"),
+            });
+        }
+    }
+    let read_file = |name: String, p: &Path| -> Result<(String, String), ConfigError> {
+        let text = std::fs::read_to_string(p).map_err(|e| ConfigError::Invalid {
+            setting: name.clone(),
+            why: format!("names {}, which cannot be read: {e}", p.display()),
+        })?;
+        Ok((name, text.trim().to_string()))
+    };
+    let (url_name, url) = if let Some((n, v)) = args.database_url {
+        (n.to_string(), v)
+    } else if let Some((n, p)) = args.database_url_file {
+        read_file(n.to_string(), &p)?
+    } else if let Some(v) = &fc.database_url {
+        ("database_url (config file)".to_string(), v.clone())
+    } else if let Some(p) = &fc.database_url_file {
+        read_file("database_url_file (config file)".to_string(), p)?
+    } else {
+        return Err(ConfigError::Invalid {
+            setting: "--database-url".into(),
+            why: format!(
+                "is missing: `{store_name}` is postgres, which needs a database URL \
+                 (--database-url, TROTH_RELAY_DATABASE_URL, TROTH_RELAY_DATABASE_URL_FILE \
+                 or database_url in the config file)"
+            ),
+        });
+    };
+    let url = DatabaseUrl(url.trim().to_string());
+    if let Err(e) = url.pg_config() {
+        // The value itself may hold a password: not repeated here.
+        return Err(ConfigError::Invalid {
+            setting: url_name,
+            why: format!(
+                "is not a PostgreSQL connection URL like postgres://user@host:5432/db ({e})"
+            ),
+        });
+    }
+    let pool_size = fc.database_pool_size.unwrap_or(16);
+    if !(1..=1000).contains(&pool_size) {
+        return Err(ConfigError::Invalid {
+            setting: "database_pool_size".into(),
+            why: "must be between 1 and 1000".into(),
+        });
+    }
+    Ok(StoreConfig::Postgres { url, pool_size })
 }
 
 /// A configuration problem, naming the setting.
@@ -207,6 +320,16 @@ impl Config {
         listen: Option<(&str, String)>,
         data: Option<(&str, PathBuf)>,
     ) -> Result<Config, ConfigError> {
+        Self::resolve_with_store(file, listen, data, StoreArgs::default())
+    }
+
+    /// [`Config::resolve`], with the store settings given by flags or environment.
+    pub fn resolve_with_store(
+        file: Option<&Path>,
+        listen: Option<(&str, String)>,
+        data: Option<(&str, PathBuf)>,
+        store: StoreArgs<'_>,
+    ) -> Result<Config, ConfigError> {
         let fc: FileConfig = match file {
             None => FileConfig::default(),
             Some(p) => {
@@ -220,6 +343,7 @@ impl Config {
                 })?
             }
         };
+        let store = store_config(&fc, store)?;
         let (listen_name, listen) = match listen {
             Some((name, v)) => (name.to_string(), v),
             None => match fc.listen {
@@ -231,7 +355,7 @@ impl Config {
             setting: listen_name,
             why: format!("is `{listen}`, not an address like 127.0.0.1:8080"),
         })?;
-        let data = match data.map(|(_, p)| p).or(fc.data) {
+        let data = match data.map(|(_, p)| p).or(fc.data.clone()) {
             Some(p) if p.as_os_str().is_empty() => {
                 return Err(ConfigError::Invalid {
                     setting: "data".into(),
@@ -257,6 +381,7 @@ impl Config {
             listen,
             data,
             cache_mb,
+            store,
             limits: fc.limits,
         })
     }
@@ -299,5 +424,78 @@ mod tests {
             .unwrap_or_default();
         assert!(e.contains("bogus"), "{e}");
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    fn store_err(args: StoreArgs<'_>) -> String {
+        Config::resolve_with_store(None, None, Some(("--data", "/tmp/x".into())), args)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn store_settings_are_checked_and_named() {
+        let ok = Config::resolve_with_store(
+            None,
+            None,
+            Some(("--data", "/tmp/x".into())),
+            StoreArgs::default(),
+        )
+        .map(|c| c.store);
+        assert!(matches!(ok, Ok(StoreConfig::Sled)));
+        let e = store_err(StoreArgs {
+            store: Some(("--store", "mysql".into())),
+            ..StoreArgs::default()
+        });
+        assert!(e.contains("`--store`") && e.contains("mysql"), "{e}");
+        let e = store_err(StoreArgs {
+            store: Some(("TROTH_RELAY_STORE", "postgres".into())),
+            ..StoreArgs::default()
+        });
+        assert!(e.contains("--database-url") && e.contains("missing"), "{e}");
+        let e = store_err(StoreArgs {
+            store: Some(("--store", "postgres".into())),
+            database_url: Some(("--database-url", "postgres://u:sekrit@h:notaport/db".into())),
+            ..StoreArgs::default()
+        });
+        assert!(e.contains("`--database-url`"), "{e}");
+        assert!(!e.contains("sekrit"), "the password is repeated: {e}");
+        let e = store_err(StoreArgs {
+            store: Some(("--store", "postgres".into())),
+            database_url_file: Some((
+                "TROTH_RELAY_DATABASE_URL_FILE",
+                "/nonexistent/troth-url".into(),
+            )),
+            ..StoreArgs::default()
+        });
+        assert!(e.contains("TROTH_RELAY_DATABASE_URL_FILE"), "{e}");
+        let dir = tempfile_dir();
+        let f = dir.join("url");
+        std::fs::write(&f, "postgres://relay@127.0.0.1:5432/troth\n").ok();
+        let got = Config::resolve_with_store(
+            None,
+            None,
+            Some(("--data", "/tmp/x".into())),
+            StoreArgs {
+                store: Some(("--store", "postgres".into())),
+                database_url_file: Some(("--database-url-file", f.clone())),
+                ..StoreArgs::default()
+            },
+        );
+        match got.map(|c| c.store) {
+            Ok(StoreConfig::Postgres { url, pool_size }) => {
+                assert_eq!(pool_size, 16);
+                assert!(url.pg_config().is_ok());
+                assert_eq!(format!("{url:?}"), "DatabaseUrl(…)");
+            }
+            other => panic!("{other:?}"),
+        }
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    fn tempfile_dir() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("troth-relay-store-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).ok();
+        dir
     }
 }

@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use troth_relay::store::SledStore;
+use troth_relay::config::{StoreArgs, StoreConfig};
+use troth_relay::store::{PgStore, SledStore, Store};
 use troth_relay::{AppState, Config, SystemClock};
 
 /// Troth's relay: stores and forwards only ciphertext.
@@ -25,35 +26,37 @@ struct Cli {
     /// Folder of the embedded database [default: $XDG_DATA_HOME/troth-relay or ~/.local/share/troth-relay]
     #[arg(long, env = "TROTH_RELAY_DATA")]
     data: Option<PathBuf>,
-    /// A TOML file with settings (listen, data, cache_mb, [limits]); flags and variables win
+    /// A TOML file with settings (listen, data, cache_mb, store, database_url, [limits]); flags and variables win
     #[arg(long, env = "TROTH_RELAY_CONFIG")]
     config: Option<PathBuf>,
+    /// Where events are kept: `sled` (embedded, in --data) or `postgres` [default: sled]
+    #[arg(long, env = "TROTH_RELAY_STORE")]
+    store: Option<String>,
+    /// PostgreSQL connection URL, e.g. postgres://relay@db:5432/troth (with --store postgres)
+    #[arg(long, env = "TROTH_RELAY_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+    /// A file holding the PostgreSQL connection URL (a secret mounted by the service manager)
+    #[arg(long, env = "TROTH_RELAY_DATABASE_URL_FILE")]
+    database_url_file: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
 }
 
-fn source(flag: &str, var: &str) -> &'static str {
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// Applies the PostgreSQL schema migrations not applied yet, then exits
+    /// (the relay also applies them when it starts)
+    Migrate,
+}
+
+/// Where a setting given on the command line or in the environment came
+/// from: the flag if it was on the command line, else the variable.
+fn source(flag: &'static str, var: &'static str) -> &'static str {
     let from_flag = std::env::args().any(|a| a == flag || a.starts_with(&format!("{flag}=")));
-    match (from_flag, std::env::var_os(var).is_some()) {
-        (true, _) => {
-            if flag == "--listen" {
-                "--listen"
-            } else {
-                "--data"
-            }
-        }
-        (false, true) => {
-            if var == "TROTH_RELAY_LISTEN" {
-                "TROTH_RELAY_LISTEN"
-            } else {
-                "TROTH_RELAY_DATA"
-            }
-        }
-        _ => {
-            if flag == "--listen" {
-                "listen"
-            } else {
-                "data"
-            }
-        }
+    if from_flag || std::env::var_os(var).is_none() {
+        flag
+    } else {
+        var
     }
 }
 
@@ -89,28 +92,64 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let cli = Cli::parse();
-    let config = Config::resolve(
+    let config = Config::resolve_with_store(
         cli.config.as_deref(),
         cli.listen
             .map(|l| (source("--listen", "TROTH_RELAY_LISTEN"), l)),
         cli.data.map(|d| (source("--data", "TROTH_RELAY_DATA"), d)),
+        StoreArgs {
+            store: cli
+                .store
+                .map(|v| (source("--store", "TROTH_RELAY_STORE"), v)),
+            database_url: cli
+                .database_url
+                .map(|v| (source("--database-url", "TROTH_RELAY_DATABASE_URL"), v)),
+            database_url_file: cli.database_url_file.map(|v| {
+                (
+                    source("--database-url-file", "TROTH_RELAY_DATABASE_URL_FILE"),
+                    v,
+                )
+            }),
+        },
     )?;
-    std::fs::create_dir_all(&config.data)
-        .with_context(|| format!("cannot create the data folder {}", config.data.display()))?;
-    let store = SledStore::open(&config.data, config.cache_mb * 1024 * 1024)
-        .with_context(|| format!("cannot open the database in {}", config.data.display()))?;
-    let state = AppState::new(
-        Arc::new(store),
-        Arc::new(SystemClock),
-        config.limits.clone(),
-    )
-    .context("cannot start the flusher thread")?;
+    if let Some(Command::Migrate) = cli.command {
+        let StoreConfig::Postgres { url, .. } = &config.store else {
+            anyhow::bail!(
+                "setting `--store` is sled: `migrate` is for the PostgreSQL store (--store postgres)"
+            );
+        };
+        let store = PgStore::connect(url.pg_config()?, 1, true)
+            .await
+            .context("cannot migrate the database (setting `--database-url`)")?;
+        let (version, _) = store.schema_version().await?;
+        println!("database schema at version {version}");
+        return Ok(());
+    }
+    let store: Arc<dyn Store> = match &config.store {
+        StoreConfig::Sled => {
+            std::fs::create_dir_all(&config.data).with_context(|| {
+                format!("cannot create the data folder {}", config.data.display())
+            })?;
+            let store = SledStore::open(&config.data, config.cache_mb * 1024 * 1024).with_context(
+                || format!("cannot open the database in {}", config.data.display()),
+            )?;
+            Arc::new(store)
+        }
+        StoreConfig::Postgres { url, pool_size } => Arc::new(
+            PgStore::connect(url.pg_config()?, *pool_size, true)
+                .await
+                .context("cannot use the PostgreSQL database (setting `--database-url`)")?,
+        ),
+    };
+    let kind = store.kind();
+    let state = AppState::new(store, Arc::new(SystemClock), config.limits.clone())
+        .context("cannot start the flusher thread")?;
     state.spawn_maintenance(Duration::from_secs(60));
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {} (setting `listen`)", config.listen))?;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, data = %config.data.display(), "troth-relay listening");
+    tracing::info!(%addr, store = kind, data = %config.data.display(), "troth-relay listening");
     // A line for scripts and tests that start the relay on port 0.
     println!("listening on {addr}");
     troth_relay::serve(listener, state, shutdown_signal()).await?;

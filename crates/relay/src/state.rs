@@ -177,7 +177,8 @@ impl AppState {
 
     /// Waits until every write made so far is durable.
     pub(crate) async fn durable(&self) -> Result<(), ApiError> {
-        if self.0.committer.durable().await {
+        // PostgreSQL's writes committed before they returned.
+        if self.0.store.durable_on_write() || self.0.committer.durable().await {
             Ok(())
         } else {
             Err(ApiError::internal())
@@ -186,8 +187,17 @@ impl AppState {
 
     /// The cached slot of a space and its member list, loading them from
     /// the store on first use; `keep` caches the decoded member list in the
-    /// slot. `Ok(None)` if the space does not exist.
-    pub(crate) fn space(&self, space: SpaceId, keep: bool) -> Result<Option<Loaded>, ApiError> {
+    /// slot. `Ok(None)` if the space does not exist. With a store other
+    /// relay processes write to ([`crate::store::Store::shared`]), the head
+    /// and member list are read from the store every time.
+    pub(crate) async fn space(
+        &self,
+        space: SpaceId,
+        keep: bool,
+    ) -> Result<Option<Loaded>, ApiError> {
+        if self.0.store.shared() {
+            return self.space_fresh(space).await;
+        }
         let now = self.now_ms();
         let cached = lock(&self.0.spaces).get(&space).cloned();
         if let Some(slot) = cached {
@@ -197,7 +207,7 @@ impl AppState {
             if let Some(m) = m {
                 return Ok(Some((slot, m)));
             }
-            let Some(rec) = self.0.store.space(space)? else {
+            let Some(rec) = self.0.store.space(space).await? else {
                 return Ok(None);
             };
             let m = Arc::new(decode_members(space, &rec.members)?);
@@ -209,21 +219,61 @@ impl AppState {
             }
             return Ok(Some((slot, m)));
         }
-        let Some(rec) = self.0.store.space(space)? else {
+        let Some(rec) = self.0.store.space(space).await? else {
             return Ok(None);
         };
         let m = Arc::new(decode_members(space, &rec.members)?);
-        let slot = Arc::new(Slot {
+        let slot = self.new_slot(now, rec.head, keep.then(|| m.clone()));
+        let slot = lock(&self.0.spaces).entry(space).or_insert(slot).clone();
+        Ok(Some((slot, m)))
+    }
+
+    /// A space's head and member list as the store has them now.
+    pub(crate) async fn record(
+        &self,
+        space: SpaceId,
+    ) -> Result<Option<(Head, Arc<Members>)>, ApiError> {
+        let Some(rec) = self.0.store.space(space).await? else {
+            return Ok(None);
+        };
+        Ok(Some((
+            rec.head,
+            Arc::new(decode_members(space, &rec.members)?),
+        )))
+    }
+
+    fn new_slot(&self, now: u64, head: Head, members: Option<Arc<Members>>) -> Arc<Slot> {
+        Arc::new(Slot {
             write: tokio::sync::Mutex::new(()),
             view: RwLock::new(View {
-                head: rec.head,
-                members: keep.then(|| m.clone()),
+                head,
+                members,
                 deleted: false,
             }),
             live: broadcast::channel(LIVE_BUFFER).0,
             used_ms: AtomicU64::new(now),
-        });
+        })
+    }
+
+    /// [`AppState::space`] over a shared store: the head and members as the
+    /// store has them now, written into the slot (which then only serves
+    /// this process's live subscribers and its writers' lock).
+    async fn space_fresh(&self, space: SpaceId) -> Result<Option<Loaded>, ApiError> {
+        let now = self.now_ms();
+        let Some((head, m)) = self.record(space).await? else {
+            self.forget_slot(space);
+            return Ok(None);
+        };
+        let slot = self.new_slot(now, head, Some(m.clone()));
         let slot = lock(&self.0.spaces).entry(space).or_insert(slot).clone();
+        slot.used_ms
+            .store(now, std::sync::atomic::Ordering::Relaxed);
+        {
+            let mut v = slot.view_mut();
+            v.head = head;
+            v.members = Some(m.clone());
+            v.deleted = false;
+        }
         Ok(Some((slot, m)))
     }
 
@@ -293,13 +343,14 @@ impl AppState {
 
     /// Housekeeping: forgets expired nonces and mailboxes and idle rate-limit
     /// entries. Run every minute by [`AppState::spawn_maintenance`].
-    pub fn maintain(&self) -> Result<(), crate::store::StoreError> {
+    pub async fn maintain(&self) -> Result<(), crate::store::StoreError> {
         let now = self.now_ms();
         let window = self.0.limits.time_window_secs.saturating_mul(1000);
-        self.0.store.nonce_sweep(now.saturating_sub(window))?;
+        self.0.store.nonce_sweep(now.saturating_sub(window)).await?;
         self.evict_idle(now);
         self.0.sessions.sweep(now);
-        crate::routes::rendezvous::sweep(self, now)?;
+        crate::routes::rendezvous::sweep(self, now).await?;
+        self.0.store.housekeep().await?;
         self.0.per_ip.retain_recent();
         self.0.per_device.retain_recent();
         self.0.rendezvous.retain_recent();
@@ -342,7 +393,9 @@ impl AppState {
             loop {
                 t.tick().await;
                 let s = state.clone();
-                match tokio::task::spawn_blocking(move || s.maintain()).await {
+                // On a blocking thread: sled's sweeps may take a while.
+                let rt = tokio::runtime::Handle::current();
+                match tokio::task::spawn_blocking(move || rt.block_on(s.maintain())).await {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => tracing::error!(error = %e, "maintenance failed"),
                     Err(e) => tracing::error!(error = %e, "maintenance task failed"),

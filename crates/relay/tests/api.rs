@@ -14,21 +14,54 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use troth_core::event::{Body, Event, EventHash, Header, MAX_BODY};
 use troth_core::keys::DeviceSecret;
-use troth_relay::store::SledStore;
+use troth_relay::store::{SledStore, Store};
 use troth_relay::{Limits, ManualClock};
+
+/// The store a test runs on: each test written for both runs twice
+/// (`both!`), as `<test>::sled` and `<test>::postgres`.
+#[derive(Clone, Copy, Debug)]
+enum Backend {
+    Sled,
+    Postgres,
+}
+
+/// Runs an `async fn(Backend)` test on sled and on PostgreSQL.
+macro_rules! both {
+    ($(#[$attr:meta])* $name:ident) => {
+        mod $name {
+            $(#[$attr])*
+            async fn sled() {
+                super::$name(super::Backend::Sled).await
+            }
+            $(#[$attr])*
+            async fn postgres() {
+                super::$name(super::Backend::Postgres).await
+            }
+        }
+    };
+}
 
 struct Fixture {
     relay: InProcess,
     http: Http,
     clock: ManualClock,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
 }
 
-async fn fixture(limits: Limits) -> Fixture {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = SledStore::open(dir.path(), 8 << 20).expect("open sled");
+async fn fixture(backend: Backend, limits: Limits) -> Fixture {
     let clock = ManualClock::new(now_ms());
-    let relay = InProcess::start(Arc::new(store), Arc::new(clock.clone()), limits).await;
+    let (store, dir): (Arc<dyn Store>, _) = match backend {
+        Backend::Sled => {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let store = SledStore::open(dir.path(), 8 << 20).expect("open sled");
+            (Arc::new(store), Some(dir))
+        }
+        Backend::Postgres => {
+            let (store, _) = pg::fresh_store().await;
+            (Arc::new(store), None)
+        }
+    };
+    let relay = InProcess::start(store, Arc::new(clock.clone()), limits).await;
     let http = relay.http();
     Fixture {
         relay,
@@ -52,9 +85,8 @@ async fn created(f: &Fixture, seed: u64) -> Space {
     s
 }
 
-#[tokio::test]
-async fn create_append_and_page() {
-    let f = fixture(Limits::default()).await;
+async fn create_append_and_page(b: Backend) {
+    let f = fixture(b, Limits::default()).await;
     let mut s = Space::generate(1);
     let r = f.http.create(&s, f.t()).await;
     assert_eq!(r.status, 201);
@@ -108,9 +140,8 @@ async fn create_append_and_page() {
     f.relay.stop().await;
 }
 
-#[tokio::test]
-async fn compare_and_swap_conflict_returns_the_head() {
-    let f = fixture(Limits::default()).await;
+async fn compare_and_swap_conflict_returns_the_head(b: Backend) {
+    let f = fixture(b, Limits::default()).await;
     let mut s = created(&f, 2).await;
     let a = s.next_event(b"from phone");
     let b = s.next_event(b"from laptop");
@@ -131,9 +162,8 @@ async fn compare_and_swap_conflict_returns_the_head() {
     f.relay.stop().await;
 }
 
-#[tokio::test]
-async fn concurrent_appends_keep_one_chain() {
-    let f = fixture(Limits::default()).await;
+async fn concurrent_appends_keep_one_chain(b: Backend) {
+    let f = fixture(b, Limits::default()).await;
     let s = created(&f, 3).await;
     let s = Arc::new(tokio::sync::Mutex::new(s));
     let mut tasks = Vec::new();
@@ -190,9 +220,8 @@ async fn concurrent_appends_keep_one_chain() {
 /// batches (`troth_relay::verify`): each tampered event is refused with
 /// `bad_event_signature` without costing the good ones in its batch
 /// anything, and every chain ends complete and verifying.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_bad_signature_among_concurrent_appends_fails_alone() {
-    let f = fixture(Limits::generous()).await;
+async fn a_bad_signature_among_concurrent_appends_fails_alone(b: Backend) {
+    let f = fixture(b, Limits::generous()).await;
     let mut tasks = Vec::new();
     for i in 0..16u64 {
         let s = created(&f, 100 + i).await;
@@ -255,7 +284,7 @@ async fn a_bad_signature_among_concurrent_appends_fails_alone() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn torsion_in_r_is_refused_among_concurrent_appends() {
     use curve25519_dalek::constants::EIGHT_TORSION;
-    let f = fixture(Limits::generous()).await;
+    let f = fixture(Backend::Sled, Limits::generous()).await;
     let mut tasks = Vec::new();
     for i in 0..16u64 {
         let s = created(&f, 200 + i).await;
@@ -315,9 +344,8 @@ async fn torsion_in_r_is_refused_among_concurrent_appends() {
     f.relay.stop().await;
 }
 
-#[tokio::test]
-async fn auth_failures_are_refused() {
-    let f = fixture(Limits::default()).await;
+async fn auth_failures_are_refused(b: Backend) {
+    let f = fixture(b, Limits::default()).await;
     let mut s = created(&f, 4).await;
     let other = created(&f, 5).await;
     let path = format!("/v1/spaces/{}/events", s.hex());
@@ -477,9 +505,8 @@ async fn next_json(
     }
 }
 
-#[tokio::test]
-async fn live_push_reaches_every_connection() {
-    let f = fixture(Limits::default()).await;
+async fn live_push_reaches_every_connection(b: Backend) {
+    let f = fixture(b, Limits::default()).await;
     let mut s = created(&f, 7).await;
     let mut a = ws_connect(&f, &s).await;
     let mut b = ws_connect(&f, &s).await;
@@ -535,9 +562,8 @@ async fn live_push_reaches_every_connection() {
     f.relay.stop().await;
 }
 
-#[tokio::test]
-async fn delete_forgets_the_space() {
-    let f = fixture(Limits::default()).await;
+async fn delete_forgets_the_space(b: Backend) {
+    let f = fixture(b, Limits::default()).await;
     let mut s = created(&f, 9).await;
     let ev = s.next_event(b"secret-ish");
     assert_eq!(f.http.append(&mut s, ev, f.t()).await.status, 201);
@@ -573,13 +599,12 @@ async fn delete_forgets_the_space() {
     f.relay.stop().await;
 }
 
-#[tokio::test]
-async fn size_limits_answer_413() {
+async fn size_limits_answer_413(b: Backend) {
     let limits = Limits {
         max_events_per_space: 3,
         ..Limits::default()
     };
-    let f = fixture(limits.clone()).await;
+    let f = fixture(b, limits.clone()).await;
     let mut s = created(&f, 11).await;
     let path = format!("/v1/spaces/{}/events", s.hex());
     // A body over the limit (declared length), and a chunked one.
@@ -639,11 +664,14 @@ async fn size_limits_answer_413() {
 #[tokio::test]
 async fn rate_limits_answer_429_with_retry_after() {
     // Per client address.
-    let f = fixture(Limits {
-        per_ip_per_second: 1,
-        per_ip_burst: 5,
-        ..Limits::default()
-    })
+    let f = fixture(
+        Backend::Sled,
+        Limits {
+            per_ip_per_second: 1,
+            per_ip_burst: 5,
+            ..Limits::default()
+        },
+    )
     .await;
     let mut codes = Vec::new();
     for _ in 0..8 {
@@ -679,11 +707,14 @@ async fn rate_limits_answer_429_with_retry_after() {
     f.relay.stop().await;
 
     // Per device key.
-    let f = fixture(Limits {
-        per_device_per_second: 1,
-        per_device_burst: 3,
-        ..Limits::default()
-    })
+    let f = fixture(
+        Backend::Sled,
+        Limits {
+            per_device_per_second: 1,
+            per_device_burst: 3,
+            ..Limits::default()
+        },
+    )
     .await;
     let s = created(&f, 12).await; // 1
     let mut codes = Vec::new();
@@ -704,11 +735,14 @@ async fn rate_limits_answer_429_with_retry_after() {
     f.relay.stop().await;
 
     // Rendezvous opens and claims per address (code guessing).
-    let f = fixture(Limits {
-        rendezvous_per_ip_per_minute: 1,
-        rendezvous_burst: 3,
-        ..Limits::default()
-    })
+    let f = fixture(
+        Backend::Sled,
+        Limits {
+            rendezvous_per_ip_per_minute: 1,
+            rendezvous_burst: 3,
+            ..Limits::default()
+        },
+    )
     .await;
     let mut codes = Vec::new();
     for n in 1..=5 {
@@ -723,9 +757,8 @@ async fn rate_limits_answer_429_with_retry_after() {
     f.relay.stop().await;
 }
 
-#[tokio::test]
-async fn malformed_input_gets_4xx_json_and_changes_nothing() {
-    let f = fixture(Limits::default()).await;
+async fn malformed_input_gets_4xx_json_and_changes_nothing(b: Backend) {
+    let f = fixture(b, Limits::default()).await;
     let mut s = created(&f, 14).await;
     let ev = s.next_event(b"keep me");
     assert_eq!(f.http.append(&mut s, ev, f.t()).await.status, 201);
@@ -811,12 +844,14 @@ async fn malformed_input_gets_4xx_json_and_changes_nothing() {
     f.relay.stop().await;
 }
 
-#[tokio::test]
-async fn rendezvous_single_use_messages_and_expiry() {
-    let f = fixture(Limits {
-        rendezvous_burst: 100,
-        ..Limits::default()
-    })
+async fn rendezvous_single_use_messages_and_expiry(b: Backend) {
+    let f = fixture(
+        b,
+        Limits {
+            rendezvous_burst: 100,
+            ..Limits::default()
+        },
+    )
     .await;
     let r = f.http.req("POST", "/v1/rendezvous", &[], vec![]).await;
     assert_eq!(r.status, 201);
@@ -1039,19 +1074,23 @@ async fn rendezvous_single_use_messages_and_expiry() {
     let r = f.http.req("POST", "/v1/rendezvous", &[], vec![]).await;
     let n3 = r.json()["mailbox"].as_u64().unwrap_or(0) as u32;
     f.clock.advance(10 * 60 * 1000);
-    f.relay.state.maintain().expect("maintain");
-    assert_eq!(f.relay.state.store().mailbox(n3).ok().flatten(), None);
+    f.relay.state.maintain().await.expect("maintain");
+    assert_eq!(f.relay.state.store().mailbox(n3).await.ok().flatten(), None);
     f.relay.stop().await;
 }
 
-#[tokio::test]
-async fn healthz_and_metrics() {
-    let f = fixture(Limits::default()).await;
+async fn healthz_and_metrics(b: Backend) {
+    let f = fixture(b, Limits::default()).await;
     let mut s = created(&f, 15).await;
     let ev = s.next_event(b"m");
     assert_eq!(f.http.append(&mut s, ev, f.t()).await.status, 201);
     let r = f.http.req("GET", "/healthz", &[], vec![]).await;
     assert_eq!((r.status, r.json()["status"].as_str()), (200, Some("ok")));
+    let kind = match b {
+        Backend::Sled => "sled",
+        Backend::Postgres => "postgres",
+    };
+    assert_eq!(r.json()["store"], kind);
     let r = f.http.req("GET", "/metrics", &[], vec![]).await;
     let text = String::from_utf8_lossy(&r.body).to_string();
     assert!(text.contains("troth_relay_appends_total 1"), "{text}");
@@ -1066,15 +1105,14 @@ async fn healthz_and_metrics() {
     f.relay.stop().await;
 }
 
-#[tokio::test]
-async fn idle_spaces_leave_the_cache_and_come_back() {
-    let f = fixture(Limits::default()).await;
+async fn idle_spaces_leave_the_cache_and_come_back(b: Backend) {
+    let f = fixture(b, Limits::default()).await;
     let mut s = created(&f, 16).await;
     let ev = s.next_event(b"before");
     assert_eq!(f.http.append(&mut s, ev, f.t()).await.status, 201);
     assert_eq!(f.relay.state.cached_spaces(), 1);
     f.clock.advance(troth_relay::state::IDLE_EVICT_MS + 1);
-    f.relay.state.maintain().expect("maintain");
+    f.relay.state.maintain().await.expect("maintain");
     assert_eq!(f.relay.state.cached_spaces(), 0);
     // Reloaded from the store on the next request, head and members intact.
     let ev = s.next_event(b"after");
@@ -1085,9 +1123,8 @@ async fn idle_spaces_leave_the_cache_and_come_back() {
     f.relay.stop().await;
 }
 
-#[tokio::test]
-async fn sessions_authenticate_with_a_mac_and_refuse_replays_and_strangers() {
-    let f = fixture(Limits::default()).await;
+async fn sessions_authenticate_with_a_mac_and_refuse_replays_and_strangers(b: Backend) {
+    let f = fixture(b, Limits::default()).await;
     let mut s = created(&f, 30).await;
     let other = created(&f, 31).await;
     let key = f.http.open_session(&s, f.t()).await.expect("session opens");
@@ -1254,7 +1291,7 @@ async fn sessions_authenticate_with_a_mac_and_refuse_replays_and_strangers() {
 #[tokio::test]
 async fn a_body_no_route_needs_still_leaves_the_connection_usable() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let f = fixture(Limits::default()).await;
+    let f = fixture(Backend::Sled, Limits::default()).await;
     let space = Space::generate(90).hex();
     let routes = [
         ("POST", "/v1/rendezvous".to_owned()),
@@ -1279,7 +1316,7 @@ async fn a_body_no_route_needs_still_leaves_the_connection_usable() {
         let mut got = Vec::new();
         let mut buf = [0u8; 4096];
         let answers = |b: &[u8]| b.windows(9).filter(|w| w == b"HTTP/1.1 ").count();
-        while answers(&got) < 2 || !got.ends_with(br#""ok"}"#) {
+        while answers(&got) < 2 || !got.ends_with(br#""status":"ok","store":"sled"}"#) {
             match tokio::time::timeout(Duration::from_secs(5), conn.read(&mut buf)).await {
                 Ok(Ok(n)) if n > 0 => got.extend_from_slice(&buf[..n]),
                 other => panic!(
@@ -1302,7 +1339,7 @@ async fn a_chunked_body_over_the_limit_is_413_on_any_route() {
         max_body_bytes: 1024,
         ..Limits::default()
     };
-    let f = fixture(limits).await;
+    let f = fixture(Backend::Sled, limits).await;
     for path in ["/v1/rendezvous", "/v1/nothing-here"] {
         let mut conn = tokio::net::TcpStream::connect(f.relay.addr)
             .await
@@ -1336,7 +1373,7 @@ async fn a_stalled_request_times_out_and_holds_its_permit_until_then() {
         max_concurrent_requests: 1,
         ..Limits::default()
     };
-    let f = fixture(limits).await;
+    let f = fixture(Backend::Sled, limits).await;
     let mut stalled = tokio::net::TcpStream::connect(f.relay.addr)
         .await
         .expect("connect");
@@ -1380,3 +1417,56 @@ async fn assert_raw_error(conn: &mut tokio::net::TcpStream, status: u16, code: &
         "{what}: {text}"
     );
 }
+
+both!(
+    #[tokio::test]
+    create_append_and_page
+);
+both!(
+    #[tokio::test]
+    compare_and_swap_conflict_returns_the_head
+);
+both!(
+    #[tokio::test]
+    concurrent_appends_keep_one_chain
+);
+both!(
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    a_bad_signature_among_concurrent_appends_fails_alone
+);
+both!(
+    #[tokio::test]
+    auth_failures_are_refused
+);
+both!(
+    #[tokio::test]
+    live_push_reaches_every_connection
+);
+both!(
+    #[tokio::test]
+    delete_forgets_the_space
+);
+both!(
+    #[tokio::test]
+    size_limits_answer_413
+);
+both!(
+    #[tokio::test]
+    malformed_input_gets_4xx_json_and_changes_nothing
+);
+both!(
+    #[tokio::test]
+    rendezvous_single_use_messages_and_expiry
+);
+both!(
+    #[tokio::test]
+    healthz_and_metrics
+);
+both!(
+    #[tokio::test]
+    idle_spaces_leave_the_cache_and_come_back
+);
+both!(
+    #[tokio::test]
+    sessions_authenticate_with_a_mac_and_refuse_replays_and_strangers
+);

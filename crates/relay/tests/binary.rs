@@ -262,3 +262,107 @@ async fn crash_kill9_loses_nothing_acknowledged() {
     );
     assert!(total_acked > 0);
 }
+
+/// The binary on PostgreSQL: `migrate` (twice: idempotent), settings by
+/// environment and from a `_FILE` secret, kill -9 and restart with every
+/// acknowledged event and the nonces kept, and bad store settings named.
+#[tokio::test]
+async fn postgres_store_by_settings_survives_kill9_and_names_bad_settings() {
+    let db = pg::fresh_database().await;
+    let url = pg::url(&db);
+    for _ in 0..2 {
+        let out = Command::new(env!("CARGO_BIN_EXE_troth-relay"))
+            .args(["--store", "postgres", "--database-url", &url, "migrate"])
+            .env("TROTH_RELAY_DATA", "/nonexistent")
+            .env_remove("TROTH_RELAY_CONFIG")
+            .output()
+            .expect("run migrate");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains("version 1"));
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let relay = Binary::start(
+        dir.path(),
+        &[
+            ("TROTH_RELAY_STORE", "postgres"),
+            ("TROTH_RELAY_DATABASE_URL", &url),
+        ],
+    );
+    let http = relay.http();
+    let r = http.req("GET", "/healthz", &[], vec![]).await;
+    assert_eq!(r.json()["store"], "postgres");
+    let mut s = Space::generate(31);
+    assert_eq!(http.create(&s, now_ms()).await.status, 201);
+    let mut replay = None;
+    for i in 0..10u8 {
+        let ev = s.next_event(&[i; 64]);
+        let path = format!("/v1/spaces/{}/events", s.hex());
+        let body = event_body(&ev);
+        let h = auth_headers(&s.dev, s.id, "POST", &path, &body, now_ms());
+        let r = http.req("POST", &path, &h, body.clone()).await;
+        assert_eq!(r.status, 201);
+        s.events.push(ev);
+        replay = Some((path, h, body));
+    }
+    let before = http.read_all(&s, now_ms()).await;
+    assert_eq!(before.len(), 11);
+    relay.kill9();
+    // Nothing in the sled folder: everything is in the database.
+    assert!(!dir.path().join("db").exists());
+
+    let secret = dir.path().join("db-url");
+    std::fs::write(&secret, format!("{url}\n")).expect("write");
+    let relay = Binary::start(
+        dir.path(),
+        &[
+            ("TROTH_RELAY_STORE", "postgres"),
+            (
+                "TROTH_RELAY_DATABASE_URL_FILE",
+                secret.to_str().unwrap_or(""),
+            ),
+        ],
+    );
+    let http = relay.http();
+    assert_eq!(http.read_all(&s, now_ms()).await, before);
+    let (path, h, body) = replay.expect("a request");
+    let r = http.req("POST", &path, &h, body).await;
+    assert_eq!((r.status, r.error_code().as_str()), (401, "auth_replayed"));
+    let ev = s.next_event(b"after restart");
+    assert_eq!(http.append(&mut s, ev, now_ms()).await.status, 201);
+    assert_chain(&http.read_all(&s, now_ms()).await);
+    drop(relay);
+
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap_or("/tmp/x");
+    let e = start_err(&["--data", data, "--store", "mysql"], &[]);
+    assert!(e.contains("`--store`") && e.contains("mysql"), "{e}");
+    let e = start_err(&["--data", data], &[("TROTH_RELAY_STORE", "postgres")]);
+    assert!(e.contains("--database-url") && e.contains("missing"), "{e}");
+    let e = start_err(
+        &["--data", data, "--store", "postgres"],
+        &[("TROTH_RELAY_DATABASE_URL", "postgres://u:sekrit@h:port/db")],
+    );
+    assert!(e.contains("`TROTH_RELAY_DATABASE_URL`"), "{e}");
+    assert!(!e.contains("sekrit"), "the password is repeated: {e}");
+    // A database nobody listens on: named, and the relay does not start.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port");
+    let e = start_err(
+        &[
+            "--data",
+            data,
+            "--store",
+            "postgres",
+            "--database-url",
+            &format!("postgres://postgres@127.0.0.1:{closed}/troth"),
+        ],
+        &[],
+    );
+    assert!(e.contains("--database-url"), "{e}");
+}

@@ -64,7 +64,10 @@ pub async fn live(
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
     let space = space_id(&path.map_err(path_err)?.0)?;
-    let (slot, members) = state.space(space, false)?.ok_or_else(ApiError::no_space)?;
+    let (slot, members) = state
+        .space(space, false)
+        .await?
+        .ok_or_else(ApiError::no_space)?;
     if state.metrics().live.load(Ordering::Relaxed) >= state.limits().max_live_connections {
         let mut e = ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
@@ -103,7 +106,7 @@ async fn close_with(mut socket: WebSocket, code: u16, err: ApiError) {
         .await;
 }
 
-fn authenticate(
+async fn authenticate(
     state: &AppState,
     members: &Members,
     space: SpaceId,
@@ -129,7 +132,7 @@ fn authenticate(
     let key = *members.active_key(&a.device).ok_or_else(|| {
         ApiError::forbidden("not_member", "This device is not a member of this space.")
     })?;
-    auth::verify(state, &a, &key, space, "GET", path, &[])?;
+    auth::verify(state, &a, &key, space, "GET", path, &[]).await?;
     Ok(a.device)
 }
 
@@ -154,7 +157,7 @@ async fn run(
         }
         Ok(None) | Ok(Some(Err(_))) => return,
     };
-    let authed = authenticate(&state, &members, space, &path, first.as_str());
+    let authed = authenticate(&state, &members, space, &path, first.as_str()).await;
     // Only the authentication needed these; an idle connection keeps none of them.
     drop((members, path, first));
     let device = match authed {

@@ -11,9 +11,36 @@ use serde_json::json;
 
 use crate::state::AppState;
 
-/// `GET /healthz`: 200 while the relay serves.
-pub async fn healthz() -> Response {
-    Json(json!({ "status": "ok" })).into_response()
+/// `GET /healthz`: 200 `{"status": "ok", "store": …}` while the relay
+/// serves and its store answers; 503 `{"status": "unavailable", …}` when the
+/// store (PostgreSQL) does not answer within 5 s (the cause is logged).
+pub async fn healthz(State(state): State<AppState>) -> Response {
+    let store = state.store();
+    let kind = store.kind();
+    match tokio::time::timeout(std::time::Duration::from_secs(5), store.health()).await {
+        Ok(Ok(())) => Json(json!({ "status": "ok", "store": kind })).into_response(),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "health check: the store failed");
+            unavailable(kind)
+        }
+        Err(_) => {
+            tracing::error!("health check: the store did not answer in 5 s");
+            unavailable(kind)
+        }
+    }
+}
+
+fn unavailable(kind: &str) -> Response {
+    (
+        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({
+            "status": "unavailable",
+            "store": kind,
+            "error": "store_unavailable",
+            "message": "The relay cannot reach its database just now.",
+        })),
+    )
+        .into_response()
 }
 
 /// `GET /metrics`: Prometheus text format.
@@ -56,7 +83,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     let _ = writeln!(
         out,
         "# HELP troth_relay_storage_bytes Bytes the store uses on disk.\n# TYPE troth_relay_storage_bytes gauge\ntroth_relay_storage_bytes {}",
-        state.store().size_on_disk()
+        state.store().size_on_disk().await.unwrap_or(0)
     );
     let f = state.flush_stats();
     let _ = writeln!(

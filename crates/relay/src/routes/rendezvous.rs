@@ -199,12 +199,16 @@ fn path_err_value() -> ApiError {
     ApiError::bad_request("bad_mailbox", "A mailbox is a number from 1 to 99999.")
 }
 
+/// How often a long poll looks at a shared store's mailbox (writes through
+/// another relay process wake no one here).
+const SHARED_POLL: Duration = Duration::from_millis(200);
+
 /// Loads a live mailbox; an expired one is deleted and reported as such.
-fn load(state: &AppState, n: u32) -> Result<(Vec<u8>, Mailbox), ApiError> {
-    let raw = state.store().mailbox(n)?.ok_or_else(no_mailbox)?;
+async fn load(state: &AppState, n: u32) -> Result<(Vec<u8>, Mailbox), ApiError> {
+    let raw = state.store().mailbox(n).await?.ok_or_else(no_mailbox)?;
     let mb = Mailbox::decode(&raw)?;
     if state.now_ms() >= mb.expires_ms {
-        state.store().mailbox_swap(n, Some(&raw), None)?;
+        state.store().mailbox_swap(n, Some(&raw), None).await?;
         state.wake_mailbox(n, true);
         return Err(expired());
     }
@@ -229,7 +233,7 @@ pub async fn open(
     let value = mb.encode();
     for _ in 0..64 {
         let n = rand::thread_rng().gen_range(1..=MAX_MAILBOX);
-        let old = state.store().mailbox(n)?;
+        let old = state.store().mailbox(n).await?;
         if let Some(old) = &old {
             match Mailbox::decode(old) {
                 Ok(m) if now < m.expires_ms => continue,
@@ -238,7 +242,8 @@ pub async fn open(
         }
         if state
             .store()
-            .mailbox_swap(n, old.as_deref(), Some(&value))?
+            .mailbox_swap(n, old.as_deref(), Some(&value))
+            .await?
         {
             state.wake_mailbox(n, true);
             return Ok((
@@ -265,7 +270,7 @@ pub async fn claim(
 ) -> Result<Response, ApiError> {
     state.check_rendezvous(ip.0)?;
     let n = number(path)?;
-    let (raw, mut mb) = load(&state, n)?;
+    let (raw, mut mb) = load(&state, n).await?;
     let burned = || {
         ApiError::new(
             StatusCode::CONFLICT,
@@ -280,7 +285,8 @@ pub async fn claim(
     mb.token_b = Some(token_hash(&token));
     if !state
         .store()
-        .mailbox_swap(n, Some(&raw), Some(&mb.encode()))?
+        .mailbox_swap(n, Some(&raw), Some(&mb.encode()))
+        .await?
     {
         return Err(burned());
     }
@@ -307,7 +313,7 @@ pub async fn post(
         return Err(ApiError::too_large("message"));
     }
     for _ in 0..16 {
-        let (raw, mut mb) = load(&state, n)?;
+        let (raw, mut mb) = load(&state, n).await?;
         let side = mb.side(&req.token).ok_or_else(bad_token)?;
         if mb.closed_by.is_some() {
             return Err(ended());
@@ -323,7 +329,8 @@ pub async fn post(
         mb.messages.push((side, msg.clone()));
         if state
             .store()
-            .mailbox_swap(n, Some(&raw), Some(&mb.encode()))?
+            .mailbox_swap(n, Some(&raw), Some(&mb.encode()))
+            .await?
         {
             state.wake_mailbox(n, false);
             return Ok((StatusCode::CREATED, Json(json!({ "index": index }))).into_response());
@@ -368,14 +375,14 @@ pub async fn get(
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
     // Only a caller holding a token of an open mailbox gets a waker entry.
-    let (_, mb) = load(&state, n)?;
+    let (_, mb) = load(&state, n).await?;
     mb.side(&q.token).ok_or_else(bad_token)?;
     let waker = state.mailbox_waker(n);
     loop {
         let notified = waker.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        let (_, mb) = load(&state, n)?;
+        let (_, mb) = load(&state, n).await?;
         let side = mb.side(&q.token).ok_or_else(bad_token)?;
         if mb.closed_by == Some(side) {
             return Err(ended());
@@ -395,7 +402,14 @@ pub async fn get(
                 Json(json!({ "messages": theirs, "next": next, "closed": closed })).into_response(),
             );
         }
-        if tokio::time::timeout_at(deadline, notified).await.is_err() {
+        // Another relay process on a shared store does not wake this
+        // one: look again every SHARED_POLL.
+        let until = if state.store().shared() {
+            deadline.min(tokio::time::Instant::now() + SHARED_POLL)
+        } else {
+            deadline
+        };
+        if tokio::time::timeout_at(until, notified).await.is_err() {
             continue; // one last look, then return
         }
     }
@@ -420,7 +434,7 @@ pub async fn close(
     let Query(q) =
         query.map_err(|_| ApiError::bad_request("bad_query", "Give the mailbox `token`."))?;
     for _ in 0..16 {
-        let (raw, mut mb) = load(&state, n)?;
+        let (raw, mut mb) = load(&state, n).await?;
         let side = mb.side(&q.token).ok_or_else(bad_token)?;
         let swapped = match mb.closed_by {
             Some(s) if s == side => return Ok(StatusCode::NO_CONTENT.into_response()),
@@ -431,7 +445,8 @@ pub async fn close(
                     .min(state.now_ms().saturating_add(CLOSED_GRACE_MS));
                 let ok = state
                     .store()
-                    .mailbox_swap(n, Some(&raw), Some(&mb.encode()))?;
+                    .mailbox_swap(n, Some(&raw), Some(&mb.encode()))
+                    .await?;
                 if ok {
                     state.wake_mailbox(n, false);
                 }
@@ -439,7 +454,7 @@ pub async fn close(
             }
             // Never claimed, or the other side closed already: gone.
             _ => {
-                let ok = state.store().mailbox_swap(n, Some(&raw), None)?;
+                let ok = state.store().mailbox_swap(n, Some(&raw), None).await?;
                 if ok {
                     state.wake_mailbox(n, true);
                 }
@@ -458,14 +473,14 @@ pub async fn close(
 }
 
 /// Deletes expired mailboxes (and undecodable ones).
-pub(crate) fn sweep(state: &AppState, now: u64) -> Result<usize, StoreError> {
+pub(crate) async fn sweep(state: &AppState, now: u64) -> Result<usize, StoreError> {
     let mut n = 0;
-    for k in state.store().mailboxes()? {
-        if let Some(raw) = state.store().mailbox(k)? {
+    for k in state.store().mailboxes().await? {
+        if let Some(raw) = state.store().mailbox(k).await? {
             let dead = Mailbox::decode(&raw)
                 .map(|m| now >= m.expires_ms)
                 .unwrap_or(true);
-            if dead && state.store().mailbox_swap(k, Some(&raw), None)? {
+            if dead && state.store().mailbox_swap(k, Some(&raw), None).await? {
                 state.wake_mailbox(k, true);
                 n += 1;
             }

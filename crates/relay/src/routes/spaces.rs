@@ -65,7 +65,7 @@ fn bad_event_signature() -> ApiError {
 }
 
 /// Authenticates a request as coming from an active member device of `slot`.
-fn member(
+async fn member(
     state: &AppState,
     headers: &HeaderMap,
     space: SpaceId,
@@ -74,14 +74,17 @@ fn member(
     body: &[u8],
 ) -> Result<(Arc<Slot>, Arc<Members>), ApiError> {
     let cred = auth::credential(headers)?;
-    let (slot, members) = state.space(space, true)?.ok_or_else(ApiError::no_space)?;
+    let (slot, members) = state
+        .space(space, true)
+        .await?
+        .ok_or_else(ApiError::no_space)?;
     if slot.view().deleted {
         return Err(ApiError::no_space());
     }
     match cred {
         auth::Credential::Signed(a) => {
             let key = *members.active_key(&a.device).ok_or_else(not_member)?;
-            auth::verify(state, &a, &key, space, method, signed_path(uri), body)?;
+            auth::verify(state, &a, &key, space, method, signed_path(uri), body).await?;
         }
         auth::Credential::Session(a) => {
             let device = auth::verify_session(state, &a, space, method, signed_path(uri), body)?;
@@ -107,12 +110,15 @@ pub async fn open_session(
 ) -> Result<Response, ApiError> {
     let space = space_id(&path.map_err(path_err)?.0)?;
     let a = auth::from_headers(&headers)?;
-    let (slot, members) = state.space(space, true)?.ok_or_else(ApiError::no_space)?;
+    let (slot, members) = state
+        .space(space, true)
+        .await?
+        .ok_or_else(ApiError::no_space)?;
     if slot.view().deleted {
         return Err(ApiError::no_space());
     }
     let key = *members.active_key(&a.device).ok_or_else(not_member)?;
-    auth::verify(&state, &a, &key, space, "POST", signed_path(&uri), &body)?;
+    auth::verify(&state, &a, &key, space, "POST", signed_path(&uri), &body).await?;
     let req: SessionBody = json_body(&body)?;
     let theirs: [u8; 32] = super::b64("ephemeral", &req.ephemeral, 32)?
         .try_into()
@@ -179,7 +185,7 @@ pub async fn create(
     members.apply_event(&ev).map_err(membership)?;
     ev.verify_signature(&key)
         .map_err(|_| bad_event_signature())?;
-    auth::verify(&state, &a, &key, space, "POST", signed_path(&uri), &body)?;
+    auth::verify(&state, &a, &key, space, "POST", signed_path(&uri), &body).await?;
     let head = Head {
         seq: 0,
         hash: ev.hash(),
@@ -188,7 +194,11 @@ pub async fn create(
         head,
         members: members.encode(),
     };
-    if !state.store().create_space(space, ev.as_bytes(), &record)? {
+    if !state
+        .store()
+        .create_space(space, ev.as_bytes(), &record)
+        .await?
+    {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "space_exists",
@@ -214,7 +224,10 @@ pub async fn append(
     let (parts, body) = super::into_parts(req).await?;
     let uri = &parts.uri;
     let cred = auth::credential(&parts.headers)?;
-    let (slot, members) = state.space(space, true)?.ok_or_else(ApiError::no_space)?;
+    let (slot, members) = state
+        .space(space, true)
+        .await?
+        .ok_or_else(ApiError::no_space)?;
     if slot.view().deleted {
         return Err(ApiError::no_space());
     }
@@ -256,7 +269,7 @@ pub async fn append(
                 Some(false) => return Err(auth::bad_auth_error()),
                 None => return Err(ApiError::internal()),
             }
-            auth::admit(&state, &a)?;
+            auth::admit(&state, &a).await?;
             event_ok
         }
         None => event_check.await,
@@ -306,9 +319,23 @@ async fn append_event(
         }
         (v.head, v.members.clone())
     };
+    // On a store other relay processes write to, the head and members as
+    // the store has them now (this process's view may be behind).
+    let (head, cached) = if state.store().shared() {
+        let (h, m) = state.record(space).await?.ok_or_else(ApiError::no_space)?;
+        (h, Some(m))
+    } else {
+        (head, cached)
+    };
     let current = match cached {
         Some(m) => m,
-        None => state.space(space, true)?.ok_or_else(ApiError::no_space)?.1,
+        None => {
+            state
+                .space(space, true)
+                .await?
+                .ok_or_else(ApiError::no_space)?
+                .1
+        }
     };
     if h.seq != head.seq.saturating_add(1) || h.prev != head.hash {
         return Err(ApiError::stale(head));
@@ -331,13 +358,17 @@ async fn append_event(
         hash: ev.hash(),
     };
     let members = next.as_ref().map(Members::encode);
-    match state.store().append_if_head(
-        space,
-        head,
-        new_head.hash,
-        ev.as_bytes(),
-        members.as_deref(),
-    )? {
+    match state
+        .store()
+        .append_if_head(
+            space,
+            head,
+            new_head.hash,
+            ev.as_bytes(),
+            members.as_deref(),
+        )
+        .await?
+    {
         Append::Done => {}
         Append::Stale(h) => {
             state.forget_slot(space);
@@ -400,11 +431,12 @@ pub async fn read(
             format!("`limit` must be between 1 and {MAX_PAGE}."),
         ));
     }
-    let (slot, _) = member(&state, req.headers(), space, "GET", req.uri(), &[])?;
+    let (slot, _) = member(&state, req.headers(), space, "GET", req.uri(), &[]).await?;
     let head = slot.view().head;
     let events = state
         .store()
-        .read_range(space, from, head.seq, limit as usize)?;
+        .read_range(space, from, head.seq, limit as usize)
+        .await?;
     let last = from.saturating_add(events.len() as u64);
     let more = !events.is_empty() && last <= head.seq;
     Ok((
@@ -453,12 +485,12 @@ pub async fn delete(
     uri: Uri,
 ) -> Result<Response, ApiError> {
     let space = space_id(&path.map_err(path_err)?.0)?;
-    let (slot, _) = member(&state, &headers, space, "DELETE", &uri, &[])?;
+    let (slot, _) = member(&state, &headers, space, "DELETE", &uri, &[]).await?;
     let _writer = slot.write.lock().await;
     if slot.view().deleted {
         return Err(ApiError::no_space());
     }
-    let existed = state.store().delete_space(space)?;
+    let existed = state.store().delete_space(space).await?;
     slot.view_mut().deleted = true;
     state.sessions().forget_space(space);
     state.forget_slot(space);

@@ -6,7 +6,7 @@ use std::sync::{Mutex, MutexGuard};
 use troth_core::SpaceId;
 use troth_core::event::EventHash;
 
-use super::{Append, Head, SpaceRecord, Store, StoreError};
+use super::{Append, Head, SpaceRecord, StoreError, SyncStore};
 
 #[derive(Default)]
 struct Inner {
@@ -40,7 +40,7 @@ impl MemoryStore {
     }
 }
 
-impl Store for MemoryStore {
+impl SyncStore for MemoryStore {
     fn create_space(
         &self,
         space: SpaceId,
@@ -156,6 +156,10 @@ impl Store for MemoryStore {
 
     fn flush(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+
+    fn kind(&self) -> &'static str {
+        "memory"
     }
 
     fn size_on_disk(&self) -> u64 {

@@ -4,15 +4,21 @@
 //! then asks the store to put its bytes at the next position of a space's log
 //! if (and only if) the head is still the one it checked against. Every write
 //! becomes durable at the next [`Store::flush`], which the relay's group
-//! committer calls before it acknowledges anything.
+//! committer calls before it acknowledges anything — or, with PostgreSQL,
+//! when the write's transaction committed.
+
+use std::future::Future;
+use std::pin::Pin;
 
 use troth_core::SpaceId;
 use troth_core::event::EventHash;
 
 mod memory;
+pub mod postgres;
 mod sled_store;
 
 pub use memory::MemoryStore;
+pub use postgres::PgStore;
 pub use sled_store::SledStore;
 
 /// The last event of a space's log.
@@ -57,36 +63,58 @@ pub enum StoreError {
     /// A stored value does not decode.
     #[error("stored {0} is corrupt")]
     Corrupt(&'static str),
+    /// PostgreSQL failed (or could not be reached).
+    #[error("postgres: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    /// No connection could be taken from the pool.
+    #[error("postgres pool: {0}")]
+    Pool(String),
+    /// The database cannot be used as it is (settings, schema version).
+    #[error("database: {0}")]
+    Unusable(String),
+}
+
+/// What a [`Store`] method returns: a boxed future, so that the trait stays
+/// usable as `dyn Store`. sled's and the memory store's methods do their
+/// (quick, non-blocking) work when called and return a ready future;
+/// PostgreSQL's wait for the database.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// A future that is already done (for the synchronous backends).
+pub(crate) fn ready<'a, T: Send + 'a>(r: Result<T, StoreError>) -> StoreFuture<'a, T> {
+    Box::pin(std::future::ready(r))
 }
 
 /// The relay's storage, at the level of what the relay means to do.
 ///
-/// Methods are synchronous and quick (they never wait for the disk, except
-/// [`Store::flush`]); call `flush` from one thread only (the group committer).
+/// Every method but [`Store::flush`] is async (PostgreSQL's must wait for
+/// the network); sled's and the memory store's are quick and never wait for
+/// the disk, except `flush`. Call `flush` from one thread only (the group
+/// committer), and only if [`Store::durable_on_write`] is `false`.
 pub trait Store: Send + Sync + 'static {
     /// Creates a space whose log is the single genesis event (whose hash and
     /// resulting member list are in `record`), unless it exists (returns `false`).
-    fn create_space(
-        &self,
+    fn create_space<'a>(
+        &'a self,
         space: SpaceId,
-        genesis: &[u8],
-        record: &SpaceRecord,
-    ) -> Result<bool, StoreError>;
+        genesis: &'a [u8],
+        record: &'a SpaceRecord,
+    ) -> StoreFuture<'a, bool>;
 
     /// A space's head and member list.
-    fn space(&self, space: SpaceId) -> Result<Option<SpaceRecord>, StoreError>;
+    fn space(&self, space: SpaceId) -> StoreFuture<'_, Option<SpaceRecord>>;
 
     /// Appends `event` (whose hash is `hash`) at `expected.seq + 1` if the
     /// head is still `expected`, in one atomic write. `members` is the new
     /// member list if this event changed it.
-    fn append_if_head(
-        &self,
+    fn append_if_head<'a>(
+        &'a self,
         space: SpaceId,
         expected: Head,
         hash: EventHash,
-        event: &[u8],
-        members: Option<&[u8]>,
-    ) -> Result<Append, StoreError>;
+        event: &'a [u8],
+        members: Option<&'a [u8]>,
+    ) -> StoreFuture<'a, Append>;
 
     /// Up to `limit` events from sequence number `from` on, no further than `upto`.
     fn read_range(
@@ -95,44 +123,203 @@ pub trait Store: Send + Sync + 'static {
         from: u64,
         upto: u64,
         limit: usize,
-    ) -> Result<Vec<Vec<u8>>, StoreError>;
+    ) -> StoreFuture<'_, Vec<Vec<u8>>>;
 
     /// Forgets a space and all its events. Returns whether it existed.
-    fn delete_space(&self, space: SpaceId) -> Result<bool, StoreError>;
+    fn delete_space(&self, space: SpaceId) -> StoreFuture<'_, bool>;
 
     /// Records a request nonce; `false` if `(time, device, nonce)` was seen.
+    fn nonce_fresh<'a>(
+        &'a self,
+        time_ms: u64,
+        device: &'a [u8; 32],
+        nonce: &'a [u8; 16],
+    ) -> StoreFuture<'a, bool>;
+
+    /// Forgets nonces of requests signed before `before_ms` (the time window
+    /// refuses those anyway). Returns how many were removed.
+    fn nonce_sweep(&self, before_ms: u64) -> StoreFuture<'_, usize>;
+
+    /// A rendezvous mailbox's stored value.
+    fn mailbox(&self, n: u32) -> StoreFuture<'_, Option<Vec<u8>>>;
+
+    /// Replaces a mailbox's value if it is still `old` (`None`: absent);
+    /// `new = None` deletes it. Returns whether it was replaced.
+    fn mailbox_swap<'a>(
+        &'a self,
+        n: u32,
+        old: Option<&'a [u8]>,
+        new: Option<&'a [u8]>,
+    ) -> StoreFuture<'a, bool>;
+
+    /// Every mailbox number in use (for the expiry sweep).
+    fn mailboxes(&self) -> StoreFuture<'_, Vec<u32>>;
+
+    /// Makes every write so far durable (blocking; see docs/RELAY.md for what
+    /// sled promises). A no-op for a store whose writes are durable when they
+    /// return ([`Store::durable_on_write`]).
+    fn flush(&self) -> Result<(), StoreError>;
+
+    /// Whether each write is durable once its method returned (PostgreSQL:
+    /// committed), so that the relay need not wait for a group commit.
+    fn durable_on_write(&self) -> bool {
+        false
+    }
+
+    /// Whether other relay processes may write to the same store: then no
+    /// head or member list may be trusted from this process's cache.
+    fn shared(&self) -> bool {
+        false
+    }
+
+    /// Background work of the store (PostgreSQL: removing deleted spaces'
+    /// events in batches). Returns how many items it removed.
+    fn housekeep(&self) -> StoreFuture<'_, usize> {
+        ready(Ok(0))
+    }
+
+    /// Whether the store can serve now (for `/healthz`).
+    fn health(&self) -> StoreFuture<'_, ()> {
+        ready(Ok(()))
+    }
+
+    /// The backend's name (`sled`, `memory`, `postgres`).
+    fn kind(&self) -> &'static str;
+
+    /// Bytes used on disk (an estimate).
+    fn size_on_disk(&self) -> StoreFuture<'_, u64>;
+}
+
+/// The synchronous backends (sled, memory): the same operations as
+/// [`Store`], done at once. Every `SyncStore` is a `Store` whose futures are
+/// ready when returned.
+pub trait SyncStore: Send + Sync + 'static {
+    /// See [`Store::create_space`].
+    fn create_space(
+        &self,
+        space: SpaceId,
+        genesis: &[u8],
+        record: &SpaceRecord,
+    ) -> Result<bool, StoreError>;
+    /// See [`Store::space`].
+    fn space(&self, space: SpaceId) -> Result<Option<SpaceRecord>, StoreError>;
+    /// See [`Store::append_if_head`].
+    fn append_if_head(
+        &self,
+        space: SpaceId,
+        expected: Head,
+        hash: EventHash,
+        event: &[u8],
+        members: Option<&[u8]>,
+    ) -> Result<Append, StoreError>;
+    /// See [`Store::read_range`].
+    fn read_range(
+        &self,
+        space: SpaceId,
+        from: u64,
+        upto: u64,
+        limit: usize,
+    ) -> Result<Vec<Vec<u8>>, StoreError>;
+    /// See [`Store::delete_space`].
+    fn delete_space(&self, space: SpaceId) -> Result<bool, StoreError>;
+    /// See [`Store::nonce_fresh`].
     fn nonce_fresh(
         &self,
         time_ms: u64,
         device: &[u8; 32],
         nonce: &[u8; 16],
     ) -> Result<bool, StoreError>;
-
-    /// Forgets nonces of requests signed before `before_ms` (the time window
-    /// refuses those anyway). Returns how many were removed.
+    /// See [`Store::nonce_sweep`].
     fn nonce_sweep(&self, before_ms: u64) -> Result<usize, StoreError>;
-
-    /// A rendezvous mailbox's stored value.
+    /// See [`Store::mailbox`].
     fn mailbox(&self, n: u32) -> Result<Option<Vec<u8>>, StoreError>;
-
-    /// Replaces a mailbox's value if it is still `old` (`None`: absent);
-    /// `new = None` deletes it. Returns whether it was replaced.
+    /// See [`Store::mailbox_swap`].
     fn mailbox_swap(
         &self,
         n: u32,
         old: Option<&[u8]>,
         new: Option<&[u8]>,
     ) -> Result<bool, StoreError>;
-
-    /// Every mailbox number in use (for the expiry sweep).
+    /// See [`Store::mailboxes`].
     fn mailboxes(&self) -> Result<Vec<u32>, StoreError>;
-
-    /// Makes every write so far durable (blocking; see docs/RELAY.md for what
-    /// sled promises).
+    /// See [`Store::flush`].
     fn flush(&self) -> Result<(), StoreError>;
-
-    /// Bytes used on disk (an estimate).
+    /// See [`Store::kind`].
+    fn kind(&self) -> &'static str;
+    /// See [`Store::size_on_disk`].
     fn size_on_disk(&self) -> u64;
+}
+
+impl<T: SyncStore> Store for T {
+    fn create_space<'a>(
+        &'a self,
+        space: SpaceId,
+        genesis: &'a [u8],
+        record: &'a SpaceRecord,
+    ) -> StoreFuture<'a, bool> {
+        ready(SyncStore::create_space(self, space, genesis, record))
+    }
+    fn space(&self, space: SpaceId) -> StoreFuture<'_, Option<SpaceRecord>> {
+        ready(SyncStore::space(self, space))
+    }
+    fn append_if_head<'a>(
+        &'a self,
+        space: SpaceId,
+        expected: Head,
+        hash: EventHash,
+        event: &'a [u8],
+        members: Option<&'a [u8]>,
+    ) -> StoreFuture<'a, Append> {
+        ready(SyncStore::append_if_head(
+            self, space, expected, hash, event, members,
+        ))
+    }
+    fn read_range(
+        &self,
+        space: SpaceId,
+        from: u64,
+        upto: u64,
+        limit: usize,
+    ) -> StoreFuture<'_, Vec<Vec<u8>>> {
+        ready(SyncStore::read_range(self, space, from, upto, limit))
+    }
+    fn delete_space(&self, space: SpaceId) -> StoreFuture<'_, bool> {
+        ready(SyncStore::delete_space(self, space))
+    }
+    fn nonce_fresh<'a>(
+        &'a self,
+        time_ms: u64,
+        device: &'a [u8; 32],
+        nonce: &'a [u8; 16],
+    ) -> StoreFuture<'a, bool> {
+        ready(SyncStore::nonce_fresh(self, time_ms, device, nonce))
+    }
+    fn nonce_sweep(&self, before_ms: u64) -> StoreFuture<'_, usize> {
+        ready(SyncStore::nonce_sweep(self, before_ms))
+    }
+    fn mailbox(&self, n: u32) -> StoreFuture<'_, Option<Vec<u8>>> {
+        ready(SyncStore::mailbox(self, n))
+    }
+    fn mailbox_swap<'a>(
+        &'a self,
+        n: u32,
+        old: Option<&'a [u8]>,
+        new: Option<&'a [u8]>,
+    ) -> StoreFuture<'a, bool> {
+        ready(SyncStore::mailbox_swap(self, n, old, new))
+    }
+    fn mailboxes(&self) -> StoreFuture<'_, Vec<u32>> {
+        ready(SyncStore::mailboxes(self))
+    }
+    fn flush(&self) -> Result<(), StoreError> {
+        SyncStore::flush(self)
+    }
+    fn kind(&self) -> &'static str {
+        SyncStore::kind(self)
+    }
+    fn size_on_disk(&self) -> StoreFuture<'_, u64> {
+        ready(Ok(SyncStore::size_on_disk(self)))
+    }
 }
 
 pub(crate) fn event_key(space: SpaceId, seq: u64) -> [u8; 24] {

@@ -28,7 +28,7 @@ use std::path::Path;
 use troth_core::SpaceId;
 use troth_core::event::EventHash;
 
-use super::{Append, Head, SpaceRecord, Store, StoreError, Stripes, event_key, nonce_key};
+use super::{Append, Head, SpaceRecord, StoreError, Stripes, SyncStore, event_key, nonce_key};
 
 /// The names of sled's trees, in one place.
 pub mod trees {
@@ -209,7 +209,7 @@ impl SledStore {
     }
 }
 
-impl Store for SledStore {
+impl SyncStore for SledStore {
     fn create_space(
         &self,
         space: SpaceId,
@@ -374,6 +374,10 @@ impl Store for SledStore {
     fn flush(&self) -> Result<(), StoreError> {
         self.db.flush()?;
         Ok(())
+    }
+
+    fn kind(&self) -> &'static str {
+        "sled"
     }
 
     fn size_on_disk(&self) -> u64 {

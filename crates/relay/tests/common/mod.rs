@@ -3,6 +3,8 @@
 //! (in-process on a loopback port, or the real binary).
 #![allow(dead_code, missing_docs)]
 
+pub mod pg;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
