@@ -6,6 +6,8 @@
 //!   Rust test and the browser tests.
 //! - `cargo xtask setup`: only the installs.
 //! - `cargo xtask fuzz [SECONDS]`: every fuzz target for SECONDS each (long runs).
+//! - `cargo xtask mutants`: mutation testing of core's security-critical
+//!   modules (a long run; SECURITY.md).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -164,6 +166,11 @@ fn setup() -> Result<()> {
     if !have("cargo-fuzz") {
         run(cargo().args(["install", "cargo-fuzz"]))?;
     }
+    // Mutation testing (`cargo xtask mutants`, a long run, not CI). It
+    // installs from crates.io only without --locked.
+    if !have("cargo-mutants") {
+        run(cargo().args(["install", "cargo-mutants"]))?;
+    }
     let browser = root().join("tests/browser");
     if browser.join("package-lock.json").exists() {
         run(Command::new("npm")
@@ -259,11 +266,55 @@ fn fuzz(seconds: u32) -> Result<()> {
     Ok(())
 }
 
+/// The security-critical modules mutation testing covers (SECURITY.md).
+const MUTATED: [&str; 13] = [
+    "crates/core/src/log.rs",
+    "crates/core/src/members.rs",
+    "crates/core/src/sign.rs",
+    "crates/core/src/agreement.rs",
+    "crates/core/src/state.rs",
+    "crates/core/src/replica.rs",
+    "crates/core/src/crypto.rs",
+    "crates/core/src/keyfile.rs",
+    "crates/core/src/pairing.rs",
+    "crates/core/src/session.rs",
+    "crates/core/src/request.rs",
+    "crates/core/src/local.rs",
+    "crates/core/src/text.rs",
+];
+
+/// Every mutant of core's security-critical modules against core's tests
+/// (a long run: hours on 2 cores; SECURITY.md lists what survived and why).
+fn mutants() -> Result<()> {
+    setup()?;
+    let mut cmd = cargo();
+    cmd.args(["mutants", "-p", "troth-core", "-j", "1"]);
+    for f in MUTATED {
+        cmd.args(["-f", f]);
+    }
+    cmd.args([
+        "--exclude-re",
+        "describe|as_str|fmt|advice|impl Debug",
+        "--",
+        "--lib",
+        "--test",
+        "review_fixes",
+        "--test",
+        "journey",
+        "--test",
+        "vectors",
+        "--test",
+        "ed25519_edge_cases",
+    ]);
+    run(cmd.current_dir(root()))
+}
+
 fn main() -> Result<()> {
     let task = std::env::args().nth(1).unwrap_or_default();
     match task.as_str() {
         "test" => test(),
         "setup" => setup(),
+        "mutants" => mutants(),
         "fuzz" => {
             let secs = std::env::args()
                 .nth(2)
@@ -272,7 +323,7 @@ fn main() -> Result<()> {
             fuzz(secs)
         }
         _ => {
-            eprintln!("usage: cargo xtask <test|setup|fuzz [SECONDS]>");
+            eprintln!("usage: cargo xtask <test|setup|fuzz [SECONDS]|mutants>");
             std::process::exit(2);
         }
     }
