@@ -1236,7 +1236,7 @@ function keyCard() {
       const file = S.keys.exportFile(pass.value);
       // Noted first, for both of you; only then the file is handed over.
       try {
-        await send((now) => S.space.keyExported('this browser', now));
+        await send((now) => S.space.keyExported('a browser', now));
       } catch (x) { throw x instanceof Offline ? new Error(offline) : x; }
       download('troth-key.age', file, 'text/plain');
       cur.value = ''; pass.value = '';

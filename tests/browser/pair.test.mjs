@@ -404,7 +404,7 @@ test('a key moves between the CLI and the browser, both ways', async () => {
   const [dl] = await Promise.all([pa.waitForEvent('download'), pa.getByRole('button', { name: 'Export my key' }).click()]);
   // The partner's timeline shows it.
   await pb.getByRole('tab', { name: 'Timeline' }).click();
-  await pb.getByText('Your partner exported a copy of their key on this browser').first().waitFor(LIVE);
+  await pb.getByText('Your partner exported a copy of their key on a browser').first().waitFor(LIVE);
   await screenAndCheck(pb, '19a-timeline-key-exported');
   const out = join(dir, 'browser-key.age');
   await dl.saveAs(out);

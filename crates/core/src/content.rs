@@ -121,7 +121,7 @@ pub enum Content {
     /// A copy of the author's key was exported (recorded before the file
     /// is written, so a key never leaves silently).
     KeyExported {
-        /// Where, as the exporting client calls itself ("this browser").
+        /// Where, as the exporting client calls itself ("a browser", "the troth command line").
         label: String,
     },
     /// The author closed the space for both partners (appended before the
