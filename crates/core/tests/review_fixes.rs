@@ -208,6 +208,37 @@ fn certificates_refuse_a_proposal_that_is_not_the_one_signed() {
         proof.certificate(&forged, &stranger.cert).err(),
         Some(untied.clone())
     );
+    // A's own device signed another event at the same place (a fork the
+    // relay refused): same space, seq and author, another hash.
+    let mut h = proposal.header().clone();
+    h.timestamp_ms += 1;
+    let fork = Event::sign(h, proposal.body().clone(), &c.a.keys().device);
+    assert_eq!(fork.header().seq, proposal.header().seq);
+    assert_eq!(
+        proof.certificate(&fork, &a_cert).err(),
+        Some(untied.clone())
+    );
+    // Stolen keys tying words to a membership change (genesis) instead of
+    // a sealed proposal: refused, even though that event is in the log.
+    let ia = IdentitySecret::from_seed(&c.a.keys().identity.to_seed());
+    let ib = IdentitySecret::from_seed(&c.b.keys().identity.to_seed());
+    let at0 = Position {
+        seq: 0,
+        event: c.log[0].hash(),
+    };
+    let words = whereabouts(id);
+    let on_genesis = InForce::verify(
+        c.a.space(),
+        words.clone(),
+        at0,
+        (ia.public(), words.cosign(c.a.space(), &at0, &ia)),
+        (ib.public(), words.cosign(c.a.space(), &at0, &ib)),
+    )
+    .expect("signatures are genuine");
+    assert_eq!(
+        on_genesis.certificate(&c.log[0], &a_cert).err(),
+        Some(untied.clone())
+    );
     // An event whose header names A's device but whose signature is not
     // A's device's: the event's own signature is checked.
     let mut h = proposal.header().clone();
