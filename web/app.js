@@ -755,7 +755,7 @@ function bannerCards(st) {
     out.push(c ? h('section', { class: 'card warm stack' }, h('h2', {}, me(c.by) ? 'You closed this shared space' : 'Your partner closed this shared space'),
       h('p', {}, `${me(c.by) ? 'You' : 'Your partner'} chose to close it in Troth, so the server no longer keeps it. What you wrote together stays readable on this device until you remove it.`), rm)
       : h('section', { class: 'card warm stack' }, h('h2', {}, 'The relay no longer has this space'),
-        h('p', {}, 'Your partner did not close it in Troth: there is no signed note from either of you that it was closed. Your copy is kept on this device, and nothing in it was lost.'),
+        h('p', {}, 'This browser has no signed note from your partner that they closed it: either the relay removed it, or your partner closed it before this browser could fetch their note. Your copy is kept on this device, and nothing in it was lost.'),
         h('p', {}, 'Talk with your partner in a way you trust. If you both want to go on, you can start a new space together; this copy stays here to read until you remove it.'), rm));
     return out;
   }

@@ -577,7 +577,7 @@ test('a relay that claims no head, withholds events, or drops the space is caugh
     proxy.state.gone = true;
     await reopen();
     await pt.getByRole('heading', { name: 'The relay no longer has this space' }).waitFor(LIVE);
-    await pt.getByText('Your partner did not close it in Troth', { exact: false }).waitFor(LIVE);
+    await pt.getByText('has no signed note from your partner that they closed it', { exact: false }).waitFor(LIVE);
     assert.equal(await pt.getByText('Your partner closed', { exact: false }).count(), 0, 'the partner is not blamed');
     await screenAndCheck(pt, '18b-relay-dropped-space');
     await reopen();

@@ -374,8 +374,10 @@ impl Ctx {
 
 /// The relay answered that it no longer has the space. Who closed it is
 /// for the signed log to say: with a `CloseSpace` event in the local copy,
-/// that partner did (exit 1); without one, it is the relay's doing alone,
-/// never blamed on the partner (exit 4). The local copy is kept either way.
+/// that partner did (exit 1); without one, it is never blamed on the
+/// partner (exit 4): the relay removed it, or the partner's note was
+/// deleted with the space before this device fetched it (the relay keeps
+/// nothing after a delete). The local copy is kept either way.
 pub fn space_gone(r: &troth_core::replica::Replica) -> anyhow::Error {
     match r.state().closed {
         Some((by, seq)) if by == r.role() => fail(format!(
@@ -386,7 +388,7 @@ pub fn space_gone(r: &troth_core::replica::Replica) -> anyhow::Error {
         )),
         None => fail_with(
             EXIT_RELAY,
-            "The relay no longer has this space, and nothing your partner signed says they closed it: it was removed on the relay's side. This device keeps its copy (`troth timeline --offline` shows it); talk to your partner before assuming anything.",
+            "The relay no longer has this space, and nothing your partner signed that reached this device says they closed it: either the relay removed it, or your partner closed it before this device could fetch their note. This device keeps its copy (`troth timeline --offline` shows it); talk with your partner before assuming anything.",
         ),
     }
 }
