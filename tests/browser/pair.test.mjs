@@ -572,13 +572,14 @@ test('a relay that claims no head, withholds events, or drops the space is caugh
     assert.equal(await pt.getByText('Second words').count(), 0);
     proxy.state.withhold = false;
 
-    // The space vanishes (404, live close) with no signed close event: it is
-    // the relay's doing, and the local copy is kept, also after a reload.
+    // The space vanishes (404, live close) with no signed close event: the
+    // partner is not named, and the local copy is kept, also after a reload.
     proxy.state.gone = true;
     await reopen();
     await pt.getByRole('heading', { name: 'The relay no longer has this space' }).waitFor(LIVE);
     await pt.getByText('has no signed note from your partner that they closed it', { exact: false }).waitFor(LIVE);
-    assert.equal(await pt.getByText('Your partner closed', { exact: false }).count(), 0, 'the partner is not blamed');
+    assert.equal(await pt.getByRole('heading', { name: 'Your partner closed this shared space' }).count(), 0, 'the partner is not blamed');
+    assert.equal(await pt.getByText('chose to close it', { exact: false }).count(), 0, 'the partner is not blamed');
     await screenAndCheck(pt, '18b-relay-dropped-space');
     await reopen();
     await pt.getByRole('heading', { name: 'The relay no longer has this space' }).waitFor(LIVE);
