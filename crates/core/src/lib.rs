@@ -28,6 +28,8 @@ pub mod request;
 pub mod session;
 pub mod sign;
 pub mod state;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 pub mod text;
 
 pub use ids::{AgreementId, SpaceId};

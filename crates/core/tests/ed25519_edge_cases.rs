@@ -3,13 +3,11 @@
 //! exactly what `verify_strict` accepts, alone and mixed into a batch of valid
 //! signatures.
 
-use curve25519_dalek::constants::{ED25519_BASEPOINT_POINT, EIGHT_TORSION};
+use curve25519_dalek::constants::EIGHT_TORSION;
 use curve25519_dalek::edwards::EdwardsPoint;
-use curve25519_dalek::scalar::Scalar;
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use sha2::{Digest, Sha512};
 use troth_core::SpaceId;
 use troth_core::content::Content;
 use troth_core::event::{Event, Header, Role};
@@ -17,6 +15,7 @@ use troth_core::keyfile::KeyBundle;
 use troth_core::log::{ChainError, TrustAnchors};
 use troth_core::replica::Replica;
 use troth_core::sign::{BatchItem, PreparedKey, verify_batch};
+use troth_core::testkit::sign_with_torsion_in_r;
 
 struct Case {
     name: String,
@@ -45,51 +44,6 @@ fn speccheck() -> Vec<Case> {
             signature: Signature::from_bytes(&unhex::<64>(c["signature"].as_str().expect("sig"))),
         })
         .collect()
-}
-
-/// The secret scalar `a` of the key with this seed (RFC 8032 §5.1.5: the
-/// first half of SHA-512(seed), clamped) and the second half, the nonce key.
-fn expanded(seed: &[u8; 32]) -> (Scalar, [u8; 32]) {
-    let h = Sha512::digest(seed);
-    let mut a = [0u8; 32];
-    a.copy_from_slice(&h[..32]);
-    a[0] &= 248;
-    a[31] &= 127;
-    a[31] |= 64;
-    let mut prefix = [0u8; 32];
-    prefix.copy_from_slice(&h[32..]);
-    (Scalar::from_bytes_mod_order(a), prefix)
-}
-
-/// A test fixture, not a primitive: the signature the key with this seed
-/// makes over `message`, except that its nonce point is `R = rB + T`. With
-/// `T` the identity it is an ordinary valid signature; with any other `T`
-/// `verify_strict` must refuse it, while a cofactorless batch equation
-/// cancels `T` whenever its coefficient is a multiple of `T`'s order.
-fn sign_with_torsion_in_r(seed: &[u8; 32], t: &EdwardsPoint, message: &[u8]) -> Signature {
-    let (a, prefix) = expanded(seed);
-    let public = SigningKey::from_bytes(seed).verifying_key();
-    let r = Scalar::from_bytes_mod_order_wide(
-        &Sha512::new()
-            .chain_update(prefix)
-            .chain_update(message)
-            .finalize()
-            .into(),
-    );
-    let big_r = (ED25519_BASEPOINT_POINT * r + t).compress();
-    let k = Scalar::from_bytes_mod_order_wide(
-        &Sha512::new()
-            .chain_update(big_r.as_bytes())
-            .chain_update(public.as_bytes())
-            .chain_update(message)
-            .finalize()
-            .into(),
-    );
-    let s = r + k * a;
-    let mut sig = [0u8; 64];
-    sig[..32].copy_from_slice(big_r.as_bytes());
-    sig[32..].copy_from_slice(s.as_bytes());
-    Signature::from_bytes(&sig)
 }
 
 /// A signer who deliberately adds a torsion component to R: cofactorless

@@ -112,10 +112,14 @@ impl Space {
     }
 
     /// The next sealed event on our local head, its signature made with
-    /// `R = rB + T` ([`sign_with_torsion_in_r`]).
+    /// `R = rB + T` (`troth_core::testkit::sign_with_torsion_in_r`).
     pub fn next_event_with_torsion(&self, t: &EdwardsPoint, payload: &[u8]) -> Event {
         let honest = self.next_event(payload);
-        let sig = sign_with_torsion_in_r(&self.dev.signing_seed(), t, &honest.signed_message());
+        let sig = troth_core::testkit::sign_with_torsion_in_r(
+            &self.dev.signing_seed(),
+            t,
+            &honest.signed_message(),
+        );
         let mut bytes = honest.signed_bytes().to_vec();
         bytes.extend_from_slice(&sig.to_bytes());
         Event::decode(&bytes).expect("decodes")
@@ -126,51 +130,6 @@ impl Space {
             .to_string()
             .into_bytes()
     }
-}
-
-/// A test fixture, not a primitive: the Ed25519 signature the key with this
-/// seed makes over `message`, except that its nonce point is `R = rB + T`
-/// (`s = r + H(R || A || M)·a` with the key's secret scalar `a`). With `T`
-/// the identity it is valid; with any other small-order `T`,
-/// `verify_strict` refuses it.
-pub fn sign_with_torsion_in_r(
-    seed: &[u8; 32],
-    t: &EdwardsPoint,
-    message: &[u8],
-) -> ed25519_dalek::Signature {
-    use curve25519_dalek::constants::ED25519_BASEPOINT_POINT;
-    use curve25519_dalek::scalar::Scalar;
-    use sha2::{Digest, Sha512};
-    // RFC 8032 §5.1.5: the secret scalar is the clamped first half of
-    // SHA-512(seed); the second half keys the nonce.
-    let h = Sha512::digest(seed);
-    let mut a = [0u8; 32];
-    a.copy_from_slice(&h[..32]);
-    a[0] &= 248;
-    a[31] &= 127;
-    a[31] |= 64;
-    let a = Scalar::from_bytes_mod_order(a);
-    let public = ed25519_dalek::SigningKey::from_bytes(seed).verifying_key();
-    let r = Scalar::from_bytes_mod_order_wide(
-        &Sha512::new()
-            .chain_update(&h[32..])
-            .chain_update(message)
-            .finalize()
-            .into(),
-    );
-    let big_r = (ED25519_BASEPOINT_POINT * r + t).compress();
-    let k = Scalar::from_bytes_mod_order_wide(
-        &Sha512::new()
-            .chain_update(big_r.as_bytes())
-            .chain_update(public.as_bytes())
-            .chain_update(message)
-            .finalize()
-            .into(),
-    );
-    let mut sig = [0u8; 64];
-    sig[..32].copy_from_slice(big_r.as_bytes());
-    sig[32..].copy_from_slice((r + k * a).as_bytes());
-    ed25519_dalek::Signature::from_bytes(&sig)
 }
 
 pub fn event_body(ev: &Event) -> Vec<u8> {
