@@ -462,7 +462,7 @@ impl Event {
         EventHash(sign::hash(Label::EventHash, &self.bytes))
     }
 
-    /// Checks the author's signature with `verify_strict`. The caller supplies
+    /// Checks the author's signature (the protocol's rule, [`crate::sign`]). The caller supplies
     /// the key it believes belongs to `header().author` and must check that.
     pub fn verify_signature(
         &self,

@@ -4,8 +4,8 @@
 //! It keeps the hash of every verified event, so it can tell a harmless replay
 //! (the same event again) from a fork (a different event for a sequence number
 //! it already verified), and a rollback (a relay claiming a shorter history).
-//! Signatures are checked with `verify_strict`, each one
-//! (see [`crate::sign::verify_batch`]).
+//! A page's signatures are checked in one batch, which accepts exactly what
+//! single checks accept (see [`crate::sign::verify_batch`]).
 
 use thiserror::Error;
 

@@ -69,7 +69,7 @@
 //!   signer (1 = creator, 2 = joiner) || S || id_A || id_B || device id of A ||
 //!   device id of B || R || T`. It proves X holds the identity key it claims,
 //!   binds both partners' keys, the space and the creator's role to this run.
-//!   Verification is `verify_strict`.
+//!   Verification is the protocol's one rule ([`crate::sign::verify`]).
 //! * Each side refuses a certificate whose identity is not the identity sent
 //!   beside it ([`PairingError::IdentityMismatch`]), a partner presenting our
 //!   own identity ([`PairingError::SamePerson`]), and weak or non-canonical

@@ -102,7 +102,7 @@ impl RequestAuth {
         )
     }
 
-    /// Verifies the signature against the device's key (`verify_strict`).
+    /// Verifies the signature against the device's key ([`crate::sign::verify`]).
     /// Time window and nonce reuse are the relay's to check.
     pub fn verify(
         &self,

@@ -5,10 +5,13 @@
 //! starts with the space id wherever the message belongs to a space. So nothing
 //! signed in one context or one space verifies in another.
 //!
-//! Verification is `verify_strict` only, everywhere: [`verify_batch`]
-//! (the log verifier's pages, the relay's appends) checks each signature
-//! with it, so every verifier accepts exactly the same set; see its docs and
-//! `docs/PROTOCOL.md` §3 for why the batch equation was given up.
+//! Verification follows one rule everywhere, ZIP-215 (the cofactored
+//! equation, as ed25519-zebra implements it), on keys that were parsed
+//! canonical and not of small order: [`verify`] checks one signature,
+//! [`verify_batch`] many at once (the log verifier's pages, the relay's
+//! appends), and the two accept exactly the same set. Signing stays with
+//! ed25519-dalek (RFC 8032; its signatures pass both rules). See
+//! `docs/PROTOCOL.md` §3 for why this rule and not `verify_strict`.
 
 use curve25519_dalek::edwards::CompressedEdwardsY;
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
@@ -121,15 +124,15 @@ pub(crate) fn sign(key: &SigningKey, label: Label, body: &[u8]) -> Signature {
     key.sign(&message(label, body))
 }
 
-/// Verifies a signature with `verify_strict` over `label || 0x00 || body`.
+/// Verifies a signature over `label || 0x00 || body` under the protocol's
+/// rule (ZIP-215; a small-order key is refused).
 pub fn verify(
     key: &VerifyingKey,
     label: Label,
     body: &[u8],
     sig: &Signature,
 ) -> Result<(), SignatureError> {
-    key.verify_strict(&message(label, body), sig)
-        .map_err(|_| SignatureError)
+    PreparedKey::new(*key).verify(&message(label, body), sig)
 }
 
 /// True when the 32 bytes are the canonical encoding of a curve point.
@@ -143,17 +146,34 @@ pub(crate) fn is_canonical_point(bytes: &[u8; 32]) -> bool {
 #[derive(Clone, Debug)]
 pub struct PreparedKey {
     key: VerifyingKey,
+    /// The same point, decompressed once, for single checks.
+    zip215: Option<ed25519_zebra::VerificationKey>,
 }
 
 impl PreparedKey {
-    /// Prepares a key.
+    /// Prepares a key. A small-order key (anyone can sign for it under the
+    /// cofactored rule) verifies nothing: every check under it fails.
     pub fn new(key: VerifyingKey) -> Self {
-        Self { key }
+        let zip215 = if key.is_weak() {
+            None
+        } else {
+            ed25519_zebra::VerificationKey::try_from(key.to_bytes()).ok()
+        };
+        Self { key, zip215 }
     }
 
     /// The key.
     pub fn key(&self) -> &VerifyingKey {
         &self.key
+    }
+
+    /// Checks one signature over a full signed message (`label || 0x00 ||
+    /// body`).
+    pub fn verify(&self, message: &[u8], signature: &Signature) -> Result<(), SignatureError> {
+        match &self.zip215 {
+            Some(key) => key.verify(signature, message).map_err(|_| SignatureError),
+            None => Err(SignatureError),
+        }
     }
 }
 
@@ -167,27 +187,59 @@ pub struct BatchItem<'a> {
     pub signature: &'a Signature,
 }
 
-/// Verifies many signatures, each with `verify_strict`; `Ok` exactly when
-/// every one passes, otherwise the index of the first that fails.
+/// Verifies many signatures at once; `Ok` exactly when every one passes
+/// [`PreparedKey::verify`], otherwise the index of the first that fails.
 ///
-/// Why not ed25519-dalek's batch equation (as protocol version 1 did): it
-/// is cofactorless, and cancels a small-order (torsion) component of `R`
-/// whenever the coefficient derived for that signature is a multiple of the
-/// component's order (half the time for order 2), so it accepted signatures
-/// `verify_strict` refuses, and a member device could grind an event that
-/// batches pass and single checks refuse — a split log. Keeping every `R`
-/// with torsion out of the batch makes it exact, but that check
-/// (`is_torsion_free`, a scalar multiplication by the group order) costs
-/// about as much as `verify_strict` itself, so an exact batch cost 1.2–1.4×
-/// a single check per signature; checking each alone is both exact and
-/// cheaper (docs/PROTOCOL.md §3, docs/BENCHMARKS.md).
+/// The batch equation is ZIP-215's cofactored one (ed25519-zebra), with
+/// 128-bit coefficients drawn from the system's randomness, and terms under
+/// the same key coalesced (a space's log has a handful of device keys, so a
+/// page costs a fraction of checking each signature alone). Under the
+/// cofactored rule a batch accepts exactly what single checks accept, so no
+/// event can pass one verifier and fail another. Why not `verify_strict`
+/// (as protocol version 1 did): its cofactorless equation cannot be batched
+/// exactly without a torsion check on every `R`, which costs about as much
+/// as the signature check itself (`docs/PROTOCOL.md` §3).
 pub fn verify_batch(items: &[BatchItem<'_>]) -> Result<(), usize> {
-    for (i, it) in items.iter().enumerate() {
-        if it.key.key.verify_strict(it.message, it.signature).is_err() {
-            return Err(i);
-        }
+    if let Some(weak) = items.iter().position(|it| it.key.zip215.is_none()) {
+        // Checked in order below, so the first failure is still the one named.
+        return first_failure(&items[..=weak]).map_or(Err(weak), Err);
     }
-    Ok(())
+    let mut batch = ed25519_zebra::batch::Verifier::new();
+    for it in items {
+        batch.queue((
+            ed25519_zebra::VerificationKeyBytes::from(it.key.key.to_bytes()),
+            *it.signature,
+            it.message,
+        ));
+    }
+    if batch.verify(batch_rng()).is_ok() {
+        return Ok(());
+    }
+    // Some signature fails; single checks (the same rule) name the first.
+    // (A batch never refuses a set of signatures that each pass alone; if
+    // it ever did, the single checks are the rule.)
+    first_failure(items).map_or(Ok(()), Err)
+}
+
+/// The index of the first item that fails alone, if any.
+fn first_failure(items: &[BatchItem<'_>]) -> Option<usize> {
+    items
+        .iter()
+        .position(|it| it.key.verify(it.message, it.signature).is_err())
+}
+
+/// Randomness for the batch coefficients (rand 0.10's thread generator,
+/// seeded from the system).
+#[cfg(not(target_arch = "wasm32"))]
+fn batch_rng() -> impl rand_core_010::CryptoRng {
+    rand_010::rng()
+}
+
+/// Randomness for the batch coefficients (the browser's crypto, through
+/// getrandom).
+#[cfg(target_arch = "wasm32")]
+fn batch_rng() -> rand_core::OsRng {
+    rand_core::OsRng
 }
 
 #[cfg(test)]
@@ -266,6 +318,32 @@ mod tests {
         bytes[..32].copy_from_slice(&off);
         sigs[2] = Signature::from_bytes(&bytes);
         assert_eq!(batch(&prepared, &msgs, &sigs), Err(2));
+    }
+
+    /// A small-order key verifies nothing: under the cofactored rule anyone
+    /// could sign for it. Refused alone and in a batch, where it is blamed.
+    #[test]
+    fn a_small_order_key_verifies_nothing() {
+        use curve25519_dalek::constants::EIGHT_TORSION;
+        let (_, mut prepared, msgs, sigs) = five_signed();
+        for t in &EIGHT_TORSION {
+            let weak = VerifyingKey::from_bytes(&t.compress().to_bytes()).expect("a point");
+            // s = 0 and R the identity pass the cofactored equation for
+            // any message under a small-order key.
+            let mut forged = [0u8; 64];
+            forged[0] = 1;
+            let forged = Signature::from_bytes(&forged);
+            let key = PreparedKey::new(weak);
+            assert_eq!(key.verify(&msgs[1], &forged), Err(SignatureError));
+            assert_eq!(
+                verify(&weak, Label::Event, &[1], &forged),
+                Err(SignatureError)
+            );
+            prepared[1] = key;
+            let mut sigs = sigs.clone();
+            sigs[1] = forged;
+            assert_eq!(batch(&prepared, &msgs, &sigs), Err(1));
+        }
     }
 
     #[test]

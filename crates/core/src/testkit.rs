@@ -1,6 +1,6 @@
 //! Test fixtures shared by core's and the relay's tests (feature
-//! `testkit`; never in a release build). Not primitives: they build inputs
-//! a verifier must refuse.
+//! `testkit`; never in a release build). Not primitives: they build inputs at
+//! the edges of what a verifier accepts.
 
 use curve25519_dalek::constants::ED25519_BASEPOINT_POINT;
 use curve25519_dalek::edwards::EdwardsPoint;
@@ -10,9 +10,10 @@ use sha2::{Digest, Sha512};
 
 /// The signature the key with this seed makes over `message`, except that
 /// its nonce point is `R = rB + T`. With `T` the identity it is an ordinary
-/// valid signature; with any other `T`, `verify_strict` must refuse it,
-/// while a cofactorless batch equation cancels `T` whenever its coefficient
-/// is a multiple of `T`'s order (docs/PROTOCOL.md §3).
+/// valid signature; with any other `T`, `verify_strict` refuses it, a
+/// cofactorless batch equation cancels `T` whenever its coefficient is a
+/// multiple of `T`'s order, and the protocol's cofactored rule accepts it,
+/// alone and batched alike (docs/PROTOCOL.md §3).
 pub fn sign_with_torsion_in_r(seed: &[u8; 32], t: &EdwardsPoint, message: &[u8]) -> Signature {
     // RFC 8032 §5.1.5: the secret scalar is the clamped first half of
     // SHA-512(seed); the second half keys the nonce.

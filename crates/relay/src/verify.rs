@@ -2,11 +2,10 @@
 //!
 //! An append's event signature was the largest single cost of an append
 //! (about a third of its CPU at 64 connections). Signatures are queued and
-//! checked together by `troth_core::sign::verify_batch`, which since
-//! protocol version 2 checks each with `verify_strict` (the batch equation
-//! accepted signatures `verify_strict` refuses, and keeping it exact cost
-//! more than checking alone: docs/PROTOCOL.md §3), so the queue no longer
-//! saves CPU; it keeps the checks of a burst on one worker. There is no
+//! checked together by `troth_core::sign::verify_batch`: one ZIP-215 batch
+//! equation, which accepts exactly what a single check accepts
+//! (docs/PROTOCOL.md §3) and costs about half a single check per signature
+//! at 32–64. There is no
 //! verifier thread: a handler queues its signature, lets the other ready
 //! tasks run once (so theirs join the queue), and then, unless another
 //! handler is already checking, checks everything queued on its own worker
@@ -20,8 +19,9 @@ use ed25519_dalek::Signature;
 use tokio::sync::oneshot;
 use troth_core::sign::{BatchItem, PreparedKey, verify_batch};
 
-/// The most signatures checked in one batch: beyond ~32 a batch is no
-/// cheaper per signature, and a worker is busy for longer.
+/// The most signatures checked in one batch: beyond ~32 a batch of many
+/// keys is little cheaper per signature (`batch_curve`), and a worker is
+/// busy for longer.
 pub const MAX_BATCH: usize = 64;
 
 /// How many batches one handler checks before it hands what is still
@@ -78,8 +78,8 @@ impl Verifier {
         self.0.queue.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Whether `signature` over `message` passes `verify_strict` under `key`
-    /// (checked in a batch with those of concurrent requests). `None` only
+    /// Whether `signature` over `message` passes under `key` (the protocol's
+    /// one rule, checked in a batch with those of concurrent requests). `None` only
     /// if the answer was lost, which does not happen short of a panic.
     pub async fn check(
         &self,

@@ -253,8 +253,8 @@ pub async fn append(
     let author =
         active(&ev.header().author).ok_or_else(|| membership(MembershipError::UnknownAuthor))?;
     // The event's signature, and a signed request's, are checked in one
-    // batch with those of concurrent appends (verify_strict semantics;
-    // crate::verify).
+    // batch with those of concurrent appends (ZIP-215, which a batch
+    // keeps exactly; crate::verify).
     let verifier = state.verifier();
     let event_check = verifier.check(author.prepared(), ev.signed_message(), ev.signature());
     let event_ok = match signed {
