@@ -686,7 +686,7 @@ function buildTab(panel) {
   } else if (tab === 'timeline') {
     panel.append(h('h2', {}, 'Everything, newest first'), h('div', { id: 'live-timeline' }));
   } else {
-    panel.append(h('div', { id: 'live-safety' }), therapistForm(), keyCard(), lockCard(), leaveCard());
+    panel.append(h('div', { id: 'live-safety' }), therapistForm(), keyCard(), lockCard(), codeCard(), leaveCard());
   }
 }
 
@@ -1252,6 +1252,29 @@ function lockCard() {
   sel.value = String(lockMs());
   sel.addEventListener('change', () => { localStorage.setItem('troth.autolock.ms', sel.value); touch(); say('Saved.'); });
   return h('section', { class: 'card stack', 'aria-labelledby': 'lk-h' }, h('h2', { id: 'lk-h' }, 'Locking'), lw);
+}
+
+/**
+ * "This copy of Troth": the version and bundle hash of the code running now
+ * (release.json, written by the build beside every file it lists) and the
+ * origin it came from. The page cannot vouch for itself — a server that
+ * changed the code could change this card too — so the card says how to
+ * check from outside: `troth web verify`, or the hash published for the
+ * version.
+ */
+function codeCard() {
+  const hash = h('p', { class: 'digits', 'data-testid': 'bundle-hash' }, '…');
+  const ver = h('p', {}, `This copy of Troth came from ${location.origin}.`);
+  const card = h('section', { class: 'card stack', 'aria-labelledby': 'code-h' }, h('h2', { id: 'code-h' }, 'This copy of Troth'),
+    ver, hash,
+    h('p', { class: 'muted' }, `To check that this is the code Troth published, and not a changed copy, run "troth web verify ${location.origin}" on a computer you trust, or compare the bundle above with the one published for this version.`));
+  fetch('release.json', { cache: 'no-cache' }).then((r) => (r.ok ? r.json() : Promise.reject(new Error(String(r.status)))))
+    .then((rel) => {
+      ver.textContent = `Version ${rel.version}, from ${location.origin}.`;
+      hash.textContent = `Bundle ${String(rel.bundle).match(/.{1,8}/g).join(' ')}`;
+    })
+    .catch(() => { hash.textContent = 'The bundle hash could not be read just now.'; });
+  return card;
 }
 
 function leaveCard() {

@@ -235,6 +235,12 @@ test('two partners pair, agree, keep check-ins and withdraw, live', async () => 
   await pb.getByRole('tab', { name: 'Safety' }).click();
   const codeB = (await pb.getByTestId('state-code').innerText()).trim();
   assert.equal(codeA, codeB, 'both partners see the same state code');
+  // This copy of Troth: the bundle hash the build wrote, and where it came from.
+  const release = await (await fetch(`${relay.url}/release.json`)).json();
+  const shown = pa.getByTestId('bundle-hash');
+  await shown.filter({ hasText: 'Bundle' }).waitFor(LIVE);
+  assert.equal((await shown.innerText()).replace(/^Bundle |\s/g, ''), release.bundle);
+  await pa.getByText(`Version ${release.version}, from ${relay.url}.`).waitFor(LIVE);
   await screenAndCheck(pa, '13-safety');
 });
 

@@ -8,6 +8,10 @@
 //! - `cargo xtask fuzz [SECONDS]`: every fuzz target for SECONDS each (long runs).
 //! - `cargo xtask mutants`: mutation testing of core's security-critical
 //!   modules (a long run; SECURITY.md).
+//! - `cargo xtask reproduce`: builds the web client's release bundle again
+//!   from a copy of the checkout at another path, with a fresh target
+//!   folder, and checks that its `release.json` (every asset's SHA-256 and
+//!   the bundle hash) is byte-identical to this checkout's (part of `test`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -222,6 +226,9 @@ fn test() -> Result<()> {
     if let Err(e) = fuzz(20) {
         failed.push(e.to_string());
     }
+    if let Err(e) = reproduce() {
+        failed.push(e.to_string());
+    }
     // One closing line for whoever reads the end of the log.
     println!("tests: {} passed, {} failed", counts.passed, counts.failed);
     if !failed.is_empty() {
@@ -309,12 +316,86 @@ fn mutants() -> Result<()> {
     run(cmd.current_dir(root()))
 }
 
+/// `release.json` as `troth-web-assets` embeds it, built in `dir`.
+fn release_json(dir: &Path, target: Option<&Path>) -> Result<String> {
+    let mut cmd = cargo();
+    cmd.args([
+        "run",
+        "--quiet",
+        "--locked",
+        "-p",
+        "troth-web-assets",
+        "--example",
+        "release",
+    ])
+    .current_dir(dir);
+    if let Some(t) = target {
+        cmd.env("CARGO_TARGET_DIR", t);
+    } else {
+        cmd.env_remove("CARGO_TARGET_DIR");
+    }
+    let cmd = clean_env(&mut cmd);
+    eprintln!("xtask: running {cmd:?}");
+    let out = cmd.output().context("cannot run cargo")?;
+    if !out.status.success() {
+        bail!(
+            "building the web bundle in {} failed:\n{}",
+            dir.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    String::from_utf8(out.stdout).context("release.json is not UTF-8")
+}
+
+/// Builds the release bundle a second time, elsewhere, and compares.
+fn reproduce() -> Result<()> {
+    let here = release_json(&root(), None)?;
+    let scratch = std::env::temp_dir().join(format!("troth-reproduce-{}", std::process::id()));
+    let copy = scratch.join("elsewhere");
+    // The tracked files as they are in the working tree (uncommitted
+    // changes included, so a local run compares like with like).
+    let listed = Command::new("git")
+        .args(["ls-files", "-z"])
+        .current_dir(root())
+        .output()
+        .context("cannot run git ls-files")?;
+    for name in listed.stdout.split(|b| *b == 0).filter(|n| !n.is_empty()) {
+        let rel = Path::new(std::str::from_utf8(name).context("a path that is not UTF-8")?);
+        let from = root().join(rel);
+        if !from.is_file() {
+            continue;
+        }
+        let to = copy.join(rel);
+        if let Some(dir) = to.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::copy(&from, &to).with_context(|| format!("cannot copy {}", rel.display()))?;
+    }
+    let there = release_json(&copy, Some(&scratch.join("target")));
+    let _ = std::fs::remove_dir_all(&scratch);
+    let there = there?;
+    if here != there {
+        bail!(
+            "the web bundle is not reproducible: built at {} it differs from this checkout's.\nhere:\n{here}\nthere:\n{there}",
+            copy.display()
+        );
+    }
+    let bundle = here
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("\"bundle\": \""))
+        .and_then(|l| l.strip_suffix("\","))
+        .unwrap_or("?");
+    println!("reproduce: the web bundle {bundle} built again at another path is identical");
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let task = std::env::args().nth(1).unwrap_or_default();
     match task.as_str() {
         "test" => test(),
         "setup" => setup(),
         "mutants" => mutants(),
+        "reproduce" => reproduce(),
         "fuzz" => {
             let secs = std::env::args()
                 .nth(2)
@@ -323,7 +404,7 @@ fn main() -> Result<()> {
             fuzz(secs)
         }
         _ => {
-            eprintln!("usage: cargo xtask <test|setup|fuzz [SECONDS]|mutants>");
+            eprintln!("usage: cargo xtask <test|setup|fuzz [SECONDS]|mutants|reproduce>");
             std::process::exit(2);
         }
     }

@@ -155,11 +155,26 @@ pub enum Command {
         #[arg(long, default_value = "")]
         comment: String,
     },
+    /// The web client this troth carries: check what a server serves against it
+    #[command(subcommand)]
+    Web(WebCommand),
     /// Print shell completions
     Completions {
         /// The shell
         shell: clap_complete::Shell,
     },
+}
+
+/// `troth web …`
+#[derive(Subcommand, Debug)]
+pub enum WebCommand {
+    /// Compare every file a server (a relay, or any site) serves with the web client this troth carries
+    Verify {
+        /// The address the app is opened from, e.g. https://troth.example.org
+        url: String,
+    },
+    /// Show this troth's web client: version and bundle hash (`--json`: its release.json)
+    Release,
 }
 
 /// `troth key …`

@@ -19,6 +19,7 @@ use troth_core::state::{AgreementRecord, State, VersionStatus};
 
 use crate::cli::{
     AgreementCommand, Cli, Command, KeyCommand, PairCommand, PhoneCommand, Review, RoleArg,
+    WebCommand,
 };
 use crate::ctx::{
     Ctx, EXIT_INTEGRITY, EXIT_KEY, fail, fail_with, parse_days, parse_wait, space_gone, when,
@@ -34,6 +35,12 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     }
     if let Command::VerifyCertificate { file } = &cli.command {
         return verify_certificate(file, cli.json);
+    }
+    if let Command::Web(w) = &cli.command {
+        return match w {
+            WebCommand::Verify { url } => crate::web::verify(url, cli.json),
+            WebCommand::Release => crate::web::release(cli.json),
+        };
     }
     let ctx = Ctx::new(cli.home, cli.passphrase_file, cli.json, cli.offline)?;
     match cli.command {
@@ -79,7 +86,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         } => consent_report(&ctx, &to, &duration, until.as_deref(), no_checkins),
         Command::Report { to, out } => crate::report::report(&ctx, &to, &out),
         Command::DeleteSpace { yes, comment } => delete_space(&ctx, yes, comment),
-        Command::Completions { .. } | Command::VerifyCertificate { .. } => Ok(()),
+        Command::Completions { .. } | Command::VerifyCertificate { .. } | Command::Web(_) => Ok(()),
     }
 }
 

@@ -11,6 +11,7 @@ mod commands;
 mod ctx;
 mod report;
 mod view;
+mod web;
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;

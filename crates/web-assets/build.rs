@@ -1,5 +1,7 @@
-//! Builds the web client into the relay binary, so `cargo run -p troth-relay`
-//! serves it with no other step (see `docs/WEB.md` and `TOOLCHAIN` notes there):
+//! Builds the web client's release bundle, which the relay and the `troth`
+//! CLI both embed (so `cargo run -p troth-relay` serves it with no other
+//! step, and `troth web verify` compares a server's copy with it; see
+//! `docs/WEB.md` and the `TOOLCHAIN` notes there):
 //!
 //! 1. compiles `crates/wasm` for `wasm32-unknown-unknown` with a nested cargo,
 //!    in a target folder of its own (`target-wasm/`, beside the outer one:
@@ -9,8 +11,15 @@
 //! 2. runs the bindgen step with `wasm-bindgen-cli-support` (same version as
 //!    `wasm-bindgen`, pinned with `=`), so no CLI is installed;
 //! 3. copies `web/` beside the generated files, gzips each asset (Zopfli, cached
-//!    by content in `target-wasm/gz-cache/`), and writes
-//!    `assets.rs` (path, type, etag, bytes, gzip bytes) for `src/web.rs`.
+//!    by content in `target-wasm/gz-cache/`), writes `release.json` (each
+//!    asset's SHA-256 and the bundle hash, `docs/WEB.md`), and writes
+//!    `assets.rs` (path, type, etag, SHA-256, bytes, gzip bytes) and
+//!    `release.rs` (the bundle hash) for `src/lib.rs`.
+//!
+//! The bundle is deterministic: the nested build remaps the checkout's and
+//! cargo's paths (which panic messages would otherwise carry into the wasm),
+//! so the same commit gives the same bundle hash wherever it is built
+//! (`cargo xtask reproduce` checks it).
 
 use std::env;
 use std::fmt::Write as _;
@@ -42,6 +51,8 @@ fn run() -> Res<()> {
     if env::var_os("CARGO_CFG_FUZZING").is_some() {
         fs::write(out.join("assets.rs"), "&[]")
             .map_err(|e| format!("cannot write assets.rs: {e}"))?;
+        fs::write(out.join("release.rs"), "\"\"")
+            .map_err(|e| format!("cannot write release.rs: {e}"))?;
         return Ok(());
     }
     for p in [
@@ -86,7 +97,58 @@ fn run() -> Res<()> {
         .nth(3)
         .map(|t| t.join("gz-cache"))
         .unwrap_or_else(|| out.join("gz-cache"));
-    write_assets(&site, &out.join("assets.rs"), &cache)
+    write_release(&site)?;
+    write_assets(&site, &out, &cache)
+}
+
+/// Lowercase hex.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// The bundle hash over `(sha256, path)` pairs sorted by path: SHA-256 of
+/// the lines `sha256sum` prints for them (`<hex>  <path without />\n`),
+/// so that `sha256sum $(find … | sort) | sha256sum` reproduces it.
+fn bundle_hash(entries: &[(String, String, usize)]) -> String {
+    let mut h = sha2::Sha256::new();
+    for (path, sha, _) in entries {
+        h.update(format!("{sha}  {}\n", path.trim_start_matches('/')));
+    }
+    hex(&h.finalize())
+}
+
+/// Writes `release.json` into the site: every other asset's path, size and
+/// SHA-256, sorted by path, and the bundle hash over them.
+fn write_release(site: &Path) -> Res<()> {
+    let mut list = Vec::new();
+    files(site, site, &mut list)?;
+    list.sort();
+    let mut entries = Vec::new();
+    for (url, path) in &list {
+        if content_type(url).is_none() || url == "/release.json" || url.ends_with(".gz") {
+            continue;
+        }
+        let bytes = fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        entries.push((url.clone(), hex(&sha2::Sha256::digest(&bytes)), bytes.len()));
+    }
+    let bundle = bundle_hash(&entries);
+    let version = var("CARGO_PKG_VERSION")?;
+    let mut json = format!(
+        "{{\n  \"name\": \"troth-web\",\n  \"version\": \"{version}\",\n  \"bundle\": \"{bundle}\",\n  \"assets\": [\n"
+    );
+    for (i, (url, sha, size)) in entries.iter().enumerate() {
+        let comma = if i + 1 < entries.len() { "," } else { "" };
+        let _ = writeln!(
+            json,
+            "    {{ \"path\": \"{url}\", \"size\": {size}, \"sha256\": \"{sha}\" }}{comma}"
+        );
+    }
+    json.push_str("  ]\n}\n");
+    let dest = site.join("release.json");
+    fs::write(&dest, json).map_err(|e| format!("cannot write {}: {e}", dest.display()))
 }
 
 /// Drops the doc comments (`/** … */` on lines of their own) that the
@@ -219,7 +281,18 @@ fn build_wasm(root: &Path, out: &Path) -> Res<PathBuf> {
             cmd.env_remove(k);
         }
     }
-    cmd.env("CARGO_ENCODED_RUSTFLAGS", "-Ctarget-feature=+simd128")
+    // Remap the paths a build would write into the wasm (panic locations):
+    // the checkout's and cargo's home, so the bundle does not depend on
+    // where it was built.
+    let mut flags = String::from("-Ctarget-feature=+simd128");
+    let _ = write!(flags, "\x1f--remap-path-prefix={}=/troth", root.display());
+    let cargo_home = env::var("CARGO_HOME")
+        .ok()
+        .or_else(|| env::var("HOME").ok().map(|h| format!("{h}/.cargo")));
+    if let Some(home) = cargo_home {
+        let _ = write!(flags, "\x1f--remap-path-prefix={home}=/cargo");
+    }
+    cmd.env("CARGO_ENCODED_RUSTFLAGS", flags)
         .env("RUSTC", &rustc);
     let status = cmd
         .status()
@@ -270,7 +343,8 @@ fn content_type(path: &str) -> Option<&'static str> {
         "svg" => "image/svg+xml",
         "png" => "image/png",
         "ico" => "image/x-icon",
-        "json" | "webmanifest" => "application/manifest+json",
+        "json" => "application/json",
+        "webmanifest" => "application/manifest+json",
         "txt" => "text/plain; charset=utf-8",
         _ => return None,
     })
@@ -310,7 +384,8 @@ fn gzip_cached(bytes: &[u8], cached: &Path) -> Res<Vec<u8>> {
     Ok(gz)
 }
 
-fn write_assets(site: &Path, dest: &Path, cache: &Path) -> Res<()> {
+fn write_assets(site: &Path, out: &Path, cache: &Path) -> Res<()> {
+    let dest = out.join("assets.rs");
     let mut list = Vec::new();
     files(site, site, &mut list)?;
     list.sort();
@@ -320,22 +395,18 @@ fn write_assets(site: &Path, dest: &Path, cache: &Path) -> Res<()> {
             continue;
         };
         let bytes = fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let digest = sha2::Sha256::digest(&bytes);
-        let hex: String = digest.iter().fold(String::new(), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        });
+        let hex = hex(&sha2::Sha256::digest(&bytes));
         let etag = &hex[..24];
         let gz = gzip_cached(&bytes, &cache.join(format!("{hex}.gz")))?;
         let gz_path = PathBuf::from(format!("{}.gz", path.display()));
         fs::write(&gz_path, &gz).map_err(|e| format!("cannot write {}: {e}", gz_path.display()))?;
         let _ = writeln!(
             code,
-            "    Asset {{ path: {url:?}, content_type: {ct:?}, etag: \"\\\"{etag}\\\"\", raw: include_bytes!({:?}), gzip: include_bytes!({:?}) }},",
+            "    Asset {{ path: {url:?}, content_type: {ct:?}, etag: \"\\\"{etag}\\\"\", sha256: {hex:?}, raw: include_bytes!({:?}), gzip: include_bytes!({:?}) }},",
             path.display().to_string(),
             gz_path.display().to_string()
         );
     }
     code.push_str("]\n");
-    fs::write(dest, code).map_err(|e| format!("cannot write {}: {e}", dest.display()))
+    fs::write(&dest, code).map_err(|e| format!("cannot write {}: {e}", dest.display()))
 }
