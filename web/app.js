@@ -2,7 +2,7 @@
 // Everything the relay sends goes through the core's verifier before it is
 // shown; everything we send is composed and signed in wasm.
 import init, { Keys, Space, PairingSession, templates, checkCode, checkText, checkPassphrase, dayPlus } from './troth_wasm.js';
-import { store, spaceApi, rendezvous, RelayError, Offline } from './net.js';
+import { store, spaceApi, rendezvous, RelayError, Offline, loadConfig, relayUrl } from './net.js';
 
 // Lock after five minutes without a touch or a key press (another time may
 // be chosen under Safety, kept in localStorage `troth.autolock.ms`; never more
@@ -188,6 +188,7 @@ async function boot() {
     screen('Troth could not start', h('p', {}, 'This browser could not load the part of Troth that keeps your words encrypted. Please try an up-to-date browser.'));
     return;
   }
+  await loadConfig();
   const file = await store.get('keyfile');
   if (file) showUnlock(); else showWelcome();
 }
@@ -308,7 +309,7 @@ async function openSpace(sealed) {
     space = Space.open(keys, meta.role, meta.id, a.leading || undefined, a.rebuilding || undefined);
     const events = (await store.events()).slice(0, meta.count).map((e, i) => keys.openLocal(`idb:event:${i}`, e));
     if ((events.length && space.ingest(events).error) || space.eventCount !== meta.count
-      || (space.headHash || null) !== meta.head || meta.relay !== location.origin) throw new Error('changed');
+      || (space.headHash || null) !== meta.head || meta.relay !== relayUrl()) throw new Error('changed');
     if (keys !== S.keys) { space.free(); return true; }
     S.meta = meta;
     S.saved = meta.count;
@@ -332,7 +333,7 @@ function persist() {
       const from = S.saved || 0;
       const evs = space.eventsFrom(from);
       S.meta = { ...S.meta, id: space.id, role: space.role, anchors: space.anchors, count: from + evs.length,
-        head: space.headHash || null, relay: location.origin };
+        head: space.headHash || null, relay: relayUrl() };
       const pairs = evs.map((e, i) => [['ev', from + i], keys.sealLocal(`idb:event:${from + i}`, e)]);
       pairs.push(['space', keys.sealLocal('idb:meta', JSON.stringify(S.meta))]);
       await store.putAll(pairs);
@@ -381,12 +382,21 @@ function showStart() {
   screen('Connect with your partner',
     h('p', {}, 'One of you starts a shared space and gets a short one-time code; the other types it in. It takes about a minute.'),
     h('p', { class: 'muted' }, 'Your key\'s fingerprint: ', h('span', { 'data-testid': 'fingerprint' }, S.keys.fingerprint)),
+    whereFrom(),
     h('div', { class: 'two' },
       h('section', { class: 'card stack', 'aria-labelledby': 'lead-h' },
         h('h2', { id: 'lead-h' }, 'I was hurt, and I want to set the conditions'),
         h('p', {}, "You're in the driver's seat: you propose the agreements, and nothing is in force until you both sign it."),
         err, lead),
       form));
+}
+
+/** Which relay this is, and who served this copy of the app: both partners see it while pairing. */
+function whereFrom() {
+  const same = relayUrl() === location.origin;
+  return h('p', { class: 'muted', 'data-testid': 'where-from' }, same
+    ? `You're using the relay at ${relayUrl()}, which also served this copy of Troth.`
+    : `You're using the relay at ${relayUrl()}. This copy of Troth came from ${location.origin}.`);
 }
 
 async function startSpace() {

@@ -59,6 +59,31 @@ export class Offline extends Error {
 
 const enc = new TextEncoder();
 
+// The relay this copy of Troth talks to: the origin it was loaded from,
+// unless the page that serves it says otherwise (`troth web serve` answers
+// /troth-config.json with the relay its user chose).
+let relay = location.origin;
+
+/** Sets the relay's address (`https://relay.example.org`, no trailing slash). */
+export function setRelay(url) {
+  relay = String(url).replace(/\/+$/, '');
+}
+
+/** The relay's address, as the app uses it. */
+export function relayUrl() {
+  return relay;
+}
+
+/** Reads /troth-config.json if the server offers one (a copy served apart from the relay). */
+export async function loadConfig() {
+  try {
+    const res = await fetch('troth-config.json', { cache: 'no-store' });
+    if (!res.ok) return;
+    const cfg = await res.json();
+    if (cfg && typeof cfg.relay === 'string' && /^https?:\/\/[^\s/?#]+/.test(cfg.relay)) setRelay(cfg.relay);
+  } catch { /* served by the relay itself */ }
+}
+
 async function call(method, path, { body, sign, query = '' } = {}) {
   const text = body === undefined ? '' : JSON.stringify(body);
   const bytes = enc.encode(text);
@@ -67,7 +92,7 @@ async function call(method, path, { body, sign, query = '' } = {}) {
   if (sign) Object.assign(headers, sign(method, path + query, bytes));
   let res;
   try {
-    res = await fetch(path + query, { method, headers, body: body === undefined ? undefined : text, cache: 'no-store' });
+    res = await fetch(relay + path + query, { method, headers, body: body === undefined ? undefined : text, cache: 'no-store' });
   } catch {
     throw new Offline();
   }
@@ -88,7 +113,7 @@ export function spaceApi(space) {
     append: (event) => call('POST', `${base}/events`, { body: { event }, sign }),
     read: (from) => call('GET', `${base}/events`, { query: `?from=${from}&limit=1000`, sign }),
     remove: () => call('DELETE', base, { sign }),
-    liveUrl: () => `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}${base}/live`,
+    liveUrl: () => `${relay.replace(/^http/, 'ws')}${base}/live`,
     liveAuth: () => {
       const h = space.signRequest('GET', `${base}/live`, new Uint8Array(), Date.now());
       return JSON.stringify({

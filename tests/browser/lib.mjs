@@ -27,9 +27,9 @@ export function buildRelay() {
 }
 
 /** Starts the relay on 127.0.0.1 with a fresh data folder; resolves its URL. */
-export function startRelay(bin) {
+export function startRelay(bin, extra = []) {
   const data = mkdtempSync(join(tmpdir(), 'troth-relay-'));
-  const child = spawn(bin, ['--listen', '127.0.0.1:0', '--data', data], {
+  const child = spawn(bin, ['--listen', '127.0.0.1:0', '--data', data, ...extra], {
     stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, TROTH_RELAY_LOG: 'warn' },
   });
   let log = '';
@@ -61,15 +61,16 @@ export async function launch() {
 }
 
 /** A page with console errors and off-origin requests collected. */
-export async function openPage(ctx, url) {
+export async function openPage(ctx, url, alsoAllowed = []) {
   const page = ctx.pages()[0] || await ctx.newPage();
   const problems = [];
   const origin = new URL(url).origin;
+  const allowed = [origin, ...alsoAllowed].flatMap((o) => [o, o.replace('http', 'ws')]);
   page.on('pageerror', (e) => problems.push(`pageerror: ${e.message}`));
   page.on('console', (m) => { if (m.type() === 'error' && !/Failed to load resource/.test(m.text())) problems.push(`console: ${m.text()}`); });
   page.on('request', (r) => {
     const u = r.url();
-    if (!u.startsWith(origin) && !u.startsWith(origin.replace('http', 'ws')) && !u.startsWith('blob:') && !u.startsWith('data:')) problems.push(`off-origin request: ${u}`);
+    if (!allowed.some((o) => u.startsWith(o)) && !u.startsWith('blob:') && !u.startsWith('data:')) problems.push(`off-origin request: ${u}`);
   });
   await page.goto(url);
   return { page, problems };

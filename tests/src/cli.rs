@@ -73,8 +73,19 @@ impl Relay {
         Self::start_on("127.0.0.1:0", data)
     }
 
+    /// Starts a relay on port 0 with more flags (e.g. `--web-origin …`).
+    pub fn start_with(args: &[&str]) -> Relay {
+        let data = tempfile::tempdir().expect("tempdir");
+        Self::start_args("127.0.0.1:0", data, args)
+    }
+
     fn start_on(listen: &str, data: tempfile::TempDir) -> Relay {
+        Self::start_args(listen, data, &[])
+    }
+
+    fn start_args(listen: &str, data: tempfile::TempDir, args: &[&str]) -> Relay {
         let mut child = Command::new(relay_bin())
+            .args(args)
             .args(["--listen", listen, "--data"])
             .arg(data.path().join("db"))
             .env("TROTH_RELAY_LOG", "warn")

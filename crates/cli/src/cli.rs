@@ -155,7 +155,7 @@ pub enum Command {
         #[arg(long, default_value = "")]
         comment: String,
     },
-    /// The web client this troth carries: check what a server serves against it
+    /// The web client this troth carries: serve it here, or check a server's copy against it
     #[command(subcommand)]
     Web(WebCommand),
     /// Print shell completions
@@ -175,6 +175,15 @@ pub enum WebCommand {
     },
     /// Show this troth's web client: version and bundle hash (`--json`: its release.json)
     Release,
+    /// Serve the web client this troth carries on this computer, talking to a relay you choose
+    Serve {
+        /// The relay the app talks to; its operator must allow this app's address (--web-origin)
+        #[arg(long, value_name = "URL")]
+        relay: String,
+        /// Where to serve the app (this computer only by default)
+        #[arg(long, default_value = "127.0.0.1:8090", value_name = "ADDR")]
+        listen: String,
+    },
 }
 
 /// `troth key …`

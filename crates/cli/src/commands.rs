@@ -40,6 +40,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         return match w {
             WebCommand::Verify { url } => crate::web::verify(url, cli.json),
             WebCommand::Release => crate::web::release(cli.json),
+            WebCommand::Serve { relay, listen } => crate::web::serve(relay, listen),
         };
     }
     let ctx = Ctx::new(cli.home, cli.passphrase_file, cli.json, cli.offline)?;

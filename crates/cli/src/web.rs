@@ -9,7 +9,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use troth_web_assets::{ASSETS, bundle_hash, release_json, version};
 
-use crate::ctx::{EXIT_INTEGRITY, EXIT_RELAY, fail_with};
+use crate::ctx::{EXIT_FAILED, EXIT_INTEGRITY, EXIT_RELAY, fail, fail_with};
 
 /// The most one asset may weigh when fetched (the wasm is ~0.7 MB).
 const MAX_ASSET: u64 = 16 * 1024 * 1024;
@@ -47,7 +47,7 @@ pub fn verify(url: &str, json: bool) -> anyhow::Result<()> {
     let base = url.trim_end_matches('/');
     if !(base.starts_with("http://") || base.starts_with("https://")) || base.contains(['?', '#']) {
         return Err(fail_with(
-            crate::ctx::EXIT_FAILED,
+            EXIT_FAILED,
             format!("{url} is not a web address; give one like https://troth.example.org"),
         ));
     }
@@ -177,4 +177,112 @@ fn fetch(agent: &ureq::Agent, url: &str) -> Option<Result<Vec<u8>, u16>> {
         .read_to_vec()
         .ok()
         .map(Ok)
+}
+
+/// The origin (`scheme://host[:port]`) of an http(s) URL, and the WebSocket
+/// origin beside it; `None` if it is not one.
+fn origins(url: &str) -> Option<(String, String)> {
+    let (scheme, rest) = url.split_once("://")?;
+    let ws = match scheme.to_ascii_lowercase().as_str() {
+        "http" => "ws",
+        "https" => "wss",
+        _ => return None,
+    };
+    let host = rest.split('/').next().unwrap_or("");
+    let good = !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
+    if !good || url.contains(['?', '#', ' ', '\'', '"', ';']) {
+        return None;
+    }
+    let host = host.to_ascii_lowercase();
+    Some((
+        format!("{}://{host}", scheme.to_ascii_lowercase()),
+        format!("{ws}://{host}"),
+    ))
+}
+
+/// `troth web serve --relay URL [--listen ADDR]`: the web client this troth
+/// carries, served from this computer, so that a partner who does not trust
+/// a relay's operator uses a copy no operator can touch. The page's policy
+/// lets it talk to this origin and the chosen relay only; the app reads the
+/// relay from `/troth-config.json`. Prints the app's address alone on the
+/// first line, then serves until stopped.
+pub fn serve(relay: &str, listen: &str) -> anyhow::Result<()> {
+    use axum::http::HeaderValue;
+    let relay = relay.trim_end_matches('/');
+    let Some((http_origin, ws_origin)) = origins(relay) else {
+        return Err(fail(format!(
+            "{relay} is not a relay address; give one like https://relay.example.org"
+        )));
+    };
+    let addr: std::net::SocketAddr = listen.parse().map_err(|_| {
+        fail(format!(
+            "{listen} is not an address to serve on, like 127.0.0.1:8090"
+        ))
+    })?;
+    let csp = format!(
+        "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; \
+         img-src 'self' data: blob:; connect-src 'self' {http_origin} {ws_origin}; \
+         manifest-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    );
+    let csp = HeaderValue::from_str(&csp).map_err(|_| fail("that relay address cannot be used"))?;
+    let config = serde_json::to_vec(&json!({ "relay": relay }))?;
+    let app = troth_web_assets::serve::router_with::<()>(csp, config);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+            fail(format!("Could not serve on {addr} ({e}); try another --listen address"))
+        })?;
+        let local = listener.local_addr()?;
+        {
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "http://{local}")?;
+            writeln!(
+                out,
+                "Troth (bundle {}…) is served from this computer and talks to {relay}. Open the address above; Ctrl-C stops it.",
+                &bundle_hash()[..16.min(bundle_hash().len())]
+            )?;
+            out.flush()?;
+        }
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await?;
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::origins;
+
+    #[test]
+    fn relay_origins() {
+        assert_eq!(
+            origins("https://Relay.example.org/base"),
+            Some((
+                "https://relay.example.org".into(),
+                "wss://relay.example.org".into()
+            ))
+        );
+        assert_eq!(
+            origins("http://127.0.0.1:8080"),
+            Some(("http://127.0.0.1:8080".into(), "ws://127.0.0.1:8080".into()))
+        );
+        for bad in [
+            "ftp://x",
+            "relay.example",
+            "https://",
+            "https://a b",
+            "https://a;script-src *",
+        ] {
+            assert_eq!(origins(bad), None, "{bad}");
+        }
+    }
 }

@@ -152,6 +152,10 @@ pub struct Config {
     pub store: StoreConfig,
     /// Limits.
     pub limits: Limits,
+    /// Origins (`https://app.example.org`) whose pages may call this relay
+    /// from a browser (CORS): copies of the web client served elsewhere,
+    /// e.g. by `troth web serve`. Empty: only pages this relay served.
+    pub web_origins: Vec<String>,
 }
 
 /// Which store the relay uses.
@@ -209,6 +213,7 @@ struct FileConfig {
     database_url: Option<String>,
     database_url_file: Option<PathBuf>,
     database_pool_size: Option<usize>,
+    web_origins: Option<Vec<String>>,
     limits: Limits,
 }
 
@@ -273,6 +278,37 @@ fn store_config(fc: &FileConfig, args: StoreArgs<'_>) -> Result<StoreConfig, Con
         });
     }
     Ok(StoreConfig::Postgres { url, pool_size })
+}
+
+/// Checks a list of web origins (`scheme://host[:port]`, http or https, no
+/// path, no trailing slash) and returns them as browsers send them
+/// (lowercase), naming `setting` in the error.
+pub fn check_web_origins(setting: &str, list: &[String]) -> Result<Vec<String>, ConfigError> {
+    list.iter()
+        .map(|o| o.trim())
+        .filter(|o| !o.is_empty())
+        .map(|o| {
+            let lower = o.to_ascii_lowercase();
+            let rest = lower
+                .strip_prefix("https://")
+                .or_else(|| lower.strip_prefix("http://"));
+            let ok = rest.is_some_and(|r| {
+                !r.is_empty()
+                    && r.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
+            });
+            if ok {
+                Ok(lower)
+            } else {
+                Err(ConfigError::Invalid {
+                    setting: setting.into(),
+                    why: format!(
+                        "has `{o}`, not an origin like https://app.example.org or http://127.0.0.1:8090 (scheme, host and port only)"
+                    ),
+                })
+            }
+        })
+        .collect()
 }
 
 /// A configuration problem, naming the setting.
@@ -377,12 +413,17 @@ impl Config {
             });
         }
         fc.limits.validate()?;
+        let web_origins = match &fc.web_origins {
+            Some(list) => check_web_origins("web_origins (config file)", list)?,
+            None => Vec::new(),
+        };
         Ok(Config {
             listen,
             data,
             cache_mb,
             store,
             limits: fc.limits,
+            web_origins,
         })
     }
 }
@@ -390,6 +431,38 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn web_origins_are_checked() {
+        let ok = check_web_origins(
+            "--web-origin",
+            &[
+                "HTTPS://App.example.org".into(),
+                " http://127.0.0.1:8090 ".into(),
+            ],
+        )
+        .ok();
+        assert_eq!(
+            ok,
+            Some(vec![
+                "https://app.example.org".to_string(),
+                "http://127.0.0.1:8090".to_string()
+            ])
+        );
+        for bad in [
+            "app.example.org",
+            "https://a.example/",
+            "https://a.example/x",
+            "ftp://a",
+            "*",
+        ] {
+            let e = check_web_origins("--web-origin", &[bad.into()])
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(e.contains("--web-origin") && e.contains(bad), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn defaults_validate() {

@@ -79,8 +79,87 @@ pub fn app(state: AppState) -> Router {
         )
         .merge(web::router())
         .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), cors))
         .layer(middleware::from_fn_with_state(state.clone(), guard))
         .with_state(state)
+}
+
+/// Cross-origin calls from pages the relay did not serve (a copy of the web
+/// client on another origin, e.g. `troth web serve`): answered only for the
+/// origins the operator listed (`--web-origin`). A listed origin's
+/// preflight gets 204 with what it asked for; an unlisted one's gets 403
+/// `origin_not_allowed`, and its other requests get no CORS headers, so the
+/// browser keeps their answers from the page. Browsers do not apply CORS to
+/// WebSockets, so a live connection from a page of an unlisted origin (not
+/// this relay's own) is refused here. Requests without `Origin` (the CLI,
+/// same-origin GETs) pass untouched.
+async fn cors(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    use axum::http::{HeaderValue, Method};
+    let Some(origin) = req.headers().get(header::ORIGIN).cloned() else {
+        return next.run(req).await;
+    };
+    let origin_str = origin.to_str().unwrap_or("");
+    let listed = state.web_origins().iter().any(|o| o == origin_str);
+    let preflight = req.method() == Method::OPTIONS
+        && req
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+    if preflight {
+        if !listed {
+            return error::ApiError::forbidden(
+                "origin_not_allowed",
+                "This relay does not answer pages from that address. Its operator can allow it (--web-origin).",
+            )
+            .into_response();
+        }
+        let mut r = StatusCode::NO_CONTENT.into_response();
+        let h = r.headers_mut();
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static("GET, POST, DELETE"),
+        );
+        if let Some(asked) = req
+            .headers()
+            .get(header::ACCESS_CONTROL_REQUEST_HEADERS)
+            .cloned()
+        {
+            h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, asked);
+        }
+        h.insert(
+            header::ACCESS_CONTROL_MAX_AGE,
+            HeaderValue::from_static("600"),
+        );
+        h.insert(header::VARY, HeaderValue::from_static("Origin"));
+        return r;
+    }
+    let same_origin = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|host| {
+            origin_str
+                .split_once("://")
+                .is_some_and(|(_, rest)| rest.eq_ignore_ascii_case(host))
+        });
+    let websocket = req
+        .headers()
+        .get(header::UPGRADE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
+    if websocket && !listed && !same_origin {
+        return error::ApiError::forbidden(
+            "origin_not_allowed",
+            "This relay does not answer pages from that address. Its operator can allow it (--web-origin).",
+        )
+        .into_response();
+    }
+    let mut r = next.run(req).await;
+    if listed {
+        let h = r.headers_mut();
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+        h.append(header::VARY, HeaderValue::from_static("Origin"));
+    }
+    r
 }
 
 /// Admits a request that passed the rate limit: waits for one of the

@@ -38,6 +38,14 @@ struct Cli {
     /// A file holding the PostgreSQL connection URL (a secret mounted by the service manager)
     #[arg(long, env = "TROTH_RELAY_DATABASE_URL_FILE")]
     database_url_file: Option<PathBuf>,
+    /// An origin whose copy of the web client may call this relay from a browser,
+    /// e.g. http://127.0.0.1:8090 (`troth web serve`); repeat for several
+    #[arg(
+        long = "web-origin",
+        env = "TROTH_RELAY_WEB_ORIGINS",
+        value_delimiter = ','
+    )]
+    web_origins: Vec<String>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -92,7 +100,7 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let cli = Cli::parse();
-    let config = Config::resolve_with_store(
+    let mut config = Config::resolve_with_store(
         cli.config.as_deref(),
         cli.listen
             .map(|l| (source("--listen", "TROTH_RELAY_LISTEN"), l)),
@@ -112,6 +120,12 @@ async fn main() -> anyhow::Result<()> {
             }),
         },
     )?;
+    if !cli.web_origins.is_empty() {
+        config.web_origins = troth_relay::config::check_web_origins(
+            source("--web-origin", "TROTH_RELAY_WEB_ORIGINS"),
+            &cli.web_origins,
+        )?;
+    }
     if let Some(Command::Migrate) = cli.command {
         let StoreConfig::Postgres { url, .. } = &config.store else {
             anyhow::bail!(
@@ -143,7 +157,8 @@ async fn main() -> anyhow::Result<()> {
     };
     let kind = store.kind();
     let state = AppState::new(store, Arc::new(SystemClock), config.limits.clone())
-        .context("cannot start the flusher thread")?;
+        .context("cannot start the flusher thread")?
+        .with_web_origins(config.web_origins.clone());
     state.spawn_maintenance(Duration::from_secs(60));
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

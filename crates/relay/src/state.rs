@@ -91,6 +91,8 @@ pub(crate) struct Inner {
     pub sessions: crate::sessions::Sessions,
     /// Permits for requests in progress (`limits.max_concurrent_requests`).
     pub concurrency: tokio::sync::Semaphore,
+    /// Origins whose pages may call the API from a browser (CORS); set once.
+    pub web_origins: std::sync::OnceLock<Vec<String>>,
 }
 
 /// Everything the handlers share. Cheap to clone.
@@ -152,7 +154,20 @@ impl AppState {
             mailbox_wakers: Mutex::new(HashMap::new()),
             metrics: Metrics::default(),
             sessions: crate::sessions::Sessions::default(),
+            web_origins: std::sync::OnceLock::new(),
         })))
+    }
+
+    /// Lets pages from these origins call the API from a browser (CORS;
+    /// `Config::web_origins`). Takes effect once; later calls are ignored.
+    pub fn with_web_origins(self, origins: Vec<String>) -> Self {
+        let _ = self.0.web_origins.set(origins);
+        self
+    }
+
+    /// Origins whose pages may call the API from a browser.
+    pub fn web_origins(&self) -> &[String] {
+        self.0.web_origins.get().map_or(&[], Vec::as_slice)
     }
 
     /// The store.

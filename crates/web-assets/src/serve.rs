@@ -18,14 +18,38 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'
      base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 /// Routes for `/` and every asset, with [`CONTENT_SECURITY_POLICY`] (the
-/// page talks to the origin it came from); merge it into a router.
+/// page talks to the origin it came from), and `/troth-config.json` saying
+/// nothing (`{}`: the relay is this origin); merge it into a router.
 pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
-    router_with_csp(HeaderValue::from_static(CONTENT_SECURITY_POLICY))
+    router_with(
+        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+        b"{}".to_vec(),
+    )
 }
 
-/// The same routes under another Content-Security-Policy.
-pub fn router_with_csp<S: Clone + Send + Sync + 'static>(csp: HeaderValue) -> Router<S> {
-    let mut r = Router::new();
+/// The same routes under another Content-Security-Policy, with `config`
+/// (JSON, e.g. `{"relay": "https://relay.example.org"}`) at
+/// `/troth-config.json`: the settings of this copy, read by the app at
+/// start. Not part of the bundle (nor of its hash).
+pub fn router_with<S: Clone + Send + Sync + 'static>(
+    csp: HeaderValue,
+    config: Vec<u8>,
+) -> Router<S> {
+    let mut r = Router::new().route(
+        "/troth-config.json",
+        get(move || {
+            let body = config.clone();
+            async move {
+                (
+                    [
+                        (header::CONTENT_TYPE, "application/json"),
+                        (header::CACHE_CONTROL, "no-cache"),
+                    ],
+                    body,
+                )
+            }
+        }),
+    );
     for asset in ASSETS {
         let paths: &[&str] = if asset.path == "/index.html" {
             &["/index.html", "/"]

@@ -1,0 +1,136 @@
+// The web client served apart from the relay: `troth web serve` (the copy
+// embedded in the troth binary) on one origin, the relay on another that
+// lists it (--web-origin). Two Chromium profiles pair, co-sign and check in
+// through it; every API call goes to the relay, none to the app's origin;
+// a copy on an origin the relay does not list is refused by the browser.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync, spawn } from 'node:child_process';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { startRelay, launch, openPage, axe, root } from './lib.mjs';
+
+const LIVE = { timeout: 20000 };
+let relay; let app; let other; let A; let B; let pa; let pb;
+const problems = [];
+const apiCalls = [];
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)); });
+    s.on('error', reject);
+  });
+}
+
+/** `troth web serve --relay URL --listen 127.0.0.1:PORT`; resolves when it prints its address. */
+function serveApp(bin, relayUrl, port) {
+  const child = spawn(bin, ['web', 'serve', '--relay', relayUrl, '--listen', `127.0.0.1:${port}`],
+    { stdio: ['ignore', 'pipe', 'pipe'] });
+  return new Promise((resolve, reject) => {
+    let out = '';
+    const timer = setTimeout(() => reject(new Error('troth web serve did not start')), 30000);
+    child.stdout.on('data', (d) => {
+      out += d;
+      const first = out.split('\n')[0];
+      if (out.includes('\n')) { clearTimeout(timer); resolve({ url: first.trim(), stop: () => child.kill('SIGTERM') }); }
+    });
+    child.on('exit', (c) => { clearTimeout(timer); reject(new Error(`troth web serve exited (${c})`)); });
+  });
+}
+
+async function createKey(page, pass) {
+  await page.getByRole('heading', { name: 'Welcome to Troth' }).waitFor(LIVE);
+  await page.getByLabel('Choose a passphrase').fill(pass);
+  await page.getByLabel('Type it once more').fill(pass);
+  await page.getByRole('button', { name: 'Create my key' }).click();
+  await page.getByRole('heading', { name: 'Connect with your partner' }).waitFor(LIVE);
+}
+
+before(async () => {
+  execFileSync('cargo', ['build', '-p', 'troth-relay', '-p', 'troth-cli', '--quiet'], { cwd: root, stdio: 'inherit' });
+  const target = process.env.CARGO_TARGET_DIR || join(root, 'target');
+  const port = await freePort();
+  relay = await startRelay(join(target, 'debug', 'troth-relay'), ['--web-origin', `http://127.0.0.1:${port}`]);
+  app = await serveApp(join(target, 'debug', 'troth'), relay.url, port);
+  other = await serveApp(join(target, 'debug', 'troth'), relay.url, await freePort());
+  A = await launch();
+  B = await launch();
+  ({ page: pa } = await openPage(A.ctx, app.url, [relay.url]).then((r) => { problems.push(r.problems); return r; }));
+  ({ page: pb } = await openPage(B.ctx, app.url, [relay.url]).then((r) => { problems.push(r.problems); return r; }));
+  for (const p of [pa, pb]) p.on('request', (r) => { if (new URL(r.url()).pathname.startsWith('/v1/')) apiCalls.push(r.url()); });
+});
+
+after(async () => {
+  await A?.close();
+  await B?.close();
+  app?.stop();
+  other?.stop();
+  relay?.stop();
+});
+
+test('two partners pair, co-sign and check in with the app served apart from the relay', async () => {
+  await createKey(pa, 'river stones at dawn');
+  await createKey(pb, 'quiet garden evening');
+  for (const p of [pa, pb]) {
+    const where = (await p.getByTestId('where-from').innerText()).trim();
+    assert.equal(where, `You're using the relay at ${relay.url}. This copy of Troth came from ${app.url}.`);
+  }
+  await pa.getByRole('button', { name: 'Start our space and get a code' }).click();
+  const code = (await pa.getByTestId('pairing-code').innerText()).trim();
+  await pb.getByLabel('The code your partner shows you').fill(code);
+  await pb.getByRole('button', { name: 'Join with this code' }).click();
+  await pa.getByRole('heading', { name: "You're connected" }).waitFor(LIVE);
+  await pb.getByRole('heading', { name: "You're connected" }).waitFor(LIVE);
+  await pa.getByRole('button', { name: 'They match — we compared them' }).click();
+  await pb.getByRole('button', { name: 'They match — we compared them' }).click();
+  await pa.getByRole('heading', { name: 'Our space' }).waitFor(LIVE);
+
+  await pa.getByRole('button', { name: 'Propose an agreement' }).click();
+  await pa.getByLabel('Knowing where you are').check();
+  await pa.getByRole('button', { name: 'Propose to my partner' }).click();
+  await pa.getByRole('dialog').waitFor({ state: 'hidden' });
+  await pb.getByRole('button', { name: 'Sign these words' }).click();
+  await pa.getByRole('button', { name: 'Sign these words' }).click();
+  for (const p of [pa, pb]) await p.getByText('In force — both of you signed these exact words').first().waitFor(LIVE);
+
+  await pa.getByRole('tab', { name: 'Check-ins' }).click();
+  await pa.getByRole('button', { name: 'Ask for a check-in' }).click();
+  await pb.getByRole('tab', { name: 'Check-ins' }).click();
+  await pb.getByText('waiting for your check-in').first().waitFor(LIVE);
+  await pb.getByLabel('Your check-in').fill('At the library until 6');
+  await pb.getByRole('button', { name: 'Send check-in' }).click();
+  await pa.getByText('At the library until 6').first().waitFor(LIVE);
+
+  // Every API call went to the relay; the app's origin served only files.
+  assert.ok(apiCalls.length > 5, `${apiCalls.length} API calls`);
+  for (const u of apiCalls) assert.equal(new URL(u).origin, relay.url, u);
+  // The page's policy allows exactly this origin and the relay.
+  const res = await fetch(app.url);
+  const csp = res.headers.get('content-security-policy');
+  assert.match(csp, new RegExp(`connect-src 'self' ${relay.url} ${relay.url.replace('http', 'ws')};`));
+  const v = await axe(pa);
+  assert.deepEqual(v.filter((x) => x.impact === 'serious' || x.impact === 'critical').map((x) => x.id), []);
+});
+
+test('a copy on an origin the relay does not list cannot use it', async () => {
+  const C = await launch();
+  try {
+    const { page } = await openPage(C.ctx, other.url);
+    await page.getByRole('heading', { name: 'Welcome to Troth' }).waitFor(LIVE);
+    const outcome = await page.evaluate(async (url) => {
+      try {
+        await fetch(`${url}/v1/rendezvous`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+        return 'answered';
+      } catch { return 'refused'; }
+    }, relay.url);
+    assert.equal(outcome, 'refused');
+  } finally {
+    await C.close();
+  }
+});
+
+test('no errors on the pages of the copy the relay lists', () => {
+  const flat = problems.flat().filter((p) => !/WebSocket/.test(p));
+  assert.deepEqual(flat, []);
+});
