@@ -19,6 +19,7 @@ pub mod clock;
 pub mod commit;
 pub mod config;
 pub mod error;
+mod fanout;
 mod routes;
 mod sessions;
 pub mod state;

@@ -49,6 +49,9 @@ pub(crate) struct Slot {
     pub view: RwLock<View>,
     /// Live subscribers.
     pub live: broadcast::Sender<LiveFrame>,
+    /// The head live subscribers were sent frames up to (`None` while
+    /// nobody listens); frames are sent only under this lock (`fanout`).
+    pub feed: tokio::sync::Mutex<Option<Head>>,
     /// When a request last used this slot (ms, the injected clock).
     pub used_ms: AtomicU64,
 }
@@ -85,6 +88,7 @@ pub(crate) struct Inner {
     pub spaces: Mutex<HashMap<SpaceId, Arc<Slot>>>,
     pub mailbox_wakers: Mutex<HashMap<u32, Arc<Notify>>>,
     pub metrics: Metrics,
+    pub fanout: crate::fanout::FanoutStats,
     pub per_ip: DefaultKeyedRateLimiter<IpAddr>,
     pub per_device: DefaultKeyedRateLimiter<[u8; 32]>,
     pub rendezvous: DefaultKeyedRateLimiter<IpAddr>,
@@ -128,7 +132,7 @@ impl AppState {
         let rdv_rate =
             NonZeroU32::new(limits.rendezvous_per_ip_per_minute).unwrap_or(NonZeroU32::MIN);
         let rdv_burst = NonZeroU32::new(limits.rendezvous_burst).unwrap_or(NonZeroU32::MIN);
-        Ok(AppState(Arc::new(Inner {
+        let state = AppState(Arc::new(Inner {
             per_ip: DefaultKeyedRateLimiter::hashmap(quota_per_second(
                 limits.per_ip_per_second,
                 limits.per_ip_burst,
@@ -153,9 +157,53 @@ impl AppState {
             spaces: Mutex::new(HashMap::new()),
             mailbox_wakers: Mutex::new(HashMap::new()),
             metrics: Metrics::default(),
+            fanout: crate::fanout::FanoutStats::default(),
             sessions: crate::sessions::Sessions::default(),
             web_origins: std::sync::OnceLock::new(),
-        })))
+        }));
+        // Other relay processes' appends reach this one's live subscribers
+        // (needs a runtime; every caller of `new` in the relay has one).
+        if state.0.store.shared() && tokio::runtime::Handle::try_current().is_ok() {
+            crate::fanout::start(&state);
+        }
+        Ok(state)
+    }
+
+    /// Tells other relay processes on a shared store about a committed change.
+    pub(crate) fn announce(&self, notice: crate::store::Notice) {
+        if self.0.store.shared() {
+            self.0.store.announce(notice);
+        }
+    }
+
+    /// The cached slot of a space, if any.
+    pub(crate) fn cached_slot(&self, space: SpaceId) -> Option<Arc<Slot>> {
+        lock(&self.0.spaces).get(&space).cloned()
+    }
+
+    /// The cached slot of a space that has live subscribers here.
+    pub(crate) fn live_slot(&self, space: SpaceId) -> Option<Arc<Slot>> {
+        self.cached_slot(space)
+            .filter(|s| s.live.receiver_count() > 0)
+    }
+
+    /// Every space with live subscribers here.
+    pub(crate) fn live_spaces(&self) -> Vec<(SpaceId, Arc<Slot>)> {
+        lock(&self.0.spaces)
+            .iter()
+            .filter(|(_, s)| s.live.receiver_count() > 0)
+            .map(|(k, s)| (*k, s.clone()))
+            .collect()
+    }
+
+    /// Forgets `slot` if it is still the one cached for `space`.
+    pub(crate) fn forget_this_slot(&self, space: SpaceId, slot: &Slot) {
+        let mut g = lock(&self.0.spaces);
+        if g.get(&space)
+            .is_some_and(|s| std::ptr::eq(Arc::as_ptr(s), slot))
+        {
+            g.remove(&space);
+        }
     }
 
     /// Lets pages from these origins call the API from a browser (CORS;
@@ -266,6 +314,7 @@ impl AppState {
                 deleted: false,
             }),
             live: broadcast::channel(LIVE_BUFFER).0,
+            feed: tokio::sync::Mutex::new(None),
             used_ms: AtomicU64::new(now),
         })
     }
@@ -276,7 +325,10 @@ impl AppState {
     async fn space_fresh(&self, space: SpaceId) -> Result<Option<Loaded>, ApiError> {
         let now = self.now_ms();
         let Some((head, m)) = self.record(space).await? else {
-            self.forget_slot(space);
+            // Deleted through another process: this one's live subscribers go too.
+            if let Some(slot) = self.cached_slot(space) {
+                crate::fanout::close_subscribers(self, space, &slot);
+            }
             return Ok(None);
         };
         let slot = self.new_slot(now, head, Some(m.clone()));
@@ -317,7 +369,27 @@ impl AppState {
         lock(&self.0.mailbox_wakers).entry(n).or_default().clone()
     }
 
+    /// Wakes the long polls of mailbox `n` here and in the other relay
+    /// processes on a shared store.
     pub(crate) fn wake_mailbox(&self, n: u32, forget: bool) {
+        self.announce(crate::store::Notice::Mailbox(n));
+        self.wake_mailbox_local(n, forget);
+    }
+
+    /// Wakes the long polls of mailbox `n` in this process (another
+    /// process announced a change).
+    pub(crate) fn wake_mailbox_here(&self, n: u32) {
+        self.wake_mailbox_local(n, false);
+    }
+
+    /// Wakes every long poll here (after notices may have been missed).
+    pub(crate) fn wake_all_mailboxes(&self) {
+        for w in lock(&self.0.mailbox_wakers).values() {
+            w.notify_waiters();
+        }
+    }
+
+    fn wake_mailbox_local(&self, n: u32, forget: bool) {
         let mut g = lock(&self.0.mailbox_wakers);
         let w = if forget {
             g.remove(&n)
@@ -345,6 +417,10 @@ impl AppState {
 
     pub(crate) fn metrics(&self) -> &Metrics {
         &self.0.metrics
+    }
+
+    pub(crate) fn fanout_stats(&self) -> &crate::fanout::FanoutStats {
+        &self.0.fanout
     }
 
     pub(crate) fn record_request(&self, route: &str, status: u16) {

@@ -1,24 +1,236 @@
-//! Two relays (in-process, each its own `AppState` and port) on one
-//! PostgreSQL database, as two relay processes would be: racing writers
-//! through both keep one chain, a nonce used at one is refused at the
-//! other, a delete at one is seen at once by the other, and a pairing whose
-//! sides use different relays completes.
+//! Two relays (in-process, each its own `AppState`, pool, listener and
+//! port) on one PostgreSQL database, as two relay processes would be: live
+//! watchers of one see the other's appends once and in order (also after
+//! lost notices and a cut listener), racing writers through both keep one
+//! chain, a nonce used at one is refused at the other, a session opened at
+//! one is unknown (cleanly) at the other, a delete at one is seen at once by
+//! the other, and a pairing whose sides use different relays completes (its
+//! long poll woken by the other relay's notice).
 
 mod common;
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 use common::*;
-use troth_relay::store::Store;
+use futures_util::{SinkExt as _, StreamExt as _};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use troth_relay::store::{PgStore, Store};
 use troth_relay::{Limits, SystemClock};
 
 async fn two_relays() -> (InProcess, InProcess, String) {
+    let (ra, rb, db, _) = two_relays_with_stores().await;
+    (ra, rb, db)
+}
+
+/// Two relays and relay A's store (to mute its notices).
+async fn two_relays_with_stores() -> (InProcess, InProcess, String, Arc<PgStore>) {
     let (a, db) = pg::fresh_store().await;
     let b = pg::store_on(&db).await;
-    let (a, b): (Arc<dyn Store>, Arc<dyn Store>) = (Arc::new(a), Arc::new(b));
-    let ra = InProcess::start(a, Arc::new(SystemClock), Limits::generous()).await;
-    let rb = InProcess::start(b, Arc::new(SystemClock), Limits::generous()).await;
-    (ra, rb, db)
+    let a = Arc::new(a);
+    let (da, db_): (Arc<dyn Store>, Arc<dyn Store>) = (a.clone(), Arc::new(b));
+    let ra = InProcess::start(da, Arc::new(SystemClock), Limits::generous()).await;
+    let rb = InProcess::start(db_, Arc::new(SystemClock), Limits::generous()).await;
+    (ra, rb, db, a)
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A live connection to `relay` for space `s`, past its `ready` frame
+/// (whose head it returns).
+async fn watch(relay: &InProcess, s: &Space) -> (Ws, u64) {
+    let url = format!("ws://{}/v1/spaces/{}/live", relay.addr, s.hex());
+    let (mut ws, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("ws connect");
+    ws.send(Message::text(auth_frame(&s.dev, s.id, now_ms())))
+        .await
+        .expect("send auth");
+    let ready = next_frame(&mut ws, Duration::from_secs(10))
+        .await
+        .expect("ready frame");
+    assert_eq!(ready["ready"], true, "{ready}");
+    let head = ready["head"]["seq"].as_u64().expect("ready head");
+    (ws, head)
+}
+
+/// The next JSON text frame (a close becomes `{"closed": code}`), or `None`
+/// if none came within `wait`.
+async fn next_frame(ws: &mut Ws, wait: Duration) -> Option<Value> {
+    loop {
+        match tokio::time::timeout(wait, ws.next()).await {
+            Err(_) => return None,
+            Ok(Some(Ok(Message::Text(t)))) => {
+                return Some(serde_json::from_str(t.as_str()).unwrap_or(Value::Null));
+            }
+            Ok(Some(Ok(Message::Close(c)))) => {
+                return Some(json!({ "closed": c.map(|c| u16::from(c.code)) }));
+            }
+            Ok(Some(Ok(_))) => continue,
+            Ok(other) => return Some(json!({ "gone": format!("{other:?}") })),
+        }
+    }
+}
+
+/// Frames until one with sequence number `last` arrived; fails on anything
+/// but an event frame, or on a wait of more than `wait` for one.
+async fn frames_until(ws: &mut Ws, last: u64, wait: Duration) -> Vec<(u64, String, String)> {
+    let mut got = Vec::new();
+    loop {
+        let v = next_frame(ws, wait)
+            .await
+            .unwrap_or_else(|| panic!("no frame within {wait:?}; got up to {:?}", got.last()));
+        let seq = v["seq"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("not an event frame: {v}"));
+        let hash = v["hash"].as_str().unwrap_or("").to_string();
+        let event = v["event"].as_str().unwrap_or("").to_string();
+        got.push((seq, hash, event));
+        if seq >= last {
+            return got;
+        }
+    }
+}
+
+/// Appends `n` events to `s` through `http`, one after another.
+async fn append_n(http: &Http, s: &mut Space, tag: u8, n: u8) {
+    for i in 0..n {
+        let ev = s.next_event(&[tag, i]);
+        let r = http.append(s, ev, now_ms()).await;
+        assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    }
+}
+
+/// Every event of `s` after `from`, as live frames carry them.
+fn expected_frames(s: &Space, from: u64) -> Vec<(u64, String, String)> {
+    s.events
+        .iter()
+        .skip(usize::try_from(from + 1).unwrap_or(usize::MAX))
+        .map(|e| {
+            (
+                e.header().seq,
+                e.hash().to_hex(),
+                STANDARD.encode(e.as_bytes()),
+            )
+        })
+        .collect()
+}
+
+async fn terminate_listeners(db: &str) -> u64 {
+    let (c, conn) = pg::config(db)
+        .connect(tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    let task = tokio::spawn(conn);
+    let n = c
+        .query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE datname = current_database() AND query LIKE 'LISTEN %' AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .await
+        .expect("terminate listeners")
+        .len() as u64;
+    drop(c);
+    let _ = task.await;
+    n
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_through_one_relay_reach_live_watchers_of_the_other_once_and_in_order() {
+    let (ra, rb, db, store_a) = two_relays_with_stores().await;
+    let (ha, hb) = (ra.http(), rb.http());
+    let mut s = Space::generate(904);
+    assert_eq!(ha.create(&s, now_ms()).await.status, 201);
+    let (mut at_b, from_b) = watch(&rb, &s).await;
+    let (mut at_a, from_a) = watch(&ra, &s).await;
+    assert_eq!((from_a, from_b), (0, 0));
+    let quick = Duration::from_secs(5);
+
+    // Notices after each commit: through A, and through both in turn.
+    append_n(&ha, &mut s, 1, 20).await;
+    append_n(&hb, &mut s, 2, 5).await;
+    append_n(&ha, &mut s, 3, 5).await;
+    let last = s.events.len() as u64 - 1;
+    let want = expected_frames(&s, 0);
+    assert_eq!(frames_until(&mut at_b, last, quick).await, want);
+    assert_eq!(frames_until(&mut at_a, last, quick).await, want);
+
+    // A relay that dies between its commit and its NOTIFY: the head check
+    // makes up for the lost notices.
+    store_a.mute_notices(true);
+    let before = s.events.len() as u64 - 1;
+    append_n(&ha, &mut s, 4, 6).await;
+    store_a.mute_notices(false);
+    let last = s.events.len() as u64 - 1;
+    let t = std::time::Instant::now();
+    let got = frames_until(&mut at_b, last, quick).await;
+    assert_eq!(got, expected_frames(&s, before));
+    eprintln!("caught up after lost notices in {:?}", t.elapsed());
+
+    // The listeners' connections are cut while appends go on: they
+    // reconnect and catch up from the store.
+    let before = s.events.len() as u64 - 1;
+    let cut = terminate_listeners(&db).await;
+    assert!(cut >= 2, "terminated {cut} listeners");
+    append_n(&ha, &mut s, 5, 6).await;
+    let last = s.events.len() as u64 - 1;
+    let got = frames_until(&mut at_b, last, quick).await;
+    assert_eq!(got, expected_frames(&s, before));
+    // A's own watcher got everything once too (its own appends, pushed
+    // directly, and B's, through notices).
+    let got = frames_until(&mut at_a, last, quick).await;
+    assert_eq!(got, expected_frames(&s, 30));
+
+    // No frame twice, even after more head checks went by.
+    assert!(
+        next_frame(&mut at_b, troth_relay_head_check() * 2)
+            .await
+            .is_none(),
+        "a frame arrived twice"
+    );
+    let m = hb.req("GET", "/metrics", &[], vec![]).await;
+    let metrics = String::from_utf8_lossy(&m.body).to_string();
+    for name in [
+        "troth_relay_pg_listener_connected 1",
+        "troth_relay_pg_pool_max ",
+        "troth_relay_live_caught_up_total ",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from {metrics}");
+    }
+    assert!(
+        !metrics.contains("troth_relay_pg_listener_connects_total 1\n"),
+        "the listener did not reconnect: {metrics}"
+    );
+
+    // A delete through A closes B's live connection.
+    let path = format!("/v1/spaces/{}", s.hex());
+    let r = ha
+        .signed(&s.dev, s.id, "DELETE", &path, vec![], now_ms())
+        .await;
+    assert_eq!(r.status, 204);
+    let mut closed = None;
+    for _ in 0..3 {
+        match next_frame(&mut at_b, quick).await {
+            Some(v) if v.get("closed").is_some() => {
+                closed = Some(v);
+                break;
+            }
+            Some(_) => {}
+            None => break,
+        }
+    }
+    assert_eq!(closed.map(|v| v["closed"].clone()), Some(json!(4404)));
+    ra.stop().await;
+    rb.stop().await;
+}
+
+fn troth_relay_head_check() -> Duration {
+    Duration::from_secs(2)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -118,6 +330,21 @@ async fn a_nonce_used_at_one_relay_is_refused_at_the_other() {
     assert_eq!(hb.req("GET", &path, &h, vec![]).await.status, 200);
     let r = ha.req("GET", &path, &h, vec![]).await;
     assert_eq!((r.status, r.error_code().as_str()), (401, "auth_replayed"));
+    // A session opened at A is not known at B: refused cleanly (the
+    // client opens another there), never taken for something else.
+    let key = ha.open_session(&s, now_ms()).await.expect("session at A");
+    let path = format!("/v1/spaces/{}/events?from=0&limit=10", s.hex());
+    let r = ha
+        .with_session(&key, 1, "GET", &path, vec![], now_ms())
+        .await;
+    assert_eq!(r.status, 200);
+    let r = hb
+        .with_session(&key, 2, "GET", &path, vec![], now_ms())
+        .await;
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (401, "session_unknown")
+    );
     // B sees A's append at once, and a stale append at B gets A's head.
     assert_eq!(hb.read_all(&s, now_ms()).await.len(), 2);
     let fork = s.event_at(1, s.events[0].hash(), b"fork");
@@ -216,7 +443,11 @@ async fn a_pairing_whose_sides_use_different_relays_completes() {
     let (r, waited) = waiting.await.expect("long poll");
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["messages"][0], STANDARD.encode(b"pake B"));
-    assert!(waited.as_secs() < 5, "woke only after {waited:?}");
+    // Woken by B's notice, well before the 2 s safety-net look.
+    assert!(
+        waited < std::time::Duration::from_millis(1500),
+        "woke only after {waited:?}"
+    );
     // And the other way round, then both close at different relays.
     let r = ha.req("POST", &path, &[], post(&token_a, b"pake A")).await;
     assert_eq!(r.status, 201);

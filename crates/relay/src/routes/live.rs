@@ -171,14 +171,17 @@ async fn run(
             return close_with(socket, code, e).await;
         }
     };
-    let mut rx = slot.live.subscribe();
-    let (head, deleted) = {
-        let v = slot.view();
-        (v.head, v.deleted)
+    let (mut rx, head) = match crate::fanout::subscribe(&state, space, &slot).await {
+        Ok(x) => x,
+        Err(e) => {
+            let code = if e.status == StatusCode::NOT_FOUND {
+                4404
+            } else {
+                4500
+            };
+            return close_with(socket, code, e).await;
+        }
     };
-    if deleted {
-        return close_with(socket, 4404, ApiError::no_space()).await;
-    }
     let ready = json!({ "ready": true, "head": head_json(head) }).to_string();
     if socket
         .send(Message::Text(Utf8Bytes::from(ready)))

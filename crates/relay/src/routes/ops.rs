@@ -100,5 +100,18 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         v.batches.load(Ordering::Relaxed),
         v.signatures.load(Ordering::Relaxed)
     );
+    let fo = state.fanout_stats();
+    let _ = writeln!(
+        out,
+        "# HELP troth_relay_live_frames_total Events pushed to this process's live subscribers (once per event).\n# TYPE troth_relay_live_frames_total counter\ntroth_relay_live_frames_total {}\n\
+         # HELP troth_relay_live_caught_up_total Of those, events read from the store (appended through another process, or missed notices).\n# TYPE troth_relay_live_caught_up_total counter\ntroth_relay_live_caught_up_total {}\n\
+         # HELP troth_relay_live_head_checks_total Head checks of live spaces against the store (shared store).\n# TYPE troth_relay_live_head_checks_total counter\ntroth_relay_live_head_checks_total {}\n\
+         # HELP troth_relay_notices_handled_total Notices of other relay processes handled.\n# TYPE troth_relay_notices_handled_total counter\ntroth_relay_notices_handled_total {}",
+        fo.frames.load(Ordering::Relaxed),
+        fo.caught_up.load(Ordering::Relaxed),
+        fo.head_checks.load(Ordering::Relaxed),
+        fo.notices.load(Ordering::Relaxed),
+    );
+    state.store().write_metrics(&mut out);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }

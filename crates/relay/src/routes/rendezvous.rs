@@ -199,9 +199,10 @@ fn path_err_value() -> ApiError {
     ApiError::bad_request("bad_mailbox", "A mailbox is a number from 1 to 99999.")
 }
 
-/// How often a long poll looks at a shared store's mailbox (writes through
-/// another relay process wake no one here).
-const SHARED_POLL: Duration = Duration::from_millis(200);
+/// How often a long poll looks at a shared store's mailbox anyway: another
+/// relay process's write wakes it through a notice, and this is the safety
+/// net if a notice is lost.
+const SHARED_POLL: Duration = Duration::from_secs(2);
 
 /// Loads a live mailbox; an expired one is deleted and reported as such.
 async fn load(state: &AppState, n: u32) -> Result<(Vec<u8>, Mailbox), ApiError> {
@@ -402,8 +403,8 @@ pub async fn get(
                 Json(json!({ "messages": theirs, "next": next, "closed": closed })).into_response(),
             );
         }
-        // Another relay process on a shared store does not wake this
-        // one: look again every SHARED_POLL.
+        // On a shared store, also look again every SHARED_POLL in case
+        // another process's notice was lost.
         let until = if state.store().shared() {
             deadline.min(tokio::time::Instant::now() + SHARED_POLL)
         } else {

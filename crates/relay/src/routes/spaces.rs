@@ -22,7 +22,7 @@ use crate::auth;
 use crate::error::{ApiError, head_json};
 use crate::sessions::SESSION_TTL_MS;
 use crate::state::{AppState, Slot};
-use crate::store::{Append, Head, SpaceRecord};
+use crate::store::{Append, Head, Notice, SpaceRecord};
 
 /// Largest page of events.
 pub const MAX_PAGE: u64 = 1000;
@@ -306,7 +306,7 @@ fn check_event(state: &AppState, space: SpaceId, ev: &Event) -> Result<(), ApiEr
 
 async fn append_event(
     state: &AppState,
-    slot: &Slot,
+    slot: &Arc<Slot>,
     space: SpaceId,
     ev: Event,
 ) -> Result<Response, ApiError> {
@@ -371,11 +371,15 @@ async fn append_event(
     {
         Append::Done => {}
         Append::Stale(h) => {
-            state.forget_slot(space);
+            // With a shared store another process moved the head: the
+            // slot (and its live subscribers) stay; sled's view is reloaded.
+            if !state.store().shared() {
+                state.forget_slot(space);
+            }
             return Err(ApiError::stale(h));
         }
         Append::NoSpace => {
-            state.forget_slot(space);
+            crate::fanout::close_subscribers(state, space, slot);
             return Err(ApiError::no_space());
         }
     }
@@ -393,10 +397,13 @@ async fn append_event(
         .metrics()
         .appends
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    if slot.live.receiver_count() > 0 {
-        let frame = json!({ "seq": new_head.seq, "hash": new_head.hash.to_hex(), "event": to_b64(ev.as_bytes()) });
-        let _ = slot.live.send(Arc::from(frame.to_string()));
-    }
+    // Committed (and, with standbys, on one): now other relay processes
+    // may hear of it, and this one's live subscribers get it.
+    state.announce(Notice::Appended {
+        space,
+        head: new_head,
+    });
+    crate::fanout::pump(state, space, slot, new_head, Some(&ev)).await;
     // Written out directly, as a page of events is: a number and hex need
     // no JSON escaping, and this answers every append.
     let body = format!(
@@ -497,6 +504,7 @@ pub async fn delete(
     // An empty frame tells live subscribers the space is gone.
     let _ = slot.live.send(Arc::from(""));
     state.durable().await?;
+    state.announce(Notice::Deleted(space));
     if !existed {
         return Err(ApiError::no_space());
     }

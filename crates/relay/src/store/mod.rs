@@ -50,6 +50,26 @@ pub enum Append {
     NoSpace,
 }
 
+/// A change one relay process announces to the others through a shared
+/// store ([`Store::announce`]), or that reaches this one ([`Store::notices`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Notice {
+    /// An append committed: the space's head is now `head`.
+    Appended {
+        /// The space.
+        space: SpaceId,
+        /// Its new head.
+        head: Head,
+    },
+    /// A space was deleted.
+    Deleted(SpaceId),
+    /// A rendezvous mailbox changed.
+    Mailbox(u32),
+    /// The listener (re)connected: notices may have been missed meanwhile,
+    /// so every live space and mailbox is to be looked at again.
+    Resync,
+}
+
 /// A storage failure (never caused by a client's input).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -177,6 +197,36 @@ pub trait Store: Send + Sync + 'static {
     fn housekeep(&self) -> StoreFuture<'_, usize> {
         ready(Ok(0))
     }
+
+    /// Tells the other relay processes on this store about a change that
+    /// has committed (sent after the commit, outside its transaction; best
+    /// effort: a lost notice is made up for by [`Store::heads`]).
+    fn announce(&self, _notice: Notice) {}
+
+    /// The notices of other relay processes, from now on (`None` for a store
+    /// no other process writes to). Call once.
+    fn notices(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Notice>> {
+        None
+    }
+
+    /// The current heads of those of `spaces` that exist, as durable as an
+    /// acknowledged append (PostgreSQL: read in a transaction whose commit
+    /// waits for the synchronous standbys, so no head is reported that a
+    /// failover could still lose). The live fan-out's safety net.
+    fn heads<'a>(&'a self, spaces: &'a [SpaceId]) -> StoreFuture<'a, Vec<(SpaceId, Head)>> {
+        Box::pin(async move {
+            let mut out = Vec::with_capacity(spaces.len());
+            for s in spaces {
+                if let Some(r) = self.space(*s).await? {
+                    out.push((*s, r.head));
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// Appends the backend's own figures to `/metrics` (Prometheus text).
+    fn write_metrics(&self, _out: &mut String) {}
 
     /// Whether the store can serve now (for `/healthz`).
     fn health(&self) -> StoreFuture<'_, ()> {

@@ -23,14 +23,30 @@
 //! joins it), and the old events are removed in batches by
 //! [`Store::housekeep`]; a space created again gets a new `sid`.
 
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use tokio_postgres::NoTls;
+use tokio::sync::mpsc;
+use tokio_postgres::{AsyncMessage, NoTls};
 use troth_core::SpaceId;
 use troth_core::event::EventHash;
 
-use super::{Append, Head, SpaceRecord, Store, StoreError, StoreFuture};
+use super::{Append, Head, Notice, SpaceRecord, Store, StoreError, StoreFuture};
+
+/// The LISTEN/NOTIFY channel relay processes announce changes on.
+pub const CHANNEL: &str = "troth_relay";
+
+/// Most notices sent in one statement.
+const NOTIFY_BATCH: usize = 256;
+
+/// How often the listener checks that its connection still answers.
+const LISTENER_PING: Duration = Duration::from_secs(5);
+
+/// Longest wait between two attempts to connect the listener.
+const LISTENER_MAX_BACKOFF: Duration = Duration::from_secs(2);
 
 /// The schema migrations, in order: (version, what it does, SQL). Applied at
 /// start-up (or by `troth-relay migrate`) in one transaction under an
@@ -70,9 +86,39 @@ const PURGE_BATCH: i64 = 5000;
 /// Statements per [`Store::housekeep`] call at most (so one call stays short).
 const PURGE_STATEMENTS: usize = 64;
 
-/// The PostgreSQL backend: a pool of connections to one database.
+/// The PostgreSQL backend: a pool of connections to one database, a task
+/// that sends this process's notices after their commits, and (once
+/// [`Store::notices`] is called) a listener on a connection of its own.
 pub struct PgStore {
     pool: Pool,
+    max_connections: usize,
+    /// The connection settings (the listener connects with them too: a
+    /// multi-host URL with `target_session_attrs=read-write` follows the primary).
+    config: tokio_postgres::Config,
+    /// Notices to send, as payloads.
+    outbox: mpsc::UnboundedSender<String>,
+    /// This store's random tag in its notices, so that it skips its own.
+    origin: String,
+    listening: AtomicBool,
+    /// Set by tests: notices are dropped, as when a process dies between
+    /// its commit and its NOTIFY.
+    muted: AtomicBool,
+    stats: Arc<PgStats>,
+}
+
+/// The listener's and the notifier's counters (for `/metrics`).
+#[derive(Default, Debug)]
+pub struct PgStats {
+    /// 1 while the listener's LISTEN is in force.
+    pub listener_connected: AtomicU64,
+    /// Times the listener connected and ran LISTEN.
+    pub listener_connects: AtomicU64,
+    /// Notices of other processes received.
+    pub notices_received: AtomicU64,
+    /// Notices this process sent.
+    pub notices_sent: AtomicU64,
+    /// Notices this process could not send (the fan-out's head check makes up for them).
+    pub notices_failed: AtomicU64,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -115,8 +161,11 @@ impl PgStore {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(10));
         }
+        if config.get_keepalives_idle() > Duration::from_secs(30) {
+            config.keepalives_idle(Duration::from_secs(30));
+        }
         let mgr = Manager::from_config(
-            config,
+            config.clone(),
             NoTls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
@@ -129,7 +178,19 @@ impl PgStore {
             .create_timeout(Some(Duration::from_secs(10)))
             .build()
             .map_err(pool_err)?;
-        let store = PgStore { pool };
+        let (outbox, queued) = mpsc::unbounded_channel();
+        let stats = Arc::new(PgStats::default());
+        tokio::spawn(notifier(pool.clone(), queued, stats.clone()));
+        let store = PgStore {
+            pool,
+            max_connections: max_connections.max(1),
+            config,
+            outbox,
+            origin: format!("{:016x}", rand::random::<u64>()),
+            listening: AtomicBool::new(false),
+            muted: AtomicBool::new(false),
+            stats,
+        };
         {
             let c = store.pool.get().await.map_err(pool_err)?;
             let row = c.query_one("SHOW synchronous_commit", &[]).await?;
@@ -244,6 +305,206 @@ impl PgStore {
     pub fn pool_status(&self) -> (usize, usize, usize) {
         let s = self.pool.status();
         (s.size, s.available, s.waiting)
+    }
+
+    /// Drops this store's notices from now on (`true`) or sends them again:
+    /// for tests of what makes up for a notice lost when a relay process dies
+    /// between an append's commit and its NOTIFY.
+    pub fn mute_notices(&self, muted: bool) {
+        self.muted.store(muted, Ordering::Relaxed);
+    }
+
+    /// The listener's and notifier's counters.
+    pub fn stats(&self) -> &PgStats {
+        &self.stats
+    }
+}
+
+/// A notice as a NOTIFY payload: `<origin> e <space> <seq> <hash>`,
+/// `<origin> d <space>` or `<origin> m <n>` (at most ~120 bytes; NOTIFY
+/// allows 8000). Never the event itself: the receiver reads it from the table.
+fn payload(origin: &str, n: Notice) -> Option<String> {
+    Some(match n {
+        Notice::Appended { space, head } => format!(
+            "{origin} e {} {} {}",
+            space.to_hex(),
+            head.seq,
+            head.hash.to_hex()
+        ),
+        Notice::Deleted(space) => format!("{origin} d {}", space.to_hex()),
+        Notice::Mailbox(m) => format!("{origin} m {m}"),
+        Notice::Resync => return None,
+    })
+}
+
+/// Parses a payload; `None` for this process's own notices and for
+/// anything malformed (the channel is ours, but a payload is still input).
+fn parse_payload(own: &str, p: &str) -> Option<Notice> {
+    let mut it = p.split(' ');
+    let origin = it.next()?;
+    if origin == own {
+        return None;
+    }
+    let space = |s: Option<&str>| -> Option<SpaceId> {
+        let mut b = [0u8; 16];
+        hex::decode_to_slice(s?, &mut b).ok()?;
+        Some(SpaceId(b))
+    };
+    let n = match it.next()? {
+        "e" => {
+            let space = space(it.next())?;
+            let seq = it.next()?.parse().ok()?;
+            let mut h = [0u8; 32];
+            hex::decode_to_slice(it.next()?, &mut h).ok()?;
+            Notice::Appended {
+                space,
+                head: Head {
+                    seq,
+                    hash: EventHash(h),
+                },
+            }
+        }
+        "d" => Notice::Deleted(space(it.next())?),
+        "m" => Notice::Mailbox(it.next()?.parse().ok()?),
+        _ => return None,
+    };
+    it.next().is_none().then_some(n)
+}
+
+/// Sends queued notices, many per statement, each in its own short
+/// transaction after the commit it announces (a NOTIFY inside the append's
+/// transaction would hold a database-wide lock through its commit and
+/// serialise every append: ../shared/TOOLCHAIN.md).
+async fn notifier(pool: Pool, mut queued: mpsc::UnboundedReceiver<String>, stats: Arc<PgStats>) {
+    while let Some(first) = queued.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < NOTIFY_BATCH {
+            match queued.try_recv() {
+                Ok(p) => batch.push(p),
+                Err(_) => break,
+            }
+        }
+        let n = batch.len() as u64;
+        let sent = async {
+            let c = pool.get().await.map_err(pool_err)?;
+            let st = c
+                .prepare_cached("SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p")
+                .await?;
+            c.execute(&st, &[&CHANNEL, &batch]).await?;
+            Ok::<_, StoreError>(())
+        };
+        match sent.await {
+            Ok(()) => {
+                stats.notices_sent.fetch_add(n, Ordering::Relaxed);
+            }
+            Err(e) => {
+                stats.notices_failed.fetch_add(n, Ordering::Relaxed);
+                tracing::warn!(error = %e, notices = n, "could not send notices; the head check will catch up");
+            }
+        }
+    }
+}
+
+/// Keeps a LISTEN connection (outside the pool) up: connects, listens,
+/// announces [`Notice::Resync`] (so the relay catches up on what it missed
+/// while not listening), and forwards notices until the connection fails;
+/// then connects again with a growing backoff. Ends when nobody receives.
+async fn listener(
+    config: tokio_postgres::Config,
+    own: String,
+    out: mpsc::UnboundedSender<Notice>,
+    stats: Arc<PgStats>,
+) {
+    let mut backoff = Duration::from_millis(50);
+    while !out.is_closed() {
+        match listen_once(&config, &own, &out, &stats).await {
+            Ok(()) => backoff = Duration::from_millis(50),
+            Err(e) => tracing::warn!(error = %e, "notification listener: connection failed"),
+        }
+        stats.listener_connected.store(0, Ordering::Relaxed);
+        if out.is_closed() {
+            return;
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(LISTENER_MAX_BACKOFF);
+    }
+}
+
+async fn listen_once(
+    config: &tokio_postgres::Config,
+    own: &str,
+    out: &mpsc::UnboundedSender<Notice>,
+    stats: &Arc<PgStats>,
+) -> Result<(), StoreError> {
+    let (client, mut conn) = config.connect(NoTls).await?;
+    // Notifications arrive only while the connection is driven with
+    // poll_message (which also carries the client's own queries).
+    let (fwd, own2, st) = (out.clone(), own.to_string(), stats.clone());
+    let mut driver = tokio::spawn(async move {
+        loop {
+            match std::future::poll_fn(|cx| conn.poll_message(cx)).await {
+                Some(Ok(AsyncMessage::Notification(n))) => {
+                    if n.channel() != CHANNEL {
+                        continue;
+                    }
+                    if let Some(notice) = parse_payload(&own2, n.payload()) {
+                        st.notices_received.fetch_add(1, Ordering::Relaxed);
+                        if fwd.send(notice).is_err() {
+                            return Ok(());
+                        }
+                    }
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(e),
+                None => return Ok(()),
+            }
+        }
+    });
+    let listen = tokio::time::timeout(
+        Duration::from_secs(10),
+        client.batch_execute(&format!("LISTEN {CHANNEL}")),
+    )
+    .await;
+    match listen {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            driver.abort();
+            return Err(e.into());
+        }
+        Err(_) => {
+            driver.abort();
+            return Err(StoreError::Unusable("LISTEN did not answer in 10 s".into()));
+        }
+    }
+    stats.listener_connected.store(1, Ordering::Relaxed);
+    stats.listener_connects.fetch_add(1, Ordering::Relaxed);
+    if out.send(Notice::Resync).is_err() {
+        driver.abort();
+        return Ok(());
+    }
+    loop {
+        tokio::select! {
+            r = &mut driver => {
+                return match r {
+                    Ok(Ok(())) => Err(StoreError::Unusable("the listener's connection closed".into())),
+                    Ok(Err(e)) => Err(e.into()),
+                    Err(e) => Err(StoreError::Unusable(format!("listener task: {e}"))),
+                };
+            }
+            () = tokio::time::sleep(LISTENER_PING) => {
+                // A connection to a primary that vanished without a reset
+                // would wait forever: check that it answers.
+                let ping = tokio::time::timeout(Duration::from_secs(5), client.simple_query("SELECT 1")).await;
+                if !matches!(ping, Ok(Ok(_))) {
+                    driver.abort();
+                    return Err(StoreError::Unusable("the listener's connection stopped answering".into()));
+                }
+            }
+            () = out.closed() => {
+                driver.abort();
+                return Ok(());
+            }
+        }
     }
 }
 
@@ -545,6 +806,92 @@ impl Store for PgStore {
             }
             Ok(removed)
         })
+    }
+
+    fn announce(&self, notice: Notice) {
+        if self.muted.load(Ordering::Relaxed) {
+            return;
+        }
+        if let Some(p) = payload(&self.origin, notice) {
+            let _ = self.outbox.send(p);
+        }
+    }
+
+    fn notices(&self) -> Option<mpsc::UnboundedReceiver<Notice>> {
+        if self.listening.swap(true, Ordering::SeqCst) {
+            return None;
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(listener(
+            self.config.clone(),
+            self.origin.clone(),
+            tx,
+            self.stats.clone(),
+        ));
+        Some(rx)
+    }
+
+    fn heads<'a>(&'a self, spaces: &'a [SpaceId]) -> StoreFuture<'a, Vec<(SpaceId, Head)>> {
+        Box::pin(async move {
+            if spaces.is_empty() {
+                return Ok(Vec::new());
+            }
+            let mut c = self.client().await?;
+            let ids: Vec<&[u8]> = spaces.iter().map(|s| &s.0[..]).collect();
+            let tx = c.transaction().await?;
+            let rows = tx
+                .query(
+                    "SELECT id, head_seq, head_hash FROM spaces WHERE id = ANY($1)",
+                    &[&ids],
+                )
+                .await?;
+            // Taking a transaction id makes the commit write WAL past every
+            // commit this read saw, and wait (synchronous_commit) until a
+            // synchronous standby has it: a head visible on the primary but
+            // not yet on a standby is not reported before it is safe.
+            tx.execute("SELECT txid_current()", &[]).await?;
+            tx.commit().await?;
+            rows.iter()
+                .map(|r| {
+                    let id: &[u8] = r.try_get(0)?;
+                    let id: [u8; 16] =
+                        id.try_into().map_err(|_| StoreError::Corrupt("space id"))?;
+                    Ok((
+                        SpaceId(id),
+                        Head {
+                            seq: seq_of(r.try_get(1)?)?,
+                            hash: hash_of(r.try_get(2)?)?,
+                        },
+                    ))
+                })
+                .collect()
+        })
+    }
+
+    fn write_metrics(&self, out: &mut String) {
+        let s = self.pool.status();
+        let st = &self.stats;
+        let _ = writeln!(
+            out,
+            "# HELP troth_relay_pg_pool_connections PostgreSQL connections open in the pool.\n# TYPE troth_relay_pg_pool_connections gauge\ntroth_relay_pg_pool_connections {}\n\
+             # HELP troth_relay_pg_pool_idle Pooled connections not in use.\n# TYPE troth_relay_pg_pool_idle gauge\ntroth_relay_pg_pool_idle {}\n\
+             # HELP troth_relay_pg_pool_waiting Tasks waiting for a pooled connection.\n# TYPE troth_relay_pg_pool_waiting gauge\ntroth_relay_pg_pool_waiting {}\n\
+             # HELP troth_relay_pg_pool_max Most connections the pool opens.\n# TYPE troth_relay_pg_pool_max gauge\ntroth_relay_pg_pool_max {}\n\
+             # HELP troth_relay_pg_listener_connected 1 while the notification listener is connected and listening.\n# TYPE troth_relay_pg_listener_connected gauge\ntroth_relay_pg_listener_connected {}\n\
+             # HELP troth_relay_pg_listener_connects_total Times the listener connected (more than one: it reconnected, and caught up).\n# TYPE troth_relay_pg_listener_connects_total counter\ntroth_relay_pg_listener_connects_total {}\n\
+             # HELP troth_relay_pg_notices_received_total Notices of other relay processes received.\n# TYPE troth_relay_pg_notices_received_total counter\ntroth_relay_pg_notices_received_total {}\n\
+             # HELP troth_relay_pg_notices_sent_total Notices this process sent after its commits.\n# TYPE troth_relay_pg_notices_sent_total counter\ntroth_relay_pg_notices_sent_total {}\n\
+             # HELP troth_relay_pg_notices_failed_total Notices that could not be sent (the head check makes up for them).\n# TYPE troth_relay_pg_notices_failed_total counter\ntroth_relay_pg_notices_failed_total {}",
+            s.size,
+            s.available,
+            s.waiting,
+            self.max_connections,
+            st.listener_connected.load(Ordering::Relaxed),
+            st.listener_connects.load(Ordering::Relaxed),
+            st.notices_received.load(Ordering::Relaxed),
+            st.notices_sent.load(Ordering::Relaxed),
+            st.notices_failed.load(Ordering::Relaxed),
+        );
     }
 
     fn health(&self) -> StoreFuture<'_, ()> {
