@@ -19,6 +19,10 @@ pub enum Error {
     Unreachable {
         /// The relay's address.
         url: String,
+        /// Whether the request may have reached the relay before the
+        /// connection broke (then an append's outcome is unknown); `false`
+        /// when no connection was made.
+        maybe_sent: bool,
     },
     /// The relay answered with a well-formed refusal.
     #[error("The relay said no ({code}): {message}")]

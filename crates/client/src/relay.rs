@@ -192,9 +192,10 @@ impl RelayClient {
         &self.base
     }
 
-    fn unreachable(&self) -> Error {
+    fn unreachable(&self, maybe_sent: bool) -> Error {
         Error::Unreachable {
             url: self.base.clone(),
+            maybe_sent,
         }
     }
 
@@ -391,8 +392,20 @@ impl RelayClient {
         };
         let mut resp = result.map_err(|e| match e {
             ureq::Error::Timeout(_) => Error::BadResponse("no answer in time"),
-            ureq::Error::Io(_) | ureq::Error::HostNotFound | ureq::Error::ConnectionFailed => {
-                self.unreachable()
+            ureq::Error::HostNotFound | ureq::Error::ConnectionFailed => self.unreachable(false),
+            ureq::Error::Io(e) => {
+                use std::io::ErrorKind as K;
+                // No connection was made: nothing was sent. Anything else
+                // (a reset, an early end) may have cut off the answer only.
+                let never_connected = matches!(
+                    e.kind(),
+                    K::ConnectionRefused
+                        | K::AddrNotAvailable
+                        | K::NotFound
+                        | K::HostUnreachable
+                        | K::NetworkUnreachable
+                );
+                self.unreachable(!never_connected)
             }
             ureq::Error::BadUri(_) | ureq::Error::Http(_) => Error::BadUrl,
             _ => Error::BadResponse("not a well-formed HTTP answer"),

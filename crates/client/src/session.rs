@@ -5,7 +5,9 @@
 //! to [`Replica::ingest`], which verifies before it decrypts. [`Session::post`]
 //! composes on the verified head and appends; if the relay answers that the
 //! log moved on (409), it syncs, composes again on the new head and retries,
-//! a bounded number of times.
+//! a bounded number of times. An append whose answer was lost, or a 409
+//! naming its own event, counts as done once the verified log shows the
+//! event: a client never posts the same thing twice.
 
 use rand_core::CryptoRngCore;
 use troth_core::content::Content;
@@ -113,25 +115,97 @@ impl Session {
 
     /// Appends what `compose` makes on the verified head, composing again
     /// after each lost race (at most [`MAX_REBASES`] times).
+    ///
+    /// An append whose answer was lost (no answer in time, a broken
+    /// connection, a relay or database failing over) may have been written
+    /// all the same, and a 409 may name a head that is this very event (an
+    /// earlier try went through). So before composing again, the client
+    /// looks: if the verified log holds any event this call sent, that
+    /// append succeeded and nothing is posted twice.
     pub fn post_with(
         &mut self,
         mut compose: impl FnMut(&Replica) -> Result<Event, Error>,
     ) -> Result<Event, Error> {
+        // Every event this call sent whose fate is not known to be "refused".
+        let mut sent: Vec<Event> = Vec::new();
         for _ in 0..=MAX_REBASES {
             let ev = compose(&self.replica)?;
-            match self.relay.append(&self.replica.keys().device, &ev)? {
-                Appended::Done(_) => {
-                    let r = self.replica.ingest(std::slice::from_ref(&ev));
-                    if let Some(e) = r.error {
-                        return Err(Error::Integrity(Alert { error: e }));
-                    }
-                    return Ok(ev);
+            sent.push(ev.clone());
+            match self.relay.append(&self.replica.keys().device, &ev) {
+                Ok(Appended::Done(_)) => return self.accept(ev),
+                Ok(Appended::Stale(head)) if head == (ev.header().seq, ev.hash()) => {
+                    // The head the relay names is this event: it is in.
+                    return self.accept(ev);
                 }
-                Appended::Stale(_) => {
+                Ok(Appended::Stale(_)) => {
                     self.sync_strict()?;
                 }
+                Err(e) if outcome_unknown(&e) => self.sync_after_lost_answer(e)?,
+                Err(e) => return Err(e),
+            }
+            if let Some(ev) = self.already_in(&sent) {
+                return Ok(ev);
             }
         }
         Err(Error::Busy)
     }
+
+    /// Adds an event the relay accepted to the verified log.
+    fn accept(&mut self, ev: Event) -> Result<Event, Error> {
+        let r = self.replica.ingest(std::slice::from_ref(&ev));
+        if let Some(e) = r.error {
+            return Err(Error::Integrity(Alert { error: e }));
+        }
+        Ok(ev)
+    }
+
+    /// The first of `sent` that the verified log holds at its position.
+    fn already_in(&self, sent: &[Event]) -> Option<Event> {
+        let chain = self.replica.chain();
+        sent.iter()
+            .find(|e| chain.hash_at(e.header().seq) == Some(e.hash()))
+            .cloned()
+    }
+
+    /// Syncs after an append whose answer was lost, trying again for a
+    /// while if the relay is still unreachable (a failover takes seconds);
+    /// gives back `lost` if it never answers.
+    fn sync_after_lost_answer(&mut self, lost: Error) -> Result<(), Error> {
+        let mut wait = std::time::Duration::from_millis(100);
+        let mut waited = std::time::Duration::ZERO;
+        loop {
+            match self.sync_strict() {
+                Ok(_) => return Ok(()),
+                Err(e) if transient(&e) && waited < LOST_ANSWER_PATIENCE => {
+                    std::thread::sleep(wait);
+                    waited += wait;
+                    wait = (wait * 2).min(std::time::Duration::from_secs(1));
+                }
+                Err(e) if transient(&e) => return Err(lost),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// How long a client keeps trying to learn the fate of an append whose
+/// answer was lost.
+pub const LOST_ANSWER_PATIENCE: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Whether an append that failed this way may have been written all the
+/// same: no answer, a broken one, or the relay's (or its database's)
+/// temporary failure. A well-formed refusal (4xx) means it was not.
+fn outcome_unknown(e: &Error) -> bool {
+    match e {
+        Error::Unreachable { maybe_sent, .. } => *maybe_sent,
+        Error::BadResponse(_) => true,
+        Error::Refused { status, .. } => *status >= 500 || *status == 408,
+        _ => false,
+    }
+}
+
+/// Whether a failed request may succeed if tried again soon (the relay, or
+/// its database, is restarting or failing over).
+fn transient(e: &Error) -> bool {
+    matches!(e, Error::Unreachable { .. }) || outcome_unknown(e)
 }
