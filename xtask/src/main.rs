@@ -389,6 +389,27 @@ fn reproduce() -> Result<()> {
     Ok(())
 }
 
+/// The failover test (crates/relay/tests/pg_failover.rs) for `cycles`
+/// cycles instead of CI's one: a relay `kill -9`ed and restarted and the
+/// PostgreSQL primary `kill -9`ed and a standby promoted, each cycle, with
+/// the figures printed at the end (FAILOVER SUMMARY).
+fn failover(cycles: u32) -> Result<()> {
+    setup()?;
+    run(cargo()
+        .args([
+            "test",
+            "--locked",
+            "-p",
+            "troth-relay",
+            "--test",
+            "pg_failover",
+            "--",
+            "--nocapture",
+        ])
+        .env("TROTH_FAILOVER_CYCLES", cycles.to_string())
+        .current_dir(root()))
+}
+
 fn main() -> Result<()> {
     let task = std::env::args().nth(1).unwrap_or_default();
     match task.as_str() {
@@ -396,6 +417,13 @@ fn main() -> Result<()> {
         "setup" => setup(),
         "mutants" => mutants(),
         "reproduce" => reproduce(),
+        "failover" => {
+            let cycles = std::env::args()
+                .nth(2)
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(20);
+            failover(cycles)
+        }
         "fuzz" => {
             let secs = std::env::args()
                 .nth(2)
@@ -404,7 +432,7 @@ fn main() -> Result<()> {
             fuzz(secs)
         }
         _ => {
-            eprintln!("usage: cargo xtask <test|setup|fuzz [SECONDS]|mutants|reproduce>");
+            eprintln!("usage: cargo xtask <test|setup|fuzz [SECONDS]|mutants|reproduce|failover [CYCLES]>");
             std::process::exit(2);
         }
     }

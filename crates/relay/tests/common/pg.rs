@@ -196,3 +196,280 @@ pub async fn store_on(name: &str) -> PgStore {
         .await
         .expect("connect the store")
 }
+
+/// A three-node PostgreSQL cluster for crash and failover tests, built as
+/// ../shared/TOOLCHAIN.md shows: a primary and two synchronous standbys
+/// (`synchronous_standby_names = 'ANY 1 (n1, n2, n3)'`, each standby's
+/// `primary_conninfo` written by hand with its `application_name`, never
+/// `pg_basebackup -R`), `fsync` and `synchronous_commit` on.
+pub struct Cluster {
+    pub dir: PathBuf,
+    /// Each node's name (n1…n3) and port.
+    pub nodes: Vec<(String, u16)>,
+    /// The index of the current primary.
+    pub primary: usize,
+}
+
+fn run_ok(mut c: Command, what: &str) -> String {
+    let out = c.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+impl Cluster {
+    /// Starts the cluster and waits until both standbys are synchronous candidates.
+    pub fn start() -> Cluster {
+        let initdb = format!("{BIN}/initdb");
+        assert!(
+            std::path::Path::new(&initdb).exists(),
+            "PostgreSQL 15 is not installed: run `cargo xtask setup`"
+        );
+        let dir = tempfile::Builder::new()
+            .prefix("troth-pgc-")
+            .tempdir()
+            .expect("tempdir")
+            .keep();
+        if as_root() {
+            run_ok(
+                {
+                    let mut c = Command::new("chown");
+                    c.args(["postgres:", &dir.display().to_string()]);
+                    c
+                },
+                "chown",
+            );
+        }
+        let nodes: Vec<(String, u16)> = (1..=3).map(|i| (format!("n{i}"), free_port())).collect();
+        let c = Cluster {
+            dir,
+            nodes,
+            primary: 0,
+        };
+        let data = c.data(0);
+        let mut cmd = pg_command(&initdb);
+        cmd.args(["-D", &data, "-U", "postgres", "--auth=trust", "-E", "UTF8"])
+            .args(["--locale=C.UTF-8"]);
+        run_ok(cmd, "initdb");
+        c.append_conf(
+            0,
+            &format!(
+                "listen_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\n\
+                 synchronous_standby_names = 'ANY 1 (n1, n2, n3)'\nsynchronous_commit = on\n\
+                 max_connections = 200\nwal_keep_size = '256MB'\n",
+                c.dir.display()
+            ),
+        );
+        c.append_hba(0, "host replication postgres 127.0.0.1/32 trust\n");
+        c.start_node(0);
+        c.watch();
+        for i in [1, 2] {
+            c.make_standby(i);
+        }
+        c.wait_sync(2);
+        c
+    }
+
+    fn data(&self, i: usize) -> String {
+        self.dir.join(&self.nodes[i].0).display().to_string()
+    }
+
+    fn append_conf(&self, i: usize, text: &str) {
+        let p = self.dir.join(&self.nodes[i].0).join("postgresql.conf");
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&p)
+            .expect("open postgresql.conf");
+        std::io::Write::write_all(
+            &mut f,
+            format!("port = {}\n{text}", self.nodes[i].1).as_bytes(),
+        )
+        .expect("write postgresql.conf");
+    }
+
+    fn append_hba(&self, i: usize, text: &str) {
+        let p = self.dir.join(&self.nodes[i].0).join("pg_hba.conf");
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&p)
+            .expect("open pg_hba.conf");
+        std::io::Write::write_all(&mut f, text.as_bytes()).expect("write pg_hba.conf");
+    }
+
+    fn start_node(&self, i: usize) {
+        let mut cmd = pg_command(&format!("{BIN}/pg_ctl"));
+        cmd.args(["-D", &self.data(i), "-l"])
+            .arg(self.dir.join(format!("{}.log", self.nodes[i].0)))
+            .args(["-w", "-t", "60", "start"])
+            .stdout(Stdio::null());
+        run_ok(cmd, "pg_ctl start");
+    }
+
+    /// Stops every node and removes the folder once this process is gone.
+    fn watch(&self) {
+        let me = std::process::id();
+        let stops: Vec<String> = (0..3)
+            .map(|i| {
+                let d = self.data(i);
+                if as_root() {
+                    format!("runuser -u postgres -- {BIN}/pg_ctl -D '{d}' -m immediate stop")
+                } else {
+                    format!("{BIN}/pg_ctl -D '{d}' -m immediate stop")
+                }
+            })
+            .collect();
+        let script = format!(
+            "while kill -0 {me} 2>/dev/null; do sleep 0.5; done; {} >/dev/null 2>&1; rm -rf '{}'",
+            stops
+                .iter()
+                .map(|s| format!("{s} >/dev/null 2>&1"))
+                .collect::<Vec<_>>()
+                .join("; "),
+            self.dir.display()
+        );
+        let _ = Command::new("sh")
+            .args(["-c", &script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+    }
+
+    /// A fresh standby `i` of the current primary (its folder wiped).
+    fn make_standby(&self, i: usize) {
+        let data = self.data(i);
+        let _ = std::fs::remove_dir_all(&data);
+        let p = self.nodes[self.primary].1.to_string();
+        let mut cmd = pg_command(&format!("{BIN}/pg_basebackup"));
+        cmd.args(["-h", "127.0.0.1", "-p", &p, "-U", "postgres", "-D", &data])
+            .args(["-X", "stream", "-c", "fast"]);
+        run_ok(cmd, "pg_basebackup");
+        let mut touch = pg_command("touch");
+        touch.arg(format!("{data}/standby.signal"));
+        run_ok(touch, "touch standby.signal");
+        // Written by hand: `pg_basebackup -R` would put an application_name
+        // in postgresql.auto.conf that overrides this one, and the standby
+        // would be asynchronous.
+        self.append_conf(i, &self.conninfo(i));
+        self.start_node(i);
+    }
+
+    fn conninfo(&self, i: usize) -> String {
+        format!(
+            "primary_conninfo = 'host=127.0.0.1 port={} user=postgres application_name={}'\n",
+            self.nodes[self.primary].1, self.nodes[i].0
+        )
+    }
+
+    /// `psql -Atc sql` on node `i`.
+    pub fn psql(&self, i: usize, sql: &str) -> Result<String, String> {
+        self.psql_in(i, "postgres", sql)
+    }
+
+    /// `psql -Atc sql` on node `i`, database `db`.
+    pub fn psql_in(&self, i: usize, db: &str, sql: &str) -> Result<String, String> {
+        let out = pg_command(&format!("{BIN}/psql"))
+            .args(["-h", "127.0.0.1", "-p", &self.nodes[i].1.to_string()])
+            .args(["-U", "postgres", "-d", db, "-Atc", sql])
+            .output()
+            .map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).to_string())
+        }
+    }
+
+    /// Waits until the primary has `n` standbys in the synchronous quorum.
+    pub fn wait_sync(&self, n: usize) {
+        let t = std::time::Instant::now();
+        loop {
+            let q = self.psql(
+                self.primary,
+                "SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'quorum' AND state = 'streaming'",
+            );
+            if q.as_deref().ok().and_then(|s| s.parse::<usize>().ok()) >= Some(n) {
+                return;
+            }
+            assert!(
+                t.elapsed() < std::time::Duration::from_secs(60),
+                "standbys not synchronous: {q:?}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
+    /// A URL naming every node, for the primary wherever it is.
+    pub fn url(&self, db: &str) -> String {
+        let hosts: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|(_, p)| format!("127.0.0.1:{p}"))
+            .collect();
+        format!(
+            "postgres://postgres@{}/{db}?target_session_attrs=read-write&connect_timeout=3",
+            hosts.join(",")
+        )
+    }
+
+    /// Creates database `db` on the primary.
+    pub fn create_database(&self, db: &str) {
+        self.psql(self.primary, &format!("CREATE DATABASE {db}"))
+            .expect("create database");
+    }
+
+    /// The failover: `kill -9` the primary's postmaster, promote the standby
+    /// that received the most WAL (`pg_last_wal_receive_lsn()`), point the
+    /// other standby at it, and rebuild the old primary as a new standby.
+    /// Returns when the primary was killed and how long until the standby
+    /// was promoted.
+    pub fn fail_over(&mut self) -> (std::time::Instant, std::time::Duration) {
+        let old = self.primary;
+        let pid_file = self.dir.join(&self.nodes[old].0).join("postmaster.pid");
+        let pid = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|s| s.lines().next().map(str::to_string))
+            .expect("the primary's pid");
+        let t = std::time::Instant::now();
+        run_ok(
+            {
+                let mut c = Command::new("kill");
+                c.args(["-9", &pid]);
+                c
+            },
+            "kill -9 the primary",
+        );
+        let standbys: Vec<usize> = (0..3).filter(|i| *i != old).collect();
+        let lsn = |i: usize| -> u128 {
+            self.psql(i, "SELECT pg_last_wal_receive_lsn() - '0/0'")
+                .ok()
+                .and_then(|s| s.split('.').next().and_then(|n| n.parse().ok()))
+                .unwrap_or(0)
+        };
+        let (a, b) = (standbys[0], standbys[1]);
+        let (new, other) = if lsn(a) >= lsn(b) { (a, b) } else { (b, a) };
+        let mut cmd = pg_command(&format!("{BIN}/pg_ctl"));
+        cmd.args(["-D", &self.data(new), "-w", "-t", "60", "promote"])
+            .stdout(Stdio::null());
+        run_ok(cmd, "pg_ctl promote");
+        self.primary = new;
+        let down = t.elapsed();
+        // The other standby follows the new primary (recovery_target_timeline
+        // is `latest` by default): a new primary_conninfo and a reload.
+        self.append_conf(other, &self.conninfo(other));
+        let mut cmd = pg_command(&format!("{BIN}/pg_ctl"));
+        cmd.args(["-D", &self.data(other), "reload"])
+            .stdout(Stdio::null());
+        run_ok(cmd, "pg_ctl reload");
+        // The old primary's backends die with their postmaster; then its
+        // node comes back as a standby of the new primary.
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        self.make_standby(old);
+        self.wait_sync(2);
+        (t, down)
+    }
+}
