@@ -29,6 +29,13 @@
 //! `--idle-only`, `--oneshot` (the relay's own CPU per request, no network),
 //! `--target ADDR` (drive appends against a relay already running) and
 //! `--serve-relay DIR` (run only the relay, for a profiler to attach to).
+//!
+//! `--postgres` compares instead: the relay on sled and on PostgreSQL with
+//! one and two relay processes (each a child process; spaces routed to
+//! one relay each), appends and paged reads, beside the empty handler, with
+//! each figure's ratio to sled's (`postgres_comparison`; options `--secs`,
+//! `--rounds` (3), `--conns`, `--page`, `--pool N` (16 per relay),
+//! `--database-url URL` to use a running server instead of starting one).
 #![forbid(unsafe_code)]
 
 /// mimalloc: the relay allocates on every request, and glibc's malloc was a
@@ -279,10 +286,22 @@ async fn drive(
     secs: u64,
     expect: u16,
 ) -> (usize, Duration, Vec<u32>) {
+    drive_to(&[addr], lists, secs, expect).await
+}
+
+/// [`drive`] against several relays: connection `i` goes to `addrs[i %
+/// addrs.len()]` (a load balancer routing each space to one relay).
+async fn drive_to(
+    addrs: &[SocketAddr],
+    lists: &mut Vec<Vec<Req>>,
+    secs: u64,
+    expect: u16,
+) -> (usize, Duration, Vec<u32>) {
     let start = Instant::now();
     let deadline = start + Duration::from_secs(secs);
     let mut tasks = Vec::new();
-    for mut list in std::mem::take(lists) {
+    for (ci, mut list) in std::mem::take(lists).into_iter().enumerate() {
+        let addr = addrs[ci % addrs.len()];
         tasks.push(tokio::spawn(async move {
             let stream = match tokio::net::TcpStream::connect(addr).await {
                 Ok(s) => s,
@@ -401,11 +420,26 @@ async fn interleaved(
     expect: u16,
     empty_lat: &mut Vec<u32>,
 ) -> Workload {
+    interleaved_to(base, &[addr], lists, conns, secs, rounds, expect, empty_lat).await
+}
+
+/// [`interleaved`] against several relays ([`drive_to`]).
+#[allow(clippy::too_many_arguments)]
+async fn interleaved_to(
+    base: SocketAddr,
+    addrs: &[SocketAddr],
+    lists: &mut Vec<Vec<Req>>,
+    conns: usize,
+    secs: u64,
+    rounds: usize,
+    expect: u16,
+    empty_lat: &mut Vec<u32>,
+) -> Workload {
     let (mut rps, mut empties, mut ratios, mut lat) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..rounds {
         let (n0, e0, l0) = drive(base, &mut vec![Vec::new(); conns], secs, 200).await;
-        let (n, e, l) = drive(addr, lists, secs, expect).await;
+        let (n, e, l) = drive_to(addrs, lists, secs, expect).await;
         let b = n0 as f64 / e0.as_secs_f64();
         let w = n as f64 / e.as_secs_f64();
         empties.push(b);
@@ -622,7 +656,18 @@ async fn store_reference(
 /// The child process: the relay alone, on a loopback port.
 async fn serve_child(dir: &str) -> anyhow::Result<()> {
     let store = SledStore::open(std::path::Path::new(dir), 16 << 20)?;
-    let state = AppState::new(Arc::new(store), Arc::new(SystemClock), Limits::generous())?;
+    serve_child_on(Arc::new(store)).await
+}
+
+/// The child process on PostgreSQL (`--serve-relay-pg URL POOL`).
+async fn serve_child_pg(url: &str, pool: usize) -> anyhow::Result<()> {
+    let config: tokio_postgres::Config = url.parse()?;
+    let store = troth_relay::store::PgStore::connect(config, pool, true).await?;
+    serve_child_on(Arc::new(store)).await
+}
+
+async fn serve_child_on(store: Arc<dyn troth_relay::store::Store>) -> anyhow::Result<()> {
+    let state = AppState::new(store, Arc::new(SystemClock), Limits::generous())?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     println!("listening on {}", listener.local_addr()?);
     // Stop when the parent closes our stdin (or after 10 minutes at most).
@@ -760,6 +805,14 @@ async fn oneshot_cost() -> anyhow::Result<()> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--serve-relay-pg") {
+        let url = args.get(i + 1).map(String::as_str).unwrap_or("");
+        let pool = args.get(i + 2).and_then(|p| p.parse().ok()).unwrap_or(16);
+        return serve_child_pg(url, pool).await;
+    }
+    if args.iter().any(|a| a == "--postgres") {
+        return postgres_comparison().await;
+    }
     if let Some(i) = args.iter().position(|a| a == "--serve-relay") {
         return serve_child(
             args.get(i + 1)
@@ -1132,6 +1185,355 @@ async fn main() -> anyhow::Result<()> {
                 );
             }
         }
+    }
+    Ok(())
+}
+
+/// A relay in a child process of this program (`--serve-relay DIR` or
+/// `--serve-relay-pg URL POOL`); stopped when dropped.
+struct ChildRelay {
+    child: std::process::Child,
+    addr: SocketAddr,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl ChildRelay {
+    fn start(args: &[&str], dir: Option<tempfile::TempDir>) -> anyhow::Result<ChildRelay> {
+        let mut child = std::process::Command::new(std::env::current_exe()?)
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()?;
+        let mut line = String::new();
+        if let Some(out) = child.stdout.take() {
+            BufReader::new(out).read_line(&mut line)?;
+        }
+        let addr: SocketAddr = line
+            .trim()
+            .trim_start_matches("listening on ")
+            .parse()
+            .map_err(|_| anyhow::anyhow!("the child relay did not start: {line:?}"))?;
+        Ok(ChildRelay {
+            child,
+            addr,
+            _dir: dir,
+        })
+    }
+}
+
+impl Drop for ChildRelay {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
+/// A PostgreSQL 15 server for the comparison, started as the tests start
+/// theirs (Debian's package, a temporary folder, the `postgres` user when
+/// run as root) but durable: `fsync` and `synchronous_commit` on. Stopped
+/// when dropped.
+struct BenchPg {
+    dir: std::path::PathBuf,
+    port: u16,
+}
+
+const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+
+fn as_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+fn pg_command(program: &str) -> std::process::Command {
+    if as_root() {
+        let mut c = std::process::Command::new("runuser");
+        c.args(["-u", "postgres", "--", program]);
+        c
+    } else {
+        std::process::Command::new(program)
+    }
+}
+
+impl BenchPg {
+    fn start() -> anyhow::Result<BenchPg> {
+        anyhow::ensure!(
+            std::path::Path::new(&format!("{PG_BIN}/initdb")).exists(),
+            "PostgreSQL 15 is not installed: run `cargo xtask setup`, or give --database-url"
+        );
+        let dir = tempfile::Builder::new()
+            .prefix("troth-bench-pg-")
+            .tempdir()?
+            .keep();
+        if as_root() {
+            std::process::Command::new("chown")
+                .args(["postgres:", &dir.display().to_string()])
+                .status()?;
+        }
+        let db = dir.join("db").display().to_string();
+        let ok = pg_command(&format!("{PG_BIN}/initdb"))
+            .args(["-D", &db, "-U", "postgres", "--auth=trust", "-E", "UTF8"])
+            .arg("--locale=C.UTF-8")
+            .stdout(std::process::Stdio::null())
+            .status()?
+            .success();
+        anyhow::ensure!(ok, "initdb failed");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let opts = format!(
+            "-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} -c max_connections=300 -c shared_buffers=256MB",
+            dir.display()
+        );
+        let ok = pg_command(&format!("{PG_BIN}/pg_ctl"))
+            .args(["-D", &db, "-l", &dir.join("log").display().to_string()])
+            .args(["-w", "start", "-o", &opts])
+            .stdout(std::process::Stdio::null())
+            .status()?
+            .success();
+        anyhow::ensure!(ok, "PostgreSQL did not start (log in {})", dir.display());
+        Ok(BenchPg { dir, port })
+    }
+
+    fn url(&self, db: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
+    }
+}
+
+impl Drop for BenchPg {
+    fn drop(&mut self) {
+        let db = self.dir.join("db").display().to_string();
+        let _ = pg_command(&format!("{PG_BIN}/pg_ctl"))
+            .args(["-D", &db, "-m", "fast", "stop"])
+            .stdout(std::process::Stdio::null())
+            .status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Creates database `name` at `url` (a server's `postgres` database URL).
+async fn create_database(url: &str, name: &str) -> anyhow::Result<()> {
+    let config: tokio_postgres::Config = url.parse()?;
+    let (c, conn) = config.connect(tokio_postgres::NoTls).await?;
+    let task = tokio::spawn(conn);
+    c.batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))
+        .await?;
+    c.batch_execute(&format!("CREATE DATABASE {name}")).await?;
+    drop(c);
+    let _ = task.await;
+    Ok(())
+}
+
+/// One setup's figures.
+struct Compared {
+    name: String,
+    append: Workload,
+    read: Workload,
+}
+
+/// Appends, then paged reads, against relays at `addrs` (space `i` on
+/// relay `i % addrs.len()`), each connection its own space with a request
+/// session.
+#[allow(clippy::too_many_arguments)]
+async fn measure_setup(
+    name: String,
+    base: SocketAddr,
+    addrs: &[SocketAddr],
+    seed: u64,
+    conns: usize,
+    secs: u64,
+    rounds: usize,
+    page: usize,
+    empty_lat: &mut Vec<u32>,
+) -> anyhow::Result<Compared> {
+    let mut gens: Vec<(SpaceGen, Event)> =
+        (0..conns).map(|i| SpaceGen::new(seed + i as u64)).collect();
+    let mut creates: Vec<Vec<Req>> = gens.iter().map(|(s, g)| vec![s.create(g)]).collect();
+    drive_to(addrs, &mut creates, 60, 201).await;
+    for (i, (g, _)) in gens.iter_mut().enumerate() {
+        let (req, opening) = g.session_request();
+        let (status, body) = request_once(addrs[i % addrs.len()], req).await?;
+        anyhow::ensure!(status == 201, "session: {}", String::from_utf8_lossy(&body));
+        g.session_opened(opening, &body)?;
+    }
+    let per_conn = (25_000 * secs as usize * rounds).div_ceil(conns).max(100);
+    let payload = vec![0x5a; 256];
+    let gens_ref: Vec<std::sync::Mutex<&mut SpaceGen>> = gens
+        .iter_mut()
+        .map(|(s, _)| std::sync::Mutex::new(s))
+        .collect();
+    let mut appends = presign(conns, |i| {
+        let mut g = gens_ref[i].lock().unwrap_or_else(|p| p.into_inner());
+        (0..per_conn).map(|_| g.append(&payload)).collect()
+    });
+    drop(gens_ref);
+    let append = interleaved_to(
+        base,
+        addrs,
+        &mut appends,
+        conns,
+        secs,
+        rounds,
+        201,
+        empty_lat,
+    )
+    .await;
+    let appended = per_conn - appends.iter().map(Vec::len).min().unwrap_or(0);
+    let gens_ref: Vec<std::sync::Mutex<&mut SpaceGen>> = gens
+        .iter_mut()
+        .map(|(s, _)| std::sync::Mutex::new(s))
+        .collect();
+    let mut reads = presign(conns, |i| {
+        let mut g = gens_ref[i].lock().unwrap_or_else(|p| p.into_inner());
+        let max_from = appended.max(1) as u64;
+        (0..per_conn * 2)
+            .map(|k| g.read(k as u64 % max_from, page))
+            .collect()
+    });
+    let read = interleaved_to(base, addrs, &mut reads, conns, secs, rounds, 200, empty_lat).await;
+    println!(
+        "{name}: appends {:.0}/s (p50 {:.2} ms, p99 {:.2} ms), reads {:.0}/s (p50 {:.2} ms, p99 {:.2} ms)",
+        append.rps, append.p50_ms, append.p99_ms, read.rps, read.p50_ms, read.p99_ms
+    );
+    Ok(Compared { name, append, read })
+}
+
+/// `--postgres`: the relay on sled (one process) beside the relay on
+/// PostgreSQL with one and with two relay processes, and the empty handler,
+/// in one run. Every relay runs in a child process of this program; with
+/// two, each space's connection goes to one of them (as a load balancer
+/// routing by space id would). PostgreSQL is started here (durable: fsync
+/// and synchronous_commit on, no standby) unless `--database-url URL` names
+/// a server (its `postgres` database; the run creates `troth_bench_1` and
+/// `troth_bench_2`). `--pool N` sets each relay's pool (16).
+async fn postgres_comparison() -> anyhow::Result<()> {
+    let secs = arg("--secs", 2) as u64;
+    let rounds = arg("--rounds", 3);
+    let conns = arg("--conns", 64);
+    let page = arg("--page", 10);
+    let pool = arg("--pool", 16);
+    let args: Vec<String> = std::env::args().collect();
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    println!(
+        "troth-relay load generator, sled vs PostgreSQL: {conns} connections, {rounds} rounds of {secs} s, {cores} cores, client, relays and database on this machine"
+    );
+    let base = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base_addr = base.local_addr()?;
+    let base_app = axum::Router::new().route("/", axum::routing::get(|| async {}));
+    tokio::spawn(async move { axum::serve(base, base_app).await });
+    drive(base_addr, &mut vec![Vec::new(); conns], 1, 200).await; // warm-up
+
+    let given = args
+        .iter()
+        .position(|a| a == "--database-url")
+        .and_then(|i| args.get(i + 1))
+        .cloned();
+    let server = match &given {
+        Some(_) => None,
+        None => Some(BenchPg::start()?),
+    };
+    let db_url = |db: &str| match (&given, &server) {
+        (Some(u), _) => {
+            let (head, _) = u.rsplit_once('/').unwrap_or((u.as_str(), ""));
+            format!("{head}/{db}")
+        }
+        (None, Some(s)) => s.url(db),
+        (None, None) => String::new(),
+    };
+    let admin = db_url("postgres");
+    let mut results = Vec::new();
+    let mut empty_lat = Vec::new();
+    // sled, one process.
+    {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().display().to_string();
+        let relay = ChildRelay::start(&["--serve-relay", &path], Some(dir))?;
+        results.push(
+            measure_setup(
+                "relay on sled, 1 process".into(),
+                base_addr,
+                &[relay.addr],
+                10_000,
+                conns,
+                secs,
+                rounds,
+                page,
+                &mut empty_lat,
+            )
+            .await?,
+        );
+    }
+    for n in [1usize, 2] {
+        let db = format!("troth_bench_{n}");
+        create_database(&admin, &db).await?;
+        let url = db_url(&db);
+        let pool_s = pool.to_string();
+        let relays: Vec<ChildRelay> = (0..n)
+            .map(|_| ChildRelay::start(&["--serve-relay-pg", &url, &pool_s], None))
+            .collect::<anyhow::Result<_>>()?;
+        let addrs: Vec<SocketAddr> = relays.iter().map(|r| r.addr).collect();
+        results.push(
+            measure_setup(
+                format!(
+                    "relay on PostgreSQL, {n} process{}",
+                    if n == 1 { "" } else { "es" }
+                ),
+                base_addr,
+                &addrs,
+                20_000 + 1000 * n as u64,
+                conns,
+                secs,
+                rounds,
+                page,
+                &mut empty_lat,
+            )
+            .await?,
+        );
+    }
+    let f = figures(empty_lat);
+    let empty_rps = median(
+        results
+            .iter()
+            .flat_map(|r| [r.append.empty_rps, r.read.empty_rps])
+            .collect(),
+    );
+    let sled_a = results.first().map_or(1.0, |r| r.append.ratio);
+    let sled_r = results.first().map_or(1.0, |r| r.read.ratio);
+    println!();
+    println!("| workload | req/s | × empty | × sled | p50 ms | p99 ms |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: |");
+    println!(
+        "| empty axum handler (baseline) | {empty_rps:.0} | 1.000 | – | {:.2} | {:.2} |",
+        f.p50_ms, f.p99_ms
+    );
+    for r in &results {
+        for (what, w, sled) in [
+            ("durable appends", &r.append, sled_a),
+            ("paged reads", &r.read, sled_r),
+        ] {
+            println!(
+                "| {what}, {} | {:.0} | {:.3} | {:.2} | {:.2} | {:.2} |",
+                r.name,
+                w.rps,
+                w.ratio,
+                w.ratio / sled,
+                w.p50_ms,
+                w.p99_ms
+            );
+        }
+    }
+    if let Some(two) = results.get(2) {
+        let ratio = two.append.ratio / sled_a;
+        let ok = ratio >= 0.5 && two.append.p99_ms <= 20.0;
+        println!(
+            "target (2 processes on PostgreSQL: appends ≥ 0.5× sled, p99 ≤ 20 ms): {ratio:.2}× sled, p99 {:.2} ms: {}",
+            two.append.p99_ms,
+            if ok { "met" } else { "NOT met" }
+        );
     }
     Ok(())
 }

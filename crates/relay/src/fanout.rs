@@ -166,7 +166,12 @@ pub(crate) async fn pump(
                 // A membership change: the live loop checks each frame's
                 // recipient against the member list, so refresh it first.
                 match state.record(space).await {
-                    Ok(Some((_, m))) => slot.view_mut().members = Some(m),
+                    Ok(Some((h, m))) => {
+                        // Head and members stay a pair read together.
+                        let mut v = slot.view_mut();
+                        v.head = h;
+                        v.members = Some(m);
+                    }
                     Ok(None) => {
                         *feed = None;
                         close_subscribers(state, space, slot);

@@ -54,6 +54,10 @@ pub(crate) struct Slot {
     pub feed: tokio::sync::Mutex<Option<Head>>,
     /// When a request last used this slot (ms, the injected clock).
     pub used_ms: AtomicU64,
+    /// On a shared store: the member list's encoding as last read, and its
+    /// decoding (decoding a list costs tens of µs: each request reads the
+    /// encoding afresh and decodes it again only if it changed).
+    pub decoded: Mutex<Option<(Vec<u8>, Arc<Members>)>>,
 }
 
 impl Slot {
@@ -316,6 +320,7 @@ impl AppState {
             live: broadcast::channel(LIVE_BUFFER).0,
             feed: tokio::sync::Mutex::new(None),
             used_ms: AtomicU64::new(now),
+            decoded: Mutex::new(None),
         })
     }
 
@@ -323,16 +328,72 @@ impl AppState {
     /// store has them now, written into the slot (which then only serves
     /// this process's live subscribers and its writers' lock).
     async fn space_fresh(&self, space: SpaceId) -> Result<Option<Loaded>, ApiError> {
+        Ok(self.space_fresh_head(space).await?.map(|(l, _)| l))
+    }
+
+    /// [`AppState::space`] for an append: on a shared store also the head
+    /// read together with the member list, which the append's
+    /// compare-and-swap then expects (if another process moved it since,
+    /// the swap fails and the client gets the current head: a membership
+    /// change moves the head too, so the member list checked is the one in
+    /// force at the head the event extends).
+    pub(crate) async fn space_for_append(
+        &self,
+        space: SpaceId,
+        fresh: bool,
+    ) -> Result<Option<(Arc<Slot>, Arc<Members>, Option<Head>)>, ApiError> {
+        if self.0.store.shared() {
+            if !fresh {
+                // The head and member list as this process last saw them
+                // together (its own appends, or a fresh read): the append's
+                // compare-and-swap checks that the head is still this one.
+                if let Some(slot) = self.cached_slot(space) {
+                    let pair = {
+                        let v = slot.view();
+                        (!v.deleted)
+                            .then(|| v.members.clone().map(|m| (v.head, m)))
+                            .flatten()
+                    };
+                    if let Some((head, m)) = pair {
+                        slot.used_ms
+                            .store(self.now_ms(), std::sync::atomic::Ordering::Relaxed);
+                        return Ok(Some((slot, m, Some(head))));
+                    }
+                }
+            }
+            return Ok(self
+                .space_fresh_head(space)
+                .await?
+                .map(|((s, m), h)| (s, m, Some(h))));
+        }
+        Ok(self.space(space, true).await?.map(|(s, m)| (s, m, None)))
+    }
+
+    async fn space_fresh_head(&self, space: SpaceId) -> Result<Option<(Loaded, Head)>, ApiError> {
         let now = self.now_ms();
-        let Some((head, m)) = self.record(space).await? else {
+        let Some(rec) = self.0.store.space(space).await? else {
             // Deleted through another process: this one's live subscribers go too.
             if let Some(slot) = self.cached_slot(space) {
                 crate::fanout::close_subscribers(self, space, &slot);
             }
             return Ok(None);
         };
-        let slot = self.new_slot(now, head, Some(m.clone()));
-        let slot = lock(&self.0.spaces).entry(space).or_insert(slot).clone();
+        let head = rec.head;
+        let slot = self.cached_slot(space).unwrap_or_else(|| {
+            let slot = self.new_slot(now, head, None);
+            lock(&self.0.spaces).entry(space).or_insert(slot).clone()
+        });
+        let m = {
+            let mut d = lock(&slot.decoded);
+            match &*d {
+                Some((bytes, m)) if *bytes == rec.members => m.clone(),
+                _ => {
+                    let m = Arc::new(decode_members(space, &rec.members)?);
+                    *d = Some((rec.members, m.clone()));
+                    m
+                }
+            }
+        };
         slot.used_ms
             .store(now, std::sync::atomic::Ordering::Relaxed);
         {
@@ -341,7 +402,7 @@ impl AppState {
             v.members = Some(m.clone());
             v.deleted = false;
         }
-        Ok(Some((slot, m)))
+        Ok(Some(((slot, m), head)))
     }
 
     /// Drops a space from the cache (after a delete, or a failed flush so

@@ -224,8 +224,8 @@ pub async fn append(
     let (parts, body) = super::into_parts(req).await?;
     let uri = &parts.uri;
     let cred = auth::credential(&parts.headers)?;
-    let (slot, members) = state
-        .space(space, true)
+    let (slot, members, read_head) = state
+        .space_for_append(space, false)
         .await?
         .ok_or_else(ApiError::no_space)?;
     if slot.view().deleted {
@@ -235,16 +235,17 @@ pub async fn append(
         let m: &Members = &members;
         m.device(d).filter(|e| e.is_active())
     };
-    let signed = match cred {
+    let (signed, requester) = match cred {
         auth::Credential::Signed(a) => {
             let signer = active(&a.device).ok_or_else(not_member)?;
             auth::check_time(&state, &a)?;
-            Some((a, signer))
+            let device = a.device;
+            (Some((a, signer)), device)
         }
         auth::Credential::Session(a) => {
             let device = auth::verify_session(&state, &a, space, "POST", signed_path(uri), &body)?;
             active(&device).ok_or_else(not_member)?;
-            None
+            (None, device)
         }
     };
     let req: AppendBody = json_body(&body)?;
@@ -279,7 +280,8 @@ pub async fn append(
         Some(false) => return Err(bad_event_signature()),
         None => return Err(ApiError::internal()),
     }
-    append_event(&state, &slot, space, ev).await
+    let known = read_head.map(|h| (h, members.clone()));
+    append_event(&state, &slot, space, ev, known, requester).await
 }
 
 fn not_member() -> ApiError {
@@ -309,80 +311,118 @@ async fn append_event(
     slot: &Arc<Slot>,
     space: SpaceId,
     ev: Event,
+    mut known: Option<(Head, Arc<Members>)>,
+    requester: DeviceId,
 ) -> Result<Response, ApiError> {
     let h = ev.header();
     let _writer = slot.write.lock().await;
-    let (head, cached) = {
-        let v = slot.view();
-        if v.deleted {
-            return Err(ApiError::no_space());
-        }
-        (v.head, v.members.clone())
-    };
-    // On a store other relay processes write to, the head and members as
-    // the store has them now (this process's view may be behind).
-    let (head, cached) = if state.store().shared() {
-        let (h, m) = state.record(space).await?.ok_or_else(ApiError::no_space)?;
-        (h, Some(m))
-    } else {
-        (head, cached)
-    };
-    let current = match cached {
-        Some(m) => m,
-        None => {
-            state
-                .space(space, true)
-                .await?
-                .ok_or_else(ApiError::no_space)?
-                .1
-        }
-    };
-    if h.seq != head.seq.saturating_add(1) || h.prev != head.hash {
-        return Err(ApiError::stale(head));
-    }
-    // A sealed event changes no membership: check it against the shared
-    // list; only a control event needs a changed copy.
-    let next = match ev.body() {
-        Body::Sealed(_) => {
-            current.check_sealed(h).map_err(membership)?;
-            None
-        }
-        Body::Control(_) => {
-            let mut next = (*current).clone();
-            next.apply_event(&ev).map_err(membership)?;
-            Some(next)
-        }
-    };
-    let new_head = Head {
-        seq: h.seq,
-        hash: ev.hash(),
-    };
-    let members = next.as_ref().map(Members::encode);
-    match state
-        .store()
-        .append_if_head(
-            space,
-            head,
-            new_head.hash,
-            ev.as_bytes(),
-            members.as_deref(),
-        )
-        .await?
-    {
-        Append::Done => {}
-        Append::Stale(h) => {
-            // With a shared store another process moved the head: the
-            // slot (and its live subscribers) stay; sled's view is reloaded.
-            if !state.store().shared() {
-                state.forget_slot(space);
+    let mut attempt = 0;
+    let (new_head, current, next) = loop {
+        attempt += 1;
+        let (head, cached) = {
+            let v = slot.view();
+            if v.deleted {
+                return Err(ApiError::no_space());
             }
-            return Err(ApiError::stale(h));
+            (v.head, v.members.clone())
+        };
+        // On a store other relay processes write to, the head and member
+        // list this request checked against: read together (from the store,
+        // or as this process last saw them). The compare-and-swap below
+        // refuses the append if the head moved since, and any membership
+        // change moves the head.
+        let (head, cached) = match known.take() {
+            Some((h, m)) => (h, Some(m)),
+            None => (head, cached),
+        };
+        let current = match cached {
+            Some(m) => m,
+            None => {
+                state
+                    .space(space, true)
+                    .await?
+                    .ok_or_else(ApiError::no_space)?
+                    .1
+            }
+        };
+        if attempt > 1 {
+            // Read afresh after another process moved the head: the
+            // request's device and the event's author must still be members.
+            current.active_key(&requester).ok_or_else(not_member)?;
+            current
+                .active_key(&h.author)
+                .ok_or_else(|| membership(MembershipError::UnknownAuthor))?;
         }
-        Append::NoSpace => {
-            crate::fanout::close_subscribers(state, space, slot);
-            return Err(ApiError::no_space());
+        if h.seq != head.seq.saturating_add(1) || h.prev != head.hash {
+            if state.store().shared() && attempt == 1 {
+                // This process's view may be behind: answer with the head
+                // as the store has it now (and append, if the event
+                // extends that one).
+                let (_, m, fresh) = state
+                    .space_for_append(space, true)
+                    .await?
+                    .ok_or_else(ApiError::no_space)?;
+                known = fresh.map(|fh| (fh, m));
+                continue;
+            }
+            return Err(ApiError::stale(head));
         }
-    }
+        // A sealed event changes no membership: check it against the shared
+        // list; only a control event needs a changed copy.
+        let next = match ev.body() {
+            Body::Sealed(_) => {
+                current.check_sealed(h).map_err(membership)?;
+                None
+            }
+            Body::Control(_) => {
+                let mut next = (*current).clone();
+                next.apply_event(&ev).map_err(membership)?;
+                Some(next)
+            }
+        };
+        let new_head = Head {
+            seq: h.seq,
+            hash: ev.hash(),
+        };
+        let members = next.as_ref().map(Members::encode);
+        match state
+            .store()
+            .append_if_head(
+                space,
+                head,
+                new_head.hash,
+                ev.as_bytes(),
+                members.as_deref(),
+            )
+            .await?
+        {
+            Append::Done => break (new_head, current, next),
+            Append::Stale(now) if state.store().shared() => {
+                // Another process moved the head since this one last read
+                // it. If the event extends the head as it is now, this
+                // process's view was merely behind: read the head and
+                // members afresh and try once more.
+                slot.view_mut().members = None;
+                if attempt == 1 && now.seq.saturating_add(1) == h.seq && now.hash == h.prev {
+                    let (_, m, fresh) = state
+                        .space_for_append(space, true)
+                        .await?
+                        .ok_or_else(ApiError::no_space)?;
+                    known = fresh.map(|fh| (fh, m));
+                    continue;
+                }
+                return Err(ApiError::stale(now));
+            }
+            Append::Stale(now) => {
+                state.forget_slot(space);
+                return Err(ApiError::stale(now));
+            }
+            Append::NoSpace => {
+                crate::fanout::close_subscribers(state, space, slot);
+                return Err(ApiError::no_space());
+            }
+        }
+    };
     if let Err(e) = state.durable().await {
         state.forget_slot(space);
         return Err(e);
