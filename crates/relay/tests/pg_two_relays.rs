@@ -478,3 +478,114 @@ async fn a_pairing_whose_sides_use_different_relays_completes() {
     ra.stop().await;
     rb.stop().await;
 }
+
+/// An event of `space` by `dev` at `seq` on `prev`, in `epoch`.
+fn event_by(
+    dev: &troth_core::keys::DeviceSecret,
+    space: troth_core::SpaceId,
+    seq: u64,
+    prev: troth_core::event::EventHash,
+    epoch: u32,
+    body: troth_core::event::Body,
+) -> troth_core::event::Event {
+    troth_core::event::Event::sign(
+        troth_core::event::Header {
+            space,
+            seq,
+            prev,
+            author: dev.public().id(),
+            epoch,
+            timestamp_ms: 2_000 + seq,
+        },
+        body,
+        dev,
+    )
+}
+
+#[tokio::test]
+async fn a_device_revoked_through_one_relay_cannot_append_through_the_other() {
+    use rand::{RngCore as _, SeedableRng as _};
+    use troth_core::event::{Body, Control, Envelope, KeyCommitment};
+    use troth_core::keys::{DeviceSecret, IdentitySecret};
+    let (ra, rb, _db) = two_relays().await;
+    let (ha, hb) = (ra.http(), rb.http());
+    // Space::generate's own steps, to hold the identity that certifies a
+    // second device.
+    let seed = 905;
+    let mut s = Space::generate(seed);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut id = [0u8; 16];
+    rng.fill_bytes(&mut id);
+    let identity = IdentitySecret::generate(&mut rng);
+    let dev1 = DeviceSecret::generate(&mut rng);
+    assert_eq!(dev1.public().id(), s.dev.public().id());
+    let dev2 = DeviceSecret::generate(&mut rng);
+    assert_eq!(ha.create(&s, now_ms()).await.status, 201);
+    let add = event_by(
+        &dev1,
+        s.id,
+        1,
+        s.head_hash(),
+        0,
+        Body::Control(Control::AddDevice {
+            cert: identity.certify(&dev2, 1_000),
+            envelopes: vec![Envelope {
+                epoch: 0,
+                device: dev2.public().id(),
+                age: vec![7; 40],
+            }],
+        }),
+    );
+    let r = ha.append(&mut s, add, now_ms()).await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    // Device 2 appends through A (so A has seen it active) with a session.
+    let path = format!("/v1/spaces/{}/events", s.hex());
+    let ev = event_by(&dev2, s.id, 2, s.head_hash(), 0, Body::Sealed(vec![1]));
+    let body = event_body(&ev);
+    let h = auth_headers(&dev2, s.id, "POST", &path, &body, now_ms());
+    let r = ha.req("POST", &path, &h, body).await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    s.events.push(ev);
+    // Device 1 revokes device 2 through B.
+    let revoke = event_by(
+        &dev1,
+        s.id,
+        3,
+        s.head_hash(),
+        1,
+        Body::Control(Control::RevokeDevice {
+            device: dev2.public().id(),
+            commitment: KeyCommitment([0; 32]),
+            envelopes: vec![Envelope {
+                epoch: 1,
+                device: dev1.public().id(),
+                age: vec![7; 40],
+            }],
+        }),
+    );
+    let r = hb.append(&mut s, revoke, now_ms()).await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    // Device 2 tries through A, which last saw it as a member: on the old
+    // head (where it still was one) the swap fails and it gets the new head
+    // (409); on the new head it is refused as no longer a member.
+    for (seq, prev, epoch) in [(3, s.events[2].hash(), 0), (4, s.head_hash(), 1)] {
+        let ev = event_by(&dev2, s.id, seq, prev, epoch, Body::Sealed(vec![2]));
+        let body = event_body(&ev);
+        let h = auth_headers(&dev2, s.id, "POST", &path, &body, now_ms());
+        let r = ha.req("POST", &path, &h, body).await;
+        let want = if seq == 4 {
+            (403, "not_member")
+        } else {
+            (409, "stale_head")
+        };
+        assert_eq!(
+            (r.status, r.error_code().as_str()),
+            want,
+            "{}",
+            String::from_utf8_lossy(&r.body)
+        );
+    }
+    assert_eq!(ha.read_all(&s, now_ms()).await.len(), 4);
+    ra.stop().await;
+    rb.stop().await;
+}
