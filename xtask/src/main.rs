@@ -432,7 +432,9 @@ fn main() -> Result<()> {
             fuzz(secs)
         }
         _ => {
-            eprintln!("usage: cargo xtask <test|setup|fuzz [SECONDS]|mutants|reproduce|failover [CYCLES]>");
+            eprintln!(
+                "usage: cargo xtask <test|setup|fuzz [SECONDS]|mutants|reproduce|failover [CYCLES]>"
+            );
             std::process::exit(2);
         }
     }
