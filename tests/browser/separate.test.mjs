@@ -7,6 +7,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { createServer } from 'node:net';
+import http from 'node:http';
 import { join } from 'node:path';
 import { startRelay, launch, openPage, axe, root } from './lib.mjs';
 
@@ -112,6 +113,95 @@ test('two partners pair, co-sign and check in with the app served apart from the
   const v = await axe(pa);
   assert.deepEqual(v.filter((x) => x.impact === 'serious' || x.impact === 'critical').map((x) => x.id), []);
 });
+
+test('the installed copy reloads and shows the space with its server gone and the network off', async () => {
+  // The service worker pinned this copy on the first visit; it controls the page.
+  await pa.reload();
+  await pa.waitForFunction(() => navigator.serviceWorker.controller !== null, null, LIVE);
+  const pinned = await pa.evaluate(async () => (await (await caches.open('troth-pin')).match('/pinned')).text());
+  const release = await (await fetch(`${app.url}/release.json`)).json();
+  assert.equal(pinned, release.bundle);
+  app.stop();
+  await A.ctx.setOffline(true);
+  try {
+    await pa.reload();
+    await pa.getByLabel('Passphrase', { exact: true }).fill('river stones at dawn');
+    await pa.getByRole('button', { name: 'Unlock' }).click();
+    await pa.getByRole('heading', { name: 'Our space' }).waitFor(LIVE);
+    await pa.getByRole('tab', { name: 'Check-ins' }).click();
+    await pa.getByText('At the library until 6').first().waitFor(LIVE);
+  } finally {
+    await A.ctx.setOffline(false);
+  }
+});
+
+/** A proxy in front of the relay that can offer other code: a changed service worker, or another bundle. */
+function codeProxy(target) {
+  const state = { sw: false, bundle: false };
+  const server = http.createServer((req, res) => {
+    const up = http.request(`${target}${req.url}`, { method: req.method, headers: { ...req.headers, host: new URL(target).host, 'accept-encoding': 'identity' } }, (r) => {
+      const chunks = [];
+      r.on('data', (c) => chunks.push(c));
+      r.on('end', () => {
+        let body = Buffer.concat(chunks);
+        const path = req.url.split('?')[0];
+        if (state.sw && path === '/sw.js') body = Buffer.concat([body, Buffer.from('\n// another release\n')]);
+        if (state.bundle && req.url === '/release.json?offered') {
+          const rel = JSON.parse(body.toString());
+          rel.bundle = 'f'.repeat(64);
+          body = Buffer.from(JSON.stringify(rel));
+        }
+        const headers = { ...r.headers, 'content-length': String(body.length) };
+        delete headers.etag;
+        res.writeHead(r.statusCode, headers);
+        res.end(body);
+      });
+    });
+    req.pipe(up);
+  });
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve({
+    url: `http://127.0.0.1:${server.address().port}`, state, close: () => server.close(),
+  })));
+}
+
+test('a server offering other code is noticed; the pinned copy keeps running until the person chooses', async () => {
+  const proxy = await codeProxy(relay.url);
+  const C = await launch();
+  try {
+    const { page } = await openPage(C.ctx, proxy.url);
+    await page.getByRole('heading', { name: 'Welcome to Troth' }).waitFor(LIVE);
+    await page.waitForFunction(() => navigator.serviceWorker.controller !== null, null, LIVE);
+    const script = await page.evaluate(() => navigator.serviceWorker.controller.scriptURL);
+
+    // A new service worker: installed, left waiting, and the person is told.
+    proxy.state.sw = true;
+    await page.evaluate(async () => (await navigator.serviceWorker.getRegistration()).update());
+    const notice = page.getByTestId('code-change');
+    await notice.getByText('It changed its service worker', { exact: false }).waitFor(LIVE);
+    assert.equal(await page.evaluate(() => navigator.serviceWorker.controller.scriptURL), script);
+    await page.waitForFunction(async () => Boolean((await navigator.serviceWorker.getRegistration()).waiting), null, LIVE);
+    await checkA11yClean(page);
+    await page.getByRole('button', { name: 'Keep using my version' }).click();
+    await notice.waitFor({ state: 'detached' });
+
+    // Another bundle under the same service worker: named, both hashes shown.
+    proxy.state.sw = false;
+    proxy.state.bundle = true;
+    await page.reload();
+    await page.getByTestId('code-change').getByText('the app itself', { exact: false }).waitFor(LIVE);
+    const text = await page.getByTestId('code-change').innerText();
+    assert.match(text, /bundle [0-9a-f]{16}…\); the server now offers bundle f{16}…/);
+    assert.match(text, new RegExp(`troth web verify ${proxy.url}`));
+  } finally {
+    await C.close();
+    proxy.close();
+  }
+});
+
+async function checkA11yClean(page) {
+  const v = await axe(page);
+  assert.deepEqual(v.filter((x) => x.impact === 'serious' || x.impact === 'critical').map((x) => x.id), []);
+}
 
 test('a copy on an origin the relay does not list cannot use it', async () => {
   const C = await launch();

@@ -90,10 +90,11 @@ pub fn app(state: AppState) -> Router {
 /// origins the operator listed (`--web-origin`). A listed origin's
 /// preflight gets 204 with what it asked for; an unlisted one's gets 403
 /// `origin_not_allowed`, and its other requests get no CORS headers, so the
-/// browser keeps their answers from the page. Browsers do not apply CORS to
-/// WebSockets, so a live connection from a page of an unlisted origin (not
-/// this relay's own) is refused here. Requests without `Origin` (the CLI,
-/// same-origin GETs) pass untouched.
+/// browser keeps their answers from the page. (Browsers do not apply CORS to
+/// WebSockets; a live connection needs a member device's signature in its
+/// first message whatever page opened it, and is not gated by origin: a
+/// reverse proxy that rewrites `Host` would otherwise break it.) Requests
+/// without `Origin` (the CLI, same-origin GETs) pass untouched.
 async fn cors(State(state): State<AppState>, req: Request, next: Next) -> Response {
     use axum::http::{HeaderValue, Method};
     let Some(origin) = req.headers().get(header::ORIGIN).cloned() else {
@@ -133,26 +134,6 @@ async fn cors(State(state): State<AppState>, req: Request, next: Next) -> Respon
         );
         h.insert(header::VARY, HeaderValue::from_static("Origin"));
         return r;
-    }
-    let same_origin = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|host| {
-            origin_str
-                .split_once("://")
-                .is_some_and(|(_, rest)| rest.eq_ignore_ascii_case(host))
-        });
-    let websocket = req
-        .headers()
-        .get(header::UPGRADE)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
-    if websocket && !listed && !same_origin {
-        return error::ApiError::forbidden(
-            "origin_not_allowed",
-            "This relay does not answer pages from that address. Its operator can allow it (--web-origin).",
-        )
-        .into_response();
     }
     let mut r = next.run(req).await;
     if listed {
