@@ -18,7 +18,7 @@ const lockBtn = document.getElementById('lock');
 /** Session state: dropped on lock. */
 let S = fresh();
 function fresh() {
-  return { keys: null, space: null, api: null, meta: null, ws: null, tab: 'agreements', drafts: [],
+  return { keys: null, space: null, api: null, meta: null, ws: null, tab: 'agreements', drafts: [], intents: [],
     online: false, syncing: false, again: false, backoff: 1000, pairing: null, gone: false, timers: [] };
 }
 
@@ -359,6 +359,7 @@ async function unlocked(keys) {
   const sealed = await store.get('space');
   if (!sealed) { showStart(); return; }
   if (!await openSpace(sealed)) { showChanged(); return; }
+  await loadLocal();
   if (!S.meta.compared && S.space.safetyNumber) showSafety(); else showSpace();
 }
 
@@ -614,6 +615,7 @@ async function sync() {
     } while (S.again);
     S.waitingAdmission = false;
     if (!S.ws) connectLive();
+    if (S.intents.length) setTimeout(flushIntents, 0);
   } catch (e) {
     if (e instanceof RelayError && e.code === 'not_member') {
       S.waitingAdmission = true;
@@ -640,7 +642,7 @@ function connLine() {
   if (S.waitingAdmission) return h('span', { class: 'muted' }, 'Connecting…');
   return S.online
     ? h('span', { class: 'muted' }, 'Connected · updates appear as they happen')
-    : h('span', { class: 'offline' }, 'Reconnecting… what you see may be behind. Anything you send while offline is refused, never lost silently.');
+    : h('span', { class: 'offline' }, "Reconnecting… what you see may be behind. Check-ins and requests you make now are kept on this device and sent when you're connected.");
 }
 
 function connectLive() {
@@ -685,6 +687,98 @@ window.addEventListener('online', () => {
   sync();
 });
 window.addEventListener('offline', () => setOnline(false));
+
+// ---------------------------------------------------------------- drafts and intents
+
+/**
+ * Drafts of agreements and intents (actions taken offline), sealed on this
+ * device in one record ('local', context `idb:local`) so they survive a lock
+ * and a reload; nothing of them is sent until the person sends it.
+ */
+async function loadLocal() {
+  try {
+    const sealed = await store.get('local');
+    if (!sealed) return;
+    const v = JSON.parse(S.keys.openLocal('idb:local', sealed));
+    S.drafts = Array.isArray(v.drafts) ? v.drafts : [];
+    S.intents = Array.isArray(v.intents) ? v.intents.filter((i) => INTENTS[i.kind]) : [];
+  } catch { /* unreadable: nothing kept is used */ }
+}
+
+async function saveLocal() {
+  if (!S.keys) return;
+  try { await store.set('local', S.keys.sealLocal('idb:local', JSON.stringify({ drafts: S.drafts, intents: S.intents }))); } catch { /* locked meanwhile */ }
+}
+
+/** What an intent does once online: composed then, on the verified head. */
+const INTENTS = {
+  checkIn: (a, now) => S.space.checkIn(a[0], a[1] || undefined, a[2] || undefined, now),
+  requestCheckIn: (a, now) => S.space.requestCheckIn(a[0], now),
+  phone: (a, now) => S.space.phone(a[0], a[1], undefined, now),
+  ack: (a, now) => S.space.ack(a[0], now),
+};
+
+/**
+ * Sends now; offline, keeps it as an intent (sealed on this device, shown as
+ * "waiting to send" with a way to cancel) and sends it when the connection
+ * is back. `what` is the person's own words for it.
+ */
+async function sendOrKeep(kind, args, what, done) {
+  try {
+    await send((now) => INTENTS[kind](args, now), done);
+  } catch (e) {
+    if (!(e instanceof Offline)) throw e;
+    S.intents.push({ id: `${Date.now()}-${Math.random().toString(36).slice(2, 8)}`, kind, args, what, at: Date.now() });
+    await saveLocal();
+    refresh();
+    say("You seem to be offline. It's kept on this device and will be sent when you're connected again.");
+  }
+}
+
+/** Sends the kept intents in order, each composed on the head verified now. */
+async function flushIntents() {
+  if (S.flushing || !S.space || !S.intents.length || S.gone) return;
+  S.flushing = true;
+  let sent = 0;
+  try {
+    for (const it of [...S.intents]) {
+      if (!S.intents.includes(it)) continue;
+      try {
+        await send((now) => INTENTS[it.kind](it.args, now));
+      } catch (e) {
+        if (e instanceof Offline) break;
+        it.error = e.message;
+        continue;
+      }
+      S.intents = S.intents.filter((x) => x !== it);
+      sent += 1;
+      await saveLocal();
+    }
+  } finally {
+    S.flushing = false;
+    await saveLocal();
+    refresh();
+  }
+  if (sent) say(sent === 1 ? 'Sent what you kept while offline.' : `Sent the ${sent} things you kept while offline.`);
+}
+
+function intentCards() {
+  if (!S.intents.length) return [];
+  return [h('section', { class: 'card stack', 'aria-labelledby': 'wait-h', 'data-testid': 'waiting' },
+    h('h2', { id: 'wait-h' }, 'Waiting to send'),
+    h('p', { class: 'muted' }, "Kept on this device while you're offline. Each is sent as you see it here once you're connected."),
+    h('ul', { class: 'stack' }, S.intents.map((it) => {
+      const cancel = h('button', { type: 'button', class: 'quiet' }, `Don't send “${it.what}”`);
+      cancel.addEventListener('click', async () => {
+        S.intents = S.intents.filter((x) => x !== it);
+        await saveLocal();
+        refresh();
+        say('It will not be sent.');
+      });
+      return h('li', {}, h('p', {}, it.what, ' ', h('span', { class: 'muted' }, `(${when(it.at)})`)),
+        it.error ? h('p', { class: 'muted' }, `Not sent: ${it.error}`) : null, cancel);
+    })))];
+}
 
 /** Composes on the verified head and appends; re-bases on a stale head. */
 async function send(compose, done) {
@@ -761,8 +855,8 @@ function buildTab(panel) {
     panel.append(h('div', { class: 'row' }, add), h('div', { id: 'drafts' }), h('div', { id: 'live-agreements' }));
   } else if (tab === 'keep') {
     const list = h('div', { id: 'live-checkins' });
-    if (S.space.role === 'leading') panel.append(h('div', { id: 'asked-of-me' }), list, askForm(), checkInForm());
-    else panel.append(h('div', { id: 'asked-of-me' }), checkInForm(), list, askForm());
+    if (S.space.role === 'leading') panel.append(h('div', { id: 'waiting' }), h('div', { id: 'asked-of-me' }), list, askForm(), checkInForm());
+    else panel.append(h('div', { id: 'waiting' }), h('div', { id: 'asked-of-me' }), checkInForm(), list, askForm());
   } else if (tab === 'timeline') {
     panel.append(h('h2', {}, 'Everything, newest first'), h('div', { id: 'live-timeline' }));
   } else {
@@ -799,6 +893,7 @@ function refresh() {
   put('live-agreements', ...agreementCards(st));
   put('drafts', ...draftCards());
   put('asked-of-me', ...askedOfMe(st));
+  put('waiting', ...intentCards());
   put('live-checkins', ...checkinList(st));
   put('live-timeline', timeline(st));
   put('live-safety', ...safetyCards(st));
@@ -1018,9 +1113,9 @@ function review(a) {
 function draftCards() {
   return S.drafts.map((d, i) => {
     const open = h('button', { type: 'button', class: 'secondary' }, 'Continue');
-    open.addEventListener('click', () => { S.drafts.splice(i, 1); editor(d, d.amends, d); refresh(); });
+    open.addEventListener('click', () => { S.drafts.splice(i, 1); saveLocal(); editor(d, d.amends, d); refresh(); });
     const drop = h('button', { type: 'button', class: 'quiet' }, 'Discard');
-    drop.addEventListener('click', () => { S.drafts.splice(i, 1); refresh(); });
+    drop.addEventListener('click', () => { S.drafts.splice(i, 1); saveLocal(); refresh(); });
     return h('div', { class: 'card' }, h('p', {}, h('span', { class: 'badge' }, 'Draft'), ' ', d.title || '(no title yet)'),
       h('p', { class: 'muted' }, 'Only on this screen until you lock; not sent.'), h('div', { class: 'row' }, open, drop));
   });
@@ -1092,6 +1187,7 @@ function editor(from, amends, draft) {
   const keep = h('button', { type: 'button', class: 'secondary' }, 'Keep as a draft');
   keep.addEventListener('click', () => {
     S.drafts.push({ title: title.value, rules, reviewOn: date.value, amends });
+    saveLocal();
     closeDialog();
     refresh();
   });
@@ -1119,8 +1215,8 @@ function checkInForm() {
   form.addEventListener('submit', (e) => {
     e.preventDefault();
     act(btn, err, async () => {
-      await send((now) => S.space.checkIn(text.value, attach.checked ? place.value : undefined, answers.value || undefined, now),
-        'Check-in sent.');
+      await sendOrKeep('checkIn', [text.value, attach.checked ? place.value : '', answers.value || ''],
+        `Check-in: ${text.value}`, 'Check-in sent.');
       text.value = ''; place.value = ''; attach.checked = false; pw.hidden = true;
       delete answers.dataset.touched;
       refresh();
@@ -1144,12 +1240,13 @@ function askForm() {
   const err = errorLine();
   const ask = h('button', { type: 'button' }, 'Ask for a check-in');
   ask.addEventListener('click', () => act(ask, err, async () => {
-    await send((now) => S.space.requestCheckIn(note.value, now), 'Asked. Your partner sees your request.');
+    await sendOrKeep('requestCheckIn', [note.value], note.value ? `Ask for a check-in: ${note.value}` : 'Ask for a check-in',
+      'Asked. Your partner sees your request.');
     note.value = '';
   }));
   const phone = h('button', { type: 'button', class: 'secondary' }, 'Ask to see the phone');
   phone.addEventListener('click', () => act(phone, err, async () => {
-    await send((now) => S.space.phone('asked', note.value, undefined, now), 'Asked. The request is noted for both of you.');
+    await sendOrKeep('phone', ['asked', note.value], 'Ask to see the phone', 'Asked. The request is noted for both of you.');
     note.value = '';
   }));
   return h('section', { class: 'card stack', 'aria-labelledby': 'ask-h' }, h('h2', { id: 'ask-h' }, 'Ask your partner'),
@@ -1169,9 +1266,9 @@ function askedOfMe(st) {
       if (!answered) {
         const err = errorLine();
         const show = h('button', { type: 'button', class: 'secondary' }, 'I showed it');
-        show.addEventListener('click', () => act(show, err, () => send((now) => S.space.phone('granted', '', undefined, now), 'Noted.')));
+        show.addEventListener('click', () => act(show, err, () => sendOrKeep('phone', ['granted', ''], 'I showed the phone', 'Noted.')));
         const later = h('button', { type: 'button', class: 'quiet' }, 'Later, please');
-        later.addEventListener('click', () => act(later, err, () => send((now) => S.space.phone('declined', 'later, please', undefined, now), 'Noted.')));
+        later.addEventListener('click', () => act(later, err, () => sendOrKeep('phone', ['declined', 'later, please'], 'Later, please', 'Noted.')));
         li.append(h('div', { class: 'row' }, show, later), err);
       } else li.append(' · answered');
       return { at: p.atMs, el: li };
@@ -1203,7 +1300,7 @@ function checkinList(st) {
       else if (!me(c.by)) {
         const ack = h('button', { type: 'button', class: 'secondary' }, 'Acknowledge');
         ack.setAttribute('aria-label', `Acknowledge the check-in “${c.text}”`);
-        ack.addEventListener('click', () => act(ack, null, () => send((now) => S.space.ack(c.hash, now), 'Acknowledged. Thank you.')));
+        ack.addEventListener('click', () => act(ack, null, () => sendOrKeep('ack', [c.hash], `Acknowledge “${c.text}”`, 'Acknowledged. Thank you.')));
         li.append(' ', ack);
       }
       return li;

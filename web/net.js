@@ -34,7 +34,7 @@ export const store = {
   /** Writes several [key, value] pairs in one transaction (all or nothing). */
   putAll: (pairs) => tx('readwrite', (s) => { for (const [k, v] of pairs) s.put(v, k); }),
   /** Removes the space's records (the key file stays). */
-  delSpace: () => tx('readwrite', (s) => { s.delete('space'); s.delete(IDBKeyRange.bound(['ev', 0], ['ev', Infinity])); }),
+  delSpace: () => tx('readwrite', (s) => { s.delete('space'); s.delete('local'); s.delete(IDBKeyRange.bound(['ev', 0], ['ev', Infinity])); }),
   /** The stored events, in order (keys ['ev', seq]). */
   events: () => tx('readonly', (s) => s.getAll(IDBKeyRange.bound(['ev', 0], ['ev', Infinity]))),
 };

@@ -189,20 +189,22 @@ test('two partners pair, agree, keep check-ins and withdraw, live', async () => 
   await pa.getByText('showed the phone').first().waitFor(LIVE);
   await pa.getByRole('tab', { name: 'Check-ins' }).click();
 
-  // Offline, B's check-in is refused clearly and its words stay; back online,
-  // B catches up with what A wrote meanwhile, and sends.
+  // Offline, B's check-in is kept on B's device, waiting to send, and said
+  // so; back online, B catches up with what A wrote meanwhile, and the kept
+  // check-in is composed on that head and sent, once.
   await B.ctx.setOffline(true);
   await pb.getByLabel('Your check-in').fill('Leaving the gym now');
   await pb.getByRole('button', { name: 'Send check-in' }).click();
   await pb.getByText('You seem to be offline').first().waitFor(LIVE);
-  assert.equal(await pb.getByLabel('Your check-in').inputValue(), 'Leaving the gym now');
+  await pb.getByTestId('waiting').getByText('Check-in: Leaving the gym now').first().waitFor(LIVE);
+  await screenAndCheck(pb, '09b-waiting-to-send');
   await pa.getByLabel('Your check-in').fill('Home at 8');
   await pa.getByRole('button', { name: 'Send check-in' }).click();
   await B.ctx.setOffline(false);
   await pb.getByText('Home at 8').first().waitFor(LIVE);
-  await pb.getByText('Connected · updates appear as they happen').waitFor(LIVE);
-  await pb.getByRole('button', { name: 'Send check-in' }).click();
   await pa.getByText('Leaving the gym now').first().waitFor(LIVE);
+  await pb.getByTestId('waiting').waitFor({ state: 'detached', timeout: 30000 });
+  assert.equal(await pa.locator('#live-checkins li', { hasText: 'Leaving the gym now' }).count(), 1);
 
   // A suggests new words (version 2); both sign; version 1 is kept as a past version.
   await pa.getByRole('tab', { name: 'Agreements' }).click();

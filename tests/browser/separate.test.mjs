@@ -135,6 +135,37 @@ test('the installed copy reloads and shows the space with its server gone and th
   }
 });
 
+test('a check-in made offline is kept, survives a lock, and is sent once when the network returns', async () => {
+  await B.ctx.setOffline(true);
+  try {
+    await pb.getByRole('tab', { name: 'Check-ins' }).click();
+    await pb.getByLabel('Your check-in').fill('Walking home now');
+    await pb.getByRole('button', { name: 'Send check-in' }).click();
+    const waiting = pb.getByTestId('waiting');
+    await waiting.getByText('Check-in: Walking home now').first().waitFor(LIVE);
+    // Kept sealed on the device: it survives locking and unlocking.
+    await pb.getByRole('button', { name: 'Lock' }).click();
+    await pb.getByLabel('Passphrase', { exact: true }).fill('quiet garden evening');
+    await pb.getByRole('button', { name: 'Unlock' }).click();
+    await pb.getByRole('heading', { name: 'Our space' }).waitFor(LIVE);
+    await pb.getByRole('tab', { name: 'Check-ins' }).click();
+    await pb.getByTestId('waiting').getByText('Check-in: Walking home now').first().waitFor(LIVE);
+    // One more, then cancelled: never sent.
+    await pb.getByLabel('Your check-in').fill('Not this one');
+    await pb.getByRole('button', { name: 'Send check-in' }).click();
+    await pb.getByRole('button', { name: "Don't send “Check-in: Not this one”" }).click();
+    await pb.getByText('Check-in: Not this one').first().waitFor({ state: 'detached' });
+  } finally {
+    await B.ctx.setOffline(false);
+  }
+  await pb.getByTestId('waiting').waitFor({ state: 'detached', timeout: 30000 });
+  await pa.getByRole('tab', { name: 'Check-ins' }).click();
+  await pa.getByText('Walking home now').first().waitFor(LIVE);
+  await pa.waitForTimeout(1500);
+  assert.equal(await pa.locator('#live-checkins li', { hasText: 'Walking home now' }).count(), 1, 'sent once');
+  assert.equal(await pa.getByText('Not this one').count(), 0, 'the cancelled one was never sent');
+});
+
 /** A proxy in front of the relay that can offer other code: a changed service worker, or another bundle. */
 function codeProxy(target) {
   const state = { sw: false, bundle: false };
