@@ -370,7 +370,6 @@ impl AppState {
     }
 
     async fn space_fresh_head(&self, space: SpaceId) -> Result<Option<(Loaded, Head)>, ApiError> {
-        let now = self.now_ms();
         let Some(rec) = self.0.store.space(space).await? else {
             // Deleted through another process: this one's live subscribers go too.
             if let Some(slot) = self.cached_slot(space) {
@@ -378,6 +377,18 @@ impl AppState {
             }
             return Ok(None);
         };
+        Ok(Some(self.adopt(space, rec)?))
+    }
+
+    /// Caches a record just read from a shared store: the space's slot
+    /// (created if needed) with this head and member list (decoded only if
+    /// the encoding changed since the slot last saw it).
+    pub(crate) fn adopt(
+        &self,
+        space: SpaceId,
+        rec: crate::store::SpaceRecord,
+    ) -> Result<(Loaded, Head), ApiError> {
+        let now = self.now_ms();
         let head = rec.head;
         let slot = self.cached_slot(space).unwrap_or_else(|| {
             let slot = self.new_slot(now, head, None);
@@ -402,7 +413,7 @@ impl AppState {
             v.members = Some(m.clone());
             v.deleted = false;
         }
-        Ok(Some(((slot, m), head)))
+        Ok(((slot, m), head))
     }
 
     /// Drops a space from the cache (after a delete, or a failed flush so

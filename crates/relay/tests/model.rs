@@ -260,7 +260,25 @@ async fn run_async(ops: Vec<Op>, backend: Backend) -> Result<(), TestCaseError> 
                     .get(&space)
                     .map(|(l, _)| l.iter().skip(from as usize).take(limit).cloned().collect())
                     .unwrap_or_default();
-                prop_assert_eq!(got, want);
+                prop_assert_eq!(&got, &want);
+                // The record and the page read together: the same events,
+                // and the record as `space` gives it.
+                let page = store
+                    .read_page(sid(space), from, limit)
+                    .await
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                let rec = store
+                    .space(sid(space))
+                    .await
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                match (page, rec) {
+                    (Some((r, events)), Some(rec)) => {
+                        prop_assert_eq!(r, rec);
+                        prop_assert_eq!(events, want);
+                    }
+                    (None, None) => {}
+                    (p, r) => prop_assert!(false, "read_page {:?} but space {:?}", p, r),
+                }
             }
             Op::Delete(s) => {
                 let got = store

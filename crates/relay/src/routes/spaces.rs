@@ -81,6 +81,20 @@ async fn member(
     if slot.view().deleted {
         return Err(ApiError::no_space());
     }
+    authorize(state, cred, &members, space, method, uri, body).await?;
+    Ok((slot, members))
+}
+
+/// Checks that a request's credential is an active member device's.
+async fn authorize(
+    state: &AppState,
+    cred: auth::Credential,
+    members: &Members,
+    space: SpaceId,
+    method: &str,
+    uri: &Uri,
+    body: &[u8],
+) -> Result<(), ApiError> {
     match cred {
         auth::Credential::Signed(a) => {
             let key = *members.active_key(&a.device).ok_or_else(not_member)?;
@@ -91,7 +105,7 @@ async fn member(
             members.active_key(&device).ok_or_else(not_member)?;
         }
     }
-    Ok((slot, members))
+    Ok(())
 }
 
 #[derive(Deserialize)]
@@ -478,12 +492,29 @@ pub async fn read(
             format!("`limit` must be between 1 and {MAX_PAGE}."),
         ));
     }
-    let (slot, _) = member(&state, req.headers(), space, "GET", req.uri(), &[]).await?;
-    let head = slot.view().head;
-    let events = state
-        .store()
-        .read_range(space, from, head.seq, limit as usize)
-        .await?;
+    let (head, events) = if state.store().shared() {
+        // The record and the page in one read; nothing is answered before
+        // the request is authenticated against that record's member list.
+        let cred = auth::credential(req.headers())?;
+        let Some((rec, events)) = state.store().read_page(space, from, limit as usize).await?
+        else {
+            if let Some(slot) = state.cached_slot(space) {
+                crate::fanout::close_subscribers(&state, space, &slot);
+            }
+            return Err(ApiError::no_space());
+        };
+        let ((_, members), head) = state.adopt(space, rec)?;
+        authorize(&state, cred, &members, space, "GET", req.uri(), &[]).await?;
+        (head, events)
+    } else {
+        let (slot, _) = member(&state, req.headers(), space, "GET", req.uri(), &[]).await?;
+        let head = slot.view().head;
+        let events = state
+            .store()
+            .read_range(space, from, head.seq, limit as usize)
+            .await?;
+        (head, events)
+    };
     let last = from.saturating_add(events.len() as u64);
     let more = !events.is_empty() && last <= head.seq;
     Ok((

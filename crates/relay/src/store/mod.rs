@@ -145,6 +145,25 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> StoreFuture<'_, Vec<Vec<u8>>>;
 
+    /// A space's record and up to `limit` of its events from sequence
+    /// number `from` on, no further than its head, as of one moment (one
+    /// statement on PostgreSQL: a page costs one round trip). `None` if the
+    /// space does not exist.
+    fn read_page(
+        &self,
+        space: SpaceId,
+        from: u64,
+        limit: usize,
+    ) -> StoreFuture<'_, Option<(SpaceRecord, Vec<Vec<u8>>)>> {
+        Box::pin(async move {
+            let Some(rec) = self.space(space).await? else {
+                return Ok(None);
+            };
+            let events = self.read_range(space, from, rec.head.seq, limit).await?;
+            Ok(Some((rec, events)))
+        })
+    }
+
     /// Forgets a space and all its events. Returns whether it existed.
     fn delete_space(&self, space: SpaceId) -> StoreFuture<'_, bool>;
 

@@ -641,6 +641,42 @@ impl Store for PgStore {
         })
     }
 
+    fn read_page(
+        &self,
+        space: SpaceId,
+        from: u64,
+        limit: usize,
+    ) -> StoreFuture<'_, Option<(SpaceRecord, Vec<Vec<u8>>)>> {
+        Box::pin(async move {
+            let c = self.client().await?;
+            let st = c
+                .prepare_cached(
+                    "SELECT s.head_seq, s.head_hash, s.members, ARRAY(
+                        SELECT e.event FROM events e
+                        WHERE e.sid = s.sid AND e.seq >= $2 AND e.seq <= s.head_seq
+                        ORDER BY e.seq LIMIT $3)
+                    FROM spaces s WHERE s.id = $1",
+                )
+                .await?;
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let Some(row) = c
+                .query_opt(&st, &[&&space.0[..], &big(from), &limit])
+                .await?
+            else {
+                return Ok(None);
+            };
+            let rec = SpaceRecord {
+                head: Head {
+                    seq: seq_of(row.try_get(0)?)?,
+                    hash: hash_of(row.try_get(1)?)?,
+                },
+                members: row.try_get(2)?,
+            };
+            let events: Vec<Vec<u8>> = row.try_get(3)?;
+            Ok(Some((rec, events)))
+        })
+    }
+
     fn delete_space(&self, space: SpaceId) -> StoreFuture<'_, bool> {
         Box::pin(async move {
             let c = self.client().await?;
