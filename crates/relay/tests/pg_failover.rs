@@ -41,6 +41,10 @@ struct Tally {
     resolved: AtomicU64,
     /// Appends whose answer was lost and that were not in the log.
     not_in: AtomicU64,
+    /// (space index, seq, bytes) of appends whose answer was lost: found
+    /// in the log at once, or not (yet).
+    found: Mutex<Vec<(usize, u64, Vec<u8>)>>,
+    unsure: Mutex<Vec<(usize, u64, Vec<u8>)>>,
     lost_races: AtomicU64,
     errors: AtomicU64,
 }
@@ -156,10 +160,21 @@ async fn writer(
         tally.errors.fetch_add(1, Ordering::Relaxed);
         pick += 1;
         let (hs, hh, at) = look(&relays, &s, own_seq, pick).await;
+        let entry = (si, own_seq, ev.as_bytes().to_vec());
         if at.as_deref() == Some(ev.as_bytes()) {
             tally.resolved.fetch_add(1, Ordering::Relaxed);
+            tally
+                .found
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(entry);
         } else {
             tally.not_in.fetch_add(1, Ordering::Relaxed);
+            tally
+                .unsure
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(entry);
         }
         (seq, prev) = (hs, hh);
     }
@@ -168,6 +183,15 @@ async fn writer(
 /// Every acknowledged event is in its space's log, byte-identical; every
 /// log verifies and has each position once. Returns the logs' lengths.
 async fn verify(relays: &Relays, spaces: &[Arc<Space>], tally: &Tally) -> Vec<usize> {
+    verify_logs(relays, spaces, tally)
+        .await
+        .iter()
+        .map(Vec::len)
+        .collect()
+}
+
+/// [`verify`], returning the logs.
+async fn verify_logs(relays: &Relays, spaces: &[Arc<Space>], tally: &Tally) -> Vec<Vec<Vec<u8>>> {
     let acked = tally
         .acked
         .lock()
@@ -226,7 +250,7 @@ async fn verify(relays: &Relays, spaces: &[Arc<Space>], tally: &Tally) -> Vec<us
                 log.len()
             );
         }
-        lens.push(log.len());
+        lens.push(log);
     }
     lens
 }
@@ -389,7 +413,8 @@ async fn acknowledged_appends_survive_relay_crashes_and_primary_failover() {
     for t in tasks {
         t.await.expect("writer");
     }
-    let lens = verify(&relays, &spaces, &tally).await;
+    let logs = verify_logs(&relays, &spaces, &tally).await;
+    let lens: Vec<usize> = logs.iter().map(Vec::len).collect();
     let (rows, distinct) = count_rows(&cluster, db);
     assert_eq!(rows, distinct, "a position was written twice");
     assert_eq!(
@@ -398,8 +423,30 @@ async fn acknowledged_appends_survive_relay_crashes_and_primary_failover() {
         "the tables hold other events than the logs show"
     );
     let acked = acked_now();
+    // Every event in the logs is accounted for: a genesis, an acknowledged
+    // append, one whose lost answer its writer found in the log, or one
+    // whose lost answer looked absent and that committed afterwards (the
+    // statement was still running when the writer looked).
+    let in_log = |(si, seq, bytes): &(usize, u64, Vec<u8>)| {
+        logs[*si].get(usize::try_from(*seq).unwrap_or(usize::MAX)) == Some(bytes)
+    };
+    let found = tally.found.lock().map(|g| g.clone()).unwrap_or_default();
+    assert!(
+        found.iter().all(in_log),
+        "an event found after a lost answer is gone"
+    );
+    let late = tally
+        .unsure
+        .lock()
+        .map(|g| g.iter().filter(|e| in_log(e)).count())
+        .unwrap_or(0);
+    assert_eq!(
+        lens.iter().sum::<usize>(),
+        SPACES + acked + found.len() + late,
+        "the logs hold events no writer accounts for"
+    );
     eprintln!(
-        "FAILOVER SUMMARY: {cycles} cycles in {:?}; {acked} appends acknowledged, {} answers lost and found in the log, {} lost and not in, {} lost races, {} failed requests; logs {:?}; promotion at most {:?} after the kill; first acknowledged append at most {:?} after the kill",
+        "FAILOVER SUMMARY: {cycles} cycles in {:?}; {acked} appends acknowledged, {} answers lost and found in the log, {} lost and not in ({late} of them committed after the writer looked), {} lost races, {} failed requests; logs {:?}; promotion at most {:?} after the kill; first acknowledged append at most {:?} after the kill",
         started.elapsed(),
         tally.resolved.load(Ordering::Relaxed),
         tally.not_in.load(Ordering::Relaxed),
