@@ -73,7 +73,6 @@ fn only_listed_origins_get_answers() {
     // No Origin (the CLI): untouched.
     let cli = request(&relay, "GET", "/healthz", &[]);
     assert_eq!((cli.status, cli.allow_origin), (200, None));
-
 }
 
 #[test]
