@@ -1,0 +1,41 @@
+// The session's state, in one place that every screen reads (the truth is
+// never kept a second time in the DOM), and a tiny event hub through which
+// the lower layers (sync, intents) tell the screens that something changed
+// without importing them.
+
+/** Session state: dropped on lock (`resetSession`). */
+export let S = fresh();
+
+function fresh() {
+  return { keys: null, space: null, api: null, meta: null, ws: null, tab: 'agreements', drafts: [], intents: [],
+    online: false, syncing: false, again: false, backoff: 1000, pairing: null, gone: false, timers: [] };
+}
+
+/** Starts a new, empty session (after locking). */
+export function resetSession() {
+  S = fresh();
+}
+
+const handlers = new Map();
+
+/**
+ * Listens for a change: `'refresh'` (the space's state or what is kept on
+ * this device changed: redraw what depends on it), `'online'` (the
+ * connection came or went).
+ */
+export function on(name, fn) {
+  if (!handlers.has(name)) handlers.set(name, []);
+  handlers.get(name).push(fn);
+}
+
+/** Tells every listener of `name`. */
+export function emit(name, ...args) {
+  for (const fn of handlers.get(name) || []) fn(...args);
+}
+
+/** Whether `role` is this device's person. */
+export function me(role) { return role === S.space.role; }
+/** Core's timeline words end in ": " when someone left no comment. */
+export function tidy(what) { return what.replace(/:\s*$/, ''); }
+/** "You" or "Your partner". */
+export function who(role) { return me(role) ? 'You' : 'Your partner'; }

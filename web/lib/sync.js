@@ -1,0 +1,130 @@
+// Sync and live updates: pages from the relay go through core's verifier
+// (`ingestPage`), the live WebSocket delivers new events, and `send`
+// composes an action on the verified head and appends it (re-basing on a
+// stale head). Screens hear of changes through `emit('refresh')`.
+import { RelayError, Offline } from './api.js';
+import { S, emit, tidy } from './state.js';
+import { say, pause } from './dom.js';
+import { persist } from './vault.js';
+import { flushIntents } from './intents.js';
+
+// ---------------------------------------------------------------- sync and live updates
+
+/** Catches up with the relay, page by page through core's verifier, then saves and redraws (one sync at a time; a call during one runs another after it). */
+export async function sync() {
+  if (!S.space || S.gone) return;
+  if (S.syncing) { S.again = true; return; }
+  S.syncing = true;
+  const space = S.space;
+  try {
+    do {
+      S.again = false;
+      for (;;) {
+        const r = await S.api.read(space.eventCount);
+        if (space !== S.space) return;
+        // Core's page logic (the native client's too): a missing or lower
+        // head is a rollback, a higher one with nothing delivered is
+        // withholding; both raise an alert.
+        const h = r && r.head;
+        const res = space.ingestPage(h ? h.seq : undefined, h ? h.hash : undefined, (r && r.events) || [], !!(r && r.more));
+        if (!res.fetchMore) break;
+      }
+      await persist();
+    } while (S.again);
+    S.waitingAdmission = false;
+    if (!S.ws) connectLive();
+    if (S.intents.length) setTimeout(flushIntents, 0);
+  } catch (e) {
+    if (e instanceof RelayError && e.code === 'not_member') {
+      S.waitingAdmission = true;
+      S.timers.push(setTimeout(sync, 1500));
+    } else if (e instanceof RelayError && (e.code === 'no_space' || e.status === 404)) {
+      S.gone = true;
+    } else if (e instanceof Offline) {
+      setOnline(false);
+    }
+  } finally {
+    S.syncing = false;
+    emit('refresh');
+  }
+}
+
+
+/** Notes whether the live connection is up, and tells the screens. */
+function setOnline(on) {
+  S.online = on;
+  emit('online');
+}
+
+
+/** Opens the live connection (reconnects with backoff, 1 s doubling to 15 s). */
+export function connectLive() {
+  if (!S.space || S.ws || S.gone) return;
+  let sock;
+  try { sock = new WebSocket(S.api.liveUrl()); } catch { return; }
+  S.ws = sock;
+  const space = S.space;
+  sock.onopen = () => sock.send(S.api.liveAuth());
+  sock.onmessage = (m) => {
+    let f;
+    try { f = JSON.parse(m.data); } catch { return; }
+    if (space !== S.space) return;
+    if (f.ready) { S.backoff = 1000; setOnline(true); sync(); return; }
+    if (typeof f.seq === 'number' && typeof f.event === 'string') {
+      if (f.seq < space.eventCount) return;
+      if (f.seq > space.eventCount) { sync(); return; }
+      const r = space.ingest([f.event]);
+      if (r.error) { sync(); return; }
+      persist();
+      emit('refresh');
+      const tl = space.state(Date.now()).timeline;
+      const last = tl[tl.length - 1];
+      if (last && last.by !== space.role) say(`Your partner ${tidy(last.what)}`);
+    }
+  };
+  sock.onclose = (e) => {
+    if (S.ws !== sock) return;
+    S.ws = null;
+    setOnline(false);
+    if (e.code === 4404) { S.gone = true; emit('refresh'); return; }
+    const wait = S.backoff;
+    S.backoff = Math.min(S.backoff * 2, 15000);
+    S.timers.push(setTimeout(() => { connectLive(); }, wait));
+  };
+}
+window.addEventListener('online', () => {
+  S.backoff = 1000;
+  if (S.ws && S.ws.readyState === WebSocket.OPEN) setOnline(true);
+  else if (S.ws) { S.ws.onclose = null; S.ws.close(); S.ws = null; }
+  if (S.space && !S.ws) connectLive();
+  sync();
+});
+window.addEventListener('offline', () => setOnline(false));
+
+/** Composes on the verified head and appends; re-bases on a stale head. */
+export async function send(compose, done) {
+  if (!navigator.onLine) throw new Offline();
+  for (let i = 0; i < 5; i++) {
+    const ev = compose(Date.now());
+    try {
+      await S.api.append(ev);
+      S.space.ingest([ev]);
+      await persist();
+      emit('refresh');
+      if (done) say(done);
+      return;
+    } catch (e) {
+      if (e instanceof RelayError && e.code === 'stale_head') {
+        await syncNow();
+        continue;
+      }
+      throw e;
+    }
+  }
+  throw new Error('Your partner was writing at the same moment. Please try again.');
+}
+
+async function syncNow() {
+  while (S.syncing) await pause(50);
+  await sync();
+}

@@ -1,0 +1,186 @@
+// Safety: the safety number and state code, sharing with a therapist,
+// exporting the key, locking, this copy of Troth, and leaving the space.
+import { Keys, checkPassphrase, dayPlus } from '../troth_wasm.js';
+import { store } from '../lib/store.js';
+import { RelayError, Offline } from '../lib/api.js';
+import { S, who } from '../lib/state.js';
+import { h, field, passHint, checkbox, say, pause, act, errorLine, download, openDialog, closeDialog } from '../lib/dom.js';
+import { persist } from '../lib/vault.js';
+import { send } from '../lib/sync.js';
+import { lock, lockMs, touch, showWelcome } from './unlock.js';
+import { refresh } from './space.js';
+
+/** The cards redrawn with the state: safety number, state code, sharing. */
+export function safetyCards(st) {
+  const compared = S.meta && S.meta.compared;
+  const mark = h('button', { type: 'button', class: 'secondary' }, 'We compared it in person');
+  mark.addEventListener('click', async () => { S.meta.compared = true; await persist(); refresh(); say('Marked as compared.'); });
+  const consent = Object.entries(st.consents);
+  return [
+    h('section', { class: 'card stack', 'aria-labelledby': 'sn2-h' }, h('h2', { id: 'sn2-h' }, 'Safety number'),
+      h('p', { class: 'digits', 'data-testid': 'safety-number' }, st.safetyNumber || 'Shown once your partner has joined.'),
+      st.safetyNumber ? (compared ? h('p', {}, 'You marked this as compared in person.') : mark) : null),
+    h('section', { class: 'card stack', 'aria-labelledby': 'sc-h' }, h('h2', { id: 'sc-h' }, 'State code'),
+      h('p', { class: 'digits', 'data-testid': 'state-code' }, st.stateCode),
+      h('p', { class: 'muted' }, 'When both of you are up to date, your codes are the same. If they differ after a refresh, the server may be showing you different things.')),
+    h('section', { class: 'card stack', 'aria-labelledby': 'share-h' }, h('h2', { id: 'share-h' }, 'Sharing with a therapist'),
+      consent.length ? h('ul', {}, consent.map(([role, c]) => h('li', {},
+        `${who(role)} agreed to share ${c.includeCheckins ? 'agreements and check-ins' : 'agreements'} ${c.recipient ? 'with the therapist\'s key' : 'as a printed copy'} until ${c.until}${c.current ? '' : ' (ended)'}.`)))
+        : h('p', { class: 'muted' }, 'Nothing is shared unless you both agree.'),
+      ...reportButtons(st)),
+  ];
+}
+
+function reportButtons(st) {
+  const l = st.consents.leading;
+  const r = st.consents.rebuilding;
+  if (!l || !r || !l.current || !r.current || l.recipient !== r.recipient) return [];
+  const err = errorLine();
+  const out = [];
+  if (l.recipient) {
+    const dl = h('button', { type: 'button' }, 'Download the encrypted report');
+    dl.addEventListener('click', () => act(dl, err, () => {
+      download('troth-report.age', S.space.encryptReport(l.recipient, Date.now()), 'text/plain');
+      say('Downloaded. Only your therapist can open it.');
+    }));
+    out.push(dl);
+  }
+  const pr = h('button', { type: 'button', class: 'secondary' }, 'Print a readable summary');
+  pr.addEventListener('click', () => act(pr, err, () => {
+    const text = S.space.reportText(l.recipient, Date.now());
+    const sheet = h('pre', { class: 'print-sheet', tabindex: '0', role: 'region', 'aria-label': 'Report summary' }, text);
+    openDialog('Summary for your therapist', sheet, h('div', { class: 'row' },
+      h('button', { type: 'button', onclick: () => window.print() }, 'Print'),
+      h('button', { type: 'button', class: 'secondary', onclick: closeDialog }, 'Close')));
+  }));
+  out.push(pr);
+  return [h('div', { class: 'row' }, ...out), err];
+}
+
+/** The form to agree to share a report with a therapist. */
+export function therapistForm() {
+  const [rw, recipient] = field("Therapist's age key (leave empty for a printed copy)", 'input',
+    { type: 'text', placeholder: 'age1…', autocomplete: 'off', spellcheck: 'false' });
+  const [cw, include] = checkbox('Include check-ins, not only agreements');
+  const [uw, until] = field('Until', 'input', { type: 'date', value: dayPlus(Date.now(), 30), min: dayPlus(Date.now(), 0) });
+  const err = errorLine();
+  const btn = h('button', { type: 'submit' }, 'I agree to share');
+  const form = h('form', { class: 'card stack', 'aria-labelledby': 'consent-h' }, h('h2', { id: 'consent-h' }, 'Agree to share a report'),
+    h('p', { class: 'muted' }, 'A report is made only when both of you agree to the same therapist. Your signature is recorded for both of you.'),
+    rw, cw, uw, err, btn);
+  form.addEventListener('submit', (e) => {
+    e.preventDefault();
+    act(btn, err, () => send((now) => S.space.consentReport(recipient.value, include.checked, until.value, now),
+      'Your consent is recorded. Your partner sees it.'));
+  });
+  return form;
+}
+
+/** Exporting the key (the current passphrase is asked again; the export is noted for both). */
+export function keyCard() {
+  const [cw, cur] = field('Your current passphrase', 'input', { type: 'password', autocomplete: 'current-password' },
+    'Asked again, so that nobody can take a copy of your key from an unlocked screen.');
+  const [pw, pass] = field('Passphrase for the exported file', 'input', { type: 'password', autocomplete: 'new-password' },
+    'The file is encrypted with it; the troth command line and other browsers open it with the same passphrase.');
+  passHint(pass, pw);
+  const err = errorLine();
+  const btn = h('button', { type: 'submit', class: 'secondary' }, 'Export my key');
+  const form = h('form', { class: 'card stack', 'aria-labelledby': 'key-h' }, h('h2', { id: 'key-h' }, 'Your key'),
+    h('p', { class: 'muted' }, 'Fingerprint: ', h('span', { 'data-testid': 'fingerprint' }, S.keys.fingerprint)),
+    h('p', { class: 'muted' }, 'Each export is noted in your shared timeline, so your partner sees it.'), cw, pw, err, btn);
+  const offline = "You seem to be offline. An export is noted for both of you before the file is made, so nothing was exported. Please try again when you're connected.";
+  form.addEventListener('submit', (e) => {
+    e.preventDefault();
+    act(btn, err, async () => {
+      if (!navigator.onLine) throw new Error(offline);
+      say('Checking your passphrase… this takes a moment.');
+      await pause(30);
+      // The stored key file must open with the passphrase typed now.
+      let k;
+      try {
+        k = Keys.unlock(new TextEncoder().encode(await store.get('keyfile')), cur.value);
+      } catch (x) { cur.select(); throw x; }
+      const same = k.identityHex === S.keys.identityHex;
+      k.free();
+      if (!same) throw new Error("That passphrase doesn't open this key. Check it and try again.");
+      checkPassphrase(pass.value);
+      say('Encrypting your key… this takes a moment.');
+      await pause(30);
+      const file = S.keys.exportFile(pass.value);
+      // Noted first, for both of you; only then the file is handed over.
+      try {
+        await send((now) => S.space.keyExported('a browser', now));
+      } catch (x) { throw x instanceof Offline ? new Error(offline) : x; }
+      download('troth-key.age', file, 'text/plain');
+      cur.value = ''; pass.value = '';
+      say('Exported. Your partner sees that you exported a copy of your key.');
+    });
+  });
+  return form;
+}
+
+/** Choosing when this browser locks itself. */
+export function lockCard() {
+  const [lw, sel] = field('Lock this browser after', 'select', {}, 'Without a touch or a key press. Never longer than 30 minutes.');
+  for (const m of [1, 2, 5, 10, 15, 30]) sel.append(h('option', { value: String(m * 60000) }, `${m} minute${m > 1 ? 's' : ''}`));
+  sel.value = String(lockMs());
+  sel.addEventListener('change', () => { localStorage.setItem('troth.autolock.ms', sel.value); touch(); say('Saved.'); });
+  return h('section', { class: 'card stack', 'aria-labelledby': 'lk-h' }, h('h2', { id: 'lk-h' }, 'Locking'), lw);
+}
+
+/**
+ * "This copy of Troth": the version and bundle hash of the code running now
+ * (release.json, written by the build beside every file it lists) and the
+ * origin it came from. The page cannot vouch for itself — a server that
+ * changed the code could change this card too — so the card says how to
+ * check from outside: `troth web verify`, or the hash published for the
+ * version.
+ */
+export function codeCard() {
+  const hash = h('p', { class: 'digits', 'data-testid': 'bundle-hash' }, '…');
+  const ver = h('p', {}, `This copy of Troth came from ${location.origin}.`);
+  const card = h('section', { class: 'card stack', 'aria-labelledby': 'code-h' }, h('h2', { id: 'code-h' }, 'This copy of Troth'),
+    ver, hash,
+    h('p', { class: 'muted' }, `To check that this is the code Troth published, and not a changed copy, run "troth web verify ${location.origin}" on a computer you trust, or compare the bundle above with the one published for this version.`));
+  fetch('release.json', { cache: 'no-cache' }).then((r) => (r.ok ? r.json() : Promise.reject(new Error(String(r.status)))))
+    .then((rel) => {
+      ver.textContent = `Version ${rel.version}, from ${location.origin}.`;
+      hash.textContent = `Bundle ${String(rel.bundle).match(/.{1,8}/g).join(' ')}`;
+    })
+    .catch(() => { hash.textContent = 'The bundle hash could not be read just now.'; });
+  return card;
+}
+
+/** Leaving the space (a signed close, then the relay deletes it, then this browser forgets it). */
+export function leaveCard() {
+  const btn = h('button', { type: 'button', class: 'gentle-stop' }, 'Leave this space');
+  btn.addEventListener('click', () => {
+    const [cw, comment] = field('Anything you want to say (optional)', 'textarea', { rows: '2' });
+    const err = errorLine();
+    const yes = h('button', { type: 'button', class: 'gentle-stop' }, 'Leave and delete');
+    const no = h('button', { type: 'button', class: 'secondary' }, 'Stay');
+    const still = (e) => (e instanceof RelayError && e.status === 404 ? null
+      : new Error(`${e.message} The space is still here; you can try again, or use "Remove the key from this browser" on the unlock screen.`));
+    yes.addEventListener('click', () => act(yes, err, async () => {
+      // First a signed "closed the space" both of you see; then the relay
+      // is asked to delete it (a space that vanishes without it is the
+      // relay's doing, and is reported so).
+      if (!S.gone && !S.space.state(Date.now()).closed) {
+        try { await send((now) => S.space.closeSpace(comment.value, now)); } catch (e) { if (still(e)) throw still(e); }
+      }
+      try { await S.api.remove(); } catch (e) { if (still(e)) throw still(e); }
+      closeDialog();
+      await store.clear();
+      lock(false);
+      showWelcome();
+      say('You left the space. Its keys are gone from this browser.');
+    }));
+    no.addEventListener('click', closeDialog);
+    openDialog('Leave this space?',
+      h('p', {}, 'This notes for both of you that you closed the space, asks the server to delete it, and removes your key and everything of this space from this browser. Your partner will see that you closed it.'),
+      h('p', { class: 'muted' }, 'If you might want your key later, export it first.'),
+      cw, err, h('div', { class: 'row' }, yes, no));
+  });
+  return h('section', { class: 'card stack', 'aria-labelledby': 'leave-h' }, h('h2', { id: 'leave-h' }, 'Leaving'),
+    h('p', { class: 'muted' }, 'You can leave at any time. Nobody needs to agree.'), btn);
+}

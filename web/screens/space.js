@@ -1,0 +1,167 @@
+// The space: its tabs, the banners over them (integrity alerts, a space
+// that is gone, a partner not joined yet, reviews due) and `refresh`, which
+// redraws every part that depends on the state while keeping forms intact.
+import { store } from '../lib/store.js';
+import { S, me } from '../lib/state.js';
+import { h, act, errorLine, screen } from '../lib/dom.js';
+import { showStart, invite } from './pairing.js';
+import { editor, review, agreementCards, draftCards } from './agreements.js';
+import { checkInForm, askForm, askedOfMe, intentCards, checkinList, fillAnswers } from './checkins.js';
+import { timeline } from './timeline.js';
+import { safetyCards, therapistForm, keyCard, lockCard, codeCard, leaveCard } from './safety.js';
+
+const integrityEl = document.getElementById('integrity');
+
+const TABS = [
+  ['agreements', 'Agreements'],
+  ['keep', 'Check-ins'],
+  ['timeline', 'Timeline'],
+  ['safety', 'Safety'],
+];
+
+/** The space screen: the tabs and the current tab's panel. */
+export function showSpace() {
+  const tabs = h('div', { class: 'tabs', role: 'tablist', 'aria-label': 'Sections' },
+    TABS.map(([id, label]) => {
+      const b = h('button', { type: 'button', role: 'tab', id: `tab-${id}`, 'aria-controls': 'panel',
+        'aria-selected': String(S.tab === id), tabindex: S.tab === id ? '0' : '-1' }, label);
+      b.addEventListener('click', () => { S.tab = id; showSpace(); document.getElementById(`tab-${id}`).focus(); });
+      b.addEventListener('keydown', (e) => {
+        const i = TABS.findIndex(([t]) => t === id);
+        const j = e.key === 'ArrowRight' ? i + 1 : e.key === 'ArrowLeft' ? i - 1 : null;
+        if (j === null) return;
+        S.tab = TABS[(j + TABS.length) % TABS.length][0];
+        showSpace();
+        document.getElementById(`tab-${S.tab}`).focus();
+      });
+      return b;
+    }));
+  const panel = h('section', { id: 'panel', role: 'tabpanel', 'aria-labelledby': `tab-${S.tab}` });
+  screen('Our space',
+    h('p', { id: 'conn' }, connLine()),
+    h('div', { id: 'banners' }),
+    tabs, panel);
+  buildTab(panel);
+  refresh();
+}
+
+function buildTab(panel) {
+  const tab = S.tab;
+  if (tab === 'agreements') {
+    const add = h('button', { type: 'button' }, 'Propose an agreement');
+    add.addEventListener('click', () => editor());
+    panel.append(h('div', { class: 'row' }, add), h('div', { id: 'drafts' }), h('div', { id: 'live-agreements' }));
+  } else if (tab === 'keep') {
+    const list = h('div', { id: 'live-checkins' });
+    if (S.space.role === 'leading') panel.append(h('div', { id: 'waiting' }), h('div', { id: 'asked-of-me' }), list, askForm(), checkInForm());
+    else panel.append(h('div', { id: 'waiting' }), h('div', { id: 'asked-of-me' }), checkInForm(), list, askForm());
+  } else if (tab === 'timeline') {
+    panel.append(h('h2', {}, 'Everything, newest first'), h('div', { id: 'live-timeline' }));
+  } else {
+    panel.append(h('div', { id: 'live-safety' }), therapistForm(), keyCard(), lockCard(), codeCard(), leaveCard());
+  }
+}
+
+/** Updates everything that depends on the space's state, keeping forms intact. */
+export function refresh() {
+  renderIntegrity();
+  if (!S.space || !document.getElementById('panel')) return;
+  const st = S.space.state(Date.now());
+  const conn = document.getElementById('conn');
+  if (conn) conn.replaceChildren(connLine());
+  const banners = document.getElementById('banners');
+  if (banners) banners.replaceChildren(...bannerCards(st));
+  // Until the partner's device has welcomed this one in, there is nothing to act on.
+  const panel = document.getElementById('panel');
+  if (panel) panel.inert = !S.gone && !st.partnerJoined && st.role === 'rebuilding';
+  // Live updates re-render lists: keep focus and open <details> where they were.
+  const keyOf = (e) => `${e.closest('[data-id]')?.dataset.id || ''}|${e.tagName}|${e.textContent}`;
+  const put = (id, ...kids) => {
+    const el = document.getElementById(id);
+    if (!el) return;
+    const active = document.activeElement && el.contains(document.activeElement) ? keyOf(document.activeElement) : null;
+    const open = new Set([...el.querySelectorAll('details[open]')].map(keyOf));
+    el.replaceChildren(...kids);
+    for (const d of el.querySelectorAll('details')) if (open.has(keyOf(d))) d.open = true;
+    if (active) {
+      const again = [...el.querySelectorAll('button, summary, a')].find((b) => keyOf(b) === active);
+      if (again) again.focus({ preventScroll: true });
+    }
+  };
+  put('live-agreements', ...agreementCards(st));
+  put('drafts', ...draftCards());
+  put('asked-of-me', ...askedOfMe(st));
+  put('waiting', ...intentCards());
+  put('live-checkins', ...checkinList(st));
+  put('live-timeline', timeline(st));
+  put('live-safety', ...safetyCards(st));
+  const answers = document.getElementById('answers');
+  if (answers) fillAnswers(answers, st);
+}
+
+function renderIntegrity() {
+  if (!S.space) { integrityEl.replaceChildren(); return; }
+  const seen = new Set();
+  const alerts = S.space.alerts().filter((a) => !seen.has(a.advice) && seen.add(a.advice));
+  if (!alerts.length) { integrityEl.replaceChildren(); return; }
+  integrityEl.replaceChildren(h('section', { class: 'warning', 'aria-labelledby': 'warn-h' },
+    h('h2', { id: 'warn-h' }, 'Something here does not add up'),
+    alerts.map((a) => h('p', {}, a.advice)),
+    h('p', {}, 'What to do: compare the state code below with your partner, in person or on a call you trust. If they differ, the server is not showing you both the same thing.'),
+    h('p', {}, 'State code on this device: ', h('strong', { class: 'digits' }, S.space.stateCode)),
+    h('details', {}, h('summary', {}, 'What the check found'), alerts.map((a) => h('p', { class: 'muted' }, a.what)))));
+}
+
+function bannerCards(st) {
+  const out = [];
+  if (S.gone) {
+    const rm = h('button', { type: 'button', class: 'secondary' }, 'Remove the space from this device');
+    rm.addEventListener('click', async () => {
+      await store.delSpace();
+      if (S.ws) { S.ws.onclose = null; S.ws.close(); S.ws = null; }
+      try { S.space.free(); } catch { /* */ }
+      S.space = null; S.gone = false; showStart();
+    });
+    // Only a signed CloseSpace event says a person closed it; a space that
+    // just vanished was removed by the relay, and the local copy is kept.
+    const c = st.closed;
+    out.push(c ? h('section', { class: 'card warm stack' }, h('h2', {}, me(c.by) ? 'You closed this shared space' : 'Your partner closed this shared space'),
+      h('p', {}, `${me(c.by) ? 'You' : 'Your partner'} chose to close it in Troth, so the server no longer keeps it. What you wrote together stays readable on this device until you remove it.`), rm)
+      : h('section', { class: 'card warm stack' }, h('h2', {}, 'The relay no longer has this space'),
+        h('p', {}, 'This browser has no signed note from your partner that they closed it: either the relay removed it, or your partner closed it before this browser could fetch their note. Your copy is kept on this device, and nothing in it was lost.'),
+        h('p', {}, 'Talk with your partner in a way you trust. If you both want to go on, you can start a new space together; this copy stays here to read until you remove it.'), rm));
+    return out;
+  }
+  if (!st.partnerJoined) {
+    if (st.role === 'leading') {
+      const b = h('button', { type: 'button' }, 'Show a code for my partner');
+      const err = errorLine();
+      b.addEventListener('click', () => act(b, err, invite));
+      out.push(h('section', { class: 'card warm stack' }, h('h2', {}, 'Your partner has not joined yet'), err, b));
+    } else {
+      out.push(h('p', { class: 'card warm' }, 'Almost there: waiting for your partner\'s device to welcome you in…'));
+    }
+  }
+  for (const a of st.agreements.filter((x) => x.due)) {
+    const b = h('button', { type: 'button' }, `Review “${a.title}”`);
+    b.addEventListener('click', () => review(a));
+    out.push(h('section', { class: 'card warm stack' },
+      h('p', {}, `It's time to look at “${a.title}” together: renew it, change it, or retire it.`), b));
+  }
+  return out;
+}
+
+
+function connLine() {
+  if (S.gone) return '';
+  if (S.waitingAdmission) return h('span', { class: 'muted' }, 'Connecting…');
+  return S.online
+    ? h('span', { class: 'muted' }, 'Connected · updates appear as they happen')
+    : h('span', { class: 'offline' }, "Reconnecting… what you see may be behind. Check-ins and requests you make now are kept on this device and sent when you're connected.");
+}
+
+/** Redraws the line that says whether the live connection is up. */
+export function showConnection() {
+  const el = document.getElementById('conn');
+  if (el) el.replaceChildren(connLine());
+}
