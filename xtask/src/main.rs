@@ -175,6 +175,7 @@ fn setup() -> Result<()> {
     if !have("cargo-mutants") {
         run(cargo().args(["install", "cargo-mutants"]))?;
     }
+    push_service_venv()?;
     let browser = root().join("tests/browser");
     if browser.join("package-lock.json").exists() {
         run(Command::new("npm")
@@ -182,6 +183,41 @@ fn setup() -> Result<()> {
             .current_dir(&browser))?;
     }
     Ok(())
+}
+
+/// The relay's push tests (crates/relay/tests/push.rs) check its Web Push
+/// against an implementation nobody here wrote: PyPI's `http_ece` (RFC 8291)
+/// and `py_vapid` (RFC 8292), in a venv of their own beside the test push
+/// service (tests/pushsvc). Made once; pinned versions.
+fn push_service_venv() -> Result<()> {
+    let dir = root().join("tests/pushsvc");
+    let venv = dir.join(".venv");
+    let python = venv.join("bin/python");
+    let ready = Command::new(&python)
+        .args(["-c", "import http_ece, py_vapid"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if ready {
+        return Ok(());
+    }
+    // python3-venv brings python3 (Debian; the venv module is split out there).
+    apt_install(&[("python3", "python3-venv")])?;
+    run(Command::new("python3")
+        .arg("-m")
+        .arg("venv")
+        .arg("--clear")
+        .arg(&venv))?;
+    run(Command::new(&python).args([
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "http-ece==1.2.1",
+        "py-vapid==1.9.6",
+    ]))
 }
 
 fn test() -> Result<()> {

@@ -156,6 +156,8 @@ pub struct Config {
     /// from a browser (CORS): copies of the web client served elsewhere,
     /// e.g. by `troth web serve`. Empty: only pages this relay served.
     pub web_origins: Vec<String>,
+    /// Web Push (`[push]`; docs/RELAY.md "Notifications").
+    pub push: crate::push::PushSettings,
 }
 
 /// Which store the relay uses.
@@ -215,6 +217,7 @@ struct FileConfig {
     database_pool_size: Option<usize>,
     web_origins: Option<Vec<String>>,
     limits: Limits,
+    push: crate::push::PushSettings,
 }
 
 fn store_config(fc: &FileConfig, args: StoreArgs<'_>) -> Result<StoreConfig, ConfigError> {
@@ -417,6 +420,9 @@ impl Config {
             Some(list) => check_web_origins("web_origins (config file)", list)?,
             None => Vec::new(),
         };
+        fc.push.validate()?;
+        let mut push = fc.push;
+        push.test_origins = check_web_origins("push.test_origins", &push.test_origins)?;
         Ok(Config {
             listen,
             data,
@@ -424,6 +430,7 @@ impl Config {
             store,
             limits: fc.limits,
             web_origins,
+            push,
         })
     }
 }

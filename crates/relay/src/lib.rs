@@ -5,7 +5,8 @@
 //! compare-and-swap on the head, read, live push, delete) and to find each
 //! other for pairing (rendezvous mailboxes); request authentication (time
 //! window, signature, nonce cache); limits; durable storage (sled by default)
-//! with group commit; batched signature checks; metrics; and serving the browser client built into
+//! with group commit; batched signature checks; metrics; content-free Web
+//! Push to the other partner's devices (`push`); and serving the browser client built into
 //! the binary (`web`).
 //!
 //! It never sees a secret key or plaintext: it checks event structure,
@@ -20,6 +21,7 @@ pub mod commit;
 pub mod config;
 pub mod error;
 mod fanout;
+pub mod push;
 mod routes;
 mod sessions;
 pub mod state;
@@ -68,6 +70,11 @@ pub fn app(state: AppState) -> Router {
             post(routes::spaces::open_session),
         )
         .route("/v1/spaces/{space}/live", get(routes::live::live))
+        .route(
+            "/v1/spaces/{space}/push",
+            post(routes::push::register).delete(routes::push::unregister),
+        )
+        .route("/v1/push/key", get(routes::push::key))
         .route("/v1/rendezvous", post(routes::rendezvous::open))
         .route(
             "/v1/rendezvous/{n}",

@@ -46,6 +46,15 @@ struct Cli {
         value_delimiter = ','
     )]
     web_origins: Vec<String>,
+    /// The origin of a test push service the relay may push to although it
+    /// is on a loopback or private address, e.g. http://127.0.0.1:9000.
+    /// For tests only: never on a relay that serves people
+    #[arg(
+        long = "push-test-origin",
+        env = "TROTH_RELAY_PUSH_TEST_ORIGINS",
+        value_delimiter = ','
+    )]
+    push_test_origins: Vec<String>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -55,6 +64,10 @@ enum Command {
     /// Applies the PostgreSQL schema migrations not applied yet, then exits
     /// (the relay also applies them when it starts)
     Migrate,
+    /// Prints the relay's VAPID public key (base64url), which browsers
+    /// subscribe to notifications with; makes the key pair in the data
+    /// folder if it is not there yet
+    VapidPublicKey,
 }
 
 /// Where a setting given on the command line or in the environment came
@@ -126,6 +139,18 @@ async fn main() -> anyhow::Result<()> {
             &cli.web_origins,
         )?;
     }
+    if !cli.push_test_origins.is_empty() {
+        config.push.test_origins = troth_relay::config::check_web_origins(
+            source("--push-test-origin", "TROTH_RELAY_PUSH_TEST_ORIGINS"),
+            &cli.push_test_origins,
+        )?;
+    }
+    if let Some(Command::VapidPublicKey) = cli.command {
+        let key = troth_relay::push::VapidKey::load_or_create(&config.data)
+            .context("cannot read or make the VAPID key (setting `--data`)")?;
+        println!("{}", key.public_b64());
+        return Ok(());
+    }
     if let Some(Command::Migrate) = cli.command {
         let StoreConfig::Postgres { url, .. } = &config.store else {
             anyhow::bail!(
@@ -156,9 +181,16 @@ async fn main() -> anyhow::Result<()> {
         ),
     };
     let kind = store.kind();
-    let state = AppState::new(store, Arc::new(SystemClock), config.limits.clone())
+    let mut state = AppState::new(store, Arc::new(SystemClock), config.limits.clone())
         .context("cannot start the flusher thread")?
         .with_web_origins(config.web_origins.clone());
+    if config.push.enabled {
+        // Kept in the data folder (with PostgreSQL too: copy it to every
+        // relay process, as a TLS key; docs/RELAY.md).
+        let key = troth_relay::push::VapidKey::load_or_create(&config.data)
+            .context("cannot read or make the VAPID key for notifications (setting `--data`)")?;
+        state = state.with_push(troth_relay::push::Push::new(config.push.clone(), key));
+    }
     state.spawn_maintenance(Duration::from_secs(60));
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

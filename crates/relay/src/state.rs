@@ -101,6 +101,8 @@ pub(crate) struct Inner {
     pub concurrency: tokio::sync::Semaphore,
     /// Origins whose pages may call the API from a browser (CORS); set once.
     pub web_origins: std::sync::OnceLock<Vec<String>>,
+    /// Web Push (issue 16), once turned on; set once.
+    pub push: std::sync::OnceLock<Arc<crate::push::Push>>,
 }
 
 /// Everything the handlers share. Cheap to clone.
@@ -164,6 +166,7 @@ impl AppState {
             fanout: crate::fanout::FanoutStats::default(),
             sessions: crate::sessions::Sessions::default(),
             web_origins: std::sync::OnceLock::new(),
+            push: std::sync::OnceLock::new(),
         }));
         // Other relay processes' appends reach this one's live subscribers
         // (needs a runtime; every caller of `new` in the relay has one).
@@ -215,6 +218,24 @@ impl AppState {
     pub fn with_web_origins(self, origins: Vec<String>) -> Self {
         let _ = self.0.web_origins.set(origins);
         self
+    }
+
+    /// Turns Web Push on (issue 16) and starts its task on the current
+    /// runtime. Takes effect once; later calls are ignored. Without it the
+    /// push routes answer 404 `push_off`.
+    pub fn with_push(self, push: crate::push::Push) -> Self {
+        if push.settings().enabled {
+            let push = Arc::new(push);
+            if self.0.push.set(push.clone()).is_ok() {
+                crate::push::start(&self, &push);
+            }
+        }
+        self
+    }
+
+    /// The push sender, if push is on.
+    pub fn push(&self) -> Option<&Arc<crate::push::Push>> {
+        self.0.push.get()
     }
 
     /// Origins whose pages may call the API from a browser.

@@ -2,6 +2,7 @@
 
 pub mod live;
 pub mod ops;
+pub mod push;
 pub mod rendezvous;
 pub mod spaces;
 

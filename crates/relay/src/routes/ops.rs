@@ -113,5 +113,8 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         fo.notices.load(Ordering::Relaxed),
     );
     state.store().write_metrics(&mut out);
+    if let Some(push) = state.push() {
+        push.write_metrics(&mut out);
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }

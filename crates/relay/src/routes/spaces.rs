@@ -441,11 +441,12 @@ async fn append_event(
         state.forget_slot(space);
         return Err(e);
     }
+    let members_now = next.map_or(current, Arc::new);
     {
         let mut v = slot.view_mut();
         v.head = new_head;
         // A sealed event leaves the member list as it was: keep the shared copy.
-        v.members = Some(next.map_or(current, Arc::new));
+        v.members = Some(members_now.clone());
     }
     state
         .metrics()
@@ -458,6 +459,11 @@ async fn append_event(
         head: new_head,
     });
     crate::fanout::pump(state, space, slot, new_head, Some(&ev)).await;
+    // The other partner's devices hear that something is new (queued for
+    // the push task; never waits).
+    if let Some(push) = state.push() {
+        push.appended(space, h.author, members_now);
+    }
     // Written out directly, as a page of events is: a number and hex need
     // no JSON escaping, and this answers every append.
     let body = format!(

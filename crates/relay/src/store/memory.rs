@@ -6,13 +6,14 @@ use std::sync::{Mutex, MutexGuard};
 use troth_core::SpaceId;
 use troth_core::event::EventHash;
 
-use super::{Append, Head, SpaceRecord, StoreError, SyncStore};
+use super::{Append, Head, PushSubscriptions, SpaceRecord, StoreError, SyncStore};
 
 #[derive(Default)]
 struct Inner {
     spaces: HashMap<SpaceId, (SpaceRecord, BTreeMap<u64, Vec<u8>>)>,
     nonces: BTreeSet<(u64, [u8; 32], [u8; 16])>,
     mailboxes: BTreeMap<u32, Vec<u8>>,
+    push: BTreeMap<(SpaceId, [u8; 32]), Vec<u8>>,
 }
 
 /// Keeps everything in a mutex-guarded map.
@@ -109,7 +110,27 @@ impl SyncStore for MemoryStore {
     }
 
     fn delete_space(&self, space: SpaceId) -> Result<bool, StoreError> {
-        Ok(self.lock().spaces.remove(&space).is_some())
+        let mut g = self.lock();
+        g.push.retain(|(s, _), _| *s != space);
+        Ok(g.spaces.remove(&space).is_some())
+    }
+
+    fn push_put(&self, space: SpaceId, device: &[u8; 32], record: &[u8]) -> Result<(), StoreError> {
+        self.lock().push.insert((space, *device), record.to_vec());
+        Ok(())
+    }
+
+    fn push_subscriptions(&self, space: SpaceId) -> Result<PushSubscriptions, StoreError> {
+        Ok(self
+            .lock()
+            .push
+            .range((space, [0; 32])..=(space, [0xff; 32]))
+            .map(|((_, d), v)| (*d, v.clone()))
+            .collect())
+    }
+
+    fn push_delete(&self, space: SpaceId, device: &[u8; 32]) -> Result<bool, StoreError> {
+        Ok(self.lock().push.remove(&(space, *device)).is_some())
     }
 
     fn nonce_fresh(

@@ -21,6 +21,9 @@ pub use memory::MemoryStore;
 pub use postgres::PgStore;
 pub use sled_store::SledStore;
 
+/// A space's push subscriptions: (device id, stored record) pairs.
+pub type PushSubscriptions = Vec<([u8; 32], Vec<u8>)>;
+
 /// The last event of a space's log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Head {
@@ -194,6 +197,21 @@ pub trait Store: Send + Sync + 'static {
     /// Every mailbox number in use (for the expiry sweep).
     fn mailboxes(&self) -> StoreFuture<'_, Vec<u32>>;
 
+    /// Keeps `record` (a push subscription, `crate::push::Subscription`) as
+    /// `device`'s in `space`, replacing the one it had.
+    fn push_put<'a>(
+        &'a self,
+        space: SpaceId,
+        device: &'a [u8; 32],
+        record: &'a [u8],
+    ) -> StoreFuture<'a, ()>;
+
+    /// Every push subscription kept in `space`, by device.
+    fn push_subscriptions(&self, space: SpaceId) -> StoreFuture<'_, PushSubscriptions>;
+
+    /// Forgets `device`'s push subscription in `space`. Returns whether it had one.
+    fn push_delete<'a>(&'a self, space: SpaceId, device: &'a [u8; 32]) -> StoreFuture<'a, bool>;
+
     /// Makes every write so far durable (blocking; see docs/RELAY.md for what
     /// sled promises). A no-op for a store whose writes are durable when they
     /// return ([`Store::durable_on_write`]).
@@ -311,6 +329,12 @@ pub trait SyncStore: Send + Sync + 'static {
     ) -> Result<bool, StoreError>;
     /// See [`Store::mailboxes`].
     fn mailboxes(&self) -> Result<Vec<u32>, StoreError>;
+    /// See [`Store::push_put`].
+    fn push_put(&self, space: SpaceId, device: &[u8; 32], record: &[u8]) -> Result<(), StoreError>;
+    /// See [`Store::push_subscriptions`].
+    fn push_subscriptions(&self, space: SpaceId) -> Result<PushSubscriptions, StoreError>;
+    /// See [`Store::push_delete`].
+    fn push_delete(&self, space: SpaceId, device: &[u8; 32]) -> Result<bool, StoreError>;
     /// See [`Store::flush`].
     fn flush(&self) -> Result<(), StoreError>;
     /// See [`Store::kind`].
@@ -380,6 +404,20 @@ impl<T: SyncStore> Store for T {
     fn mailboxes(&self) -> StoreFuture<'_, Vec<u32>> {
         ready(SyncStore::mailboxes(self))
     }
+    fn push_put<'a>(
+        &'a self,
+        space: SpaceId,
+        device: &'a [u8; 32],
+        record: &'a [u8],
+    ) -> StoreFuture<'a, ()> {
+        ready(SyncStore::push_put(self, space, device, record))
+    }
+    fn push_subscriptions(&self, space: SpaceId) -> StoreFuture<'_, PushSubscriptions> {
+        ready(SyncStore::push_subscriptions(self, space))
+    }
+    fn push_delete<'a>(&'a self, space: SpaceId, device: &'a [u8; 32]) -> StoreFuture<'a, bool> {
+        ready(SyncStore::push_delete(self, space, device))
+    }
     fn flush(&self) -> Result<(), StoreError> {
         SyncStore::flush(self)
     }
@@ -418,5 +456,12 @@ pub(crate) fn nonce_key(time_ms: u64, device: &[u8; 32], nonce: &[u8; 16]) -> [u
     k[..8].copy_from_slice(&time_ms.to_be_bytes());
     k[8..40].copy_from_slice(device);
     k[40..].copy_from_slice(nonce);
+    k
+}
+
+pub(crate) fn push_key(space: SpaceId, device: &[u8; 32]) -> [u8; 48] {
+    let mut k = [0u8; 48];
+    k[..16].copy_from_slice(&space.0);
+    k[16..].copy_from_slice(device);
     k
 }

@@ -10,6 +10,7 @@
 //! | `deleted_spaces` | `sid`                    | events still to remove after a delete    |
 //! | `nonces`         | (`time_ms`, `device`, `nonce`) | –                                  |
 //! | `mailboxes`      | `n`                      | `value`: the mailbox (see `rendezvous`)  |
+//! | `push_subscriptions` | (`space`, `device`)  | `record`: the device's push subscription (`push::Subscription`, JSON) |
 //! | `troth_schema`   | `version`                | the migrations applied                   |
 //!
 //! Every write is one statement (its own transaction) and is durable when it
@@ -34,7 +35,7 @@ use tokio_postgres::{AsyncMessage, NoTls};
 use troth_core::SpaceId;
 use troth_core::event::EventHash;
 
-use super::{Append, Head, Notice, SpaceRecord, Store, StoreError, StoreFuture};
+use super::{Append, Head, Notice, PushSubscriptions, SpaceRecord, Store, StoreError, StoreFuture};
 
 /// The LISTEN/NOTIFY channel relay processes announce changes on.
 pub const CHANNEL: &str = "troth_relay";
@@ -51,10 +52,11 @@ const LISTENER_MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// The schema migrations, in order: (version, what it does, SQL). Applied at
 /// start-up (or by `troth-relay migrate`) in one transaction under an
 /// advisory lock, so relays starting together apply each once.
-pub const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "spaces, events, deleted spaces, nonces, mailboxes",
-    "CREATE TABLE spaces (
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "spaces, events, deleted spaces, nonces, mailboxes",
+        "CREATE TABLE spaces (
         id bytea PRIMARY KEY,
         sid bigint GENERATED ALWAYS AS IDENTITY UNIQUE,
         head_seq bigint NOT NULL,
@@ -75,7 +77,18 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[(
         PRIMARY KEY (time_ms, device, nonce)
     );
     CREATE TABLE mailboxes (n bigint PRIMARY KEY, value bytea NOT NULL);",
-)];
+    ),
+    (
+        2,
+        "push subscriptions (issue 16)",
+        "CREATE TABLE push_subscriptions (
+        space bytea NOT NULL,
+        device bytea NOT NULL,
+        record bytea NOT NULL,
+        PRIMARY KEY (space, device)
+    );",
+    ),
+];
 
 /// The advisory lock key migrations hold ("troth" in ASCII).
 const MIGRATION_LOCK: i64 = 0x74_72_6f_74_68;
@@ -682,11 +695,60 @@ impl Store for PgStore {
             let c = self.client().await?;
             let st = c
                 .prepare_cached(
-                    "WITH d AS (DELETE FROM spaces WHERE id = $1 RETURNING sid)
+                    "WITH p AS (DELETE FROM push_subscriptions WHERE space = $1),
+                    d AS (DELETE FROM spaces WHERE id = $1 RETURNING sid)
                     INSERT INTO deleted_spaces (sid) SELECT sid FROM d",
                 )
                 .await?;
             Ok(c.execute(&st, &[&&space.0[..]]).await? == 1)
+        })
+    }
+
+    fn push_put<'a>(
+        &'a self,
+        space: SpaceId,
+        device: &'a [u8; 32],
+        record: &'a [u8],
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let c = self.client().await?;
+            let st = c
+                .prepare_cached(
+                    "INSERT INTO push_subscriptions (space, device, record) VALUES ($1, $2, $3)
+                    ON CONFLICT (space, device) DO UPDATE SET record = EXCLUDED.record",
+                )
+                .await?;
+            c.execute(&st, &[&&space.0[..], &&device[..], &record])
+                .await?;
+            Ok(())
+        })
+    }
+
+    fn push_subscriptions(&self, space: SpaceId) -> StoreFuture<'_, PushSubscriptions> {
+        Box::pin(async move {
+            let c = self.client().await?;
+            let st = c
+                .prepare_cached("SELECT device, record FROM push_subscriptions WHERE space = $1")
+                .await?;
+            let mut out = Vec::new();
+            for row in c.query(&st, &[&&space.0[..]]).await? {
+                let device: Vec<u8> = row.try_get(0)?;
+                let device: [u8; 32] = device
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt("push subscription device"))?;
+                out.push((device, row.try_get(1)?));
+            }
+            Ok(out)
+        })
+    }
+
+    fn push_delete<'a>(&'a self, space: SpaceId, device: &'a [u8; 32]) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let c = self.client().await?;
+            let st = c
+                .prepare_cached("DELETE FROM push_subscriptions WHERE space = $1 AND device = $2")
+                .await?;
+            Ok(c.execute(&st, &[&&space.0[..], &&device[..]]).await? == 1)
         })
     }
 

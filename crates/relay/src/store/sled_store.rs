@@ -9,6 +9,7 @@
 //! | `deleting`  | space id (16)                         | empty: a deletion in progress  |
 //! | `nonces`    | signed time (u64 BE) ‖ device (32) ‖ nonce (16) | empty                |
 //! | `mailboxes` | mailbox number (u32 BE)               | the mailbox (see `rendezvous`) |
+//! | `push`      | space id (16) ‖ device id (32)        | the device's push subscription (`push::Subscription`, JSON) |
 //!
 //! Every append is one single-key insert, so it is atomic without sled
 //! transactions or batches. (Those take a process-wide write lock in sled
@@ -28,7 +29,10 @@ use std::path::Path;
 use troth_core::SpaceId;
 use troth_core::event::EventHash;
 
-use super::{Append, Head, SpaceRecord, StoreError, Stripes, SyncStore, event_key, nonce_key};
+use super::{
+    Append, Head, PushSubscriptions, SpaceRecord, StoreError, Stripes, SyncStore, event_key,
+    nonce_key,
+};
 
 /// The names of sled's trees, in one place.
 pub mod trees {
@@ -42,6 +46,8 @@ pub mod trees {
     pub const NONCES: &str = "nonces";
     /// Mailbox number → mailbox.
     pub const MAILBOXES: &str = "mailboxes";
+    /// Space id ‖ device id → push subscription.
+    pub const PUSH: &str = "push";
 }
 
 /// One stored event: `1 ‖ hash (32) ‖ last membership change seq (u64) ‖
@@ -131,6 +137,7 @@ pub struct SledStore {
     deleting: sled::Tree,
     nonces: sled::Tree,
     mailboxes: sled::Tree,
+    push: sled::Tree,
     stripes: Stripes<Heads>,
 }
 
@@ -154,6 +161,7 @@ impl SledStore {
             deleting: db.open_tree(trees::DELETING)?,
             nonces: db.open_tree(trees::NONCES)?,
             mailboxes: db.open_tree(trees::MAILBOXES)?,
+            push: db.open_tree(trees::PUSH)?,
             db,
             stripes: Stripes::new(),
         };
@@ -168,6 +176,9 @@ impl SledStore {
     fn remove_events(&self, space: &[u8]) -> Result<(), StoreError> {
         for k in self.events.scan_prefix(space).keys() {
             self.events.remove(k?)?;
+        }
+        for k in self.push.scan_prefix(space).keys() {
+            self.push.remove(k?)?;
         }
         Ok(())
     }
@@ -315,6 +326,28 @@ impl SyncStore for SledStore {
         self.remove_events(&space.0)?;
         self.deleting.remove(space.0)?;
         Ok(true)
+    }
+
+    fn push_put(&self, space: SpaceId, device: &[u8; 32], record: &[u8]) -> Result<(), StoreError> {
+        self.push.insert(super::push_key(space, device), record)?;
+        Ok(())
+    }
+
+    fn push_subscriptions(&self, space: SpaceId) -> Result<PushSubscriptions, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.push.scan_prefix(space.0) {
+            let (k, v) = kv?;
+            let device: [u8; 32] = k
+                .get(16..48)
+                .and_then(|d| d.try_into().ok())
+                .ok_or(StoreError::Corrupt("push key"))?;
+            out.push((device, v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    fn push_delete(&self, space: SpaceId, device: &[u8; 32]) -> Result<bool, StoreError> {
+        Ok(self.push.remove(super::push_key(space, device))?.is_some())
     }
 
     fn nonce_fresh(

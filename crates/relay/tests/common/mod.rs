@@ -377,6 +377,11 @@ pub struct InProcess {
 impl InProcess {
     pub async fn start(store: Arc<dyn Store>, clock: Arc<dyn Clock>, limits: Limits) -> Self {
         let state = AppState::new(store, clock, limits).expect("state");
+        Self::start_state(state).await
+    }
+
+    /// Serves a state the test built (e.g. with push turned on).
+    pub async fn start_state(state: AppState) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
