@@ -296,6 +296,9 @@ async fn the_other_partner_gets_one_content_free_push() {
         .decode(p["plaintext"].as_str().unwrap_or(""))
         .unwrap_or_default();
     assert_eq!(plain, PAYLOAD, "the push says exactly the constant");
+    // One record, one size: 86 bytes of header (salt, record size, the
+    // relay's one-time key) and 11 + 1 + 16 of record.
+    assert_eq!(p["size"], 114);
     let text = String::from_utf8_lossy(&plain).to_string();
     for leak in [
         c.s.hex(),
