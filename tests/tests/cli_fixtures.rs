@@ -100,11 +100,13 @@ fn regenerate_cli_golden_fixtures() {
         format!("{PASSPHRASE}\n").as_bytes(),
     );
     let toml = format!(
-        "bin.name = \"troth\"\nargs = [\"--home\", \"home\", \"--passphrase-file\", \"pass.txt\", \"--offline\", \"agreement\", \"show\", \"{}\"]\n",
+        "bin.name = \"troth\"\nargs = [\"--home\", \"home\", \"--passphrase-file\", \"pass.txt\", \"--offline\", \"agreement\", \"show\", \"{}\"]\n\n\
+         # A day before the review date: in force (it lapses after 2027-02-01).\n[env.add]\nTROTH_NOW = \"2027-01-15\"\n",
         &id[..8]
     );
     write(&dir.join("agreement-show.toml"), toml.as_bytes());
     let toml = "bin.name = \"troth\"\nargs = [\"--home\", \"home\", \"--passphrase-file\", \"pass.txt\", \"--offline\", \"--json\", \"agreement\", \"list\"]\n\
-         fs.cwd = \"agreement-show.in\"\n";
+         fs.cwd = \"agreement-show.in\"\n\n\
+         # A day before the review date: in force (it lapses after 2027-02-01).\n[env.add]\nTROTH_NOW = \"2027-01-15\"\n";
     write(&dir.join("agreement-list-json.toml"), toml.as_bytes());
 }

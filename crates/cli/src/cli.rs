@@ -89,6 +89,21 @@ pub enum Command {
         #[arg(default_value = "Could you check in when you can?")]
         note: String,
     },
+    /// Answer your partner's request another way: talk first, bring it to your therapist, or say it doesn't feel right
+    ///
+    /// These are normal answers, shown calmly to both of you and never counted as a failure.
+    Answer {
+        /// talk ("Not now — can we talk about it?"), therapist ("Let's bring this to our
+        /// therapist") or not-comfortable ("I'm not comfortable with this")
+        #[arg(value_parser = ["talk", "therapist", "not-comfortable"])]
+        answer: String,
+        /// The request's number in the timeline [default: your partner's latest open request]
+        #[arg(long, value_name = "N")]
+        to: Option<u64>,
+        /// Anything else you wish to say
+        #[arg(long, default_value = "")]
+        note: String,
+    },
     /// Acknowledge your partner's check-in ("seen, thank you")
     Ack {
         /// The check-in's number in the timeline
@@ -285,6 +300,30 @@ pub struct Review {
     pub review_on: Option<String>,
 }
 
+/// Limits on asking that an agreement carries (signed with its words).
+/// Without these flags a template's own limits apply (whereabouts: at most 3
+/// check-in requests a day; phone: at most 1 request a week).
+#[derive(Args, Debug, Clone, Default)]
+pub struct LimitArgs {
+    /// At most N check-in requests a day under a whereabouts rule
+    #[arg(long, value_name = "N")]
+    pub max_requests_per_day: Option<u8>,
+    /// At most N requests to see the phone a week under a phone rule
+    #[arg(long, value_name = "N")]
+    pub max_phone_per_week: Option<u8>,
+    /// No requests between these times, e.g. 22:00-07:00
+    #[arg(long, value_name = "HH:MM-HH:MM")]
+    pub quiet_hours: Option<String>,
+    /// The quiet hours' time zone as an offset from UTC, e.g. +01:00 [default: +00:00]
+    #[arg(
+        long,
+        value_name = "±HH:MM",
+        requires = "quiet_hours",
+        allow_hyphen_values = true
+    )]
+    pub utc_offset: Option<String>,
+}
+
 /// `troth agreement …`
 #[derive(Subcommand, Debug)]
 pub enum AgreementCommand {
@@ -302,6 +341,9 @@ pub enum AgreementCommand {
         /// When to review it
         #[command(flatten)]
         review: Review,
+        /// Limits on asking under it
+        #[command(flatten)]
+        limits: LimitArgs,
     },
     /// List agreements and where each stands
     List,

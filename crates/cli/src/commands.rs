@@ -18,8 +18,8 @@ use troth_core::replica::Replica;
 use troth_core::state::{AgreementRecord, State, VersionStatus};
 
 use crate::cli::{
-    AgreementCommand, Cli, Command, KeyCommand, PairCommand, PhoneCommand, Review, RoleArg,
-    WebCommand,
+    AgreementCommand, Cli, Command, KeyCommand, LimitArgs, PairCommand, PhoneCommand, Review,
+    RoleArg, WebCommand,
 };
 use crate::ctx::{
     Ctx, EXIT_INTEGRITY, EXIT_KEY, fail, fail_with, parse_days, parse_wait, space_gone, when,
@@ -68,6 +68,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             )
         }
         Command::Ack { n } => ack(&ctx, n),
+        Command::Answer { answer, to, note } => answer_request(&ctx, &answer, to, note),
         Command::Phone(p) => phone(&ctx, p),
         Command::Timeline => timeline(&ctx),
         Command::Status => status(&ctx),
@@ -538,6 +539,15 @@ fn review_day(ctx: &Ctx, review: &Review, default: Option<Day>) -> anyhow::Resul
     if day <= today {
         return Err(fail("Choose a review date after today."));
     }
+    if day > today.plus(troth_core::agreement::MAX_REVIEW_DAYS) {
+        return Err(fail(format!(
+            "Choose a review date at most {} days ahead (by {}): rules are looked at together again \
+             within {} days, and you can renew them then.",
+            troth_core::agreement::MAX_REVIEW_DAYS,
+            today.plus(troth_core::agreement::MAX_REVIEW_DAYS),
+            troth_core::agreement::MAX_REVIEW_DAYS
+        )));
+    }
     Ok(day)
 }
 
@@ -590,8 +600,95 @@ fn rules_from(texts: &[String], like: Option<&Rule>) -> Vec<Rule> {
             category: like.map_or(Category::Other, |r| r.category),
             asks_of: like.map_or(Role::Rebuilding, |r| r.asks_of),
             params: Vec::new(),
+            // The limits on asking stay with the kind of rule they came with.
+            limits: like.map(|r| r.limits).unwrap_or_default(),
         })
         .collect()
+}
+
+/// `HH:MM` as minutes after midnight.
+fn parse_hm(s: &str) -> Option<u16> {
+    let (h, m) = s.trim().split_once(':')?;
+    let (h, m): (u16, u16) = (h.parse().ok()?, m.parse().ok()?);
+    (h < 24 && m < 60 && m.to_string().len() <= 2).then_some(h * 60 + m)
+}
+
+/// `+01:00`, `-05:30` or `+00:00` as minutes.
+fn parse_offset(s: &str) -> Option<i16> {
+    let s = s.trim();
+    let (sign, rest) = match s.as_bytes().first()? {
+        b'+' => (1, &s[1..]),
+        b'-' => (-1, &s[1..]),
+        _ => (1, s),
+    };
+    let m = i16::try_from(parse_hm(rest)?).ok()?;
+    (m <= troth_core::agreement::MAX_UTC_OFFSET_MIN).then_some(sign * m)
+}
+
+/// Sets the limits asked for on the rules they govern: per-day check-in
+/// requests and quiet hours on whereabouts rules, weekly phone requests
+/// and quiet hours on phone rules.
+fn apply_limits(rules: &mut [Rule], l: &LimitArgs) -> anyhow::Result<()> {
+    let quiet = match &l.quiet_hours {
+        None => None,
+        Some(q) => {
+            let bad = || {
+                fail(format!(
+                    "“{q}” isn't a range of times; write it like 22:00-07:00."
+                ))
+            };
+            let (from, to) = q.split_once('-').ok_or_else(bad)?;
+            let (from_min, to_min) = (
+                parse_hm(from).ok_or_else(bad)?,
+                parse_hm(to).ok_or_else(bad)?,
+            );
+            if from_min == to_min {
+                return Err(bad());
+            }
+            let off = l.utc_offset.as_deref().unwrap_or("+00:00");
+            let utc_offset_min = parse_offset(off).ok_or_else(|| {
+                fail(format!(
+                    "“{off}” isn't an offset from UTC; write it like +01:00 or -05:00."
+                ))
+            })?;
+            Some(troth_core::agreement::QuietHours {
+                from_min,
+                to_min,
+                utc_offset_min,
+            })
+        }
+    };
+    let mut used = (
+        l.max_requests_per_day.is_none(),
+        l.max_phone_per_week.is_none(),
+    );
+    for r in rules.iter_mut() {
+        match r.category {
+            Category::Whereabouts => {
+                if let Some(n) = l.max_requests_per_day {
+                    r.limits.checkins_per_day = Some(n);
+                    used.0 = true;
+                }
+            }
+            Category::PhoneAccess => {
+                if let Some(n) = l.max_phone_per_week {
+                    r.limits.phone_per_week = Some(n);
+                    used.1 = true;
+                }
+            }
+            _ => continue,
+        }
+        if quiet.is_some() {
+            r.limits.quiet = quiet;
+        }
+    }
+    if !used.0 || !used.1 {
+        return Err(fail(
+            "Limits on asking go with a whereabouts rule (check-in requests) or a phone rule; \
+             start from --template whereabouts or --template phone.",
+        ));
+    }
+    Ok(())
 }
 
 /// Proposes a version and signs it as the proposer. Returns the id and version.
@@ -643,6 +740,7 @@ fn agreement(ctx: &Ctx, cmd: AgreementCommand) -> anyhow::Result<()> {
             title,
             text,
             review,
+            limits,
         } => {
             let t = match &name {
                 Some(n) => Some(template(n).ok_or_else(|| {
@@ -665,11 +763,12 @@ fn agreement(ctx: &Ctx, cmd: AgreementCommand) -> anyhow::Result<()> {
             let title = title
                 .or_else(|| t.as_ref().map(|t| t.title.to_owned()))
                 .ok_or_else(|| fail("Give the agreement a --title."))?;
-            let rules = if text.is_empty() {
+            let mut rules = if text.is_empty() {
                 t.as_ref().map(|t| t.rules.clone()).unwrap_or_default()
             } else {
                 rules_from(&text, t.as_ref().and_then(|t| t.rules.first()))
             };
+            apply_limits(&mut rules, &limits)?;
             let review_on = review_day(ctx, &review, None)?;
             let a = Agreement {
                 id: AgreementId::random(&mut OsRng),
@@ -687,7 +786,12 @@ fn agreement(ctx: &Ctx, cmd: AgreementCommand) -> anyhow::Result<()> {
             let s = ctx.session()?;
             let st = s.replica().state();
             if ctx.json {
-                let v: Vec<_> = st.agreements.values().map(view::summary_json).collect();
+                let today = ctx.today();
+                let v: Vec<_> = st
+                    .agreements
+                    .values()
+                    .map(|r| view::summary_json(r, today))
+                    .collect();
                 println!("{}", json!({ "agreements": v }));
                 return Ok(());
             }
@@ -703,7 +807,7 @@ fn agreement(ctx: &Ctx, cmd: AgreementCommand) -> anyhow::Result<()> {
                 let Some(latest) = rec.latest() else { continue };
                 let shown = rec.in_force().unwrap_or(latest);
                 let due = if rec
-                    .in_force()
+                    .in_force_on(today)
                     .is_some_and(|v| v.agreement.review_on <= today)
                 {
                     " · due for review"
@@ -714,7 +818,7 @@ fn agreement(ctx: &Ctx, cmd: AgreementCommand) -> anyhow::Result<()> {
                     "{}  {}  {} · review on {}{due}",
                     view::short(&rec.id),
                     ctx.bold(&shown.agreement.title),
-                    view::record_words(rec, me),
+                    view::record_words(rec, me, today),
                     shown.agreement.review_on
                 );
             }
@@ -726,12 +830,12 @@ fn agreement(ctx: &Ctx, cmd: AgreementCommand) -> anyhow::Result<()> {
             let id = find_agreement(st, &id)?;
             let rec = record(st, &id)?;
             if ctx.json {
-                println!("{}", view::record_json(rec));
+                println!("{}", view::record_json(rec, ctx.today()));
                 return Ok(());
             }
             let me = me(&s);
             println!("{} {}", ctx.bold("Agreement"), id.to_hex());
-            println!("Now: {}", view::record_words(rec, me));
+            println!("Now: {}", view::record_words(rec, me, ctx.today()));
             for v in rec.versions.iter().rev() {
                 let a = &v.agreement;
                 println!();
@@ -739,7 +843,7 @@ fn agreement(ctx: &Ctx, cmd: AgreementCommand) -> anyhow::Result<()> {
                     "{} · version {} · {} · review on {}",
                     ctx.bold(&a.title),
                     a.version,
-                    view::version_words(v, me),
+                    view::version_words(v, me, ctx.today()),
                     a.review_on
                 );
                 print!("{}", view::rules_text(a, Some(me)));
@@ -907,22 +1011,50 @@ fn agreement(ctx: &Ctx, cmd: AgreementCommand) -> anyhow::Result<()> {
             if out.exists() {
                 return Err(ClientError::Exists(out).into());
             }
-            let s = ctx.session()?;
-            let st = s.replica().state();
-            let id = find_agreement(st, &id)?;
-            let rec = record(st, &id)?;
-            let v = rec
-                .versions
-                .iter()
-                .rev()
-                .find(|v| v.in_force.is_some())
-                .ok_or_else(|| fail("This agreement hasn't been signed by both of you yet, so there's no certificate."))?;
+            if ctx.offline {
+                return Err(fail(
+                    "Exporting a certificate is recorded for both of you first, so it needs the relay; \
+                     nothing was written.",
+                ));
+            }
+            let mut s = ctx.session()?;
+            let (id, version) = {
+                let st = s.replica().state();
+                let id = find_agreement(st, &id)?;
+                let rec = record(st, &id)?;
+                let v = rec
+                    .versions
+                    .iter()
+                    .rev()
+                    .find(|v| v.in_force.is_some())
+                    .ok_or_else(|| fail("This agreement hasn't been signed by both of you yet, so there's no certificate."))?;
+                (id, v.agreement.version)
+            };
             let cert = s
                 .replica()
-                .certificate(id, v.agreement.version)
+                .certificate(id, version)
                 .map_err(|e| fail(e.to_string()))?;
+            // Nothing leaves silently: the export is a signed event both
+            // see, appended before the file is written.
+            s.post(
+                &Content::Exported {
+                    what: troth_core::content::ExportKind::Certificate,
+                    detail: format!(
+                        "“{}”, version {version}",
+                        view::clip(&cert.agreement().title, 150)
+                    ),
+                },
+                ctx.now_ms,
+                &mut OsRng,
+            )?;
+            ctx.save(&s)?;
             write_new(&out, cert.to_text().as_bytes())?;
-            let still = v.status == VersionStatus::InForce;
+            let rec = record(s.replica().state(), &id)?;
+            let v = rec
+                .versions
+                .get(version as usize - 1)
+                .ok_or_else(|| fail("There's no agreement with that id and version."))?;
+            let still = v.status_on(ctx.today()) == VersionStatus::InForce;
             say(
                 ctx,
                 &format!(
@@ -1061,7 +1193,7 @@ fn certificate_status(ctx: &Ctx, file: &Path) -> anyhow::Result<()> {
     use troth_core::replica::CertificateStatus;
     let cert = read_certificate(file)?;
     let s = ctx.session()?;
-    let status = s.replica().certificate_status(&cert);
+    let status = s.replica().certificate_status(&cert, ctx.today());
     let a = cert.agreement();
     let line = format!(
         "“{}” (version {}): {}",
@@ -1155,7 +1287,7 @@ fn checkin(
         st.requests
             .iter()
             .rev()
-            .find(|r| r.by != me && r.answered_by.is_none())
+            .find(|r| r.by != me && r.is_open())
             .map(|r| r.hash)
     };
     let ev = s.post(
@@ -1177,6 +1309,67 @@ fn checkin(
             format!("Checked in (#{seq}).")
         },
         json!({ "seq": seq, "answers": answers.map(|h| h.to_hex()) }),
+    )
+}
+
+/// `troth answer talk|therapist|not-comfortable [--to N]`: a normal
+/// answer to the partner's check-in or phone request.
+fn answer_request(ctx: &Ctx, answer: &str, to: Option<u64>, note: String) -> anyhow::Result<()> {
+    use troth_core::content::{AnswerKind, PhoneAction};
+    check_words(&[&note])?;
+    let kind = AnswerKind::from_name(answer)
+        .ok_or_else(|| fail("Answer with talk, therapist or not-comfortable."))?;
+    let mut s = ctx.session()?;
+    let me = me(&s);
+    let st = s.replica().state();
+    // The partner's requests: check-in requests, and requests to see the phone.
+    let mut asked: Vec<(u64, troth_core::event::EventHash, bool)> = st
+        .requests
+        .iter()
+        .filter(|r| r.by != me && r.outside.is_none())
+        .map(|r| (r.seq, r.hash, r.is_open()))
+        .chain(
+            st.phone
+                .iter()
+                .filter(|p| p.by != me && p.action == PhoneAction::Asked && p.outside.is_none())
+                .map(|p| (p.seq, p.hash, p.answer.is_none())),
+        )
+        .collect();
+    asked.sort_by_key(|a| a.0);
+    let (seq, hash) = match to {
+        Some(n) => asked
+            .iter()
+            .find(|a| a.0 == n)
+            .map(|a| (a.0, a.1))
+            .ok_or_else(|| {
+                fail(format!(
+                    "#{n} isn't a request from your partner (see `troth timeline`)."
+                ))
+            })?,
+        None => asked
+            .iter()
+            .rev()
+            .find(|a| a.2)
+            .map(|a| (a.0, a.1))
+            .ok_or_else(|| fail("There's no request from your partner waiting for an answer."))?,
+    };
+    s.post(
+        &Content::Answer {
+            to: hash,
+            answer: kind,
+            note,
+        },
+        ctx.now_ms,
+        &mut OsRng,
+    )?;
+    ctx.save(&s)?;
+    say(
+        ctx,
+        &format!(
+            "Answered #{seq}: “{}”. Your partner sees it as a normal answer.",
+            kind.words()
+        ),
+        json!({ "answered": seq, "answer": kind.name(), "words": kind.words() }),
     )
 }
 
@@ -1287,11 +1480,17 @@ fn status(ctx: &Ctx) -> anyhow::Result<()> {
     let st = r.state();
     let me = r.role();
     let today = ctx.today();
-    let due: Vec<_> = st.due_for_review(today);
+    let lapsed: Vec<_> = st.lapsed(today);
+    let due: Vec<_> = st
+        .due_for_review(today)
+        .into_iter()
+        .filter(|v| v.status_on(today) == VersionStatus::InForce)
+        .collect();
+    // Requests beyond what both signed are never shown as waiting.
     let open_requests: Vec<_> = st
         .requests
         .iter()
-        .filter(|q| q.by != me && q.answered_by.is_none())
+        .filter(|q| q.by != me && q.is_open())
         .collect();
     let to_ack: Vec<_> = st
         .checkins
@@ -1318,6 +1517,7 @@ fn status(ctx: &Ctx) -> anyhow::Result<()> {
                 "events": r.events().len(),
                 "to_sign": to_sign.iter().map(|v| v.agreement.id.to_hex()).collect::<Vec<_>>(),
                 "due_for_review": due.iter().map(|v| v.agreement.id.to_hex()).collect::<Vec<_>>(),
+                "lapsed": lapsed.iter().map(|v| v.agreement.id.to_hex()).collect::<Vec<_>>(),
                 "open_requests": open_requests.iter().map(|q| q.seq).collect::<Vec<_>>(),
                 "unacknowledged_checkins": to_ack.iter().map(|c| c.seq).collect::<Vec<_>>(),
             })
@@ -1340,7 +1540,7 @@ fn status(ctx: &Ctx) -> anyhow::Result<()> {
     let in_force = st
         .agreements
         .values()
-        .filter(|a| a.in_force().is_some())
+        .filter(|a| a.in_force_on(today).is_some())
         .count();
     println!("Agreements in force: {in_force}");
     for v in &to_sign {
@@ -1354,6 +1554,14 @@ fn status(ctx: &Ctx) -> anyhow::Result<()> {
         println!(
             "• Time to review “{}”: renew, amend or retire it (troth agreement show {})",
             v.agreement.title,
+            view::short(&v.agreement.id)
+        );
+    }
+    for v in &lapsed {
+        println!(
+            "• “{}” lapsed: its review date ({}) passed without both of you renewing it. Look at it together: renew, amend or retire it (troth agreement show {})",
+            v.agreement.title,
+            v.agreement.review_on,
             view::short(&v.agreement.id)
         );
     }

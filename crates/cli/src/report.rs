@@ -28,7 +28,12 @@ fn partner_name(r: Role) -> &'static str {
 }
 
 /// The report's text (Markdown).
-pub fn render(state: &State, state_code: &str, include_checkins: bool, today: &str) -> String {
+pub fn render(
+    state: &State,
+    state_code: &str,
+    include_checkins: bool,
+    today: troth_core::agreement::Day,
+) -> String {
     let mut s = String::new();
     s.push_str("# Troth report\n\n");
     s.push_str(&format!(
@@ -44,7 +49,7 @@ pub fn render(state: &State, state_code: &str, include_checkins: bool, today: &s
         s.push_str(&format!("### {}\n\n", shown.agreement.title));
         s.push_str(&format!(
             "Now: {} · version {} · review on {}\n\n",
-            view::status_name(shown.status).replace('_', " "),
+            view::status_name(shown.status_on(today)).replace('_', " "),
             shown.agreement.version,
             shown.agreement.review_on
         ));
@@ -107,15 +112,31 @@ pub fn report(ctx: &Ctx, to: &str, out: &Path) -> anyhow::Result<()> {
     if out.exists() {
         return Err(troth_client::Error::Exists(out.to_path_buf()).into());
     }
-    let s = ctx.session()?;
-    let st = s.replica().state();
+    if ctx.offline {
+        return Err(fail(
+            "Writing a report is recorded for both of you first, so it needs the relay; nothing was written.",
+        ));
+    }
+    let mut s = ctx.session()?;
     let today = ctx.today();
     let to = to.trim();
-    if !st.report_consented(to, today) {
+    if !s.replica().state().report_consented(to, today) {
         return Err(fail(
             "A report needs both partners' consent for this recipient, and it must still be current. Each of you can give it with `troth consent-report --to age1…`.",
         ));
     }
+    // Nothing leaves silently: the report is a signed event both see,
+    // appended before the file is written.
+    s.post(
+        &troth_core::content::Content::Exported {
+            what: troth_core::content::ExportKind::Report,
+            detail: format!("for the therapist's key {}", view::clip(to, 150)),
+        },
+        ctx.now_ms,
+        &mut rand::rngs::OsRng,
+    )?;
+    ctx.save(&s)?;
+    let st = s.replica().state();
     let include_checkins = [Role::Leading, Role::Rebuilding].iter().all(|r| {
         st.consents
             .get(r)
@@ -125,7 +146,7 @@ pub fn report(ctx: &Ctx, to: &str, out: &Path) -> anyhow::Result<()> {
         st,
         &s.replica().state_code(),
         include_checkins,
-        &today.to_string(),
+        today,
     ));
     let armored = age_encrypt(&recipient, text.as_bytes())
         .map_err(|e| fail(format!("Couldn't encrypt the report: {e}")))?;

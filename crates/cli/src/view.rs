@@ -3,7 +3,7 @@
 use serde_json::{Value, json};
 use troth_client::store::role_name;
 use troth_core::AgreementId;
-use troth_core::agreement::{Agreement, Category, Rule};
+use troth_core::agreement::{Agreement, Category, Day, Limits, Rule};
 use troth_core::event::Role;
 use troth_core::state::{AgreementRecord, TimelineEntry, VersionRecord, VersionStatus};
 
@@ -18,7 +18,20 @@ pub fn status_name(s: VersionStatus) -> &'static str {
         VersionStatus::Declined => "declined",
         VersionStatus::Withdrawn => "withdrawn",
         VersionStatus::Retired => "retired",
+        VersionStatus::Lapsed => "lapsed",
     }
+}
+
+/// At most `max` bytes of `s`, cut on a character boundary (with "…" when cut).
+pub fn clip(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
 }
 
 /// "you" or "your partner".
@@ -31,9 +44,9 @@ pub fn short(id: &AgreementId) -> String {
     id.to_hex()[..8].to_owned()
 }
 
-/// Where one version stands, for people.
-pub fn version_words(v: &VersionRecord, me: Role) -> String {
-    match v.status {
+/// Where one version stands on `today`, for people.
+pub fn version_words(v: &VersionRecord, me: Role, today: Day) -> String {
+    match v.status_on(today) {
         VersionStatus::Pending => {
             if v.signatures.contains_key(&me) {
                 "waiting for your partner's signature".into()
@@ -46,22 +59,30 @@ pub fn version_words(v: &VersionRecord, me: Role) -> String {
         VersionStatus::Declined => "declined".into(),
         VersionStatus::Withdrawn => "consent withdrawn".into(),
         VersionStatus::Retired => "retired".into(),
+        VersionStatus::Lapsed => "lapsed — look at it together".into(),
     }
 }
 
-/// Where an agreement stands, for people.
-pub fn record_words(rec: &AgreementRecord, me: Role) -> String {
-    match (rec.in_force(), rec.pending()) {
-        (Some(f), Some(p)) => format!(
-            "in force (version {}); version {} is {}",
-            f.agreement.version,
+/// Where an agreement stands on `today`, for people.
+pub fn record_words(rec: &AgreementRecord, me: Role, today: Day) -> String {
+    let now = match (rec.in_force_on(today), rec.lapsed_on(today)) {
+        (Some(f), _) => Some(format!("in force (version {})", f.agreement.version)),
+        (None, Some(l)) => Some(format!(
+            "lapsed — look at it together (version {}: its review date {} passed without both of you renewing it)",
+            l.agreement.version, l.agreement.review_on
+        )),
+        (None, None) => None,
+    };
+    match (now, rec.pending()) {
+        (Some(now), Some(p)) => format!(
+            "{now}; version {} is {}",
             p.agreement.version,
-            version_words(p, me)
+            version_words(p, me, today)
         ),
-        (Some(f), None) => format!("in force (version {})", f.agreement.version),
+        (Some(now), None) => now,
         (None, _) => rec
             .latest()
-            .map(|v| version_words(v, me))
+            .map(|v| version_words(v, me, today))
             .unwrap_or_default(),
     }
 }
@@ -113,6 +134,9 @@ pub fn rules_text(a: &Agreement, me: Option<Role>) -> String {
         for (k, v) in &r.params {
             out.push_str(&format!("     {k}: {v}\n"));
         }
+        for l in r.limits.words() {
+            out.push_str(&format!("     limit on asking: {l}\n"));
+        }
     }
     out
 }
@@ -135,6 +159,18 @@ fn rule_json(r: &Rule) -> Value {
         "category": r.category.name(),
         "asks_of": role_name(r.asks_of),
         "params": r.params.iter().map(|(k, v)| json!({ "name": k, "value": v })).collect::<Vec<_>>(),
+        "limits": limits_json(&r.limits),
+    })
+}
+
+fn limits_json(l: &Limits) -> Value {
+    json!({
+        "checkins_per_day": l.checkins_per_day,
+        "phone_per_week": l.phone_per_week,
+        "quiet_hours": l.quiet.map(|q| json!({
+            "from_minute": q.from_min, "to_minute": q.to_min, "utc_offset_minutes": q.utc_offset_min,
+        })),
+        "words": l.words(),
     })
 }
 
@@ -154,15 +190,17 @@ fn signed_by(v: &VersionRecord) -> Vec<&'static str> {
     v.signatures.keys().map(|r| role_name(*r)).collect()
 }
 
-/// One line of `agreement list --json`.
-pub fn summary_json(rec: &AgreementRecord) -> Value {
+/// One line of `agreement list --json` (statuses as on `today`: a version
+/// in force whose review day passed is `lapsed`).
+pub fn summary_json(rec: &AgreementRecord, today: Day) -> Value {
     let latest = rec.latest();
     json!({
         "id": rec.id.to_hex(),
         "title": latest.map(|v| v.agreement.title.clone()),
         "latest_version": latest.map(|v| v.agreement.version),
-        "status": latest.map(|v| status_name(v.status)),
-        "in_force_version": rec.in_force().map(|v| v.agreement.version),
+        "status": latest.map(|v| status_name(v.status_on(today))),
+        "in_force_version": rec.in_force_on(today).map(|v| v.agreement.version),
+        "lapsed_version": rec.lapsed_on(today).map(|v| v.agreement.version),
         "pending_version": rec.pending().map(|v| v.agreement.version),
         "signed_by": latest.map(signed_by).unwrap_or_default(),
         "review_on": rec.in_force().or(latest).map(|v| v.agreement.review_on.to_string()),
@@ -173,18 +211,19 @@ pub fn summary_json(rec: &AgreementRecord) -> Value {
     })
 }
 
-/// `agreement show --json`.
-pub fn record_json(rec: &AgreementRecord) -> Value {
+/// `agreement show --json` (statuses as on `today`).
+pub fn record_json(rec: &AgreementRecord, today: Day) -> Value {
     json!({
         "id": rec.id.to_hex(),
-        "in_force_version": rec.in_force().map(|v| v.agreement.version),
+        "in_force_version": rec.in_force_on(today).map(|v| v.agreement.version),
+        "lapsed_version": rec.lapsed_on(today).map(|v| v.agreement.version),
         "withdrawn": rec.withdrawn.as_ref().map(|(by, seq, comment)| json!({
             "by": role_name(*by), "seq": seq, "comment": comment,
         })),
         "retire_requested_by": rec.retire_requests.iter().map(|r| role_name(*r)).collect::<Vec<_>>(),
         "versions": rec.versions.iter().map(|v| {
             let mut a = agreement_json(&v.agreement);
-            a["status"] = json!(status_name(v.status));
+            a["status"] = json!(status_name(v.status_on(today)));
             a["proposed_by"] = json!(role_name(v.proposed_by));
             a["proposed_at_seq"] = json!(v.proposed_at);
             a["signed_by"] = json!(signed_by(v));

@@ -30,6 +30,14 @@ pub const MAX_RULES: usize = 32;
 pub const MAX_PARAMS: usize = 16;
 /// Longest parameter name or value in bytes.
 pub const MAX_PARAM: usize = 200;
+/// The furthest a review date may be set: this many days after the day it is
+/// proposed. Rules are temporary and reviewed together; a rule that nobody
+/// reviews lapses (see `state`), and no rule can be set for longer than this.
+pub const MAX_REVIEW_DAYS: u32 = 90;
+/// The agreement encoding's format version (2 added request limits).
+const AGREEMENT_VERSION: u8 = 2;
+/// Furthest a quiet-hours UTC offset may be, in minutes (±18 h).
+pub const MAX_UTC_OFFSET_MIN: i16 = 18 * 60;
 
 /// A calendar day: days since 1970-01-01 (UTC).
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -184,6 +192,131 @@ pub struct Rule {
     pub asks_of: Role,
     /// Optional parameters, e.g. `("check-in times", "noon and 6pm")`.
     pub params: Vec<(String, String)>,
+    /// Limits on the requests the other partner may make under this rule
+    /// (signed with the words; the composer and the fold enforce them).
+    pub limits: Limits,
+}
+
+/// Limits on asking, signed as part of a rule: how often the partner the
+/// rule does *not* ask of may ask for a check-in (a whereabouts rule) or to
+/// see the phone (a phone-access rule), and when not at all. A request
+/// beyond them is refused by the composer and marked by the fold as
+/// outside what the couple agreed, never shown as waiting.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// At most this many check-in requests in any 24 hours.
+    pub checkins_per_day: Option<u8>,
+    /// At most this many requests to see the phone in any 7 days.
+    pub phone_per_week: Option<u8>,
+    /// No requests at all during these hours.
+    pub quiet: Option<QuietHours>,
+}
+
+/// Hours without requests, in the couple's local time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QuietHours {
+    /// Start, in minutes after local midnight (0..1440).
+    pub from_min: u16,
+    /// End (exclusive), in minutes after local midnight; earlier than
+    /// `from_min` when the quiet hours cross midnight.
+    pub to_min: u16,
+    /// The local time's offset from UTC, in minutes (e.g. 60 for UTC+01:00).
+    pub utc_offset_min: i16,
+}
+
+impl QuietHours {
+    /// Whether the instant `ms` (since the Unix epoch) falls in these hours.
+    pub fn contains(&self, ms: u64) -> bool {
+        let local = i64::try_from(ms / 60_000).unwrap_or(i64::MAX) + i64::from(self.utc_offset_min);
+        let minute = u16::try_from(local.rem_euclid(1440)).unwrap_or(0);
+        if self.from_min <= self.to_min {
+            (self.from_min..self.to_min).contains(&minute)
+        } else {
+            minute >= self.from_min || minute < self.to_min
+        }
+    }
+
+    /// `22:00–07:00 (UTC+01:00)`.
+    pub fn words(&self) -> String {
+        let hm = |m: u16| format!("{:02}:{:02}", m / 60, m % 60);
+        let o = self.utc_offset_min;
+        let sign = if o < 0 { '-' } else { '+' };
+        let a = o.unsigned_abs();
+        format!(
+            "{}–{} (UTC{sign}{:02}:{:02})",
+            hm(self.from_min),
+            hm(self.to_min),
+            a / 60,
+            a % 60
+        )
+    }
+}
+
+impl Limits {
+    /// No limits at all.
+    pub fn is_empty(&self) -> bool {
+        *self == Limits::default()
+    }
+
+    /// Each limit in plain words ("at most 3 check-in requests a day").
+    pub fn words(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(n) = self.checkins_per_day {
+            out.push(format!(
+                "at most {n} check-in request{} a day",
+                if n == 1 { "" } else { "s" }
+            ));
+        }
+        if let Some(n) = self.phone_per_week {
+            out.push(format!(
+                "at most {n} request{} to see the phone a week",
+                if n == 1 { "" } else { "s" }
+            ));
+        }
+        if let Some(q) = self.quiet {
+            out.push(format!("no requests {}", q.words()));
+        }
+        out
+    }
+
+    fn check(&self) -> Result<(), AgreementError> {
+        if let Some(q) = self.quiet {
+            if q.from_min >= 1440
+                || q.to_min >= 1440
+                || q.from_min == q.to_min
+                || q.utc_offset_min.unsigned_abs() > MAX_UTC_OFFSET_MIN.unsigned_abs()
+            {
+                return Err(AgreementError::BadLimits);
+            }
+        }
+        Ok(())
+    }
+
+    fn encode(&self, w: &mut Writer) {
+        w.opt(self.checkins_per_day, |w, n| {
+            w.u8(n);
+        })
+        .opt(self.phone_per_week, |w, n| {
+            w.u8(n);
+        })
+        .opt(self.quiet, |w, q| {
+            w.u16(q.from_min).u16(q.to_min).u16(q.utc_offset_min as u16);
+        });
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(Limits {
+            checkins_per_day: r.opt(|r| r.u8())?,
+            phone_per_week: r.opt(|r| r.u8())?,
+            quiet: r.opt(|r| {
+                Ok(QuietHours {
+                    from_min: r.u16()?,
+                    to_min: r.u16()?,
+                    utc_offset_min: r.u16()? as i16,
+                })
+            })?,
+        })
+    }
 }
 
 /// One version of a boundary agreement.
@@ -247,6 +380,16 @@ pub enum AgreementError {
     /// A title, rule or detail holds a character that hides or reorders words.
     #[error(transparent)]
     Text(#[from] TextError),
+    /// The review date is further ahead than [`MAX_REVIEW_DAYS`].
+    #[error(
+        "Choose a review date at most {MAX_REVIEW_DAYS} days ahead: rules are looked at together again \
+         within {MAX_REVIEW_DAYS} days, and you can renew them then."
+    )]
+    ReviewTooFar,
+    /// Quiet hours that cannot be read (a minute past the day, an empty
+    /// range, an offset beyond ±18 hours).
+    #[error("the quiet hours are not a range of times within one day")]
+    BadLimits,
 }
 
 impl Agreement {
@@ -284,6 +427,7 @@ impl Agreement {
             if r.text.len() > MAX_RULE_TEXT {
                 return Err(AgreementError::TooLong("a rule's text"));
             }
+            r.limits.check()?;
             if r.params.len() > MAX_PARAMS
                 || r.params
                     .iter()
@@ -295,9 +439,18 @@ impl Agreement {
         Ok(())
     }
 
-    /// Canonical bytes (format version 1).
+    /// Whether the review date is within [`MAX_REVIEW_DAYS`] of `today`
+    /// (the day it is proposed). The composer and the fold both check it.
+    pub fn check_review(&self, today: Day) -> Result<(), AgreementError> {
+        if self.review_on > today.plus(MAX_REVIEW_DAYS) {
+            return Err(AgreementError::ReviewTooFar);
+        }
+        Ok(())
+    }
+
+    /// Canonical bytes (format version 2).
     pub fn encode(&self, w: &mut Writer) {
-        w.u8(1)
+        w.u8(AGREEMENT_VERSION)
             .raw(&self.id.0)
             .u32(self.version)
             .opt(self.supersedes, |w, h| {
@@ -314,6 +467,7 @@ impl Agreement {
             for (k, v) in &r.params {
                 w.str(k).str(v);
             }
+            r.limits.encode(w);
         }
     }
 
@@ -327,7 +481,7 @@ impl Agreement {
     /// Decodes canonical bytes (bounded).
     pub fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let v = r.u8()?;
-        if v != 1 {
+        if v != AGREEMENT_VERSION {
             return Err(DecodeError::UnsupportedVersion(v));
         }
         let id = AgreementId(r.array()?);
@@ -346,11 +500,13 @@ impl Agreement {
             for _ in 0..np {
                 params.push((r.str(MAX_PARAM)?.to_owned(), r.str(MAX_PARAM)?.to_owned()));
             }
+            let limits = Limits::decode(r)?;
             rules.push(Rule {
                 text,
                 category,
                 asks_of,
                 params,
+                limits,
             });
         }
         Ok(Agreement {
@@ -740,6 +896,12 @@ pub fn describe_rules(a: &Agreement) -> String {
 "
             ));
         }
+        for l in r.limits.words() {
+            s.push_str(&format!(
+                "   Limit on asking: {l}
+"
+            ));
+        }
     }
     s
 }
@@ -757,6 +919,7 @@ pub struct Template {
 
 fn rule(text: &str, category: Category, asks_of: Role, params: &[(&str, &str)]) -> Rule {
     Rule {
+        limits: Limits::default(),
         text: text.to_owned(),
         category,
         asks_of,
@@ -775,22 +938,34 @@ pub fn templates() -> Vec<Template> {
         Template {
             name: "whereabouts",
             title: "Knowing where you are",
-            rules: vec![rule(
-                "I'll check in when I'm out, saying where I am and until when, so you don't have to wonder.",
-                Whereabouts,
-                Rebuilding,
-                &[("check-in times", "when I leave and when plans change")],
-            )],
+            rules: vec![Rule {
+                limits: Limits {
+                    checkins_per_day: Some(3),
+                    ..Limits::default()
+                },
+                ..rule(
+                    "I'll check in when I'm out, saying where I am and until when, so you don't have to wonder.",
+                    Whereabouts,
+                    Rebuilding,
+                    &[("check-in times", "when I leave and when plans change")],
+                )
+            }],
         },
         Template {
             name: "phone",
             title: "Phone access when asked",
-            rules: vec![rule(
-                "When you ask to see my phone, I'll show it to you openly. Each request is noted here for both of us.",
-                PhoneAccess,
-                Rebuilding,
-                &[],
-            )],
+            rules: vec![Rule {
+                limits: Limits {
+                    phone_per_week: Some(1),
+                    ..Limits::default()
+                },
+                ..rule(
+                    "When you ask to see my phone, I'll show it to you openly. Each request is noted here for both of us.",
+                    PhoneAccess,
+                    Rebuilding,
+                    &[],
+                )
+            }],
         },
         Template {
             name: "bed",

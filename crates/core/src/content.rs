@@ -25,6 +25,67 @@ pub enum PhoneAction {
     Declined,
 }
 
+/// An answer to a request that is not compliance, and never a failure:
+/// shown neutrally to both, counted nowhere.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum AnswerKind {
+    /// "Not now — can we talk about it?"
+    TalkFirst,
+    /// "Let's bring this to our therapist"
+    Therapist,
+    /// "I'm not comfortable with this"
+    NotComfortable,
+}
+
+impl AnswerKind {
+    /// Every answer, in the order clients offer them.
+    pub const ALL: [AnswerKind; 3] = [
+        AnswerKind::TalkFirst,
+        AnswerKind::Therapist,
+        AnswerKind::NotComfortable,
+    ];
+
+    /// The words both partners see.
+    pub fn words(self) -> &'static str {
+        match self {
+            AnswerKind::TalkFirst => "Not now — can we talk about it?",
+            AnswerKind::Therapist => "Let's bring this to our therapist",
+            AnswerKind::NotComfortable => "I'm not comfortable with this",
+        }
+    }
+
+    /// A stable short name for scripts (`talk`, `therapist`, `not-comfortable`).
+    pub fn name(self) -> &'static str {
+        match self {
+            AnswerKind::TalkFirst => "talk",
+            AnswerKind::Therapist => "therapist",
+            AnswerKind::NotComfortable => "not-comfortable",
+        }
+    }
+
+    /// From [`AnswerKind::name`].
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.name() == name)
+    }
+
+    fn to_u8(self) -> u8 {
+        match self {
+            AnswerKind::TalkFirst => 1,
+            AnswerKind::Therapist => 2,
+            AnswerKind::NotComfortable => 3,
+        }
+    }
+}
+
+/// What left the space in a file (recorded before the file is written).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExportKind {
+    /// An agreement certificate.
+    Certificate,
+    /// A report for a therapist.
+    Report,
+}
+
 /// What a partner may share with a therapist, and how.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReportScope {
@@ -124,6 +185,24 @@ pub enum Content {
         /// Where, as the exporting client calls itself ("a browser", "the troth command line").
         label: String,
     },
+    /// An answer to a check-in or phone request that is not compliance
+    /// ("Let's bring this to our therapist"): a normal answer, never a failure.
+    Answer {
+        /// The request answered.
+        to: EventHash,
+        /// Which answer.
+        answer: AnswerKind,
+        /// Anything else they wish to say.
+        note: String,
+    },
+    /// A certificate or a report was exported (recorded before the file is
+    /// written, so nothing leaves silently).
+    Exported {
+        /// What.
+        what: ExportKind,
+        /// Which, in words ("“Knowing where you are”, version 2").
+        detail: String,
+    },
     /// The author closed the space for both partners (appended before the
     /// relay is asked to delete it, so a space that vanishes without it was
     /// removed by the relay, not by the partner).
@@ -155,6 +234,15 @@ impl Content {
             }
             Content::RequestCheckIn { note } | Content::Phone { note, .. } => check_text(note)?,
             Content::KeyExported { label } => check_text(label)?,
+            Content::Answer { note, .. } => check_text(note)?,
+            Content::Exported { detail, .. } => {
+                if detail.len() > MAX_LABEL {
+                    return Err(crate::agreement::AgreementError::TooLong(
+                        "what was exported",
+                    ));
+                }
+                check_text(detail)?
+            }
             Content::ReportConsent { scope, .. } => check_text(&scope.recipient)?,
             Content::Cosign { .. } | Content::Retire { .. } | Content::Ack { .. } => {}
         }
@@ -249,6 +337,16 @@ impl Content {
             Content::CloseSpace { comment } => {
                 w.u8(13).str(comment);
             }
+            Content::Answer { to, answer, note } => {
+                w.u8(14).raw(&to.0).u8(answer.to_u8()).str(note);
+            }
+            Content::Exported { what, detail } => {
+                let k = match what {
+                    ExportKind::Certificate => 1,
+                    ExportKind::Report => 2,
+                };
+                w.u8(15).u8(k).str(detail);
+            }
         }
         w.finish()
     }
@@ -330,6 +428,34 @@ impl Content {
             13 => Content::CloseSpace {
                 comment: r.str(MAX_TEXT)?.to_owned(),
             },
+            14 => Content::Answer {
+                to: EventHash(r.array()?),
+                answer: match r.u8()? {
+                    1 => AnswerKind::TalkFirst,
+                    2 => AnswerKind::Therapist,
+                    3 => AnswerKind::NotComfortable,
+                    v => {
+                        return Err(DecodeError::UnknownTag {
+                            what: "answer",
+                            value: u64::from(v),
+                        });
+                    }
+                },
+                note: r.str(MAX_TEXT)?.to_owned(),
+            },
+            15 => Content::Exported {
+                what: match r.u8()? {
+                    1 => ExportKind::Certificate,
+                    2 => ExportKind::Report,
+                    v => {
+                        return Err(DecodeError::UnknownTag {
+                            what: "export",
+                            value: u64::from(v),
+                        });
+                    }
+                },
+                detail: r.str(MAX_LABEL)?.to_owned(),
+            },
             v => {
                 return Err(DecodeError::UnknownTag {
                     what: "content kind",
@@ -409,6 +535,15 @@ mod tests {
             },
             Content::CloseSpace {
                 comment: "we're done with this for now".into(),
+            },
+            Content::Answer {
+                to: EventHash([4; 32]),
+                answer: AnswerKind::Therapist,
+                note: String::new(),
+            },
+            Content::Exported {
+                what: ExportKind::Report,
+                detail: "for age1example".into(),
             },
         ];
         for c in cases {

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use rand_core::CryptoRngCore;
 use thiserror::Error;
 
-use crate::agreement::{Agreement, AgreementError, Certificate, Position};
+use crate::agreement::{Agreement, AgreementError, Certificate, Day, Position};
 use crate::content::{Content, ReportScope};
 use crate::crypto::{self, CryptoError, EpochKey};
 use crate::event::{Body, Control, Event, EventHash, Header, KeyCommitment, Role};
@@ -20,7 +20,7 @@ use crate::ids::{AgreementId, SpaceId};
 use crate::keyfile::KeyBundle;
 use crate::keys::{DeviceCert, DeviceId, IdentityKey, SafetyNumber};
 use crate::log::{ChainError, ChainVerifier, TrustAnchors};
-use crate::state::{Applied, State, VersionStatus, sign_consent};
+use crate::state::{Applied, Ask, State, VersionStatus, sign_consent};
 
 /// Why an event could not be composed.
 #[derive(Debug, Error)]
@@ -44,6 +44,12 @@ pub enum ReplicaError {
     /// The action does not fit the agreement's state.
     #[error("{0}")]
     NotNow(&'static str),
+    /// A request beyond the limits both partners signed (the limit in words).
+    #[error(
+        "That would be more than you both agreed to ({0}), so it wasn't sent. \
+         If the limit no longer fits, talk it over and amend the agreement together."
+    )]
+    OutsideLimits(String),
 }
 
 /// An integrity problem the client detected, with words for people.
@@ -129,6 +135,8 @@ pub enum CertificateStatus {
     Withdrawn,
     /// Both partners retired it.
     Retired,
+    /// Its review day passed without both renewing it.
+    Lapsed,
 }
 
 impl CertificateStatus {
@@ -143,6 +151,7 @@ impl CertificateStatus {
             CertificateStatus::Declined => "declined",
             CertificateStatus::Withdrawn => "withdrawn",
             CertificateStatus::Retired => "retired",
+            CertificateStatus::Lapsed => "lapsed",
         }
     }
 
@@ -166,6 +175,10 @@ impl CertificateStatus {
             CertificateStatus::Declined => "It was declined.",
             CertificateStatus::Withdrawn => "Consent was withdrawn: it is no longer in force.",
             CertificateStatus::Retired => "You both retired it: it is no longer in force.",
+            CertificateStatus::Lapsed => {
+                "Lapsed: its review date passed without both of you renewing it, so it is no \
+                 longer in force. Look at it together."
+            }
         }
     }
 }
@@ -464,7 +477,10 @@ impl Replica {
         })
     }
 
-    /// Seals content as the next event on the verified head.
+    /// Seals content as the next event on the verified head. Refuses what
+    /// the fold would not apply: a review date more than
+    /// [`crate::agreement::MAX_REVIEW_DAYS`] ahead, and a request beyond
+    /// the limits both partners signed.
     pub fn compose(
         &self,
         content: &Content,
@@ -472,6 +488,44 @@ impl Replica {
         rng: &mut impl CryptoRngCore,
     ) -> Result<Event, ReplicaError> {
         content.validate()?;
+        let ask = match content {
+            Content::Propose(a) => {
+                a.check_review(crate::agreement::Day::from_unix_ms(now_ms))?;
+                None
+            }
+            Content::RequestCheckIn { .. } => Some(Ask::CheckIn),
+            Content::Phone {
+                action: crate::content::PhoneAction::Asked,
+                ..
+            } => Some(Ask::Phone),
+            _ => None,
+        };
+        if let Some(ask) = ask {
+            self.request_allowed(ask, now_ms)?;
+        }
+        self.seal_content(content, now_ms, rng)
+    }
+
+    /// What a modified client could send: content sealed without the
+    /// composer's checks of review dates and request limits (text is still
+    /// checked). Tests use it to show that the fold enforces them too.
+    #[cfg(feature = "testkit")]
+    pub fn compose_unchecked(
+        &self,
+        content: &Content,
+        now_ms: u64,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<Event, ReplicaError> {
+        content.validate()?;
+        self.seal_content(content, now_ms, rng)
+    }
+
+    fn seal_content(
+        &self,
+        content: &Content,
+        now_ms: u64,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<Event, ReplicaError> {
         let epoch = self.chain.members().epoch();
         let key = self
             .epoch_keys
@@ -562,6 +616,15 @@ impl Replica {
         ))
     }
 
+    /// Whether this partner may make a request now, within the limits both
+    /// signed ([`State::beyond_limits`]).
+    pub fn request_allowed(&self, ask: Ask, now_ms: u64) -> Result<(), ReplicaError> {
+        match self.state.beyond_limits(self.role, ask, now_ms) {
+            Some(limit) => Err(ReplicaError::OutsideLimits(limit)),
+            None => Ok(()),
+        }
+    }
+
     /// Content proposing an agreement version.
     pub fn propose(&self, agreement: Agreement) -> Result<Content, ReplicaError> {
         agreement.validate()?;
@@ -629,8 +692,8 @@ impl Replica {
     }
 
     /// Where a (verified) certificate's agreement stands in this space's
-    /// verified log today.
-    pub fn certificate_status(&self, cert: &Certificate) -> CertificateStatus {
+    /// verified log on `today` (a version in force lapses after its review day).
+    pub fn certificate_status(&self, cert: &Certificate, today: Day) -> CertificateStatus {
         if cert.space() != self.space() {
             return CertificateStatus::NotInThisSpace;
         }
@@ -649,14 +712,17 @@ impl Replica {
             .get(&a.id)
             .and_then(|r| r.versions.get(a.version.checked_sub(1)? as usize));
         match v {
-            Some(v) if v.hash == a.content_hash() && v.proposed_at == at.seq => match v.status {
-                VersionStatus::Pending => CertificateStatus::Pending,
-                VersionStatus::InForce => CertificateStatus::InForce,
-                VersionStatus::Superseded => CertificateStatus::Superseded,
-                VersionStatus::Declined => CertificateStatus::Declined,
-                VersionStatus::Withdrawn => CertificateStatus::Withdrawn,
-                VersionStatus::Retired => CertificateStatus::Retired,
-            },
+            Some(v) if v.hash == a.content_hash() && v.proposed_at == at.seq => {
+                match v.status_on(today) {
+                    VersionStatus::Pending => CertificateStatus::Pending,
+                    VersionStatus::InForce => CertificateStatus::InForce,
+                    VersionStatus::Superseded => CertificateStatus::Superseded,
+                    VersionStatus::Declined => CertificateStatus::Declined,
+                    VersionStatus::Withdrawn => CertificateStatus::Withdrawn,
+                    VersionStatus::Retired => CertificateStatus::Retired,
+                    VersionStatus::Lapsed => CertificateStatus::Lapsed,
+                }
+            }
             _ => CertificateStatus::NotInLog,
         }
     }

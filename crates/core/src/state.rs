@@ -11,8 +11,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use ed25519_dalek::Signature;
 
-use crate::agreement::{Agreement, ContentHash, Day, InForce, Position};
-use crate::content::{Content, PhoneAction, ReportScope};
+use crate::agreement::{Agreement, Category, ContentHash, Day, InForce, Position};
+use crate::content::{AnswerKind, Content, ExportKind, PhoneAction, ReportScope};
 use crate::encoding::Writer;
 use crate::event::{Control, EventHash, Role};
 use crate::ids::{AgreementId, SpaceId};
@@ -34,7 +34,15 @@ pub enum VersionStatus {
     Withdrawn,
     /// Both partners retired it.
     Retired,
+    /// Both signed it, but its review date has passed without both renewing
+    /// it: no longer in force ("lapsed — look at it together"). The fold
+    /// never stores this status; [`VersionRecord::status_on`] gives it for a
+    /// day.
+    Lapsed,
 }
+
+/// One day in milliseconds.
+pub const DAY_MS: u64 = 86_400_000;
 
 /// One version of an agreement and what happened to it.
 #[derive(Clone, Debug)]
@@ -59,6 +67,18 @@ pub struct VersionRecord {
     pub in_force: Option<InForce>,
 }
 
+impl VersionRecord {
+    /// Where this version stands on `today`: a version in force lapses once
+    /// its review day has passed (it is in force through its review day).
+    pub fn status_on(&self, today: Day) -> VersionStatus {
+        if self.status == VersionStatus::InForce && today > self.agreement.review_on {
+            VersionStatus::Lapsed
+        } else {
+            self.status
+        }
+    }
+}
+
 /// An agreement: all its versions and its history.
 #[derive(Clone, Debug)]
 pub struct AgreementRecord {
@@ -79,6 +99,18 @@ impl AgreementRecord {
             .iter()
             .rev()
             .find(|v| v.status == VersionStatus::InForce)
+    }
+
+    /// The version in force on `today` (none once it lapsed).
+    pub fn in_force_on(&self, today: Day) -> Option<&VersionRecord> {
+        self.in_force()
+            .filter(|v| v.status_on(today) == VersionStatus::InForce)
+    }
+
+    /// The version that lapsed by `today`, if that is where it stands.
+    pub fn lapsed_on(&self, today: Day) -> Option<&VersionRecord> {
+        self.in_force()
+            .filter(|v| v.status_on(today) == VersionStatus::Lapsed)
     }
 
     /// The latest version, whatever its status.
@@ -131,6 +163,19 @@ pub struct RequestRecord {
     pub note: String,
     /// The check-in that answered it.
     pub answered_by: Option<u64>,
+    /// An answer that is not a check-in ("Let's bring this to our
+    /// therapist"), at which event.
+    pub answer: Option<(AnswerKind, u64)>,
+    /// Set when the request was beyond the limits both signed: the limit,
+    /// in words. Such a request is never shown as waiting.
+    pub outside: Option<String>,
+}
+
+impl RequestRecord {
+    /// Waiting for an answer: within what was agreed and not answered yet.
+    pub fn is_open(&self) -> bool {
+        self.answered_by.is_none() && self.answer.is_none() && self.outside.is_none()
+    }
 }
 
 /// A phone-access log entry.
@@ -146,6 +191,12 @@ pub struct PhoneRecord {
     pub action: PhoneAction,
     /// The note.
     pub note: String,
+    /// The event's hash (what answers name).
+    pub hash: EventHash,
+    /// For a request: an answer that is not compliance, at which event.
+    pub answer: Option<(AnswerKind, u64)>,
+    /// For a request beyond the limits both signed: the limit, in words.
+    pub outside: Option<String>,
 }
 
 /// One line of the timeline.
@@ -191,7 +242,21 @@ pub struct State {
     pub notes: Vec<(u64, String)>,
     /// The latest author time seen so far (for the notes above).
     pub latest_at_ms: u64,
+    /// Certificates and reports exported: who, at which event, what, which.
+    pub exports: Vec<(Role, u64, ExportKind, String)>,
 }
+
+/// What kind of request a limit applies to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ask {
+    /// A request for a check-in (limited by whereabouts rules).
+    CheckIn,
+    /// A request to see the phone (limited by phone-access rules).
+    Phone,
+}
+
+/// The words on a request beyond what both signed.
+pub const OUTSIDE_WORDS: &str = "outside what you agreed";
 
 /// The note shown on an event dated before the one before it.
 pub const NOTE_DATED_EARLIER: &str =
@@ -413,6 +478,7 @@ impl State {
                 self.push(e, format!("checked in: {text}{place}"));
             }
             Content::RequestCheckIn { note } => {
+                let outside = self.beyond_limits(e.by, Ask::CheckIn, e.at_ms);
                 self.requests.push(RequestRecord {
                     seq: e.seq,
                     hash: e.hash,
@@ -420,8 +486,17 @@ impl State {
                     at_ms: e.at_ms,
                     note: note.clone(),
                     answered_by: None,
+                    answer: None,
+                    outside: outside.clone(),
                 });
-                self.push(e, with_words("asked for a check-in".to_owned(), note));
+                let what = with_words("asked for a check-in".to_owned(), note);
+                self.push(
+                    e,
+                    match outside {
+                        Some(l) => format!("{what} ({OUTSIDE_WORDS}: {l})"),
+                        None => what,
+                    },
+                );
             }
             Content::Ack { event } => {
                 if let Some(c) = self
@@ -437,26 +512,68 @@ impl State {
                 }
             }
             Content::Phone { action, note, .. } => {
+                let outside = if *action == PhoneAction::Asked {
+                    self.beyond_limits(e.by, Ask::Phone, e.at_ms)
+                } else {
+                    None
+                };
                 self.phone.push(PhoneRecord {
                     seq: e.seq,
                     by: e.by,
                     at_ms: e.at_ms,
                     action: *action,
                     note: note.clone(),
+                    hash: e.hash,
+                    answer: None,
+                    outside: outside.clone(),
                 });
                 let what = match action {
                     PhoneAction::Asked => "asked to see the phone",
                     PhoneAction::Granted => "showed the phone",
                     PhoneAction::Declined => "asked to see the phone later",
                 };
+                let what = if note.is_empty() {
+                    what.to_owned()
+                } else {
+                    format!("{what}: {note}")
+                };
                 self.push(
                     e,
-                    if note.is_empty() {
-                        what.to_owned()
-                    } else {
-                        format!("{what}: {note}")
+                    match outside {
+                        Some(l) => format!("{what} ({OUTSIDE_WORDS}: {l})"),
+                        None => what,
                     },
                 );
+            }
+            Content::Answer { to, answer, note } => {
+                let at = Some((*answer, e.seq));
+                if let Some(r) = self
+                    .requests
+                    .iter_mut()
+                    .find(|r| r.hash == *to && r.by != e.by)
+                {
+                    r.answer = r.answer.or(at);
+                } else if let Some(p) = self
+                    .phone
+                    .iter_mut()
+                    .find(|p| p.hash == *to && p.by != e.by && p.action == PhoneAction::Asked)
+                {
+                    p.answer = p.answer.or(at);
+                } else {
+                    return self.problem(e, "an answer to a request this space doesn't hold");
+                }
+                self.push(
+                    e,
+                    with_words(format!("answered: “{}”", answer.words()), note),
+                );
+            }
+            Content::Exported { what, detail } => {
+                self.exports.push((e.by, e.seq, *what, detail.clone()));
+                let what = match what {
+                    ExportKind::Certificate => "exported a certificate of",
+                    ExportKind::Report => "wrote a report",
+                };
+                self.push(e, format!("{what} {detail}"));
             }
             Content::ReportConsent { scope, signature } => {
                 if e.identity
@@ -497,6 +614,12 @@ impl State {
                 withdrawn: None,
                 retire_requests: BTreeSet::new(),
             });
+        if a.check_review(Day::from_unix_ms(e.at_ms)).is_err() {
+            if rec.versions.is_empty() {
+                self.agreements.remove(&a.id);
+            }
+            return self.problem(e, "a proposal whose review date is too far ahead");
+        }
         let expected = rec.versions.len() as u32 + 1;
         let supersedes = rec.versions.last().map(|v| v.hash);
         if a.version != expected || a.supersedes != supersedes {
@@ -594,6 +717,77 @@ impl State {
                 format!("signed “{title}”")
             },
         );
+    }
+
+    /// The limit a request by `by` at `at_ms` would go beyond, in words, or
+    /// `None` when it is within every limit both partners signed. Limits come
+    /// from the rules in force at that time (not lapsed) that ask something
+    /// of the *other* partner: whereabouts rules for check-in requests,
+    /// phone-access rules for phone requests. Requests already beyond a
+    /// limit do not count towards it. The times are the authors' (the only
+    /// clock a log has); a request dated earlier than one before it still
+    /// counts that one.
+    pub fn beyond_limits(&self, by: Role, ask: Ask, at_ms: u64) -> Option<String> {
+        let day = Day::from_unix_ms(at_ms);
+        let category = match ask {
+            Ask::CheckIn => Category::Whereabouts,
+            Ask::Phone => Category::PhoneAccess,
+        };
+        let within = |then: u64, span: u64| at_ms.saturating_sub(then) < span;
+        for rec in self.agreements.values() {
+            let Some(v) = rec.in_force_on(day) else {
+                continue;
+            };
+            for rule in &v.agreement.rules {
+                if rule.category != category || rule.asks_of == by {
+                    continue;
+                }
+                let l = &rule.limits;
+                if let Some(q) = l.quiet.filter(|q| q.contains(at_ms)) {
+                    return Some(format!("no requests {}", q.words()));
+                }
+                let (limit, count) = match ask {
+                    Ask::CheckIn => (
+                        l.checkins_per_day,
+                        self.requests
+                            .iter()
+                            .filter(|r| r.by == by && r.outside.is_none())
+                            .filter(|r| within(r.at_ms, DAY_MS))
+                            .count(),
+                    ),
+                    Ask::Phone => (
+                        l.phone_per_week,
+                        self.phone
+                            .iter()
+                            .filter(|p| p.by == by && p.action == PhoneAction::Asked)
+                            .filter(|p| p.outside.is_none() && within(p.at_ms, 7 * DAY_MS))
+                            .count(),
+                    ),
+                };
+                if let Some(n) = limit.filter(|n| count >= usize::from(*n)) {
+                    return Some(match ask {
+                        Ask::CheckIn => format!(
+                            "at most {n} check-in request{} a day",
+                            if n == 1 { "" } else { "s" }
+                        ),
+                        Ask::Phone => format!(
+                            "at most {n} request{} to see the phone a week",
+                            if n == 1 { "" } else { "s" }
+                        ),
+                    });
+                }
+            }
+        }
+        None
+    }
+
+    /// Agreements that lapsed by `today`: both signed them, their review day
+    /// passed and nobody renewed them.
+    pub fn lapsed(&self, today: Day) -> Vec<&VersionRecord> {
+        self.agreements
+            .values()
+            .filter_map(|r| r.lapsed_on(today))
+            .collect()
     }
 
     /// Agreements in force whose review day has come.

@@ -66,7 +66,7 @@ fn agree_keep_withdraw_renew() {
     }
 
     // Review: due on the review day, renewed as a new co-signed version.
-    let today = Day::parse("2027-01-15").expect("day");
+    let today = Day::parse("2026-11-15").expect("day");
     assert_eq!(c.a.state().due_for_review(today).len(), 1);
     assert_eq!(c.a.state().due_for_review(Day(today.0 - 1)).len(), 0);
     let v1 = c.a.state().agreements[&id].versions[0].agreement.clone();

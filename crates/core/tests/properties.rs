@@ -77,7 +77,7 @@ fn fixture() -> Fixture {
             supersedes: None,
             title: t.title.into(),
             rules: t.rules,
-            review_on: Day(20_000),
+            review_on: Day(60),
         })
         .expect("propose");
     let ev = a.compose(&p, 2, &mut rng).expect("compose");

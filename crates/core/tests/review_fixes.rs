@@ -60,8 +60,14 @@ fn certificates_are_tied_to_the_place_in_the_log() {
     for (k, v) in &rule.params {
         assert!(text.contains(&format!("{k}: {v}")), "{text}");
     }
-    assert_eq!(c.a.certificate_status(&back), CertificateStatus::InForce);
-    assert_eq!(c.b.certificate_status(&back), CertificateStatus::InForce);
+    assert_eq!(
+        c.a.certificate_status(&back, c.today()),
+        CertificateStatus::InForce
+    );
+    assert_eq!(
+        c.b.certificate_status(&back, c.today()),
+        CertificateStatus::InForce
+    );
 
     // Someone holding both identity keys mints a certificate for words that
     // were never proposed: it may even verify offline (they can certify a
@@ -99,8 +105,14 @@ fn certificates_are_tied_to_the_place_in_the_log() {
     .certificate(&fake, &dev_cert)
     .expect("self-consistent");
     let minted = Certificate::from_bytes(&minted.to_bytes()).expect("verifies offline");
-    assert_eq!(c.a.certificate_status(&minted), CertificateStatus::NotInLog);
-    assert_eq!(c.b.certificate_status(&minted), CertificateStatus::NotInLog);
+    assert_eq!(
+        c.a.certificate_status(&minted, c.today()),
+        CertificateStatus::NotInLog
+    );
+    assert_eq!(
+        c.b.certificate_status(&minted, c.today()),
+        CertificateStatus::NotInLog
+    );
 
     // Stolen keys again, now pointing at the *real* proposing event (or at
     // another real event of A's device): the log knows which words were
@@ -125,7 +137,10 @@ fn certificates_are_tied_to_the_place_in_the_log() {
         .certificate(ev, &a_dev_cert)
         .expect("self-consistent");
         let cert = Certificate::from_bytes(&cert.to_bytes()).expect("verifies offline");
-        assert_eq!(c.b.certificate_status(&cert), CertificateStatus::NotInLog);
+        assert_eq!(
+            c.b.certificate_status(&cert, c.today()),
+            CertificateStatus::NotInLog
+        );
     }
 
     // Signatures not tied to a log position are refused outright: the same
@@ -157,8 +172,14 @@ fn certificates_are_tied_to_the_place_in_the_log() {
             comment: String::new(),
         },
     );
-    assert_eq!(c.a.certificate_status(&back), CertificateStatus::Withdrawn);
-    assert_eq!(c.b.certificate_status(&back), CertificateStatus::Withdrawn);
+    assert_eq!(
+        c.a.certificate_status(&back, c.today()),
+        CertificateStatus::Withdrawn
+    );
+    assert_eq!(
+        c.b.certificate_status(&back, c.today()),
+        CertificateStatus::Withdrawn
+    );
     assert!(
         c.a.certificate(id, 1).is_ok(),
         "the signing is still provable"

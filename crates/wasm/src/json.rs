@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 
 use js_sys::{Array, Object, Reflect};
-use troth_core::agreement::{Category, Day, Rule, templates as core_templates};
+use troth_core::agreement::{Category, Day, Limits, QuietHours, Rule, templates as core_templates};
 use troth_core::event::Role;
 use troth_core::replica::{Alert, Replica};
 use troth_core::state::VersionStatus;
@@ -70,8 +70,60 @@ fn category_from(name: &str) -> Category {
     }
 }
 
+fn limits_js(l: &Limits) -> JsValue {
+    obj(&[
+        ("checkinsPerDay", opt(l.checkins_per_day, n)),
+        ("phonePerWeek", opt(l.phone_per_week, n)),
+        (
+            "quiet",
+            opt(l.quiet, |q| {
+                obj(&[
+                    ("from", n(q.from_min)),
+                    ("to", n(q.to_min)),
+                    ("utcOffset", JsValue::from_f64(f64::from(q.utc_offset_min))),
+                ])
+            }),
+        ),
+        ("words", arr(l.words().iter().map(|w| s(w)))),
+    ])
+}
+
+/// A number property as `T`, if present and in range.
+fn get_num<T: TryFrom<i64>>(o: &JsValue, k: &str) -> Option<T> {
+    Reflect::get(o, &JsValue::from_str(k))
+        .ok()
+        .and_then(|v| v.as_f64())
+        .filter(|f| f.fract() == 0.0 && f.abs() < 1e9)
+        .and_then(|f| T::try_from(f as i64).ok())
+}
+
+fn limits(v: &JsValue) -> Limits {
+    let Some(l) = Reflect::get(v, &JsValue::from_str("limits"))
+        .ok()
+        .filter(JsValue::is_object)
+    else {
+        return Limits::default();
+    };
+    let quiet = Reflect::get(&l, &JsValue::from_str("quiet"))
+        .ok()
+        .filter(JsValue::is_object)
+        .and_then(|q| {
+            Some(QuietHours {
+                from_min: get_num(&q, "from")?,
+                to_min: get_num(&q, "to")?,
+                utc_offset_min: get_num(&q, "utcOffset")?,
+            })
+        });
+    Limits {
+        checkins_per_day: get_num(&l, "checkinsPerDay"),
+        phone_per_week: get_num(&l, "phonePerWeek"),
+        quiet,
+    }
+}
+
 fn rule_js(r: &Rule) -> JsValue {
     obj(&[
+        ("limits", limits_js(&r.limits)),
         ("text", s(&r.text)),
         ("category", s(r.category.name())),
         ("asksOf", s(role_name(r.asks_of))),
@@ -103,6 +155,7 @@ pub(crate) fn rule(v: &JsValue) -> Rule {
         category: category_from(&get_str(v, "category")),
         asks_of,
         params,
+        limits: limits(v),
     }
 }
 
@@ -130,6 +183,7 @@ fn status_name(s: VersionStatus) -> &'static str {
         VersionStatus::Declined => "declined",
         VersionStatus::Withdrawn => "withdrawn",
         VersionStatus::Retired => "retired",
+        VersionStatus::Lapsed => "lapsed",
     }
 }
 
@@ -157,6 +211,7 @@ pub(crate) fn state(r: &Replica, now_ms: u64) -> JsValue {
                 ("proposedBy", s(role_name(v.proposed_by))),
                 ("proposedAt", n(v.proposed_at)),
                 ("status", s(status_name(v.status))),
+                ("statusToday", s(status_name(v.status_on(today)))),
                 (
                     "signedBy",
                     arr(v.signatures.keys().map(|r| s(role_name(*r)))),
@@ -187,6 +242,10 @@ pub(crate) fn state(r: &Replica, now_ms: u64) -> JsValue {
                     .unwrap_or_default()),
             ),
             ("inForce", opt(rec.in_force(), |v| n(v.agreement.version))),
+            (
+                "lapsed",
+                opt(rec.lapsed_on(today), |v| n(v.agreement.version)),
+            ),
             ("pending", opt(rec.pending(), |v| n(v.agreement.version))),
             ("versions", versions),
             (
@@ -257,6 +316,9 @@ pub(crate) fn state(r: &Replica, now_ms: u64) -> JsValue {
                     ("atMs", n(q.at_ms)),
                     ("note", s(&q.note)),
                     ("answeredBy", opt(q.answered_by, n)),
+                    ("answer", opt(q.answer, |(a, _)| s(a.words()))),
+                    ("outside", opt(q.outside.as_deref(), s)),
+                    ("open", JsValue::from_bool(q.is_open())),
                 ])
             })),
         ),
@@ -274,6 +336,9 @@ pub(crate) fn state(r: &Replica, now_ms: u64) -> JsValue {
                     ("atMs", n(p.at_ms)),
                     ("action", s(action)),
                     ("note", s(&p.note)),
+                    ("hash", s(&p.hash.to_hex())),
+                    ("answer", opt(p.answer, |(a, _)| s(a.words()))),
+                    ("outside", opt(p.outside.as_deref(), s)),
                 ])
             })),
         ),

@@ -49,13 +49,14 @@ pub(crate) fn text(r: &Replica, recipient: &str, today: Day) -> Result<String, J
     let _ = writeln!(s, "\nAgreements\n==========");
     for rec in st.agreements.values() {
         for v in &rec.versions {
-            let status = match v.status {
+            let status = match v.status_on(today) {
                 VersionStatus::Pending => "waiting for signatures",
                 VersionStatus::InForce => "in force, signed by both",
                 VersionStatus::Superseded => "replaced by a later version",
                 VersionStatus::Declined => "declined",
                 VersionStatus::Withdrawn => "consent withdrawn",
                 VersionStatus::Retired => "retired together",
+                VersionStatus::Lapsed => "lapsed: the review date passed without both renewing it",
             };
             let _ = writeln!(
                 s,

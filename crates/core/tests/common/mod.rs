@@ -61,6 +61,11 @@ impl Couple {
         c
     }
 
+    /// The couple's day (by the clock the helper gives events).
+    pub fn today(&self) -> Day {
+        Day::from_unix_ms(self.now)
+    }
+
     /// A catches up with the log.
     pub fn sync_a(&mut self) {
         let from = self.a.events().len();
@@ -73,6 +78,23 @@ impl Couple {
         let from = self.b.events().len();
         let r = self.b.ingest(&self.log[from..]);
         assert!(r.error.is_none(), "{:?}", r.error);
+    }
+
+    /// Like [`Couple::post`], as a modified client would: without the
+    /// composer's checks (review cap, request limits).
+    pub fn post_unchecked(&mut self, by: Role, content: Content) -> Event {
+        self.now += 1000;
+        let rep = match by {
+            Role::Leading => &self.a,
+            Role::Rebuilding => &self.b,
+        };
+        let ev = rep
+            .compose_unchecked(&content, self.now, &mut self.rng)
+            .expect("compose");
+        self.log.push(ev.clone());
+        self.sync_a();
+        self.sync_b();
+        ev
     }
 
     /// Composes on the author's head and appends if it is still the log's head.
@@ -102,6 +124,6 @@ pub fn whereabouts(id: AgreementId) -> Agreement {
         supersedes: None,
         title: t.title.into(),
         rules: t.rules,
-        review_on: Day::parse("2027-01-15").expect("day"),
+        review_on: Day::parse("2026-11-15").expect("day"),
     }
 }

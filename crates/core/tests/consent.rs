@@ -1,0 +1,351 @@
+//! Consent that cannot be turned into control (issue 17): review dates are
+//! capped, rules lapse at their review date, requests have signed limits,
+//! answers that are not compliance are normal answers, and exports are
+//! signed events. Each rule is checked in the composer *and* in the fold
+//! (with a modified client's events, `post_unchecked`).
+
+use troth_core::agreement::{
+    Agreement, AgreementError, Limits, MAX_REVIEW_DAYS, QuietHours, template,
+};
+use troth_core::content::{AnswerKind, Content, ExportKind, PhoneAction};
+use troth_core::event::Role;
+use troth_core::ids::AgreementId;
+use troth_core::replica::{CertificateStatus, ReplicaError};
+use troth_core::state::{Ask, DAY_MS, VersionStatus};
+
+mod common;
+use common::Couple;
+
+/// Proposes `a` as the leading partner and has both sign it.
+fn agree(c: &mut Couple, a: Agreement) -> AgreementId {
+    let id = a.id;
+    let p = c.a.propose(a).expect("propose");
+    c.post(Role::Leading, p);
+    let s = c.a.cosign(id, 1).expect("a signs");
+    c.post(Role::Leading, s);
+    let s = c.b.cosign(id, 1).expect("b signs");
+    c.post(Role::Rebuilding, s);
+    assert!(c.b.state().agreements[&id].in_force().is_some());
+    id
+}
+
+fn from_template(c: &mut Couple, name: &str, review_in: u32) -> Agreement {
+    let t = template(name).expect("template");
+    Agreement {
+        id: AgreementId::random(&mut c.rng),
+        version: 1,
+        supersedes: None,
+        title: t.title.into(),
+        rules: t.rules,
+        review_on: c.today().plus(review_in),
+    }
+}
+
+#[test]
+fn review_dates_are_capped_in_the_composer_and_the_fold() {
+    let mut c = Couple::new(31);
+    assert_eq!(MAX_REVIEW_DAYS, 90);
+    let far = from_template(&mut c, "bed", MAX_REVIEW_DAYS + 1);
+    let p = c.a.propose(far.clone()).expect("content");
+    let refused = c.a.compose(&p, c.now + 1000, &mut c.rng);
+    assert!(
+        matches!(
+            refused,
+            Err(ReplicaError::Agreement(AgreementError::ReviewTooFar))
+        ),
+        "{refused:?}"
+    );
+    let msg = AgreementError::ReviewTooFar.to_string();
+    assert!(msg.contains("90 days"), "{msg}");
+
+    // A modified client's proposal is not applied, and is a problem on both sides.
+    let ev = c.post_unchecked(Role::Leading, Content::Propose(far.clone()));
+    for r in [&c.a, &c.b] {
+        assert!(!r.state().agreements.contains_key(&far.id));
+        assert!(
+            r.state()
+                .problems
+                .iter()
+                .any(|(seq, w)| *seq == ev.header().seq && w.contains("too far ahead")),
+            "{:?}",
+            r.state().problems
+        );
+    }
+
+    // Exactly at the cap is fine.
+    let ok = from_template(&mut c, "bed", MAX_REVIEW_DAYS);
+    agree(&mut c, ok);
+}
+
+#[test]
+fn an_agreement_lapses_after_its_review_day_unless_both_renew_it() {
+    let mut c = Couple::new(32);
+    let a = from_template(&mut c, "whereabouts", 30);
+    let review = a.review_on;
+    let id = agree(&mut c, a);
+    let rec = &c.a.state().agreements[&id];
+    assert_eq!(rec.versions[0].status_on(review), VersionStatus::InForce);
+    assert!(rec.in_force_on(review).is_some());
+    let after = review.plus(1);
+    for r in [&c.a, &c.b] {
+        let rec = &r.state().agreements[&id];
+        assert_eq!(rec.versions[0].status_on(after), VersionStatus::Lapsed);
+        assert!(rec.in_force_on(after).is_none());
+        assert_eq!(r.state().lapsed(after).len(), 1);
+        assert_eq!(r.state().lapsed(review).len(), 0);
+        // Still offered for review together.
+        assert_eq!(r.state().due_for_review(after).len(), 1);
+    }
+    // A certificate says so too.
+    let cert = c.a.certificate(id, 1).expect("certificate");
+    assert_eq!(
+        c.b.certificate_status(&cert, review),
+        CertificateStatus::InForce
+    );
+    assert_eq!(
+        c.b.certificate_status(&cert, after),
+        CertificateStatus::Lapsed
+    );
+    assert_eq!(CertificateStatus::Lapsed.as_str(), "lapsed");
+
+    // Renewed by both (a new version with a later review day), it is in force again.
+    c.now = u64::from(review.0) * DAY_MS + 1000;
+    let v1 = c.a.state().agreements[&id].versions[0].agreement.clone();
+    let v2 = v1.amended(v1.title.clone(), v1.rules.clone(), review.plus(60));
+    let p = c.b.propose(v2).expect("renew");
+    c.post(Role::Rebuilding, p);
+    let s = c.b.cosign(id, 2).expect("b");
+    c.post(Role::Rebuilding, s);
+    assert!(
+        c.a.state().agreements[&id].in_force_on(after).is_none(),
+        "one renewal signature is not enough"
+    );
+    let s = c.a.cosign(id, 2).expect("a");
+    c.post(Role::Leading, s);
+    let rec = &c.a.state().agreements[&id];
+    assert_eq!(rec.in_force_on(after).map(|v| v.agreement.version), Some(2));
+    assert!(c.a.state().lapsed(after).is_empty());
+}
+
+#[test]
+fn check_in_requests_over_the_signed_limit_are_refused_and_never_waiting() {
+    let mut c = Couple::new(33);
+    // Before any agreement, asking is not limited by one.
+    assert!(c.a.request_allowed(Ask::CheckIn, c.now).is_ok());
+    let a = from_template(&mut c, "whereabouts", 30);
+    assert_eq!(a.rules[0].limits.checkins_per_day, Some(3));
+    agree(&mut c, a);
+    let ask = || Content::RequestCheckIn {
+        note: "Could you check in?".into(),
+    };
+    for _ in 0..3 {
+        c.post(Role::Leading, ask());
+    }
+    // The composer refuses the fourth in the same day, in calm words.
+    let err =
+        c.a.compose(&ask(), c.now + 1000, &mut c.rng)
+            .expect_err("refused");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("at most 3 check-in requests a day") && msg.contains("wasn't sent"),
+        "{msg}"
+    );
+    // The rule asks nothing of the leading partner: the rebuilding partner's
+    // requests are not limited by it.
+    assert!(c.b.request_allowed(Ask::CheckIn, c.now).is_ok());
+
+    // A modified client sends it anyway: outside what they agreed, never waiting.
+    let ev = c.post_unchecked(Role::Leading, ask());
+    for r in [&c.a, &c.b] {
+        let q = r.state().requests.last().expect("request");
+        assert_eq!(q.seq, ev.header().seq);
+        assert_eq!(
+            q.outside.as_deref(),
+            Some("at most 3 check-in requests a day")
+        );
+        assert!(!q.is_open());
+        let t = r.state().timeline.last().expect("entry");
+        assert!(t.what.contains("outside what you agreed"), "{}", t.what);
+    }
+    assert_eq!(
+        c.b.state().requests.iter().filter(|q| q.is_open()).count(),
+        3
+    );
+
+    // A day later, asking is within the limit again.
+    c.now += DAY_MS;
+    assert!(c.a.request_allowed(Ask::CheckIn, c.now + 1000).is_ok());
+    c.post(Role::Leading, ask());
+    assert!(c.b.state().requests.last().expect("r").outside.is_none());
+}
+
+#[test]
+fn phone_requests_and_quiet_hours_are_limited_as_signed() {
+    let mut c = Couple::new(34);
+    let mut a = from_template(&mut c, "phone", 30);
+    assert_eq!(a.rules[0].limits.phone_per_week, Some(1));
+    // Quiet hours around the helper's clock (minute of the UTC day it is now).
+    let minute = u16::try_from((c.now / 60_000) % 1440).expect("minute");
+    a.rules[0].limits.quiet = Some(QuietHours {
+        from_min: (minute + 60) % 1440,
+        to_min: (minute + 120) % 1440,
+        utc_offset_min: 0,
+    });
+    agree(&mut c, a);
+    let ask = || Content::Phone {
+        action: PhoneAction::Asked,
+        note: String::new(),
+        answers: None,
+    };
+    c.post(Role::Leading, ask());
+    let err =
+        c.a.compose(&ask(), c.now + 1000, &mut c.rng)
+            .expect_err("refused");
+    assert!(
+        err.to_string()
+            .contains("at most 1 request to see the phone a week"),
+        "{err}"
+    );
+    // In the quiet hours, even the first request of a week is refused.
+    let quiet = c.now + 8 * DAY_MS + 90 * 60_000;
+    let err = c.a.request_allowed(Ask::Phone, quiet).expect_err("refused");
+    assert!(
+        err.to_string().contains("no requests") && err.to_string().contains("UTC+00:00"),
+        "{err}"
+    );
+    assert!(c.a.request_allowed(Ask::Phone, c.now + 8 * DAY_MS).is_ok());
+    // The fold marks a modified client's second request this week.
+    c.post_unchecked(Role::Leading, ask());
+    let p = c.b.state().phone.last().expect("phone");
+    assert!(p.outside.is_some());
+    // Showing the phone is never limited.
+    c.post(
+        Role::Rebuilding,
+        Content::Phone {
+            action: PhoneAction::Granted,
+            note: String::new(),
+            answers: None,
+        },
+    );
+    assert!(
+        c.a.state().problems.is_empty(),
+        "{:?}",
+        c.a.state().problems
+    );
+}
+
+#[test]
+fn limits_are_signed_with_the_words() {
+    let mut c = Couple::new(35);
+    let a = from_template(&mut c, "whereabouts", 30);
+    let mut b = a.clone();
+    b.rules[0].limits = Limits {
+        checkins_per_day: Some(10),
+        ..Limits::default()
+    };
+    assert_ne!(a.content_hash(), b.content_hash());
+    // Quiet hours that are not a range within a day are refused.
+    b.rules[0].limits.quiet = Some(QuietHours {
+        from_min: 1440,
+        to_min: 60,
+        utc_offset_min: 0,
+    });
+    assert_eq!(b.validate(), Err(AgreementError::BadLimits));
+    let words = troth_core::agreement::describe_rules(&a);
+    assert!(
+        words.contains("Limit on asking: at most 3 check-in requests a day"),
+        "{words}"
+    );
+}
+
+#[test]
+fn answers_that_are_not_compliance_are_normal_answers() {
+    let mut c = Couple::new(36);
+    let req = c.post(
+        Role::Leading,
+        Content::RequestCheckIn {
+            note: "Where are you?".into(),
+        },
+    );
+    let phone = c.post(
+        Role::Leading,
+        Content::Phone {
+            action: PhoneAction::Asked,
+            note: String::new(),
+            answers: None,
+        },
+    );
+    c.post(
+        Role::Rebuilding,
+        Content::Answer {
+            to: req.hash(),
+            answer: AnswerKind::Therapist,
+            note: String::new(),
+        },
+    );
+    c.post(
+        Role::Rebuilding,
+        Content::Answer {
+            to: phone.hash(),
+            answer: AnswerKind::TalkFirst,
+            note: "tonight, after dinner".into(),
+        },
+    );
+    for r in [&c.a, &c.b] {
+        let st = r.state();
+        assert_eq!(
+            st.requests[0].answer.map(|a| a.0),
+            Some(AnswerKind::Therapist)
+        );
+        assert!(!st.requests[0].is_open(), "answered, so not waiting");
+        assert_eq!(st.phone[0].answer.map(|a| a.0), Some(AnswerKind::TalkFirst));
+        assert!(st.problems.is_empty(), "{:?}", st.problems);
+        let words: Vec<&str> = st.timeline.iter().map(|t| t.what.as_str()).collect();
+        assert!(words.contains(&"answered: “Let's bring this to our therapist”"));
+        assert!(
+            words.contains(&"answered: “Not now — can we talk about it?”: tonight, after dinner")
+        );
+        // Neutral words: nothing reads as a refusal or a failure.
+        assert!(
+            words
+                .iter()
+                .all(|w| !w.contains("refus") && !w.contains("fail")),
+            "{words:?}"
+        );
+    }
+    // One's own request cannot be answered by oneself.
+    c.post(
+        Role::Leading,
+        Content::Answer {
+            to: req.hash(),
+            answer: AnswerKind::NotComfortable,
+            note: String::new(),
+        },
+    );
+    assert_eq!(c.a.state().problems.len(), 1);
+    assert_eq!(
+        c.a.state().requests[0].answer.map(|a| a.0),
+        Some(AnswerKind::Therapist)
+    );
+}
+
+#[test]
+fn certificate_and_report_exports_are_events_both_see() {
+    let mut c = Couple::new(37);
+    c.post(
+        Role::Rebuilding,
+        Content::Exported {
+            what: ExportKind::Certificate,
+            detail: "“Knowing where you are”, version 1".into(),
+        },
+    );
+    for r in [&c.a, &c.b] {
+        let st = r.state();
+        assert_eq!(st.exports.len(), 1);
+        assert_eq!(st.exports[0].0, Role::Rebuilding);
+        assert_eq!(
+            st.timeline.last().map(|t| t.what.as_str()),
+            Some("exported a certificate of “Knowing where you are”, version 1")
+        );
+    }
+}

@@ -1,0 +1,151 @@
+//! Issue 17's scripted contract through the real `troth` binary and a real
+//! relay on a loopback port: review dates are capped, an agreement lapses
+//! after its review date, a check-in request over the signed limit is
+//! refused with one calm line, answers that are not compliance are normal
+//! answers, and exporting a certificate is an event both partners see.
+
+use troth_tests::cli::{assert_one_line, paired_couple};
+
+fn status_of(p: &troth_tests::cli::Person, id: &str) -> serde_json::Value {
+    let v = p.json(&["agreement", "list"]);
+    v["agreements"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|a| a["id"] == id)
+        .cloned()
+        .expect("agreement listed")
+}
+
+fn timeline_words(p: &troth_tests::cli::Person) -> Vec<String> {
+    p.json(&["timeline"])["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(|e| e["what"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn the_consent_contract_holds_end_to_end() {
+    let (_relay, mut a, mut b) = paired_couple();
+    a.now = Some("2027-01-01".into());
+    b.now = Some("2027-01-01".into());
+
+    // A review date past the cap is refused before anything is sent, with the cap in the words.
+    let out = a.fails(&[
+        "agreement",
+        "propose",
+        "--template",
+        "whereabouts",
+        "--review-in",
+        "400d",
+    ]);
+    let err = assert_one_line(&out, 1);
+    assert!(err.contains("at most 90 days ahead"), "{err}");
+    assert_eq!(
+        a.json(&["agreement", "list"])["agreements"],
+        serde_json::json!([])
+    );
+
+    // The whereabouts template carries its limit; both sign; it is in force.
+    let p = a.json(&[
+        "agreement",
+        "propose",
+        "--template",
+        "whereabouts",
+        "--review-in",
+        "30d",
+    ]);
+    let id = p["id"].as_str().expect("id").to_owned();
+    let show = b.json(&["agreement", "show", &id[..8]]);
+    assert_eq!(
+        show["versions"][0]["rules"][0]["limits"]["checkins_per_day"],
+        3
+    );
+    assert!(
+        b.ok(&["agreement", "show", &id[..8]])
+            .contains("limit on asking: at most 3 check-in requests a day")
+    );
+    b.ok(&["agreement", "sign", &id[..8]]);
+    assert_eq!(status_of(&a, &id)["status"], "in_force");
+
+    // Three requests a day are within what they agreed; the fourth is refused.
+    for _ in 0..3 {
+        a.ok(&["request-checkin", "Could you check in?"]);
+    }
+    let before = a.json(&["status"])["events"].clone();
+    let out = a.fails(&["request-checkin", "One more?"]);
+    let err = assert_one_line(&out, 1);
+    assert!(
+        err.contains("at most 3 check-in requests a day") && err.contains("wasn't sent"),
+        "{err}"
+    );
+    assert_eq!(
+        a.json(&["status"])["events"],
+        before,
+        "nothing was appended"
+    );
+
+    // B answers one request another way: a normal answer, shown neutrally.
+    let open = b.json(&["status"])["open_requests"].clone();
+    assert_eq!(open.as_array().map(Vec::len), Some(3));
+    let ans = b.json(&["answer", "therapist"]);
+    assert_eq!(ans["answer"], "therapist");
+    assert_eq!(ans["words"], "Let's bring this to our therapist");
+    for p in [&a, &b] {
+        assert!(
+            timeline_words(p)
+                .iter()
+                .any(|w| w == "answered: “Let's bring this to our therapist”")
+        );
+    }
+    assert_eq!(
+        b.json(&["status"])["open_requests"]
+            .as_array()
+            .map(Vec::len),
+        Some(2)
+    );
+
+    // Exporting a certificate is recorded for both before the file is written.
+    let cert = a.scratch("cert.txt");
+    a.ok(&[
+        "agreement",
+        "export",
+        &id[..8],
+        "--out",
+        cert.to_str().expect("path"),
+    ]);
+    assert!(cert.exists());
+    assert!(
+        timeline_words(&b)
+            .iter()
+            .any(|w| w == "exported a certificate of “Knowing where you are”, version 1"),
+        "{:?}",
+        timeline_words(&b)
+    );
+
+    // On the review day it is still in force; the day after, it has lapsed on both sides.
+    a.now = Some("2027-01-31".into());
+    assert_eq!(status_of(&a, &id)["status"], "in_force");
+    a.now = Some("2027-02-01".into());
+    b.now = Some("2027-02-01".into());
+    for p in [&a, &b] {
+        let s = status_of(p, &id);
+        assert_eq!(s["status"], "lapsed", "{s}");
+        assert_eq!(s["in_force_version"], serde_json::Value::Null);
+        assert_eq!(s["lapsed_version"], 1);
+        assert_eq!(p.json(&["status"])["lapsed"], serde_json::json!([id]));
+        assert!(
+            p.ok(&["agreement", "list"])
+                .contains("lapsed — look at it together")
+        );
+    }
+    let st = b.json(&["agreement", "status", cert.to_str().expect("path")]);
+    assert_eq!(st["status"], "lapsed", "{st}");
+    // A lapsed agreement no longer governs asking: its limit is gone with it.
+    a.ok(&[
+        "request-checkin",
+        "Could we look at our agreement together?",
+    ]);
+}
