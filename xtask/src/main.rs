@@ -122,13 +122,18 @@ fn have(program: &str) -> bool {
 }
 
 /// Installs Debian packages that are missing; apt-get update runs once, only
-/// when something is missing.
+/// when something is missing (checked by the program's presence on the PATH).
 fn apt_install(packages: &[(&str, &str)]) -> Result<()> {
     let missing: Vec<&str> = packages
         .iter()
         .filter(|(program, _)| !have(program))
         .map(|(_, pkg)| *pkg)
         .collect();
+    apt_get_install(&missing)
+}
+
+/// Installs these Debian packages (none: nothing to do).
+fn apt_get_install(missing: &[&str]) -> Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
@@ -152,7 +157,7 @@ fn apt_install(packages: &[(&str, &str)]) -> Result<()> {
     };
     apt(&["update", "-q"])?;
     let mut args = vec!["install", "-y", "-q", "--no-install-recommends"];
-    args.extend(&missing);
+    args.extend(missing.iter().copied());
     apt(&args)
 }
 
@@ -202,8 +207,17 @@ fn push_service_venv() -> Result<()> {
     if ready {
         return Ok(());
     }
-    // python3-venv brings python3 (Debian; the venv module is split out there).
-    apt_install(&[("python3", "python3-venv")])?;
+    // Debian splits the venv module (ensurepip) out of python3: a machine
+    // can have python3 without it, so ask Python rather than the PATH.
+    let has_venv = Command::new("python3")
+        .args(["-c", "import ensurepip, venv"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has_venv {
+        apt_get_install(&["python3-venv"])?;
+    }
     run(Command::new("python3")
         .arg("-m")
         .arg("venv")
