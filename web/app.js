@@ -14,11 +14,18 @@ import { h, screen } from './lib/dom.js';
 import { watchCode } from './screens/code-change.js';
 import { showWelcome, showUnlock } from './screens/unlock.js';
 import { refresh, showConnection } from './screens/space.js';
-import { on } from './lib/state.js';
+import { on, S } from './lib/state.js';
+import { sync } from './lib/sync.js';
 
 // The lower layers say when something changed; the space screen redraws.
 on('refresh', refresh);
 on('online', showConnection);
+// Opened from a notification: fetch what is new.
+if ('serviceWorker' in navigator) {
+  navigator.serviceWorker.addEventListener('message', (m) => {
+    if (m.data && m.data.troth === 'opened-from-notification' && S.space) sync().catch(() => {});
+  });
+}
 
 async function boot() {
   try {

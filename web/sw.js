@@ -74,3 +74,35 @@ self.addEventListener('fetch', (e) => {
   if (url.pathname === '/troth-config.json') { e.respondWith(config(e.request)); return; }
   e.respondWith(fromPin(url.pathname).then((r) => r || fetch(e.request)));
 });
+
+// Notifications (issue 16). A push carries nothing to show (the relay sends
+// the same encrypted constant for every event), and neither does the
+// notification: the same neutral words whatever happened, or plainer ones
+// if the person chose them (the app keeps the choice in the pin cache).
+const TITLES = ['Something new in Troth', 'Something new'];
+
+self.addEventListener('push', (e) => {
+  e.waitUntil((async () => {
+    const r = await (await caches.open(PIN)).match('/push-title');
+    const chosen = r ? await r.text() : '';
+    const title = TITLES.includes(chosen) ? chosen : TITLES[0];
+    await self.registration.showNotification(title, { tag: 'troth', renotify: false, icon: '/icon.svg' });
+  })());
+});
+
+/** Opening the notification: the app's open window comes forward (and is told), or the app opens. */
+async function openApp() {
+  const wins = await self.clients.matchAll({ type: 'window', includeUncontrolled: true });
+  for (const w of wins) {
+    w.postMessage({ troth: 'opened-from-notification' });
+    try { return await w.focus(); } catch { /* focusing needs the click itself */ }
+  }
+  return wins.length ? null : self.clients.openWindow('/');
+}
+
+self.addEventListener('notificationclick', (e) => {
+  e.notification.close();
+  const done = openApp();
+  // Only the browser's own events may be extended (a test dispatches one).
+  try { e.waitUntil(done); } catch { /* untrusted event */ }
+});

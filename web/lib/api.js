@@ -76,6 +76,9 @@ export function spaceApi(space) {
     append: (event) => call('POST', `${base}/events`, { body: { event }, sign }),
     read: (from) => call('GET', `${base}/events`, { query: `?from=${from}&limit=1000`, sign }),
     remove: () => call('DELETE', base, { sign }),
+    // Notifications: this device's push subscription and quiet hours (signed; docs/RELAY.md).
+    pushOn: (registration) => call('POST', `${base}/push`, { body: registration, sign }),
+    pushOff: () => call('DELETE', `${base}/push`, { sign }),
     liveUrl: () => `${relay.replace(/^http/, 'ws')}${base}/live`,
     liveAuth: () => {
       const h = space.signRequest('GET', `${base}/live`, new Uint8Array(), Date.now());
@@ -86,6 +89,9 @@ export function spaceApi(space) {
     },
   };
 }
+
+/** The relay's VAPID public key (base64url), for subscribing to notifications. */
+export const pushKey = () => call('GET', '/v1/push/key');
 
 /** The rendezvous mailbox API used for pairing. */
 export const rendezvous = {

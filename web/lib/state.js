@@ -8,7 +8,7 @@ export let S = fresh();
 
 function fresh() {
   return { keys: null, space: null, api: null, meta: null, ws: null, tab: 'agreements', drafts: [], intents: [],
-    online: false, syncing: false, again: false, backoff: 1000, pairing: null, gone: false, timers: [] };
+    online: false, syncing: false, again: false, backoff: 1000, pairing: null, gone: false, timers: [], pushResumed: false };
 }
 
 /** Starts a new, empty session (after locking). */

@@ -9,6 +9,8 @@ import { editor, review, agreementCards, draftCards } from './agreements.js';
 import { checkInForm, askForm, askedOfMe, intentCards, checkinList, fillAnswers } from './checkins.js';
 import { timeline } from './timeline.js';
 import { safetyCards, therapistForm, keyCard, lockCard, codeCard, leaveCard } from './safety.js';
+import { notifyCard, calendarCard } from './notify.js';
+import { resume as resumePush } from '../lib/push.js';
 
 const integrityEl = document.getElementById('integrity');
 
@@ -43,6 +45,9 @@ export function showSpace() {
     tabs, panel);
   buildTab(panel);
   refresh();
+  // Once a session: a device with notifications on registers again, so
+  // that its quiet hours (kept by the relay in UTC) follow the clock.
+  if (!S.pushResumed) { S.pushResumed = true; resumePush(); }
 }
 
 function buildTab(panel) {
@@ -58,7 +63,7 @@ function buildTab(panel) {
   } else if (tab === 'timeline') {
     panel.append(h('h2', {}, 'Everything, newest first'), h('div', { id: 'live-timeline' }));
   } else {
-    panel.append(h('div', { id: 'live-safety' }), therapistForm(), keyCard(), lockCard(), codeCard(), leaveCard());
+    panel.append(h('div', { id: 'live-safety' }), notifyCard(), calendarCard(), therapistForm(), keyCard(), lockCard(), codeCard(), leaveCard());
   }
 }
 
