@@ -92,17 +92,14 @@ export async function turnOn(quiet) {
     if (e instanceof RelayError && e.code === 'push_off') throw new Error("This relay doesn't send notifications. Its operator can turn them on; nothing was changed.");
     throw e;
   }
-  let sub = await reg.pushManager.getSubscription();
-  if (!sub) {
-    try {
-      // A browser whose push service cannot be reached may never answer.
-      sub = await Promise.race([
-        reg.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: bytes(key) }),
-        new Promise((resolve, reject) => { setTimeout(() => reject(new Error('timeout')), 10000); }),
-      ]);
-    } catch {
-      throw new Error("Your browser couldn't set up notifications just now (its push service didn't answer). Nothing was changed; you can try again later.");
-    }
+  // A browser whose push service cannot be reached may never answer.
+  const within = (p) => Promise.race([p, new Promise((resolve, reject) => { setTimeout(() => reject(new Error('timeout')), 10000); })]);
+  let sub;
+  try {
+    sub = (await within(reg.pushManager.getSubscription()))
+      || await within(reg.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: bytes(key) }));
+  } catch {
+    throw new Error("Your browser couldn't set up notifications just now (its push service didn't answer). Nothing was changed; you can try again later.");
   }
   await S.api.pushOn(body(sub, quiet));
   localStorage.setItem(ON, '1');
