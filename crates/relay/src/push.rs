@@ -952,6 +952,30 @@ mod tests {
         assert!(check_endpoint(&t, "http://127.0.0.1:9998/push/1").is_err());
     }
 
+    /// An allowed name that resolves to a loopback address at send time
+    /// (DNS rebinding, a misconfigured list) is refused by the resolver
+    /// before any connection: Refused, where a connection attempt to a
+    /// closed port would have been a Retry.
+    #[test]
+    fn a_name_resolving_to_a_private_address_is_never_connected_to() {
+        let settings = PushSettings {
+            allowed_hosts: vec!["localhost".into()],
+            ..PushSettings::default()
+        };
+        let push = Push::new(settings, VapidKey::generate());
+        use p256::elliptic_curve::sec1::ToEncodedPoint as _;
+        let ua = p256::SecretKey::random(&mut rand::rngs::OsRng);
+        let point = ua.public_key().to_encoded_point(false);
+        let sub = Subscription {
+            endpoint: "https://localhost/push/1".into(),
+            p256dh: URL_SAFE_NO_PAD.encode(point.as_bytes()),
+            auth: URL_SAFE_NO_PAD.encode([7u8; 16]),
+            quiet: None,
+        };
+        assert!(check_endpoint(push.settings(), &sub.endpoint).is_ok());
+        assert_eq!(send(&push.agent(), &push, &sub, 1_000), Outcome::Refused);
+    }
+
     #[test]
     fn vapid_key_is_kept_and_tokens_name_the_origin() {
         let dir = std::env::temp_dir().join(format!("troth-vapid-{}", std::process::id()));

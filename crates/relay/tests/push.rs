@@ -682,3 +682,97 @@ async fn the_vapid_key_is_made_once_and_kept() {
     let r = relay.http().req("GET", "/v1/push/key", &[], vec![]).await;
     assert_eq!(r.json()["key"], first.as_str());
 }
+
+/// A push service that fails is tried again after a backoff, and one that
+/// never answers holds up nothing: appends go on, sends time out.
+#[tokio::test]
+async fn failures_are_retried_with_backoff_and_never_hold_up_appends() {
+    let rig = Rig::start().await;
+    let http = rig.relay.http();
+    let now = rig.now();
+    let mut c = couple(&http, 1608, now).await;
+    let (a, b) = (c.s.dev.duplicate(), c.b.duplicate());
+    let (b_sub, b_keys) = rig.svc.subscribe().await;
+    assert_eq!(
+        register(&http, &c, &b, &b_keys, None, now).await.status,
+        204
+    );
+    // The push service is down for a moment (503), then back.
+    rig.svc.set_status(&b_sub, 503).await;
+    append_by(&http, &mut c, &a, sealed(b"one"), rig.now()).await;
+    assert_eq!(rig.svc.wait_for(&b_sub, 1, 10).await.len(), 1);
+    rig.svc.set_status(&b_sub, 201).await;
+    // Tried again after 2 s, and taken.
+    let got = rig.svc.wait_for(&b_sub, 2, 10).await;
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(got[1]["ok"], true);
+    let m = http.req("GET", "/metrics", &[], vec![]).await;
+    let text = String::from_utf8_lossy(&m.body).to_string();
+    assert!(text.contains("troth_push_retried_total 1"), "{text}");
+    assert!(text.contains("troth_push_sent_total 1"), "{text}");
+
+    // A push service that accepts connections and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let silent_origin = format!("http://{}", silent.local_addr().expect("addr"));
+    let accepted = Arc::new(AtomicU64::new(0));
+    let counter = accepted.clone();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in silent.incoming().flatten() {
+            counter.fetch_add(1, Ordering::SeqCst);
+            held.push(conn);
+        }
+    });
+    rig.relay.stop().await;
+    let state = AppState::new(
+        Arc::new(MemoryStore::new()),
+        Arc::new(Clock::default()),
+        Limits::default(),
+    )
+    .expect("state");
+    let settings = PushSettings {
+        test_origins: vec![silent_origin.clone()],
+        gather_ms: 0,
+        send_timeout_secs: 5,
+        ..PushSettings::default()
+    };
+    let relay =
+        InProcess::start_state(state.with_push(Push::new(settings, VapidKey::generate()))).await;
+    let http = relay.http();
+    let mut c = couple(&http, 1609, now_ms()).await;
+    let (a, b) = (c.s.dev.duplicate(), c.b.duplicate());
+    let mut stuck = b_keys.clone();
+    stuck["endpoint"] = json!(format!("{silent_origin}/push/never"));
+    assert_eq!(
+        register(&http, &c, &b, &stuck, None, now_ms()).await.status,
+        204
+    );
+    append_by(&http, &mut c, &a, sealed(b"first"), now_ms()).await;
+    for _ in 0..100 {
+        if accepted.load(Ordering::SeqCst) > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 1, "the send never started");
+    // While that send hangs (its timeout is 5 s), forty appends go through.
+    for i in 0..40u8 {
+        append_by(&http, &mut c, &a, sealed(&[i; 4]), now_ms()).await;
+    }
+    let m = http.req("GET", "/metrics", &[], vec![]).await;
+    let text = String::from_utf8_lossy(&m.body).to_string();
+    for still in [
+        "troth_push_sent_total 0",
+        "troth_push_retried_total 0",
+        "troth_push_failed_total 0",
+        "troth_push_dropped_total 0",
+    ] {
+        assert!(text.contains(still), "{still}: {text}");
+    }
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        1,
+        "one send for the device, not one per event"
+    );
+    relay.stop().await;
+}
