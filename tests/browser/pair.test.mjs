@@ -43,6 +43,12 @@ async function unlock(page, pass) {
   await page.getByRole('button', { name: 'Unlock' }).click();
 }
 
+/** Both partners confirm who sets the conditions (needed before proposing). */
+async function confirmRoles(p1, p2) {
+  for (const p of [p1, p2]) await p.getByRole('button', { name: "Yes, that's right" }).click();
+  for (const p of [p1, p2]) await p.getByTestId('roles').waitFor({ state: 'detached', timeout: 20000 });
+}
+
 async function pair(p1, p2, onCode) {
   await p1.getByRole('button', { name: 'Start our space and get a code' }).click();
   const codeEl = p1.getByTestId('pairing-code');
@@ -113,6 +119,18 @@ test('two partners pair, agree, keep check-ins and withdraw, live', async () => 
   await pa.getByRole('heading', { name: 'Our space' }).waitFor(LIVE);
   await pb.getByText('No agreements yet').first().waitFor(LIVE);
   await screenAndCheck(pb, '05-space-empty');
+
+  // Both confirm, each on their own screen, who sets the conditions; until
+  // then nothing can be proposed.
+  await pb.getByTestId('roles').waitFor(LIVE);
+  assert.ok(await pa.getByRole('button', { name: 'Propose an agreement' }).isDisabled());
+  assert.match(await pb.getByTestId('roles').innerText(), /Your partner sets the conditions for now/);
+  await screenAndCheck(pb, '05b-roles');
+  await pa.getByRole('button', { name: "Yes, that's right" }).click();
+  await pb.getByTestId('roles-status').getByText('by your partner: yes').waitFor(LIVE);
+  assert.ok(await pb.getByRole('button', { name: 'Propose an agreement' }).isDisabled(), 'one confirmation is not enough');
+  await pb.getByRole('button', { name: "Yes, that's right" }).click();
+  for (const p of [pa, pb]) await p.getByTestId('roles').waitFor({ state: 'detached', timeout: 20000 });
 
   // A proposes from a template, editing the words.
   await pa.getByRole('button', { name: 'Propose an agreement' }).click();
@@ -499,6 +517,7 @@ test('wrong and unknown codes are refused kindly; a tampering relay raises the i
     // Wait until Q verified its admission (both partners known) before lying.
     await pq.getByText('Almost there').waitFor({ state: 'detached', timeout: 20000 });
     // An agreement in force, for the review check below.
+    await confirmRoles(pp, pq);
     await pp.getByRole('button', { name: 'Propose an agreement' }).click();
     await pp.getByRole('button', { name: 'Propose to my partner' }).click();
     await pp.getByRole('button', { name: 'Sign these words' }).click();

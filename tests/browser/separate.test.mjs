@@ -87,6 +87,9 @@ test('two partners pair, co-sign and check in with the app served apart from the
   await pb.getByRole('button', { name: 'They match — we compared them' }).click();
   await pa.getByRole('heading', { name: 'Our space' }).waitFor(LIVE);
 
+  // Both confirm who sets the conditions before anything is proposed.
+  for (const p of [pa, pb]) await p.getByRole('button', { name: "Yes, that's right" }).click();
+  for (const p of [pa, pb]) await p.getByTestId('roles').waitFor({ state: 'detached', timeout: 20000 });
   await pa.getByRole('button', { name: 'Propose an agreement' }).click();
   await pa.getByLabel('Knowing where you are').check();
   await pa.getByRole('button', { name: 'Propose to my partner' }).click();

@@ -251,8 +251,19 @@ pub fn pair(a: &Person, b: &Person, relay: &Relay) -> (String, String) {
     pair_at(a, b, &relay.url)
 }
 
-/// Pairs `a` and `b` on the relay at `url` (e.g. a malicious one).
+/// Pairs `a` and `b` on the relay at `url` (e.g. a malicious one), then
+/// both confirm who sets the conditions (`troth roles confirm`), as they
+/// must before anything can be proposed.
 pub fn pair_at(a: &Person, b: &Person, url: &str) -> (String, String) {
+    let out = pair_unconfirmed(a, b, url);
+    a.ok(&["roles", "confirm"]);
+    b.ok(&["roles", "confirm"]);
+    out
+}
+
+/// Pairs `a` (who starts, in the leading role) and `b` on the relay at
+/// `url`; neither confirms the roles yet.
+pub fn pair_unconfirmed(a: &Person, b: &Person, url: &str) -> (String, String) {
     let mut start = a
         .cmd(&["pair", "start", "--relay", url, "--timeout", "60s"])
         .stdout(Stdio::piped())

@@ -149,3 +149,52 @@ fn the_consent_contract_holds_end_to_end() {
         "Could we look at our agreement together?",
     ]);
 }
+
+#[test]
+fn roles_are_confirmed_by_both_before_anything_is_proposed() {
+    let relay = troth_tests::cli::Relay::start();
+    let a = troth_tests::cli::Person::new();
+    let b = troth_tests::cli::Person::new();
+    a.ok(&["init"]);
+    b.ok(&["init"]);
+    let (a_out, b_out) = troth_tests::cli::pair_unconfirmed(&a, &b, &relay.url);
+    assert!(a_out.contains("You set the conditions"), "{a_out}");
+    assert!(
+        b_out.contains("Your partner sets the conditions"),
+        "{b_out}"
+    );
+
+    let propose = ["agreement", "propose", "--template", "whereabouts"];
+    let err = assert_one_line(&a.fails(&propose), 1);
+    assert!(err.contains("confirmed who sets the conditions"), "{err}");
+    let r = a.json(&["roles"]);
+    assert_eq!(r["agreed"], false);
+    assert_eq!(r["sets_conditions"], "leading");
+
+    // A confirms; B answers "No — we should talk about this first".
+    a.ok(&["roles", "confirm"]);
+    let r = b.json(&[
+        "roles",
+        "decline",
+        "--comment",
+        "Can we talk with our therapist first?",
+    ]);
+    assert_eq!(r["agreed"], false);
+    assert_eq!(r["declined"]["by"], "rebuilding");
+    let shown = a.ok(&["roles"]);
+    assert!(
+        shown.contains("Your partner answered “No — we should talk about this first”: Can we talk with our therapist first?"),
+        "{shown}"
+    );
+    assert_one_line(&a.fails(&propose), 1);
+
+    // Once both confirmed, proposing works.
+    let r = b.json(&["roles", "confirm"]);
+    assert_eq!(r["agreed"], true);
+    assert_eq!(
+        r["confirmed_by"],
+        serde_json::json!(["leading", "rebuilding"])
+    );
+    assert_eq!(a.json(&["status"])["roles_confirmed"], true);
+    a.ok(&propose);
+}

@@ -36,6 +36,7 @@ const INTENTS = {
   requestCheckIn: (a, now) => S.space.requestCheckIn(a[0], now),
   phone: (a, now) => S.space.phone(a[0], a[1], undefined, now),
   ack: (a, now) => S.space.ack(a[0], now),
+  answer: (a, now) => S.space.answer(a[0], a[1], a[2] || '', now),
 };
 
 /**

@@ -34,7 +34,7 @@ export function checkInForm() {
 
 /** Fills the "This answers" choice with the partner's open requests. */
 export function fillAnswers(sel, st) {
-  const open = st.requests.filter((q) => !me(q.by) && q.answeredBy === null);
+  const open = st.requests.filter((q) => !me(q.by) && q.open);
   const cur = sel.value;
   sel.replaceChildren(h('option', { value: '' }, 'Nothing in particular'),
     ...open.map((q) => h('option', { value: q.hash }, `Your partner's request${q.note ? `: ${q.note}` : ''} (${when(q.atMs)})`)));
@@ -62,24 +62,54 @@ export function askForm() {
     h('p', { class: 'muted' }, 'Every request is shown to your partner; nothing is watched in secret.'), nw, err, h('div', { class: 'row' }, ask, phone));
 }
 
+/** Answers that are not compliance: normal answers, shown calmly, never failures. */
+const ANSWERS = [
+  ['talk', 'Not now — can we talk about it?'],
+  ['therapist', "Let's bring this to our therapist"],
+  ['not-comfortable', "I'm not comfortable with this"],
+];
+
+function answerButtons(hash, err) {
+  return ANSWERS.map(([kind, words]) => {
+    const b = h('button', { type: 'button', class: 'quiet' }, words);
+    b.addEventListener('click', () => act(b, err, () => sendOrKeep('answer', [hash, kind, ''], words, 'Answered. Your partner sees your answer.')));
+    return b;
+  });
+}
+
+/** Where a request stands, in neutral words. */
+function requestState(q, answeredWord) {
+  if (q.outside) return `outside what you agreed (${q.outside}) · no answer needed`;
+  if (q.answer) return `answered: “${q.answer}”`;
+  return answeredWord;
+}
+
 /** What the partner asked of this person, newest first, with a way to answer. */
 export function askedOfMe(st) {
   const reqs = st.requests.filter((q) => !me(q.by));
   const phones = st.phone.filter((p) => p.action === 'asked' && !me(p.by));
   if (!reqs.length && !phones.length) return [];
   const items = [
-    ...reqs.map((q) => ({ at: q.atMs, el: h('li', {}, h('span', { class: 'who' }, 'Your partner'), ` asked for a check-in${q.note ? `: “${q.note}”` : ''} · `,
-      h('span', { class: 'muted' }, when(q.atMs)), ' · ', q.answeredBy !== null ? 'answered' : h('strong', {}, 'waiting for your check-in')) })),
+    ...reqs.map((q) => {
+      const li = h('li', {}, h('span', { class: 'who' }, 'Your partner'), ` asked for a check-in${q.note ? `: “${q.note}”` : ''} · `,
+        h('span', { class: 'muted' }, when(q.atMs)), ' · ', q.open ? h('strong', {}, 'waiting for your check-in') : requestState(q, 'answered'));
+      if (q.open) {
+        const err = errorLine();
+        li.append(h('div', { class: 'row' }, ...answerButtons(q.hash, err)), err);
+      }
+      return { at: q.atMs, el: li };
+    }),
     ...phones.map((p) => {
-      const answered = st.phone.some((x) => x.seq > p.seq && me(x.by) && x.action !== 'asked');
+      const answered = p.answer || p.outside || st.phone.some((x) => x.seq > p.seq && me(x.by) && x.action !== 'asked');
       const li = h('li', {}, h('span', { class: 'who' }, 'Your partner'), ` asked to see your phone${p.note ? `: “${p.note}”` : ''} · `, h('span', { class: 'muted' }, when(p.atMs)));
-      if (!answered) {
+      if (p.answer || p.outside) li.append(` · ${requestState(p, 'answered')}`);
+      else if (!answered) {
         const err = errorLine();
         const show = h('button', { type: 'button', class: 'secondary' }, 'I showed it');
         show.addEventListener('click', () => act(show, err, () => sendOrKeep('phone', ['granted', ''], 'I showed the phone', 'Noted.')));
         const later = h('button', { type: 'button', class: 'quiet' }, 'Later, please');
         later.addEventListener('click', () => act(later, err, () => sendOrKeep('phone', ['declined', 'later, please'], 'Later, please', 'Noted.')));
-        li.append(h('div', { class: 'row' }, show, later), err);
+        li.append(h('div', { class: 'row' }, show, later, ...answerButtons(p.hash, err)), err);
       } else li.append(' · answered');
       return { at: p.atMs, el: li };
     }),
@@ -91,9 +121,9 @@ export function askedOfMe(st) {
 function myRequests(st) {
   const mine = [
     ...st.requests.filter((q) => me(q.by)).map((q) => ({ at: q.atMs, what: `You asked for a check-in${q.note ? `: “${q.note}”` : ''}`,
-      state: q.answeredBy !== null ? 'answered' : 'not answered yet' })),
+      state: requestState(q, q.answeredBy !== null ? 'answered' : 'not answered yet') })),
     ...st.phone.filter((p) => me(p.by) && p.action === 'asked').map((p) => ({ at: p.atMs, what: `You asked to see the phone${p.note ? `: “${p.note}”` : ''}`,
-      state: st.phone.some((x) => x.seq > p.seq && !me(x.by) && x.action !== 'asked') ? 'answered' : 'not answered yet' })),
+      state: requestState(p, st.phone.some((x) => x.seq > p.seq && !me(x.by) && x.action !== 'asked') ? 'answered' : 'not answered yet') })),
   ].sort((x, y) => y.at - x.at);
   if (!mine.length) return [];
   return [h('details', {}, h('summary', {}, `What you asked (${mine.length})`),

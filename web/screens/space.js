@@ -8,6 +8,7 @@ import { showStart, invite } from './pairing.js';
 import { editor, review, agreementCards, draftCards } from './agreements.js';
 import { checkInForm, askForm, askedOfMe, intentCards, checkinList, fillAnswers } from './checkins.js';
 import { timeline } from './timeline.js';
+import { rolesCards } from './roles.js';
 import { safetyCards, therapistForm, keyCard, lockCard, codeCard, leaveCard } from './safety.js';
 import { notifyCard, calendarCard } from './notify.js';
 import { resume as resumePush } from '../lib/push.js';
@@ -53,7 +54,7 @@ export function showSpace() {
 function buildTab(panel) {
   const tab = S.tab;
   if (tab === 'agreements') {
-    const add = h('button', { type: 'button' }, 'Propose an agreement');
+    const add = h('button', { type: 'button', id: 'propose-agreement' }, 'Propose an agreement');
     add.addEventListener('click', () => editor());
     panel.append(h('div', { class: 'row' }, add), h('div', { id: 'drafts' }), h('div', { id: 'live-agreements' }));
   } else if (tab === 'keep') {
@@ -76,6 +77,9 @@ export function refresh() {
   if (conn) conn.replaceChildren(connLine());
   const banners = document.getElementById('banners');
   if (banners) banners.replaceChildren(...bannerCards(st));
+  // Nothing can be proposed until both confirmed who sets the conditions.
+  const propose = document.getElementById('propose-agreement');
+  if (propose) propose.disabled = !st.roles.agreed;
   // Until the partner's device has welcomed this one in, there is nothing to act on.
   const panel = document.getElementById('panel');
   if (panel) panel.inert = !S.gone && !st.partnerJoined && st.role === 'rebuilding';
@@ -147,6 +151,7 @@ function bannerCards(st) {
       out.push(h('p', { class: 'card warm' }, 'Almost there: waiting for your partner\'s device to welcome you in…'));
     }
   }
+  out.push(...rolesCards(st));
   for (const a of st.agreements.filter((x) => x.due)) {
     const b = h('button', { type: 'button' }, `Review “${a.title}”`);
     b.addEventListener('click', () => review(a));

@@ -61,6 +61,12 @@ pub enum Command {
     /// Pair with your partner over a one-time code
     #[command(subcommand)]
     Pair(PairCommand),
+    /// Who sets the conditions: where you both stand, and your answer (both confirm before anything is proposed)
+    Roles {
+        /// Your answer (without one: where you both stand)
+        #[command(subcommand)]
+        answer: Option<RolesCommand>,
+    },
     /// Propose, read, sign and review boundary agreements
     #[command(subcommand, alias = "agreements")]
     Agreement(AgreementCommand),
@@ -177,6 +183,19 @@ pub enum Command {
     Completions {
         /// The shell
         shell: clap_complete::Shell,
+    },
+}
+
+/// `troth roles …`
+#[derive(Subcommand, Debug)]
+pub enum RolesCommand {
+    /// Confirm that the partner shown as setting the conditions does
+    Confirm,
+    /// "No — we should talk about this first": nothing can be proposed until you both confirm
+    Decline {
+        /// A few words your partner sees with your answer
+        #[arg(long, default_value = "")]
+        comment: String,
     },
 }
 

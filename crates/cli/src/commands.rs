@@ -19,7 +19,7 @@ use troth_core::state::{AgreementRecord, State, VersionStatus};
 
 use crate::cli::{
     AgreementCommand, Cli, Command, KeyCommand, LimitArgs, PairCommand, PhoneCommand, Review,
-    RoleArg, WebCommand,
+    RoleArg, RolesCommand, WebCommand,
 };
 use crate::ctx::{
     Ctx, EXIT_INTEGRITY, EXIT_KEY, fail, fail_with, parse_days, parse_wait, space_gone, when,
@@ -50,6 +50,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Key(k) => key(&ctx, k),
         Command::Pair(p) => pair(&ctx, p),
         Command::Agreement(a) => agreement(&ctx, a),
+        Command::Roles { answer } => roles(&ctx, answer),
         Command::Checkin {
             text,
             place,
@@ -514,14 +515,96 @@ fn paired_message(ctx: &Ctx, r: &Replica, safety: &str) -> anyhow::Result<()> {
     say(
         ctx,
         &format!(
-            "Paired. Safety number: {}\nCompare it with your partner's screen: if both show the same number, nobody is in between.",
-            ctx.bold(safety)
+            "Paired. Safety number: {}\nCompare it with your partner's screen: if both show the same number, nobody is in between.\n{}\nBoth of you confirm this before anything is proposed: troth roles confirm (or troth roles decline to talk first).",
+            ctx.bold(safety),
+            if r.role() == Role::Leading {
+                "You set the conditions; your partner is rebuilding trust."
+            } else {
+                "Your partner sets the conditions; you are rebuilding trust."
+            }
         ),
         json!({
             "safety_number": safety,
             "space": r.space().to_hex(),
             "role": role_name(r.role()),
             "state_code": r.state_code(),
+        }),
+    )
+}
+
+// ------------------------------------------------------------------ roles
+
+/// `troth roles [confirm | decline --comment …]`: who sets the conditions,
+/// confirmed by both before anything can be proposed.
+fn roles(ctx: &Ctx, answer: Option<RolesCommand>) -> anyhow::Result<()> {
+    use troth_core::state::ROLES_DECLINE_WORDS;
+    let mut s = ctx.session()?;
+    let me = me(&s);
+    let done = match answer {
+        None => None,
+        Some(RolesCommand::Confirm) => {
+            if s.replica().state().roles.confirmed.contains_key(&me) {
+                Some("You had already confirmed.")
+            } else {
+                let c = s.replica().confirm_roles()?;
+                s.post(&c, ctx.now_ms, &mut OsRng)?;
+                ctx.save(&s)?;
+                Some("You confirmed.")
+            }
+        }
+        Some(RolesCommand::Decline { comment }) => {
+            check_words(&[&comment])?;
+            s.post(&Content::DeclineRoles { comment }, ctx.now_ms, &mut OsRng)?;
+            ctx.save(&s)?;
+            Some(
+                "Your partner sees your answer. Nothing can be proposed until you both confirm; take the time you need to talk.",
+            )
+        }
+    };
+    let st = s.replica().state();
+    let roles = &st.roles;
+    let sets = if me == Role::Leading {
+        "You set the conditions; your partner is rebuilding trust."
+    } else {
+        "Your partner sets the conditions; you are rebuilding trust."
+    };
+    let you = roles.confirmed.contains_key(&me);
+    let partner = roles.confirmed.contains_key(&me.other());
+    let mut lines = vec![sets.to_owned()];
+    if let Some(d) = done {
+        lines.push(d.to_owned());
+    }
+    lines.push(if roles.agreed() {
+        "You have both confirmed this.".to_owned()
+    } else {
+        format!(
+            "Confirmed by you: {} · by your partner: {}. Nothing can be proposed until you both confirm (troth roles confirm), or answer “{ROLES_DECLINE_WORDS}” (troth roles decline).",
+            if you { "yes" } else { "not yet" },
+            if partner { "yes" } else { "not yet" }
+        )
+    });
+    if let Some((by, _, comment)) = &roles.declined {
+        lines.push(format!(
+            "{} answered “{ROLES_DECLINE_WORDS}”{}",
+            if *by == me { "You" } else { "Your partner" },
+            if comment.is_empty() {
+                String::new()
+            } else {
+                format!(": {comment}")
+            }
+        ));
+    }
+    say(
+        ctx,
+        &lines.join("\n"),
+        json!({
+            "role": role_name(me),
+            "sets_conditions": role_name(Role::Leading),
+            "confirmed_by": roles.confirmed.keys().map(|r| role_name(*r)).collect::<Vec<_>>(),
+            "agreed": roles.agreed(),
+            "declined": roles.declined.as_ref().map(|(by, seq, c)| json!({
+                "by": role_name(*by), "seq": seq, "comment": c,
+            })),
         }),
     )
 }
@@ -1518,6 +1601,7 @@ fn status(ctx: &Ctx) -> anyhow::Result<()> {
                 "to_sign": to_sign.iter().map(|v| v.agreement.id.to_hex()).collect::<Vec<_>>(),
                 "due_for_review": due.iter().map(|v| v.agreement.id.to_hex()).collect::<Vec<_>>(),
                 "lapsed": lapsed.iter().map(|v| v.agreement.id.to_hex()).collect::<Vec<_>>(),
+                "roles_confirmed": st.roles.agreed(),
                 "open_requests": open_requests.iter().map(|q| q.seq).collect::<Vec<_>>(),
                 "unacknowledged_checkins": to_ack.iter().map(|c| c.seq).collect::<Vec<_>>(),
             })
@@ -1543,6 +1627,11 @@ fn status(ctx: &Ctx) -> anyhow::Result<()> {
         .filter(|a| a.in_force_on(today).is_some())
         .count();
     println!("Agreements in force: {in_force}");
+    if !st.roles.agreed() && st.partners.len() == 2 {
+        println!(
+            "• Both of you confirm who sets the conditions before anything is proposed (troth roles)"
+        );
+    }
     for v in &to_sign {
         println!(
             "• Waiting for your signature: “{}” (troth agreement show {})",

@@ -8,6 +8,7 @@ use crate::agreement::{Agreement, ContentHash, Day};
 use crate::encoding::{DecodeError, Reader, Writer};
 use crate::event::EventHash;
 use crate::ids::AgreementId;
+use crate::keys::IdentityKey;
 
 /// Longest free text (check-ins, comments, notes) in bytes.
 pub const MAX_TEXT: usize = 4000;
@@ -203,6 +204,18 @@ pub enum Content {
         /// Which, in words ("“Knowing where you are”, version 2").
         detail: String,
     },
+    /// The author confirms who sets the conditions (after pairing, both
+    /// must, before anything can be proposed).
+    ConfirmRoles {
+        /// The identity of the partner who sets the conditions.
+        sets_conditions: IdentityKey,
+    },
+    /// "No — we should talk about this first": the author does not confirm
+    /// the roles (yet).
+    DeclineRoles {
+        /// Anything they wish to say.
+        comment: String,
+    },
     /// The author closed the space for both partners (appended before the
     /// relay is asked to delete it, so a space that vanishes without it was
     /// removed by the relay, not by the partner).
@@ -225,7 +238,8 @@ impl Content {
             Content::RequestChange { comment, .. }
             | Content::Decline { comment, .. }
             | Content::Withdraw { comment, .. }
-            | Content::CloseSpace { comment } => check_text(comment)?,
+            | Content::CloseSpace { comment }
+            | Content::DeclineRoles { comment } => check_text(comment)?,
             Content::CheckIn { text, place, .. } => {
                 check_text(text)?;
                 if let Some(p) = place {
@@ -244,7 +258,10 @@ impl Content {
                 check_text(detail)?
             }
             Content::ReportConsent { scope, .. } => check_text(&scope.recipient)?,
-            Content::Cosign { .. } | Content::Retire { .. } | Content::Ack { .. } => {}
+            Content::Cosign { .. }
+            | Content::Retire { .. }
+            | Content::Ack { .. }
+            | Content::ConfirmRoles { .. } => {}
         }
         Ok(())
     }
@@ -346,6 +363,12 @@ impl Content {
                     ExportKind::Report => 2,
                 };
                 w.u8(15).u8(k).str(detail);
+            }
+            Content::ConfirmRoles { sets_conditions } => {
+                w.u8(16).raw(&sets_conditions.to_bytes());
+            }
+            Content::DeclineRoles { comment } => {
+                w.u8(17).str(comment);
             }
         }
         w.finish()
@@ -456,6 +479,12 @@ impl Content {
                 },
                 detail: r.str(MAX_LABEL)?.to_owned(),
             },
+            16 => Content::ConfirmRoles {
+                sets_conditions: IdentityKey::from_bytes(&r.array()?).map_err(DecodeError::from)?,
+            },
+            17 => Content::DeclineRoles {
+                comment: r.str(MAX_TEXT)?.to_owned(),
+            },
             v => {
                 return Err(DecodeError::UnknownTag {
                     what: "content kind",
@@ -544,6 +573,9 @@ mod tests {
             Content::Exported {
                 what: ExportKind::Report,
                 detail: "for age1example".into(),
+            },
+            Content::DeclineRoles {
+                comment: "let's talk first".into(),
             },
         ];
         for c in cases {

@@ -44,6 +44,12 @@ pub enum ReplicaError {
     /// The action does not fit the agreement's state.
     #[error("{0}")]
     NotNow(&'static str),
+    /// Nothing can be proposed before both partners confirmed who sets the conditions.
+    #[error(
+        "Nothing can be proposed until both of you have confirmed who sets the conditions. \
+         Each of you confirms it on your own device."
+    )]
+    RolesNotConfirmed,
     /// A request beyond the limits both partners signed (the limit in words).
     #[error(
         "That would be more than you both agreed to ({0}), so it wasn't sent. \
@@ -489,6 +495,9 @@ impl Replica {
     ) -> Result<Event, ReplicaError> {
         content.validate()?;
         let ask = match content {
+            Content::Propose(_) if !self.state.roles.agreed() => {
+                return Err(ReplicaError::RolesNotConfirmed);
+            }
             Content::Propose(a) => {
                 a.check_review(crate::agreement::Day::from_unix_ms(now_ms))?;
                 None
@@ -623,6 +632,22 @@ impl Replica {
             Some(limit) => Err(ReplicaError::OutsideLimits(limit)),
             None => Ok(()),
         }
+    }
+
+    /// Content confirming that the partner paired in the leading role sets
+    /// the conditions.
+    pub fn confirm_roles(&self) -> Result<Content, ReplicaError> {
+        let leading = match self.role {
+            Role::Leading => Some(self.keys.identity.public()),
+            Role::Rebuilding => self.partner().copied(),
+        }
+        .filter(|_| self.state.partners.len() == 2)
+        .ok_or(ReplicaError::NotNow(
+            "your partner hasn't joined yet; confirm who sets the conditions once they have",
+        ))?;
+        Ok(Content::ConfirmRoles {
+            sets_conditions: leading,
+        })
     }
 
     /// Content proposing an agreement version.

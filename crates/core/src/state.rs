@@ -244,7 +244,33 @@ pub struct State {
     pub latest_at_ms: u64,
     /// Certificates and reports exported: who, at which event, what, which.
     pub exports: Vec<(Role, u64, ExportKind, String)>,
+    /// Who sets the conditions, as both confirmed it.
+    pub roles: Roles,
 }
+
+/// Who sets the conditions, as the partners confirmed it. Pairing names a
+/// partner for each role; nothing can be proposed until *both* confirmed
+/// that the partner in the leading role sets the conditions.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Roles {
+    /// Who confirmed, at which event.
+    pub confirmed: BTreeMap<Role, u64>,
+    /// The latest "No — we should talk about this first": who, at which
+    /// event, and their words (cleared when that partner confirms).
+    pub declined: Option<(Role, u64, String)>,
+    /// The event at which both had confirmed.
+    pub agreed_at: Option<u64>,
+}
+
+impl Roles {
+    /// Both partners confirmed who sets the conditions.
+    pub fn agreed(&self) -> bool {
+        self.agreed_at.is_some()
+    }
+}
+
+/// The words of the answer that does not confirm roles.
+pub const ROLES_DECLINE_WORDS: &str = "No — we should talk about this first";
 
 /// What kind of request a limit applies to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -567,6 +593,46 @@ impl State {
                     with_words(format!("answered: “{}”", answer.words()), note),
                 );
             }
+            Content::ConfirmRoles { sets_conditions } => {
+                if self.partners.len() < 2 {
+                    return self.problem(e, "a confirmation of roles before both partners joined");
+                }
+                if self.partners.get(&Role::Leading) != Some(sets_conditions) {
+                    return self.problem(
+                        e,
+                        "a confirmation naming someone else as setting the conditions",
+                    );
+                }
+                self.roles.confirmed.insert(e.by, e.seq);
+                if self.roles.declined.as_ref().is_some_and(|d| d.0 == e.by) {
+                    self.roles.declined = None;
+                }
+                let now_both = self.roles.confirmed.len() == 2 && self.roles.agreed_at.is_none();
+                if now_both {
+                    self.roles.agreed_at = Some(e.seq);
+                }
+                self.push(
+                    e,
+                    if now_both {
+                        "confirmed who sets the conditions; you have both confirmed".into()
+                    } else {
+                        "confirmed who sets the conditions".into()
+                    },
+                );
+            }
+            Content::DeclineRoles { comment } => {
+                if !self.roles.agreed() {
+                    self.roles.confirmed.remove(&e.by);
+                }
+                self.roles.declined = Some((e.by, e.seq, comment.clone()));
+                self.push(
+                    e,
+                    with_words(
+                        format!("answered “{ROLES_DECLINE_WORDS}” about who sets the conditions"),
+                        comment,
+                    ),
+                );
+            }
             Content::Exported { what, detail } => {
                 self.exports.push((e.by, e.seq, *what, detail.clone()));
                 let what = match what {
@@ -605,6 +671,12 @@ impl State {
     }
 
     fn propose(&mut self, e: &Applied<'_>, a: &Agreement) {
+        if !self.roles.agreed() {
+            return self.problem(
+                e,
+                "a proposal before both partners confirmed who sets the conditions",
+            );
+        }
         let rec = self
             .agreements
             .entry(a.id)

@@ -349,3 +349,65 @@ fn certificate_and_report_exports_are_events_both_see() {
         );
     }
 }
+
+#[test]
+fn nothing_is_proposed_until_both_confirmed_who_sets_the_conditions() {
+    let mut c = Couple::new_unconfirmed(38);
+    let a = from_template(&mut c, "whereabouts", 30);
+    let p = c.a.propose(a.clone()).expect("content");
+    // The composer refuses, in words that say what to do.
+    let err =
+        c.a.compose(&p, c.now + 1000, &mut c.rng)
+            .expect_err("refused");
+    assert!(matches!(err, ReplicaError::RolesNotConfirmed), "{err}");
+    assert!(
+        err.to_string()
+            .contains("confirmed who sets the conditions")
+    );
+    // A modified client's proposal is a problem, never applied.
+    c.post_unchecked(Role::Leading, Content::Propose(a.clone()));
+    assert!(c.b.state().agreements.is_empty());
+
+    // B answers "No — we should talk about this first"; A's confirmation alone is not enough.
+    let ca = c.a.confirm_roles().expect("a");
+    c.post(Role::Leading, ca);
+    c.post(
+        Role::Rebuilding,
+        Content::DeclineRoles {
+            comment: "I'd like us to talk about this with our therapist".into(),
+        },
+    );
+    for r in [&c.a, &c.b] {
+        let roles = &r.state().roles;
+        assert!(!roles.agreed());
+        assert_eq!(roles.declined.as_ref().map(|d| d.0), Some(Role::Rebuilding));
+        assert!(
+            r.state()
+                .timeline
+                .last()
+                .is_some_and(|t| t.what.contains("No — we should talk about this first"))
+        );
+    }
+    assert!(c.a.compose(&p, c.now + 1000, &mut c.rng).is_err());
+
+    // A confirmation naming the other partner as setting the conditions is not applied.
+    let b_id = c.b.keys().identity.public();
+    c.post(
+        Role::Rebuilding,
+        Content::ConfirmRoles {
+            sets_conditions: b_id,
+        },
+    );
+    assert!(!c.a.state().roles.agreed());
+
+    // Once both confirmed, proposals are possible.
+    let cb = c.b.confirm_roles().expect("b");
+    c.post(Role::Rebuilding, cb);
+    for r in [&c.a, &c.b] {
+        assert!(r.state().roles.agreed());
+        assert!(r.state().roles.declined.is_none());
+    }
+    let mut again = from_template(&mut c, "whereabouts", 30);
+    again.id = AgreementId::random(&mut c.rng);
+    agree(&mut c, again);
+}

@@ -130,7 +130,7 @@ fn agree_keep_withdraw_renew() {
 
 #[test]
 fn relay_lies_are_detected_precisely() {
-    let mut c = Couple::new(2);
+    let mut c = Couple::new_unconfirmed(2);
     for i in 0..4 {
         c.post(
             Role::Rebuilding,
@@ -229,7 +229,7 @@ fn relay_lies_are_detected_precisely() {
     // verified the original, refuses it; nothing verified is lost.
     let mut r = fresh(&c);
     r.ingest(&log);
-    let mut c2 = Couple::new(2);
+    let mut c2 = Couple::new_unconfirmed(2);
     let forked =
         c2.a.compose(
             &Content::RequestCheckIn { note: "x".into() },
@@ -259,7 +259,7 @@ fn relay_lies_are_detected_precisely() {
     assert_eq!(r.events().len(), 4);
 
     // Wrong space: an event of another couple's space.
-    let mut other = Couple::new(3);
+    let mut other = Couple::new_unconfirmed(3);
     other.post(Role::Leading, Content::RequestCheckIn { note: "x".into() });
     let mut r = fresh(&c);
     r.ingest(&log[..2]);
@@ -271,7 +271,7 @@ fn relay_lies_are_detected_precisely() {
 
 #[test]
 fn substituted_partner_and_non_member_are_refused() {
-    let c = Couple::new(4);
+    let c = Couple::new_unconfirmed(4);
     // A relay that invents its own genesis for the space, signed by its own key.
     let mut rng = StdRng::seed_from_u64(99);
     let mallory = KeyBundle::generate(&mut rng, 0);
@@ -311,7 +311,7 @@ fn substituted_partner_and_non_member_are_refused() {
 
 #[test]
 fn rotation_and_revocation_start_a_new_epoch() {
-    let mut c = Couple::new(5);
+    let mut c = Couple::new_unconfirmed(5);
     c.post(
         Role::Rebuilding,
         Content::CheckIn {

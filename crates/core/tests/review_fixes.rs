@@ -18,6 +18,10 @@ mod common;
 use common::{Couple, whereabouts};
 
 /// A proposes the whereabouts agreement and both sign it.
+/// Where `in_force` proposes: after genesis, AddMember and both partners'
+/// confirmations of who sets the conditions.
+const P: usize = 4;
+
 fn in_force(c: &mut Couple) -> AgreementId {
     let id = AgreementId::random(&mut c.rng);
     let p = c.a.propose(whereabouts(id)).expect("propose");
@@ -44,10 +48,10 @@ fn certificates_are_tied_to_the_place_in_the_log() {
     let text = cert.to_text();
     let back = Certificate::from_text(&text).expect("verifies offline");
     assert_eq!(back, cert);
-    assert_eq!(back.position().seq, 2);
-    assert_eq!(back.position().event, c.log[2].hash());
+    assert_eq!(back.position().seq, P as u64);
+    assert_eq!(back.position().event, c.log[P].hash());
     assert!(text.contains("proves nothing about today"), "{text}");
-    let day = troth_core::agreement::Day::from_unix_ms(c.log[2].header().timestamp_ms);
+    let day = troth_core::agreement::Day::from_unix_ms(c.log[P].header().timestamp_ms);
     assert!(text.contains(&format!("dated {day}")), "{text}");
     assert!(
         text.contains("asks of: the partner rebuilding trust"),
@@ -81,8 +85,8 @@ fn certificates_are_tied_to_the_place_in_the_log() {
     let fake = Event::sign(
         Header {
             space: c.a.space(),
-            seq: 3,
-            prev: c.log[2].hash(),
+            seq: P as u64 + 1,
+            prev: c.log[P].hash(),
             author: dev.public().id(),
             epoch: 0,
             timestamp_ms: c.now,
@@ -91,7 +95,7 @@ fn certificates_are_tied_to_the_place_in_the_log() {
         &dev,
     );
     let at = Position {
-        seq: 3,
+        seq: P as u64 + 1,
         event: fake.hash(),
     };
     let minted = InForce::verify(
@@ -121,7 +125,7 @@ fn certificates_are_tied_to_the_place_in_the_log() {
     let mut other_words = whereabouts(id);
     other_words.rules[0].text = "You will share your location at all times.".into();
     let real_words = whereabouts(id);
-    for (words, ev) in [(&other_words, &c.log[2]), (&real_words, &c.log[3])] {
+    for (words, ev) in [(&other_words, &c.log[P]), (&real_words, &c.log[P + 1])] {
         let at = Position {
             seq: ev.header().seq,
             event: ev.hash(),
@@ -196,7 +200,7 @@ fn certificates_refuse_a_proposal_that_is_not_the_one_signed() {
         .in_force
         .clone()
         .expect("in force");
-    let proposal = c.log[2].clone();
+    let proposal = c.log[P].clone();
     let a_cert = c.a.keys().cert.clone();
     let b_cert = c.b.keys().cert.clone();
     assert!(proof.certificate(&proposal, &a_cert).is_ok());
@@ -204,7 +208,7 @@ fn certificates_refuse_a_proposal_that_is_not_the_one_signed() {
     // Another event of the same log (another position, another hash), a
     // control event, the right event with the wrong author's certificate.
     for (ev, cert) in [
-        (&c.log[3], &a_cert),
+        (&c.log[P + 1], &a_cert),
         (&c.log[1], &a_cert),
         (&c.log[0], &a_cert),
         (&proposal, &b_cert),

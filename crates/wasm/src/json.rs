@@ -344,6 +344,26 @@ pub(crate) fn state(r: &Replica, now_ms: u64) -> JsValue {
         ),
         ("consents", consents.into()),
         (
+            "roles",
+            obj(&[
+                ("agreed", JsValue::from_bool(st.roles.agreed())),
+                (
+                    "confirmedBy",
+                    arr(st.roles.confirmed.keys().map(|r| s(role_name(*r)))),
+                ),
+                (
+                    "declined",
+                    opt(st.roles.declined.as_ref(), |(by, seq, c)| {
+                        obj(&[
+                            ("by", s(role_name(*by))),
+                            ("seq", n(*seq)),
+                            ("comment", s(c)),
+                        ])
+                    }),
+                ),
+            ]),
+        ),
+        (
             "closed",
             opt(st.closed, |(by, seq)| {
                 obj(&[("by", s(role_name(by))), ("seq", n(seq))])

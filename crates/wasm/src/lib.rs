@@ -653,6 +653,35 @@ impl Space {
         self.seal(&c, now)
     }
 
+    /// Confirms that the partner paired in the leading role sets the conditions.
+    #[wasm_bindgen(js_name = confirmRoles)]
+    pub fn confirm_roles(&self, now: f64) -> Result<String, JsError> {
+        let c = self.inner.confirm_roles().map_err(err)?;
+        self.seal(&c, now)
+    }
+
+    /// "No — we should talk about this first", with the person's words.
+    #[wasm_bindgen(js_name = declineRoles)]
+    pub fn decline_roles(&self, comment: &str, now: f64) -> Result<String, JsError> {
+        let c = Content::DeclineRoles {
+            comment: comment.trim().to_owned(),
+        };
+        self.seal(&c, now)
+    }
+
+    /// An answer that is not compliance to the partner's check-in or phone
+    /// request (`to` its hash hex): `talk`, `therapist` or `not-comfortable`.
+    pub fn answer(&self, to: &str, answer: &str, note: &str, now: f64) -> Result<String, JsError> {
+        let answer = troth_core::content::AnswerKind::from_name(answer)
+            .ok_or_else(|| err("an answer is talk, therapist or not-comfortable"))?;
+        let c = Content::Answer {
+            to: event_hash(to)?,
+            answer,
+            note: note.trim().to_owned(),
+        };
+        self.seal(&c, now)
+    }
+
     /// Acknowledges an event (hash hex).
     pub fn ack(&self, event: &str, now: f64) -> Result<String, JsError> {
         let c = Content::Ack {

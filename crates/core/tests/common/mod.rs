@@ -23,8 +23,21 @@ pub struct Couple {
 }
 
 impl Couple {
-    /// A paired couple: genesis and AddMember in the log, both synced.
+    /// A paired couple who both confirmed who sets the conditions (the
+    /// partner paired in the leading role): ready to propose.
     pub fn new(seed: u64) -> Self {
+        let mut c = Couple::new_unconfirmed(seed);
+        let ca = c.a.confirm_roles().expect("a confirms");
+        c.post(Role::Leading, ca);
+        let cb = c.b.confirm_roles().expect("b confirms");
+        c.post(Role::Rebuilding, cb);
+        assert!(c.a.state().roles.agreed() && c.b.state().roles.agreed());
+        c
+    }
+
+    /// A paired couple: genesis and AddMember in the log, both synced; roles
+    /// not confirmed yet.
+    pub fn new_unconfirmed(seed: u64) -> Self {
         let mut rng = StdRng::seed_from_u64(seed);
         let now = 1_790_000_000_000;
         let ka = KeyBundle::generate(&mut rng, now);
