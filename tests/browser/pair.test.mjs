@@ -207,6 +207,24 @@ test('two partners pair, agree, keep check-ins and withdraw, live', async () => 
   await pa.getByText('showed the phone').first().waitFor(LIVE);
   await pa.getByRole('tab', { name: 'Check-ins' }).click();
 
+  // An answer that is not compliance is a normal answer on both screens, and
+  // asking has the limit both signed (the template's: 3 check-in requests a
+  // day); a fourth is refused before anything is sent.
+  await pa.getByRole('button', { name: 'Ask for a check-in' }).click();
+  await pb.getByText('waiting for your check-in').first().waitFor(LIVE);
+  await pb.getByRole('button', { name: "Let's bring this to our therapist" }).first().click();
+  await pb.getByText('answered: “Let\'s bring this to our therapist”').first().waitFor(LIVE);
+  await pa.getByRole('tab', { name: 'Timeline' }).click();
+  await pa.getByText('answered: “Let\'s bring this to our therapist”').first().waitFor(LIVE);
+  await pa.getByRole('tab', { name: 'Check-ins' }).click();
+  await pa.getByRole('button', { name: 'Ask for a check-in' }).click();
+  await pb.getByText('waiting for your check-in').first().waitFor(LIVE);
+  const requestsBefore = await pb.getByText('asked for a check-in', { exact: false }).count();
+  await pa.getByRole('button', { name: 'Ask for a check-in' }).click();
+  await pa.getByText('more than you both agreed to (at most 3 check-in requests a day)', { exact: false }).first().waitFor(LIVE);
+  await screenAndCheck(pa, '10b-over-limit');
+  assert.equal(await pb.getByText('asked for a check-in', { exact: false }).count(), requestsBefore, 'nothing was sent');
+
   // Offline, B's check-in is kept on B's device, waiting to send, and said
   // so; back online, B catches up with what A wrote meanwhile, and the kept
   // check-in is composed on that head and sent, once.
@@ -541,6 +559,8 @@ test('wrong and unknown codes are refused kindly; a tampering relay raises the i
     await unlock(pp, 'first partner phrase');
     await pp.getByRole('button', { name: "We'll compare later" }).click();
     await pp.getByText('time to look at “Knowing where you are” together', { exact: false }).first().waitFor(LIVE);
+    // Past its review day and not renewed, the rule has lapsed.
+    await pp.getByText('Lapsed — look at it together', { exact: false }).first().waitFor(LIVE);
     await pp.getByRole('button', { name: 'Review “Knowing where you are”' }).click();
     await pp.getByRole('button', { name: 'Renew these words' }).waitFor(LIVE);
     await screenAndCheck(pp, '08b-review-due');

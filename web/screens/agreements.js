@@ -9,8 +9,9 @@ import { saveLocal } from '../lib/intents.js';
 import { refresh } from './space.js';
 
 function statusWords(a, v) {
-  switch (v.status) {
+  switch (v.statusToday || v.status) {
     case 'in-force': return 'In force — both of you signed these exact words';
+    case 'lapsed': return 'Lapsed — look at it together: the review date passed without you both renewing it';
     case 'pending':
       if (v.signedBy.includes(S.space.role)) return 'Waiting for your partner to sign';
       return 'Waiting for your signature';
@@ -26,7 +27,8 @@ const KINDS = { whereabouts: 'knowing where you are', phone: 'phone access', bed
 /** Every signed field of a rule: what it asks of whom, its kind and its details. */
 function ruleMeta(r) {
   return h('span', { class: 'muted rule-meta' }, `Asks this of ${me(r.asksOf) ? 'you' : 'your partner'} · kind: ${KINDS[r.category] || r.category}`,
-    r.params.map(([k, val]) => ` · ${k}: ${val}`).join(''));
+    r.params.map(([k, val]) => ` · ${k}: ${val}`).join(''),
+    (r.limits?.words || []).map((w) => ` · limit on asking: ${w}`).join(''));
 }
 
 function rulesList(v) {
@@ -46,7 +48,7 @@ export function agreementCards(st) {
     const shown = inForce || pending || a.versions[a.versions.length - 1];
     const card = h('article', { class: 'card stack', 'aria-labelledby': `ag-${a.id}`, 'data-id': a.id });
     card.append(h('h3', { id: `ag-${a.id}` }, shown.title),
-      h('p', {}, h('span', { class: `badge ${shown.status}` }, statusWords(a, shown)), ' ',
+      h('p', {}, h('span', { class: `badge ${shown.statusToday || shown.status}` }, statusWords(a, shown)), ' ',
         h('span', { class: 'muted' }, `Version ${shown.version} · review on ${shown.reviewOn}`)),
       rulesList(shown));
     if (shown.status === 'withdrawn' && a.withdrawn && a.withdrawn.comment) {
