@@ -49,6 +49,12 @@ async function confirmRoles(p1, p2) {
   for (const p of [p1, p2]) await p.getByTestId('roles').waitFor({ state: 'detached', timeout: 20000 });
 }
 
+/** The private moment before a first rule about whereabouts or the phone: continue past it. */
+async function passMoment(page) {
+  await page.getByRole('heading', { name: 'A moment for you' }).waitFor(LIVE);
+  await page.getByRole('button', { name: 'Continue' }).click();
+}
+
 async function pair(p1, p2, onCode) {
   await p1.getByRole('button', { name: 'Start our space and get a code' }).click();
   const codeEl = p1.getByTestId('pairing-code');
@@ -132,8 +138,23 @@ test('two partners pair, agree, keep check-ins and withdraw, live', async () => 
   await pb.getByRole('button', { name: "Yes, that's right" }).click();
   for (const p of [pa, pb]) await p.getByTestId('roles').waitFor({ state: 'detached', timeout: 20000 });
 
-  // A proposes from a template, editing the words.
+  // Before A first proposes a rule about whereabouts, a private moment on
+  // A's screen alone: nothing of it is sent (no request while it shows, none
+  // when it is left) or kept (the partner's screen and the log show nothing).
+  const sent = [];
+  const count = (r) => { if (r.method() !== 'GET') sent.push(`${r.method()} ${r.url()}`); };
+  pa.on('request', count);
   await pa.getByRole('button', { name: 'Propose an agreement' }).click();
+  await pa.getByRole('heading', { name: 'A moment for you' }).waitFor(LIVE);
+  assert.match(await pa.getByRole('dialog').innerText(), /withdraw from any agreement at any time, on your own/);
+  await screenAndCheck(pa, '05c-private-moment');
+  await pa.getByRole('button', { name: 'Not now' }).click();
+  await pa.getByRole('button', { name: 'Propose an agreement' }).click();
+  await pa.getByRole('button', { name: 'Continue' }).click();
+  await pa.getByRole('dialog').getByText('Start from').waitFor(LIVE);
+  await new Promise((r) => setTimeout(r, 1500));
+  pa.off('request', count);
+  assert.deepEqual(sent, [], 'the private moment sent nothing');
   await pa.getByRole('dialog').waitFor();
   await pa.getByLabel('Knowing where you are').check();
   // Every signed field is on the screen: the rule's kind and its details.
@@ -163,6 +184,7 @@ test('two partners pair, agree, keep check-ins and withdraw, live', async () => 
   await pa.getByText('Your partner asked for a change').first().waitFor(LIVE);
   await screenAndCheck(pb, '07-pending');
   await pb.getByRole('button', { name: 'Sign these words' }).click();
+  await passMoment(pb);
     await pa.getByRole('button', { name: 'Sign these words' }).click();
   for (const p of [pa, pb]) {
     await p.getByText('In force — both of you signed these exact words').first().waitFor(LIVE);
@@ -537,9 +559,11 @@ test('wrong and unknown codes are refused kindly; a tampering relay raises the i
     // An agreement in force, for the review check below.
     await confirmRoles(pp, pq);
     await pp.getByRole('button', { name: 'Propose an agreement' }).click();
+    await passMoment(pp);
     await pp.getByRole('button', { name: 'Propose to my partner' }).click();
     await pp.getByRole('button', { name: 'Sign these words' }).click();
     await pq.getByRole('button', { name: 'Sign these words' }).click();
+    await passMoment(pq);
     await pp.getByText('In force — both of you signed these exact words').first().waitFor(LIVE);
     proxy.state.tamper = true;
     await pp.getByRole('tab', { name: 'Check-ins' }).click();

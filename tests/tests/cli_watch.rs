@@ -8,6 +8,8 @@ use troth_tests::cli::paired_couple;
 #[test]
 fn watch_prints_updates_as_they_arrive() {
     let (relay, a, b) = paired_couple();
+    // A has seen both confirmations of who sets the conditions.
+    a.ok(&["sync"]);
     let mut watcher = a
         .cmd(&["sync", "--watch", "--every", "1s", "--json"])
         .stdout(Stdio::piped())
@@ -26,8 +28,8 @@ fn watch_prints_updates_as_they_arrive() {
     drop(relay);
     let v = a.json(&["verify"]);
     assert_eq!(
-        v["events"], 3,
-        "genesis, the partner's admission, the check-in: {v}"
+        v["events"], 5,
+        "genesis, the partner's admission, both confirmations of roles, the check-in: {v}"
     );
 }
 

@@ -7,6 +7,7 @@ import { h, field, nextId, say, act, errorLine, openDialog, closeDialog } from '
 import { send } from '../lib/sync.js';
 import { saveLocal } from '../lib/intents.js';
 import { refresh } from './space.js';
+import { privateMoment } from './moment.js';
 
 function statusWords(a, v) {
   switch (v.statusToday || v.status) {
@@ -81,12 +82,12 @@ function pendingActions(a, v) {
   const err = errorLine();
   if (!v.signedBy.includes(S.space.role)) {
     const sign = h('button', { type: 'button' }, 'Sign these words');
-    sign.addEventListener('click', () => act(sign, err, async () => {
+    sign.addEventListener('click', () => privateMoment(v.rules, () => act(sign, err, async () => {
       await send((now) => S.space.cosign(a.id, v.version, now));
       const now = S.space.state(Date.now()).agreements.find((x) => x.id === a.id);
       say(now && now.inForce === v.version ? 'Signed by both of you. It is now in force.'
         : 'Signed. It comes into force once your partner signs too.');
-    }));
+    })));
     const change = h('button', { type: 'button', class: 'secondary' }, 'Ask for a change');
     change.addEventListener('click', () => askChange(a, v));
     out.push(h('div', { class: 'row' }, sign, change));

@@ -9,6 +9,7 @@ import { editor, review, agreementCards, draftCards } from './agreements.js';
 import { checkInForm, askForm, askedOfMe, intentCards, checkinList, fillAnswers } from './checkins.js';
 import { timeline } from './timeline.js';
 import { rolesCards } from './roles.js';
+import { privateMoment } from './moment.js';
 import { safetyCards, therapistForm, keyCard, lockCard, codeCard, leaveCard } from './safety.js';
 import { notifyCard, calendarCard } from './notify.js';
 import { resume as resumePush } from '../lib/push.js';
@@ -55,7 +56,8 @@ function buildTab(panel) {
   const tab = S.tab;
   if (tab === 'agreements') {
     const add = h('button', { type: 'button', id: 'propose-agreement' }, 'Propose an agreement');
-    add.addEventListener('click', () => editor());
+    // The templates start with rules about whereabouts: the private moment first.
+    add.addEventListener('click', () => privateMoment([{ category: 'whereabouts' }], () => editor()));
     panel.append(h('div', { class: 'row' }, add), h('div', { id: 'drafts' }), h('div', { id: 'live-agreements' }));
   } else if (tab === 'keep') {
     const list = h('div', { id: 'live-checkins' });

@@ -1,5 +1,8 @@
 //! Full verification of a 10,000-event space (signatures, chain, decryption,
-//! fold) against 10,000 raw `verify_strict` calls in the same run.
+//! fold) against 10,000 raw `verify_strict` calls in the same run. The space
+//! has roles confirmed and the whereabouts template in force, so the fold
+//! checks every check-in request against its signed limit (most of them,
+//! sealed as a modified client would, are beyond it).
 //!
 //! Run: `cargo bench -p troth-core --bench verify`. Prints the ratio at the end.
 
@@ -47,6 +50,39 @@ fn build() -> Space {
         },
     );
     b.ingest(a.events());
+    // Roles confirmed by both, and the whereabouts template (at most 3
+    // check-in requests a day) in force.
+    let post = |a: &mut Replica, b: &mut Replica, ev: Event| {
+        a.ingest(std::slice::from_ref(&ev));
+        b.ingest(std::slice::from_ref(&ev));
+    };
+    let c = a.confirm_roles().expect("roles");
+    let ev = a.compose(&c, now, &mut rng).expect("compose");
+    post(&mut a, &mut b, ev);
+    let c = b.confirm_roles().expect("roles");
+    let ev = b.compose(&c, now, &mut rng).expect("compose");
+    post(&mut a, &mut b, ev);
+    let t = troth_core::agreement::template("whereabouts").expect("template");
+    let id = troth_core::AgreementId::random(&mut rng);
+    let p = a
+        .propose(troth_core::agreement::Agreement {
+            id,
+            version: 1,
+            supersedes: None,
+            title: t.title.into(),
+            rules: t.rules,
+            review_on: troth_core::agreement::Day::from_unix_ms(now).plus(30),
+        })
+        .expect("propose");
+    let ev = a.compose(&p, now, &mut rng).expect("compose");
+    post(&mut a, &mut b, ev);
+    for who in [0, 1] {
+        let r = if who == 0 { &a } else { &b };
+        let c = r.cosign(id, 1).expect("cosign");
+        let ev = r.compose(&c, now, &mut rng).expect("compose");
+        post(&mut a, &mut b, ev);
+    }
+    assert!(a.state().agreements[&id].in_force().is_some());
     while a.events().len() < N {
         let i = a.events().len();
         let (author, content) = if i % 3 == 0 {
@@ -67,7 +103,7 @@ fn build() -> Space {
             )
         };
         let ev = author
-            .compose(&content, now + i as u64, &mut rng)
+            .compose_unchecked(&content, now + i as u64, &mut rng)
             .expect("compose");
         a.ingest(std::slice::from_ref(&ev));
         b.ingest(std::slice::from_ref(&ev));
