@@ -135,11 +135,17 @@ before(async () => {
   await pb.getByRole('button', { name: 'Join with this code' }).click();
   for (const p of [pa, pb]) await p.getByRole('button', { name: 'They match — we compared them' }).click();
   for (const p of [pa, pb]) await p.getByRole('heading', { name: 'Our space' }).waitFor(LIVE);
+  // Both confirm who sets the conditions; the private moment comes before
+  // each one's first rule about whereabouts.
+  for (const p of [pa, pb]) await p.getByRole('button', { name: "Yes, that's right" }).click();
+  for (const p of [pa, pb]) await p.getByTestId('roles').waitFor({ state: 'detached', timeout: 20000 });
   await pa.getByRole('button', { name: 'Propose an agreement' }).click();
+  await pa.getByRole('button', { name: 'Continue' }).click();
   await pa.getByLabel('Knowing where you are').check();
   await pa.getByRole('button', { name: 'Propose to my partner' }).click();
   await pa.getByRole('dialog').waitFor({ state: 'hidden' });
   await pb.getByRole('button', { name: 'Sign these words' }).click();
+  await pb.getByRole('button', { name: 'Continue' }).click();
   await pa.getByRole('button', { name: 'Sign these words' }).click();
   for (const p of [pa, pb]) await p.getByText('In force — both of you signed these exact words').first().waitFor(LIVE);
 });

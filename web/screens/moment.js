@@ -27,6 +27,6 @@ export function privateMoment(rules, go) {
     h('p', { class: 'muted' }, "Only on this screen. Nothing about it is saved or sent, and your partner can't tell you saw it."),
     h('p', {}, 'Rules about where you are, or about your phone, help only when they are chosen freely. Is anyone pressuring you to agree to this?'),
     h('p', {}, 'You can withdraw from any agreement at any time, on your own, without asking anyone. It is recorded and shown, never hidden.'),
-    h('p', {}, 'If you feel unsafe or controlled, you are not alone: a local domestic-abuse support service, a doctor or someone you trust can help. If you are in danger, call your local emergency number. The quick exit at the top leaves this page at once.'),
+    h('p', {}, 'If you feel unsafe or controlled, you are not alone: a local domestic-abuse support service, a doctor or someone you trust can help. If you are in danger, call your local emergency number. Quick exit (or Escape twice) leaves this page at once.'),
     h('div', { class: 'row' }, cont, notNow));
 }
