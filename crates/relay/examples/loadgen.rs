@@ -27,6 +27,7 @@
 //! `--conns N` (64), `--idle N` (10000), `--page N` (10 events per read),
 //! `--signed`, `--memory` (the in-memory store), `--appends-only`,
 //! `--idle-only`, `--oneshot` (the relay's own CPU per request, no network),
+//! `--push` (notifications on: each append also goes to the push task),
 //! `--target ADDR` (drive appends against a relay already running) and
 //! `--serve-relay DIR` (run only the relay, for a profiler to attach to).
 //!
@@ -860,7 +861,15 @@ async fn main() -> anyhow::Result<()> {
     } else {
         Arc::new(SledStore::open(dir.path(), 256 << 20)?)
     };
-    let state = AppState::new(store, Arc::new(SystemClock), Limits::generous())?;
+    let mut state = AppState::new(store, Arc::new(SystemClock), Limits::generous())?;
+    if std::env::args().any(|a| a == "--push") {
+        // Notifications on (issue 16): every append is handed to the push
+        // task, which looks up the space's subscriptions (none here).
+        state = state.with_push(troth_relay::push::Push::new(
+            troth_relay::push::PushSettings::default(),
+            troth_relay::push::VapidKey::generate(),
+        ));
+    }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     tokio::spawn(troth_relay::serve(
