@@ -518,6 +518,8 @@ struct Pending {
     due_ms: u64,
     attempts: u32,
     sending: bool,
+    /// Something new came while this push was being sent.
+    again: bool,
 }
 
 /// Counters for `/metrics`.
@@ -672,10 +674,43 @@ async fn run(state: AppState, push: Arc<Push>, mut rx: mpsc::Receiver<Job>) {
         match job {
             Ok(None) => return,
             Ok(Some(job)) => {
-                handle(&state, &push, job, &mut pending, &mut last_sent).await;
-                // Take whatever else is queued before sending.
-                while let Ok(job) = rx.try_recv() {
-                    handle(&state, &push, job, &mut pending, &mut last_sent).await;
+                // Take whatever else is queued before sending; appends to
+                // one space become one look-up of its subscriptions (under
+                // load a drain holds many: the look-ups amortise).
+                let mut appended: HashMap<SpaceId, (Vec<DeviceId>, Arc<Members>)> = HashMap::new();
+                let mut next = Some(job);
+                while let Some(job) = next.take().or_else(|| rx.try_recv().ok()) {
+                    match job {
+                        Job::Appended {
+                            space,
+                            author,
+                            members,
+                        } => {
+                            let e = appended
+                                .entry(space)
+                                .or_insert_with(|| (Vec::new(), members.clone()));
+                            if !e.0.contains(&author) {
+                                e.0.push(author);
+                            }
+                            e.1 = members;
+                        }
+                        other => handle(&state, &push, other, &mut pending, &mut last_sent).await,
+                    }
+                    if appended.len() >= 4096 {
+                        break;
+                    }
+                }
+                for (space, (authors, members)) in appended {
+                    appended_to(
+                        &state,
+                        &push,
+                        space,
+                        &authors,
+                        &members,
+                        &mut pending,
+                        &mut last_sent,
+                    )
+                    .await;
                 }
             }
             Err(_) => {}
@@ -728,55 +763,7 @@ async fn handle(
             author,
             members,
         } => {
-            let subs = match state.store().push_subscriptions(space).await {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot read push subscriptions");
-                    return;
-                }
-            };
-            let author_role = members.device(&author).map(|d| d.role);
-            for (device, bytes) in subs {
-                let device = DeviceId(device);
-                let entry = members.device(&device).filter(|d| d.is_active());
-                let Some(entry) = entry else {
-                    // Revoked (or never a member): its subscription goes.
-                    let _ = state.store().push_delete(space, &device.0).await;
-                    pending.remove(&(space, device));
-                    continue;
-                };
-                if Some(entry.role) == author_role {
-                    // The author's own side: nobody is told of their own writing.
-                    continue;
-                }
-                let Some(sub) = Subscription::decode(&bytes) else {
-                    tracing::warn!("a stored push subscription does not decode; deleted");
-                    let _ = state.store().push_delete(space, &device.0).await;
-                    continue;
-                };
-                let key = (space, device);
-                let earliest = last_sent
-                    .get(&key)
-                    .map_or(0, |t| t + push.settings.coalesce_secs * 1000);
-                let due = (now + push.settings.gather_ms).max(earliest);
-                match pending.get_mut(&key) {
-                    // Already waiting: this event rides along.
-                    Some(p) if !p.sending => p.sub = sub,
-                    // Being sent: one more after it (at the next window).
-                    Some(_) => {}
-                    None => {
-                        pending.insert(
-                            key,
-                            Pending {
-                                sub,
-                                due_ms: due,
-                                attempts: 0,
-                                sending: false,
-                            },
-                        );
-                    }
-                }
-            }
+            appended_to(state, push, space, &[author], &members, pending, last_sent).await;
         }
         Job::Forget { space, device } => {
             pending.remove(&(space, device));
@@ -789,8 +776,16 @@ async fn handle(
             match outcome {
                 Outcome::Delivered => {
                     push.stats.sent.fetch_add(1, Ordering::Relaxed);
-                    pending.remove(&key);
                     last_sent.insert(key, now);
+                    if p.again {
+                        // Told of what came before; what came during the
+                        // send is told at the next window.
+                        p.again = false;
+                        p.attempts = 0;
+                        p.due_ms = now + push.settings.coalesce_secs * 1000;
+                    } else {
+                        pending.remove(&key);
+                    }
                 }
                 Outcome::Gone => {
                     push.stats.gone.fetch_add(1, Ordering::Relaxed);
@@ -812,6 +807,77 @@ async fn handle(
                     push.stats.failed.fetch_add(1, Ordering::Relaxed);
                     pending.remove(&key);
                 }
+            }
+        }
+    }
+}
+
+/// Events were appended to `space` by `authors` (`members` as of the
+/// last): each device of the other partner that registered gets a push
+/// queued (gathered, coalesced); a revoked device's subscription is deleted.
+async fn appended_to(
+    state: &AppState,
+    push: &Push,
+    space: SpaceId,
+    authors: &[DeviceId],
+    members: &Members,
+    pending: &mut HashMap<(SpaceId, DeviceId), Pending>,
+    last_sent: &mut HashMap<(SpaceId, DeviceId), u64>,
+) {
+    let now = state.now_ms();
+    let subs = match state.store().push_subscriptions(space).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read push subscriptions");
+            return;
+        }
+    };
+    let author_roles: Vec<_> = authors
+        .iter()
+        .filter_map(|a| members.device(a).map(|d| d.role))
+        .collect();
+    for (device, bytes) in subs {
+        let device = DeviceId(device);
+        let entry = members.device(&device).filter(|d| d.is_active());
+        let Some(entry) = entry else {
+            // Revoked (or never a member): its subscription goes.
+            let _ = state.store().push_delete(space, &device.0).await;
+            pending.remove(&(space, device));
+            continue;
+        };
+        if !author_roles.iter().any(|r| *r != entry.role) {
+            // Only the author's own side wrote: nobody is told of their own writing.
+            continue;
+        }
+        let Some(sub) = Subscription::decode(&bytes) else {
+            tracing::warn!("a stored push subscription does not decode; deleted");
+            let _ = state.store().push_delete(space, &device.0).await;
+            continue;
+        };
+        let key = (space, device);
+        let earliest = last_sent
+            .get(&key)
+            .map_or(0, |t| t + push.settings.coalesce_secs * 1000);
+        let due = (now + push.settings.gather_ms).max(earliest);
+        match pending.get_mut(&key) {
+            // Already waiting: this event rides along.
+            Some(p) if !p.sending => p.sub = sub,
+            // Being sent: one more after it, at the next window.
+            Some(p) => {
+                p.again = true;
+                p.sub = sub;
+            }
+            None => {
+                pending.insert(
+                    key,
+                    Pending {
+                        sub,
+                        due_ms: due,
+                        attempts: 0,
+                        sending: false,
+                        again: false,
+                    },
+                );
             }
         }
     }
