@@ -776,3 +776,72 @@ async fn failures_are_retried_with_backoff_and_never_hold_up_appends() {
     );
     relay.stop().await;
 }
+
+/// Two relay processes on one PostgreSQL database (issue 19's many
+/// machines), with the same VAPID key copied to both: a device registers
+/// through one, the partner writes through the other, and the push comes
+/// from the one that took the append; the subscription is in the database.
+#[tokio::test]
+async fn on_postgresql_a_registration_through_one_relay_is_pushed_by_another() {
+    let svc = PushService::start();
+    let (_, db) = common::pg::fresh_store().await;
+    let keys = tempfile::tempdir().expect("tempdir");
+    let mut relays = Vec::new();
+    for _ in 0..2 {
+        let store = Arc::new(common::pg::store_on(&db).await);
+        let state =
+            AppState::new(store, Arc::new(Clock::default()), Limits::default()).expect("state");
+        let settings = PushSettings {
+            test_origins: vec![svc.origin.clone()],
+            gather_ms: 200,
+            ..PushSettings::default()
+        };
+        let key = VapidKey::load_or_create(keys.path()).expect("key");
+        relays.push(InProcess::start_state(state.with_push(Push::new(settings, key))).await);
+    }
+    let (h1, h2) = (relays[0].http(), relays[1].http());
+    let k1 = h1.req("GET", "/v1/push/key", &[], vec![]).await.json();
+    let k2 = h2.req("GET", "/v1/push/key", &[], vec![]).await.json();
+    assert_eq!(k1, k2, "both relays sign with the copied key");
+    let mut c = couple(&h1, 1610, now_ms()).await;
+    let (a, b) = (c.s.dev.duplicate(), c.b.duplicate());
+    let (b_sub, b_keys) = svc.subscribe().await;
+    assert_eq!(
+        register(&h1, &c, &b, &b_keys, None, now_ms()).await.status,
+        204
+    );
+    append_by(
+        &h2,
+        &mut c,
+        &a,
+        sealed(b"through the other relay"),
+        now_ms(),
+    )
+    .await;
+    let got = svc.wait_for(&b_sub, 1, 10).await;
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0]["ok"], true, "{}", got[0]["why"]);
+    // Deleting the space through the second relay deletes the subscription
+    // the first one stored.
+    let r = h2
+        .signed(
+            &a,
+            c.s.id,
+            "DELETE",
+            &format!("/v1/spaces/{}", c.s.hex()),
+            vec![],
+            now_ms(),
+        )
+        .await;
+    assert_eq!(r.status, 204);
+    let left = relays[0]
+        .state
+        .store()
+        .push_subscriptions(c.s.id)
+        .await
+        .expect("list");
+    assert!(left.is_empty());
+    for r in relays {
+        r.stop().await;
+    }
+}
