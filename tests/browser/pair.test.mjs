@@ -613,6 +613,29 @@ test('a relay that claims no head, withholds events, or drops the space is caugh
     await pt.getByRole('button', { name: 'Send check-in' }).click();
     await pr.getByRole('tab', { name: 'Check-ins' }).click();
     await pr.getByText('First words').first().waitFor(LIVE);
+
+    // The relay writes a check-in but its answer is lost on the way back.
+    // Chromium sends the same request again on a fresh connection, which
+    // the relay refuses as a replay (one answer cut); or both answers are
+    // cut and the check-in is kept as waiting, with the signed event. Either
+    // way, once the verified log shows it (core's rule, as in the native
+    // client) it counts as sent: no error, and never posted a second time.
+    for (const [cut, words] of [[1, 'Answer lost once'], [2, 'Answer lost twice']]) {
+      proxy.state.dropAnswers = cut;
+      await pt.getByLabel('Your check-in').fill(words);
+      await pt.getByRole('button', { name: 'Send check-in' }).click();
+      await pr.getByText(words).first().waitFor(LIVE);
+      await pt.locator('#live-checkins li', { hasText: words }).first().waitFor(LIVE);
+      await T.ctx.setOffline(true);
+      await T.ctx.setOffline(false);
+      await pt.getByText('Connected · updates appear as they happen').waitFor(LIVE);
+      await pt.getByTestId('waiting').waitFor({ state: 'detached', timeout: 30000 });
+      await pr.waitForTimeout(1500);
+      assert.equal(await pt.getByText('already received once').count(), 0, `${words}: no error shown`);
+      for (const p of [pr, pt]) {
+        assert.equal(await p.locator('#live-checkins li', { hasText: words }).count(), 1, `${words}: posted once`);
+      }
+    }
     const warning = pt.getByRole('heading', { name: 'Something here does not add up' });
     const reopen = async () => {
       await pt.reload();

@@ -5,8 +5,11 @@
 //   withhold answers paged reads with no events under the real (higher) head,
 //            and drops live events;
 //   gone     answers 404 for the space and refuses its live connection, as if
-//            the space had been deleted (without anyone closing it).
-// The client must notice each.
+//            the space had been deleted (without anyone closing it);
+//   dropAnswers  passes the next N appends (or retries of one) to the relay,
+//            which handles them, then cuts the connection instead of
+//            answering (answers lost in transit; counts itself down).
+// The client must notice each (and must not post a lost answer's event twice).
 import http from 'node:http';
 import net from 'node:net';
 
@@ -50,7 +53,7 @@ function parse(buf) {
 
 export function startTamperProxy(target) {
   const t = new URL(target);
-  const state = { tamper: false, headNull: false, withhold: false, gone: false };
+  const state = { tamper: false, headNull: false, withhold: false, gone: false, dropAnswers: 0 };
   const server = http.createServer((req, res) => {
     if (state.gone && /^\/v1\/spaces\/[0-9a-f]+/.test(req.url)) {
       req.resume();
@@ -63,6 +66,11 @@ export function startTamperProxy(target) {
       const chunks = [];
       r.on('data', (c) => chunks.push(c));
       r.on('end', () => {
+        if (state.dropAnswers > 0 && req.method === 'POST' && /\/events$/.test(req.url)) {
+          state.dropAnswers -= 1;
+          req.socket.destroy();
+          return;
+        }
         let body = Buffer.concat(chunks);
         const headers = { ...r.headers };
         const lying = state.tamper || state.headNull || state.withhold;

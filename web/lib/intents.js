@@ -49,7 +49,15 @@ export async function sendOrKeep(kind, args, what, done) {
     await send((now) => INTENTS[kind](args, now), done);
   } catch (e) {
     if (!(e instanceof Offline)) throw e;
-    S.intents.push({ id: `${Date.now()}-${Math.random().toString(36).slice(2, 8)}`, kind, args, what, at: Date.now() });
+    // Its answer was lost, but the live connection already showed it written.
+    if (e.sent && S.space.alreadyIn(e.sent) !== undefined) {
+      emit('refresh');
+      if (done) say(done);
+      return;
+    }
+    // `sent`: signed events that may have reached the relay; looked for in
+    // the verified log before the intent is composed again.
+    S.intents.push({ id: `${Date.now()}-${Math.random().toString(36).slice(2, 8)}`, kind, args, what, at: Date.now(), sent: e.sent || [] });
     await saveLocal();
     emit('refresh');
     say("You seem to be offline. It's kept on this device and will be sent when you're connected again.");
@@ -65,8 +73,9 @@ export async function flushIntents() {
     for (const it of [...S.intents]) {
       if (!S.intents.includes(it)) continue;
       try {
-        await send((now) => INTENTS[it.kind](it.args, now));
+        await send((now) => INTENTS[it.kind](it.args, now), undefined, Array.isArray(it.sent) ? it.sent : []);
       } catch (e) {
+        if (e.sent) it.sent = e.sent;
         if (e instanceof Offline) break;
         it.error = e.message;
         continue;

@@ -2,6 +2,7 @@
 // (`ingestPage`), the live WebSocket delivers new events, and `send`
 // composes an action on the verified head and appends it (re-basing on a
 // stale head). Screens hear of changes through `emit('refresh')`.
+import { Space } from '../troth_wasm.js';
 import { RelayError, Offline } from './api.js';
 import { S, emit, tidy } from './state.js';
 import { say, pause } from './dom.js';
@@ -77,6 +78,8 @@ export function connectLive() {
       if (r.error) { sync(); return; }
       persist();
       emit('refresh');
+      // It may be one of this device's own, sent while its answer was lost.
+      if (S.intents.length) setTimeout(flushIntents, 0);
       const tl = space.state(Date.now()).timeline;
       const last = tl[tl.length - 1];
       if (last && last.by !== space.role) say(`Your partner ${tidy(last.what)}`);
@@ -101,23 +104,52 @@ window.addEventListener('online', () => {
 });
 window.addEventListener('offline', () => setOnline(false));
 
-/** Composes on the verified head and appends; re-bases on a stale head. */
-export async function send(compose, done) {
+/**
+ * Composes on the verified head and appends; re-bases on a stale head.
+ *
+ * An append whose answer was lost may have been written all the same, so
+ * nothing is posted twice (core's rule, the native client's too): a
+ * `409 stale_head` naming the event just sent means an earlier try went
+ * through, and after each sync the verified log is searched for every
+ * event sent (`tried`: those of earlier attempts, kept with an intent). An
+ * error whose outcome is unknown carries the events sent (`e.sent`).
+ */
+export async function send(compose, done, tried = []) {
   if (!navigator.onLine) throw new Offline();
+  const sent = [...tried];
+  const finish = async () => {
+    await persist();
+    emit('refresh');
+    if (done) say(done);
+  };
+  if (sent.length && S.space.alreadyIn(sent) !== undefined) return finish();
   for (let i = 0; i < 5; i++) {
     const ev = compose(Date.now());
+    sent.push(ev);
     try {
       await S.api.append(ev);
       S.space.ingest([ev]);
-      await persist();
-      emit('refresh');
-      if (done) say(done);
-      return;
+      return finish();
     } catch (e) {
       if (e instanceof RelayError && e.code === 'stale_head') {
+        if (e.head && Space.isHead(ev, e.head.seq, e.head.hash)) {
+          S.space.ingest([ev]);
+          return finish();
+        }
         await syncNow();
+        if (S.space.alreadyIn(sent) !== undefined) return finish();
         continue;
       }
+      // The browser sent the same request again after a broken connection
+      // (the relay refuses a signed request it has seen): the first one's
+      // fate is unknown, so look for it before composing again.
+      if (e instanceof RelayError && e.code === 'auth_replayed') {
+        await syncNow();
+        if (S.space.alreadyIn(sent) !== undefined) return finish();
+        continue;
+      }
+      // No answer, or the relay's own failure: it may have been written.
+      if (e instanceof Offline || (e instanceof RelayError && (e.status >= 500 || e.status === 408))) e.sent = sent;
       throw e;
     }
   }

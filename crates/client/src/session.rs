@@ -133,7 +133,7 @@ impl Session {
             sent.push(ev.clone());
             match self.relay.append(&self.replica.keys().device, &ev) {
                 Ok(Appended::Done(_)) => return self.accept(ev),
-                Ok(Appended::Stale(head)) if head == (ev.header().seq, ev.hash()) => {
+                Ok(Appended::Stale(head)) if ev.is_head(head) => {
                     // The head the relay names is this event: it is in.
                     return self.accept(ev);
                 }
@@ -159,12 +159,10 @@ impl Session {
         Ok(ev)
     }
 
-    /// The first of `sent` that the verified log holds at its position.
+    /// The first of `sent` that the verified log holds at its position
+    /// (core's rule, shared with the browser).
     fn already_in(&self, sent: &[Event]) -> Option<Event> {
-        let chain = self.replica.chain();
-        sent.iter()
-            .find(|e| chain.hash_at(e.header().seq) == Some(e.hash()))
-            .cloned()
+        self.replica.already_in(sent).cloned()
     }
 
     /// Syncs after an append whose answer was lost, trying again for a

@@ -462,6 +462,15 @@ impl Event {
         EventHash(sign::hash(Label::EventHash, &self.bytes))
     }
 
+    /// Whether a head the relay names (`seq`, hash) is this very event. A
+    /// `409 stale_head` that names the event just posted means an earlier
+    /// try of the same append was written (its answer was lost): the append
+    /// is done, and composing again would post the same thing twice.
+    #[must_use]
+    pub fn is_head(&self, head: (u64, EventHash)) -> bool {
+        head == (self.header().seq, self.hash())
+    }
+
     /// Checks the author's signature (the protocol's rule, [`crate::sign`]). The caller supplies
     /// the key it believes belongs to `header().author` and must check that.
     pub fn verify_signature(

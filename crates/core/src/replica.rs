@@ -816,6 +816,20 @@ impl Replica {
         }
     }
 
+    /// The first of `sent` that the verified log holds at its own position.
+    ///
+    /// `sent` are events this device posted whose outcome is not known to
+    /// be a refusal: an append whose answer was lost (no answer, a broken
+    /// connection, a relay or database failing over) may have been written
+    /// all the same. After a sync, an event found here went through, so the
+    /// action is done and must not be composed and posted again. Both
+    /// clients (native and browser) decide with this.
+    #[must_use]
+    pub fn already_in<'a>(&self, sent: &'a [Event]) -> Option<&'a Event> {
+        sent.iter()
+            .find(|e| self.chain.hash_at(e.header().seq) == Some(e.hash()))
+    }
+
     /// Content consenting to a report.
     pub fn consent(&self, scope: ReportScope) -> Content {
         let signature = sign_consent(self.space(), &scope, &self.keys.identity);

@@ -663,3 +663,35 @@ fn key_exports_and_closing_are_signed_events_both_see() {
         assert_eq!(st.closed.map(|(r, _)| r), Some(Role::Leading));
     }
 }
+
+/// An append whose answer was lost: the 409 that a retry meets names the
+/// event itself, and after a sync the verified log holds it at its place,
+/// so neither client posts it again; a competing event at the same place
+/// is not taken for it.
+#[test]
+fn an_append_whose_answer_was_lost_is_recognised() {
+    let mut c = Couple::new(31);
+    let note = |s: &str| Content::RequestCheckIn { note: s.into() };
+    // B composes on its head; the relay writes it, but B never hears back.
+    let lost =
+        c.b.compose(&note("lost answer"), c.now + 1, &mut c.rng)
+            .expect("compose");
+    // A's competing event for the same place, never written.
+    let rival =
+        c.a.compose(&note("rival"), c.now + 2, &mut c.rng)
+            .expect("compose");
+    assert_eq!(lost.header().seq, rival.header().seq);
+    let seq = lost.header().seq;
+    assert!(c.b.already_in(std::slice::from_ref(&lost)).is_none());
+    c.log.push(lost.clone());
+    // The relay's 409 names the lost event: that is this append, done.
+    assert!(lost.is_head((seq, lost.hash())));
+    assert!(!rival.is_head((seq, lost.hash())));
+    assert!(!lost.is_head((seq + 1, lost.hash())));
+    // After a sync the log holds it at its own position, and only it.
+    c.sync_b();
+    c.sync_a();
+    let sent = [rival.clone(), lost.clone()];
+    assert_eq!(c.b.already_in(&sent).map(Event::hash), Some(lost.hash()));
+    assert!(c.a.already_in(std::slice::from_ref(&rival)).is_none());
+}

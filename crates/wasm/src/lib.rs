@@ -452,6 +452,41 @@ impl Space {
         ]))
     }
 
+    /// Whether the head a `409 stale_head` names (`seq`, `hash` hex) is the
+    /// event `event` (base64) itself: an earlier try of this append was
+    /// written and its answer lost, so it is done (core's `Event::is_head`,
+    /// the native client's rule too). Anything unreadable is `false`.
+    #[wasm_bindgen(js_name = isHead)]
+    pub fn is_head(event: &str, seq: f64, hash: &str) -> bool {
+        let Some(ev) = STANDARD
+            .decode(event)
+            .ok()
+            .and_then(|b| Event::decode(&b).ok())
+        else {
+            return false;
+        };
+        match event_hash(hash) {
+            Ok(h) if seq.is_finite() && seq >= 0.0 => ev.is_head((seq as u64, h)),
+            _ => false,
+        }
+    }
+
+    /// The index of the first of `sent` (base64 events this device posted
+    /// whose answers may have been lost) that the verified log holds at its
+    /// own position, or `undefined` (core's `Replica::already_in`): after a
+    /// sync, such an action is done and is not posted again.
+    #[wasm_bindgen(js_name = alreadyIn)]
+    pub fn already_in(&self, sent: Vec<String>) -> Option<u32> {
+        let i = sent.iter().position(|e| {
+            STANDARD
+                .decode(e)
+                .ok()
+                .and_then(|b| Event::decode(&b).ok())
+                .is_some_and(|ev| self.inner.already_in(std::slice::from_ref(&ev)).is_some())
+        })?;
+        u32::try_from(i).ok()
+    }
+
     /// The state a person sees, as a plain object (see docs/WEB.md).
     pub fn state(&self, now: f64) -> JsValue {
         json::state(&self.inner, ms(now))
