@@ -148,6 +148,9 @@ function confirmForget() {
 }
 
 async function unlocked(keys) {
+  // Marks on this page's own timeline (never sent anywhere): the
+  // long-space benchmark measures opening a space between them.
+  performance.mark('troth:unlocked');
   S.keys = keys;
   lockBtn.hidden = false;
   touch();
@@ -156,6 +159,7 @@ async function unlocked(keys) {
   if (!await openSpace(sealed)) { showChanged(); return; }
   await loadLocal();
   if (!S.meta.compared && S.space.safetyNumber) showSafety(); else showSpace();
+  performance.mark('troth:interactive');
 }
 
 function showChanged() {
