@@ -3,12 +3,16 @@
 // the lower layers (sync, intents) tell the screens that something changed
 // without importing them.
 
+/** How many more check-ins and timeline entries each "Show earlier" draws. */
+export const PAGE = 50;
+
 /** Session state: dropped on lock (`resetSession`). */
 export let S = fresh();
 
 function fresh() {
   return { keys: null, space: null, api: null, meta: null, ws: null, tab: 'agreements', drafts: [], intents: [],
-    online: false, syncing: false, again: false, backoff: 1000, pairing: null, gone: false, timers: [], pushResumed: false };
+    online: false, syncing: false, again: false, backoff: 1000, pairing: null, gone: false, timers: [], pushResumed: false,
+    show: PAGE };
 }
 
 /** Starts a new, empty session (after locking). */

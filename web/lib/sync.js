@@ -80,7 +80,7 @@ export function connectLive() {
       emit('refresh');
       // It may be one of this device's own, sent while its answer was lost.
       if (S.intents.length) setTimeout(flushIntents, 0);
-      const tl = space.state(Date.now()).timeline;
+      const tl = space.state(Date.now(), 1).timeline;
       const last = tl[tl.length - 1];
       if (last && last.by !== space.role) say(`Your partner ${tidy(last.what)}`);
     }

@@ -84,7 +84,7 @@ function pendingActions(a, v) {
     const sign = h('button', { type: 'button' }, 'Sign these words');
     sign.addEventListener('click', () => privateMoment(v.rules, () => act(sign, err, async () => {
       await send((now) => S.space.cosign(a.id, v.version, now));
-      const now = S.space.state(Date.now()).agreements.find((x) => x.id === a.id);
+      const now = S.space.state(Date.now(), 0).agreements.find((x) => x.id === a.id);
       say(now && now.inForce === v.version ? 'Signed by both of you. It is now in force.'
         : 'Signed. It comes into force once your partner signs too.');
     })));

@@ -4,7 +4,7 @@
 import { S, me, who } from '../lib/state.js';
 import { h, field, checkbox, say, act, errorLine, when } from '../lib/dom.js';
 import { sendOrKeep, saveLocal } from '../lib/intents.js';
-import { refresh } from './space.js';
+import { refresh, showEarlier } from './space.js';
 
 /** The check-in form (kept as an intent when offline). */
 export function checkInForm() {
@@ -145,7 +145,7 @@ export function checkinList(st) {
         li.append(' ', ack);
       }
       return li;
-    }))];
+    })), showEarlier(st.checkins.length, st.checkinsTotal, 'Show earlier check-ins')].filter(Boolean);
 }
 
 /** What waits to be sent, each with "Don't send". */

@@ -165,7 +165,7 @@ export function leaveCard() {
       // First a signed "closed the space" both of you see; then the relay
       // is asked to delete it (a space that vanishes without it is the
       // relay's doing, and is reported so).
-      if (!S.gone && !S.space.state(Date.now()).closed) {
+      if (!S.gone && !S.space.state(Date.now(), 0).closed) {
         try { await send((now) => S.space.closeSpace(comment.value, now)); } catch (e) { if (still(e)) throw still(e); }
       }
       try { await S.api.remove(); } catch (e) { if (still(e)) throw still(e); }

@@ -2,7 +2,7 @@
 // that is gone, a partner not joined yet, reviews due) and `refresh`, which
 // redraws every part that depends on the state while keeping forms intact.
 import { store } from '../lib/store.js';
-import { S, me } from '../lib/state.js';
+import { S, me, PAGE } from '../lib/state.js';
 import { h, act, errorLine, screen } from '../lib/dom.js';
 import { showStart, invite } from './pairing.js';
 import { editor, review, agreementCards, draftCards } from './agreements.js';
@@ -74,7 +74,8 @@ function buildTab(panel) {
 export function refresh() {
   renderIntegrity();
   if (!S.space || !document.getElementById('panel')) return;
-  const st = S.space.state(Date.now());
+  // Only what the lists show crosses from wasm (`S.show` newest entries).
+  const st = S.space.state(Date.now(), S.show);
   const conn = document.getElementById('conn');
   if (conn) conn.replaceChildren(connLine());
   const banners = document.getElementById('banners');
@@ -104,7 +105,7 @@ export function refresh() {
   put('asked-of-me', ...askedOfMe(st));
   put('waiting', ...intentCards());
   put('live-checkins', ...checkinList(st));
-  put('live-timeline', timeline(st));
+  put('live-timeline', ...timeline(st));
   put('live-safety', ...safetyCards(st));
   const answers = document.getElementById('answers');
   if (answers) fillAnswers(answers, st);
@@ -176,4 +177,15 @@ function connLine() {
 export function showConnection() {
   const el = document.getElementById('conn');
   if (el) el.replaceChildren(connLine());
+}
+
+/**
+ * "Show earlier …" under a list that holds only the newest entries: the
+ * cost of drawing follows what is on screen, not the length of the log.
+ */
+export function showEarlier(shown, total, label) {
+  if (total <= shown) return null;
+  const b = h('button', { type: 'button', class: 'quiet' }, `${label} (${total - shown} more)`);
+  b.addEventListener('click', () => { S.show += PAGE; refresh(); });
+  return b;
 }

@@ -193,9 +193,11 @@ pub(crate) fn alert(a: &Alert) -> JsValue {
 }
 
 /// The whole state a person sees (shape documented in docs/WEB.md).
-pub(crate) fn state(r: &Replica, now_ms: u64) -> JsValue {
+pub(crate) fn state(r: &Replica, now_ms: u64, show: Option<usize>) -> JsValue {
     let today = Day::from_unix_ms(now_ms);
     let st = r.state();
+    // How many of the oldest entries of a list to leave out.
+    let skip = |len: usize| show.map_or(0, |k| len.saturating_sub(k));
     let due: Vec<String> = st
         .due_for_review(today)
         .iter()
@@ -290,10 +292,12 @@ pub(crate) fn state(r: &Replica, now_ms: u64) -> JsValue {
         ("stateCode", s(&r.state_code())),
         ("events", n(r.events().len() as u64)),
         ("agreements", agreements),
+        ("checkinsTotal", n(st.checkins.len() as u64)),
+        ("timelineTotal", n(st.timeline.len() as u64)),
         ("due", arr(due.iter().map(|d| s(d)))),
         (
             "checkins",
-            arr(st.checkins.iter().map(|c| {
+            arr(st.checkins.iter().skip(skip(st.checkins.len())).map(|c| {
                 obj(&[
                     ("seq", n(c.seq)),
                     ("hash", s(&c.hash.to_hex())),
@@ -380,7 +384,7 @@ pub(crate) fn state(r: &Replica, now_ms: u64) -> JsValue {
         ),
         (
             "timeline",
-            arr(st.timeline.iter().map(|t| {
+            arr(st.timeline.iter().skip(skip(st.timeline.len())).map(|t| {
                 obj(&[
                     ("seq", n(t.seq)),
                     ("hash", s(&t.hash.to_hex())),

@@ -487,9 +487,13 @@ impl Space {
         u32::try_from(i).ok()
     }
 
-    /// The state a person sees, as a plain object (see docs/WEB.md).
-    pub fn state(&self, now: f64) -> JsValue {
-        json::state(&self.inner, ms(now))
+    /// The state a person sees, as a plain object (see docs/WEB.md). With
+    /// `show`, only the newest `show` check-ins and timeline entries are
+    /// handed over (`checkinsTotal` and `timelineTotal` count them all), so
+    /// what crosses into JavaScript grows with what is on screen, not with
+    /// the log.
+    pub fn state(&self, now: f64, show: Option<u32>) -> JsValue {
+        json::state(&self.inner, ms(now), show.map(|k| k as usize))
     }
 
     /// Integrity alerts: `[{what, advice}]`.
