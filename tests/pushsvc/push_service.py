@@ -9,6 +9,7 @@ audience (this service's origin) and expiry (in the future, at most 24 h).
 Control (JSON over HTTP on the same port):
   POST /new                 -> {"endpoint", "p256dh", "auth", "id"}: a new subscription
   POST /status/<id>/<code>  -> push answers for <id> are <code> from now on
+  POST /delay/<id>/<ms>     -> push answers for <id> wait <ms> first
   GET  /log                 -> every push received: {"id", "ok", "why", "plaintext" (base64), "aud", "exp", "sub", "at"}
 The push itself: POST /push/<id>.
 
@@ -76,7 +77,7 @@ class Handler(BaseHTTPRequestHandler):
             auth = os.urandom(16)
             sid = b64u(os.urandom(9))
             with LOCK:
-                SUBS[sid] = {"key": key, "auth": auth, "status": 201}
+                SUBS[sid] = {"key": key, "auth": auth, "status": 201, "delay": 0}
             pub = key.public_key().public_bytes(
                 serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
             )
@@ -94,6 +95,12 @@ class Handler(BaseHTTPRequestHandler):
             with LOCK:
                 if parts[1] in SUBS:
                     SUBS[parts[1]]["status"] = int(parts[2])
+            return self.answer(200, {})
+        if len(parts) == 3 and parts[0] == "delay":
+            self.body()
+            with LOCK:
+                if parts[1] in SUBS:
+                    SUBS[parts[1]]["delay"] = int(parts[2])
             return self.answer(200, {})
         if len(parts) == 2 and parts[0] == "push":
             return self.push(parts[1], self.body())
@@ -143,6 +150,8 @@ class Handler(BaseHTTPRequestHandler):
             status = 400 if sub is not None else 404
         with LOCK:
             LOG.append(entry)
+        if sub is not None and sub.get("delay"):
+            time.sleep(sub["delay"] / 1000)
         self.answer(status, {})
 
 

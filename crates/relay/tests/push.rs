@@ -73,6 +73,12 @@ impl PushService {
             .await;
     }
 
+    async fn set_delay(&self, id: &str, ms: u64) {
+        self.http
+            .req("POST", &format!("/delay/{id}/{ms}"), &[], vec![])
+            .await;
+    }
+
     async fn log(&self) -> Vec<Value> {
         let v = self.http.req("GET", "/log", &[], vec![]).await.json();
         v.as_array().cloned().unwrap_or_default()
@@ -844,4 +850,35 @@ async fn on_postgresql_a_registration_through_one_relay_is_pushed_by_another() {
     for r in relays {
         r.stop().await;
     }
+}
+
+/// Something new while the device's push is being sent is not lost: it is
+/// told by one more push at the next window.
+#[tokio::test]
+async fn an_event_during_a_send_gets_its_own_push_later() {
+    let rig = Rig::start().await;
+    let http = rig.relay.http();
+    let now = rig.now();
+    let mut c = couple(&http, 1611, now).await;
+    let (a, b) = (c.s.dev.duplicate(), c.b.duplicate());
+    let (b_sub, b_keys) = rig.svc.subscribe().await;
+    assert_eq!(
+        register(&http, &c, &b, &b_keys, None, now).await.status,
+        204
+    );
+    // The push service takes two seconds to answer.
+    rig.svc.set_delay(&b_sub, 2000).await;
+    append_by(&http, &mut c, &a, sealed(b"one"), rig.now()).await;
+    // The push is in flight (logged on arrival, answered later): write again.
+    assert_eq!(rig.svc.wait_for(&b_sub, 1, 10).await.len(), 1);
+    append_by(&http, &mut c, &a, sealed(b"two"), rig.now()).await;
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    assert_eq!(rig.svc.pushes_to(&b_sub).await.len(), 1, "not coalesced");
+    rig.clock.advance(61_000);
+    assert_eq!(
+        rig.svc.wait_for(&b_sub, 2, 10).await.len(),
+        2,
+        "the second event was lost"
+    );
+    rig.relay.stop().await;
 }
