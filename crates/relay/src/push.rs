@@ -667,6 +667,7 @@ async fn run(state: AppState, push: Arc<Push>, mut rx: mpsc::Receiver<Job>) {
     let mut pending: HashMap<(SpaceId, DeviceId), Pending> = HashMap::new();
     let mut last_sent: HashMap<(SpaceId, DeviceId), u64> = HashMap::new();
     let coalesce_ms = push.settings.coalesce_secs * 1000;
+    restore(&state, &push, &mut pending).await;
     loop {
         // Wake at least every 250 ms: due times are read from the relay's
         // clock (which tests move by hand).
@@ -766,7 +767,9 @@ async fn handle(
             appended_to(state, push, space, &[author], &members, pending, last_sent).await;
         }
         Job::Forget { space, device } => {
-            pending.remove(&(space, device));
+            if pending.remove(&(space, device)).is_some() {
+                unmark(state, space, device).await;
+            }
         }
         Job::Sent { key, outcome } => {
             let Some(p) = pending.get_mut(&key) else {
@@ -785,11 +788,13 @@ async fn handle(
                         p.due_ms = now + push.settings.coalesce_secs * 1000;
                     } else {
                         pending.remove(&key);
+                        unmark(state, key.0, key.1).await;
                     }
                 }
                 Outcome::Gone => {
                     push.stats.gone.fetch_add(1, Ordering::Relaxed);
                     pending.remove(&key);
+                    unmark(state, key.0, key.1).await;
                     if let Err(e) = state.store().push_delete(key.0, &key.1.0).await {
                         tracing::warn!(error = %e, "cannot delete a push subscription");
                     }
@@ -806,8 +811,59 @@ async fn handle(
                 Outcome::Retry | Outcome::Refused => {
                     push.stats.failed.fetch_add(1, Ordering::Relaxed);
                     pending.remove(&key);
+                    unmark(state, key.0, key.1).await;
                 }
             }
+        }
+    }
+}
+
+/// The push for `device` in `space` is no longer held.
+async fn unmark(state: &AppState, space: SpaceId, device: DeviceId) {
+    if let Err(e) = state.store().push_mark(space, &device.0, false).await {
+        tracing::warn!(error = %e, "cannot unmark a held push");
+    }
+}
+
+/// At start: the pushes held when the relay stopped (quiet hours,
+/// coalescing, retries) are due again, for the subscriptions still kept.
+async fn restore(
+    state: &AppState,
+    push: &Push,
+    pending: &mut HashMap<(SpaceId, DeviceId), Pending>,
+) {
+    let marked = match state.store().push_marked().await {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the held pushes");
+            return;
+        }
+    };
+    let now = state.now_ms();
+    for (space, device) in marked {
+        let subs = state
+            .store()
+            .push_subscriptions(space)
+            .await
+            .unwrap_or_default();
+        let sub = subs
+            .into_iter()
+            .find(|(d, _)| *d == device)
+            .and_then(|(_, b)| Subscription::decode(&b));
+        match sub {
+            Some(sub) => {
+                pending.insert(
+                    (space, DeviceId(device)),
+                    Pending {
+                        sub,
+                        due_ms: now + push.settings.gather_ms,
+                        attempts: 0,
+                        sending: false,
+                        again: false,
+                    },
+                );
+            }
+            None => unmark(state, space, DeviceId(device)).await,
         }
     }
 }
@@ -842,7 +898,9 @@ async fn appended_to(
         let Some(entry) = entry else {
             // Revoked (or never a member): its subscription goes.
             let _ = state.store().push_delete(space, &device.0).await;
-            pending.remove(&(space, device));
+            if pending.remove(&(space, device)).is_some() {
+                unmark(state, space, device).await;
+            }
             continue;
         };
         if !author_roles.iter().any(|r| *r != entry.role) {
@@ -878,6 +936,10 @@ async fn appended_to(
                         again: false,
                     },
                 );
+                // Kept in the store too, so that a restart still sends it.
+                if let Err(e) = state.store().push_mark(space, &device.0, true).await {
+                    tracing::warn!(error = %e, "cannot mark a held push");
+                }
             }
         }
     }

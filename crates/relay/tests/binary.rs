@@ -282,7 +282,7 @@ async fn postgres_store_by_settings_survives_kill9_and_names_bad_settings() {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        assert!(String::from_utf8_lossy(&out.stdout).contains("version 2"));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("version 3"));
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let relay = Binary::start(

@@ -636,6 +636,16 @@ async fn every_store_keeps_subscriptions_per_device() {
             vec![(d1, b"one again".to_vec()), (d2, b"two".to_vec())],
             "{name}"
         );
+        store.push_mark(s.id, &d1, true).await.expect("mark");
+        store.push_mark(s.id, &d2, true).await.expect("mark");
+        store.push_mark(s.id, &d2, true).await.expect("mark twice");
+        store.push_mark(other.id, &d1, true).await.expect("mark");
+        store.push_mark(s.id, &d2, false).await.expect("unmark");
+        let mut marked = store.push_marked().await.expect("marked");
+        marked.sort();
+        let mut want = vec![(s.id, d1), (other.id, d1)];
+        want.sort();
+        assert_eq!(marked, want, "{name}");
         assert!(
             store.push_delete(s.id, &d2).await.expect("delete"),
             "{name}"
@@ -657,6 +667,11 @@ async fn every_store_keeps_subscriptions_per_device() {
             store.push_subscriptions(other.id).await.expect("list"),
             vec![(d1, b"elsewhere".to_vec())],
             "{name}"
+        );
+        assert_eq!(
+            store.push_marked().await.expect("marked"),
+            vec![(other.id, d1)],
+            "{name}: the deleted space's held pushes stayed"
         );
     }
 }
@@ -881,4 +896,48 @@ async fn an_event_during_a_send_gets_its_own_push_later() {
         "the second event was lost"
     );
     rig.relay.stop().await;
+}
+
+/// A push held when the relay stops (here by coalescing) is sent when it
+/// starts again: the real binary on sled, stopped with SIGTERM.
+#[tokio::test]
+async fn a_held_push_is_sent_after_a_restart() {
+    let svc = PushService::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("relay.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[push]\ntest_origins = [\"{}\"]\ncoalesce_secs = 30\ngather_ms = 100\n",
+            svc.origin
+        ),
+    )
+    .expect("config");
+    let cfg = cfg.to_string_lossy().to_string();
+    let data = dir.path().join("data");
+    let mut relay = Binary::start(&data, &[("TROTH_RELAY_CONFIG", &cfg)]);
+    let http = relay.http();
+    let mut c = couple(&http, 1612, now_ms()).await;
+    let (a, b) = (c.s.dev.duplicate(), c.b.duplicate());
+    let (b_sub, b_keys) = svc.subscribe().await;
+    assert_eq!(
+        register(&http, &c, &b, &b_keys, None, now_ms())
+            .await
+            .status,
+        204
+    );
+    append_by(&http, &mut c, &a, sealed(b"one"), now_ms()).await;
+    assert_eq!(svc.wait_for(&b_sub, 1, 10).await.len(), 1);
+    // Within the coalescing window: held.
+    append_by(&http, &mut c, &a, sealed(b"two"), now_ms()).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let pid = relay.child.id().to_string();
+    let stopped = Command::new("kill").args(["-TERM", &pid]).status();
+    assert!(stopped.is_ok_and(|s| s.success()));
+    let _ = relay.child.wait();
+    assert_eq!(svc.pushes_to(&b_sub).await.len(), 1);
+    let _again = Binary::start(&data, &[("TROTH_RELAY_CONFIG", &cfg)]);
+    let got = svc.wait_for(&b_sub, 2, 10).await;
+    assert_eq!(got.len(), 2, "the held push was lost with the restart");
+    assert_eq!(got[1]["ok"], true);
 }

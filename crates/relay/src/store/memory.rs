@@ -14,6 +14,7 @@ struct Inner {
     nonces: BTreeSet<(u64, [u8; 32], [u8; 16])>,
     mailboxes: BTreeMap<u32, Vec<u8>>,
     push: BTreeMap<(SpaceId, [u8; 32]), Vec<u8>>,
+    held: BTreeSet<(SpaceId, [u8; 32])>,
 }
 
 /// Keeps everything in a mutex-guarded map.
@@ -112,6 +113,7 @@ impl SyncStore for MemoryStore {
     fn delete_space(&self, space: SpaceId) -> Result<bool, StoreError> {
         let mut g = self.lock();
         g.push.retain(|(s, _), _| *s != space);
+        g.held.retain(|(s, _)| *s != space);
         Ok(g.spaces.remove(&space).is_some())
     }
 
@@ -131,6 +133,20 @@ impl SyncStore for MemoryStore {
 
     fn push_delete(&self, space: SpaceId, device: &[u8; 32]) -> Result<bool, StoreError> {
         Ok(self.lock().push.remove(&(space, *device)).is_some())
+    }
+
+    fn push_mark(&self, space: SpaceId, device: &[u8; 32], held: bool) -> Result<(), StoreError> {
+        let mut g = self.lock();
+        if held {
+            g.held.insert((space, *device));
+        } else {
+            g.held.remove(&(space, *device));
+        }
+        Ok(())
+    }
+
+    fn push_marked(&self) -> Result<Vec<(SpaceId, [u8; 32])>, StoreError> {
+        Ok(self.lock().held.iter().copied().collect())
     }
 
     fn nonce_fresh(

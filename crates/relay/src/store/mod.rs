@@ -212,6 +212,18 @@ pub trait Store: Send + Sync + 'static {
     /// Forgets `device`'s push subscription in `space`. Returns whether it had one.
     fn push_delete<'a>(&'a self, space: SpaceId, device: &'a [u8; 32]) -> StoreFuture<'a, bool>;
 
+    /// Marks (or unmarks) `device` in `space` as having a push held for it
+    /// (quiet hours, coalescing, retries), so that a restart sends it.
+    fn push_mark<'a>(
+        &'a self,
+        space: SpaceId,
+        device: &'a [u8; 32],
+        held: bool,
+    ) -> StoreFuture<'a, ()>;
+
+    /// Every (space, device) marked by [`Store::push_mark`].
+    fn push_marked(&self) -> StoreFuture<'_, Vec<(SpaceId, [u8; 32])>>;
+
     /// Makes every write so far durable (blocking; see docs/RELAY.md for what
     /// sled promises). A no-op for a store whose writes are durable when they
     /// return ([`Store::durable_on_write`]).
@@ -335,6 +347,10 @@ pub trait SyncStore: Send + Sync + 'static {
     fn push_subscriptions(&self, space: SpaceId) -> Result<PushSubscriptions, StoreError>;
     /// See [`Store::push_delete`].
     fn push_delete(&self, space: SpaceId, device: &[u8; 32]) -> Result<bool, StoreError>;
+    /// See [`Store::push_mark`].
+    fn push_mark(&self, space: SpaceId, device: &[u8; 32], held: bool) -> Result<(), StoreError>;
+    /// See [`Store::push_marked`].
+    fn push_marked(&self) -> Result<Vec<(SpaceId, [u8; 32])>, StoreError>;
     /// See [`Store::flush`].
     fn flush(&self) -> Result<(), StoreError>;
     /// See [`Store::kind`].
@@ -417,6 +433,17 @@ impl<T: SyncStore> Store for T {
     }
     fn push_delete<'a>(&'a self, space: SpaceId, device: &'a [u8; 32]) -> StoreFuture<'a, bool> {
         ready(SyncStore::push_delete(self, space, device))
+    }
+    fn push_mark<'a>(
+        &'a self,
+        space: SpaceId,
+        device: &'a [u8; 32],
+        held: bool,
+    ) -> StoreFuture<'a, ()> {
+        ready(SyncStore::push_mark(self, space, device, held))
+    }
+    fn push_marked(&self) -> StoreFuture<'_, Vec<(SpaceId, [u8; 32])>> {
+        ready(SyncStore::push_marked(self))
     }
     fn flush(&self) -> Result<(), StoreError> {
         SyncStore::flush(self)

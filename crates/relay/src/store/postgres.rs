@@ -11,6 +11,7 @@
 //! | `nonces`         | (`time_ms`, `device`, `nonce`) | –                                  |
 //! | `mailboxes`      | `n`                      | `value`: the mailbox (see `rendezvous`)  |
 //! | `push_subscriptions` | (`space`, `device`)  | `record`: the device's push subscription (`push::Subscription`, JSON) |
+//! | `push_held`      | (`space`, `device`)      | – (a push is held for the device)        |
 //! | `troth_schema`   | `version`                | the migrations applied                   |
 //!
 //! Every write is one statement (its own transaction) and is durable when it
@@ -85,6 +86,15 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         space bytea NOT NULL,
         device bytea NOT NULL,
         record bytea NOT NULL,
+        PRIMARY KEY (space, device)
+    );",
+    ),
+    (
+        3,
+        "pushes held across restarts (issue 16)",
+        "CREATE TABLE push_held (
+        space bytea NOT NULL,
+        device bytea NOT NULL,
         PRIMARY KEY (space, device)
     );",
     ),
@@ -696,6 +706,7 @@ impl Store for PgStore {
             let st = c
                 .prepare_cached(
                     "WITH p AS (DELETE FROM push_subscriptions WHERE space = $1),
+                    h AS (DELETE FROM push_held WHERE space = $1),
                     d AS (DELETE FROM spaces WHERE id = $1 RETURNING sid)
                     INSERT INTO deleted_spaces (sid) SELECT sid FROM d",
                 )
@@ -749,6 +760,45 @@ impl Store for PgStore {
                 .prepare_cached("DELETE FROM push_subscriptions WHERE space = $1 AND device = $2")
                 .await?;
             Ok(c.execute(&st, &[&&space.0[..], &&device[..]]).await? == 1)
+        })
+    }
+
+    fn push_mark<'a>(
+        &'a self,
+        space: SpaceId,
+        device: &'a [u8; 32],
+        held: bool,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let c = self.client().await?;
+            let sql = if held {
+                "INSERT INTO push_held (space, device) VALUES ($1, $2) ON CONFLICT DO NOTHING"
+            } else {
+                "DELETE FROM push_held WHERE space = $1 AND device = $2"
+            };
+            let st = c.prepare_cached(sql).await?;
+            c.execute(&st, &[&&space.0[..], &&device[..]]).await?;
+            Ok(())
+        })
+    }
+
+    fn push_marked(&self) -> StoreFuture<'_, Vec<(SpaceId, [u8; 32])>> {
+        Box::pin(async move {
+            let c = self.client().await?;
+            let st = c
+                .prepare_cached("SELECT space, device FROM push_held")
+                .await?;
+            let mut out = Vec::new();
+            for row in c.query(&st, &[]).await? {
+                let space: Vec<u8> = row.try_get(0)?;
+                let device: Vec<u8> = row.try_get(1)?;
+                let bad = || StoreError::Corrupt("push_held row");
+                out.push((
+                    SpaceId(space.try_into().map_err(|_| bad())?),
+                    device.try_into().map_err(|_| bad())?,
+                ));
+            }
+            Ok(out)
         })
     }
 

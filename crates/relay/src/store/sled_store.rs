@@ -10,6 +10,7 @@
 //! | `nonces`    | signed time (u64 BE) ‖ device (32) ‖ nonce (16) | empty                |
 //! | `mailboxes` | mailbox number (u32 BE)               | the mailbox (see `rendezvous`) |
 //! | `push`      | space id (16) ‖ device id (32)        | the device's push subscription (`push::Subscription`, JSON) |
+//! | `push_held` | space id (16) ‖ device id (32)        | empty: a push is held for the device |
 //!
 //! Every append is one single-key insert, so it is atomic without sled
 //! transactions or batches. (Those take a process-wide write lock in sled
@@ -48,6 +49,8 @@ pub mod trees {
     pub const MAILBOXES: &str = "mailboxes";
     /// Space id ‖ device id → push subscription.
     pub const PUSH: &str = "push";
+    /// Space id ‖ device id → (): a push held for the device.
+    pub const PUSH_HELD: &str = "push_held";
 }
 
 /// One stored event: `1 ‖ hash (32) ‖ last membership change seq (u64) ‖
@@ -138,6 +141,7 @@ pub struct SledStore {
     nonces: sled::Tree,
     mailboxes: sled::Tree,
     push: sled::Tree,
+    push_held: sled::Tree,
     stripes: Stripes<Heads>,
 }
 
@@ -162,6 +166,7 @@ impl SledStore {
             nonces: db.open_tree(trees::NONCES)?,
             mailboxes: db.open_tree(trees::MAILBOXES)?,
             push: db.open_tree(trees::PUSH)?,
+            push_held: db.open_tree(trees::PUSH_HELD)?,
             db,
             stripes: Stripes::new(),
         };
@@ -179,6 +184,9 @@ impl SledStore {
         }
         for k in self.push.scan_prefix(space).keys() {
             self.push.remove(k?)?;
+        }
+        for k in self.push_held.scan_prefix(space).keys() {
+            self.push_held.remove(k?)?;
         }
         Ok(())
     }
@@ -348,6 +356,31 @@ impl SyncStore for SledStore {
 
     fn push_delete(&self, space: SpaceId, device: &[u8; 32]) -> Result<bool, StoreError> {
         Ok(self.push.remove(super::push_key(space, device))?.is_some())
+    }
+
+    fn push_mark(&self, space: SpaceId, device: &[u8; 32], held: bool) -> Result<(), StoreError> {
+        let k = super::push_key(space, device);
+        if held {
+            self.push_held.insert(k, &[][..])?;
+        } else {
+            self.push_held.remove(k)?;
+        }
+        Ok(())
+    }
+
+    fn push_marked(&self) -> Result<Vec<(SpaceId, [u8; 32])>, StoreError> {
+        let mut out = Vec::new();
+        for k in self.push_held.iter().keys() {
+            let k = k?;
+            let (Some(space), Some(device)) = (
+                k.get(..16).and_then(|s| <[u8; 16]>::try_from(s).ok()),
+                k.get(16..48).and_then(|d| <[u8; 32]>::try_from(d).ok()),
+            ) else {
+                return Err(StoreError::Corrupt("push_held key"));
+            };
+            out.push((SpaceId(space), device));
+        }
+        Ok(out)
     }
 
     fn nonce_fresh(
