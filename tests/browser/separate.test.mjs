@@ -256,6 +256,37 @@ test('a copy on an origin the relay does not list cannot use it', async () => {
   }
 });
 
+test('long lists draw the newest 50 and show earlier ones on request', async () => {
+  await pb.getByRole('tab', { name: 'Check-ins' }).click();
+  await pa.getByRole('tab', { name: 'Check-ins' }).click();
+  const items = pa.locator('#live-checkins ol[aria-label="Check-ins, newest first"] > li');
+  const before = await items.count();
+  const n = 52 - before;
+  for (let i = 1; i <= n; i++) {
+    await pb.getByLabel('Your check-in').fill(`Long list ${i}`);
+    await pb.getByRole('button', { name: 'Send check-in' }).click();
+    await pb.locator('#live-checkins li', { hasText: `Long list ${i} ` }).first().waitFor({ timeout: 30000 });
+    // The form is cleared once the send is over: only then type the next one.
+    await pb.waitForFunction(() => [...document.querySelectorAll('#panel textarea')].every((x) => x.value === ''));
+  }
+  await pa.locator('#live-checkins li', { hasText: `Long list ${n} ` }).first().waitFor(LIVE);
+  // The timeline pages the same way: the newest fifty events.
+  await pa.getByRole('tab', { name: 'Timeline' }).click();
+  await pa.getByRole('button', { name: /^Show earlier events \(\d+ more\)$/ }).waitFor(LIVE);
+  assert.equal(await pa.locator('#live-timeline > ol > li').count(), 50);
+  await pa.getByRole('tab', { name: 'Check-ins' }).click();
+  // Fifty check-ins drawn, the newest; the rest a click away.
+  const more = pa.getByRole('button', { name: 'Show earlier check-ins (2 more)' });
+  await more.waitFor(LIVE);
+  assert.equal(await items.count(), 50);
+  const v = await axe(pa);
+  assert.deepEqual(v.filter((x) => x.impact === 'serious' || x.impact === 'critical'), []);
+  await more.click();
+  await items.nth(51).waitFor(LIVE);
+  assert.equal(await items.count(), 52);
+  assert.equal(await pa.getByRole('button', { name: /Show earlier check-ins/ }).count(), 0);
+});
+
 test('no errors on the pages of the copy the relay lists', () => {
   const flat = problems.flat().filter((p) => !/WebSocket/.test(p));
   assert.deepEqual(flat, []);
