@@ -688,11 +688,53 @@ test('a relay that claims no head, withholds events, or drops the space is caugh
   }
 });
 
+test('removing Troth from this device only sends nothing, and the partner keeps the space', async () => {
+  const R = await launch();
+  const T = await launch();
+  try {
+    const { page: pr } = await openPage(R.ctx, relay.url);
+    const { page: pt } = await openPage(T.ctx, relay.url);
+    await createKey(pr, 'fifth partner phrase');
+    await createKey(pt, 'sixth partner phrase');
+    await pair(pr, pt);
+    await pr.getByRole('button', { name: "We'll compare later" }).click();
+    await pt.getByRole('button', { name: "We'll compare later" }).click();
+    await pt.getByText('Almost there').waitFor({ state: 'detached', timeout: 20000 });
+    // Two taps from Safety.
+    await pt.getByRole('tab', { name: 'Safety' }).click();
+    await pt.getByRole('button', { name: 'Remove Troth from this device' }).click();
+    assert.match(await pt.getByRole('dialog').innerText(), /Nothing is sent: your partner is not told/);
+    assert.match(await pt.getByRole('dialog').innerText(), /Your partner's devices keep what they already have/);
+    await screenAndCheck(pt, '17b-remove-from-this-device');
+    const sent = [];
+    pt.on('request', (r) => { if (r.method() !== 'GET') sent.push(`${r.method()} ${r.url()}`); });
+    await pt.getByRole('button', { name: 'Remove from this device' }).click();
+    await pt.getByRole('heading', { name: 'Welcome to Troth' }).waitFor(LIVE);
+    assert.deepEqual(sent, [], 'nothing was sent');
+    assert.equal(await pt.evaluate(() => new Promise((r) => {
+      const q = indexedDB.open('troth');
+      q.onsuccess = () => { const t = q.result.transaction('kv').objectStore('kv').count(); t.onsuccess = () => r(t.result); };
+    })), 0, 'nothing of the space or key is left in this browser');
+    // The partner's space is untouched: not closed, still there after a reload.
+    await pr.reload();
+    await unlock(pr, 'fifth partner phrase');
+    await pr.getByRole('button', { name: "We'll compare later" }).click();
+    await pr.getByRole('heading', { name: 'Our space' }).waitFor(LIVE);
+    await pr.getByText('Connected · updates appear as they happen').waitFor(LIVE);
+    assert.equal(await pr.getByText('closed this shared space', { exact: false }).count(), 0);
+    assert.equal(await pr.getByText('no longer has this space', { exact: false }).count(), 0);
+  } finally {
+    await R.close();
+    await T.close();
+  }
+});
+
 test('leaving deletes the space; the partner is told calmly', async () => {
   await pa.getByRole('tab', { name: 'Safety' }).click();
-  await pa.getByRole('button', { name: 'Leave this space' }).click();
+  await pa.getByRole('button', { name: 'Close our space for both of us' }).click();
+  assert.match(await pa.getByRole('dialog').innerText(), /Your partner's devices keep what they already have/);
   await screenAndCheck(pa, '17-leave-confirm');
-  await pa.getByRole('button', { name: 'Leave and delete' }).click();
+  await pa.getByRole('button', { name: 'Close it for both of us' }).click();
   await pa.getByRole('heading', { name: 'Welcome to Troth' }).waitFor(LIVE);
   assert.equal(await pa.evaluate(() => new Promise((r) => {
     const q = indexedDB.open('troth');

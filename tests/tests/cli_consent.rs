@@ -198,3 +198,29 @@ fn roles_are_confirmed_by_both_before_anything_is_proposed() {
     assert_eq!(a.json(&["status"])["roles_confirmed"], true);
     a.ok(&propose);
 }
+
+#[test]
+fn forgetting_the_space_on_one_device_sends_nothing_and_the_partner_keeps_it() {
+    let (_relay, a, b) = paired_couple();
+    let before = a.json(&["status"])["events"].clone();
+    let out = b.fails(&["forget-space"]);
+    let err = assert_one_line(&out, 1);
+    assert!(err.contains("troth forget-space --yes"), "{err}");
+    assert!(
+        b.home.join("space.age").exists(),
+        "nothing happens without --yes"
+    );
+    let v = b.json(&["forget-space", "--yes"]);
+    assert_eq!(v["sent"], false);
+    assert!(!b.home.join("space.age").exists());
+    assert!(b.home.join("key.age").exists(), "the keys stay");
+    // Nothing was sent: A's log has no new event, no close, and goes on.
+    let s = a.json(&["status"]);
+    assert_eq!(s["events"], before);
+    assert!(
+        timeline_words(&a)
+            .iter()
+            .all(|w| !w.contains("closed the space"))
+    );
+    a.ok(&["checkin", "still here"]);
+}

@@ -153,11 +153,33 @@ export function codeCard() {
 
 /** Leaving the space (a signed close, then the relay deletes it, then this browser forgets it). */
 export function leaveCard() {
-  const btn = h('button', { type: 'button', class: 'gentle-stop' }, 'Leave this space');
+  // Two different ways of leaving, each honest about what the partner's
+  // devices keep (issue 17).
+  const local = h('button', { type: 'button', class: 'secondary' }, 'Remove Troth from this device');
+  local.addEventListener('click', () => {
+    const err = errorLine();
+    const yes = h('button', { type: 'button', class: 'gentle-stop' }, 'Remove from this device');
+    const no = h('button', { type: 'button', class: 'secondary' }, 'Keep it');
+    yes.addEventListener('click', () => act(yes, err, async () => {
+      // Nothing is sent: the relay and the partner are not told.
+      closeDialog();
+      await store.clear();
+      lock(false);
+      showWelcome();
+      say('Troth is removed from this browser. Nothing was sent.');
+    }));
+    no.addEventListener('click', closeDialog);
+    openDialog('Remove Troth from this device?',
+      h('p', {}, 'This removes your key and everything of your space from this browser only. Nothing is sent: your partner is not told, and the space stays on the server for them.'),
+      h('p', {}, "Your partner's devices keep what they already have. You can pair again later with a new key, or restore yours from a backup."),
+      h('p', { class: 'muted' }, 'If you might want your key later, export it first.'),
+      err, h('div', { class: 'row' }, yes, no));
+  });
+  const btn = h('button', { type: 'button', class: 'gentle-stop' }, 'Close our space for both of us');
   btn.addEventListener('click', () => {
     const [cw, comment] = field('Anything you want to say (optional)', 'textarea', { rows: '2' });
     const err = errorLine();
-    const yes = h('button', { type: 'button', class: 'gentle-stop' }, 'Leave and delete');
+    const yes = h('button', { type: 'button', class: 'gentle-stop' }, 'Close it for both of us');
     const no = h('button', { type: 'button', class: 'secondary' }, 'Stay');
     const still = (e) => (e instanceof RelayError && e.status === 404 ? null
       : new Error(`${e.message} The space is still here; you can try again, or use "Remove the key from this browser" on the unlock screen.`));
@@ -173,14 +195,15 @@ export function leaveCard() {
       await store.clear();
       lock(false);
       showWelcome();
-      say('You left the space. Its keys are gone from this browser.');
+      say('You closed the space. Its keys are gone from this browser.');
     }));
     no.addEventListener('click', closeDialog);
-    openDialog('Leave this space?',
+    openDialog('Close our space for both of us?',
       h('p', {}, 'This notes for both of you that you closed the space, asks the server to delete it, and removes your key and everything of this space from this browser. Your partner will see that you closed it.'),
+      h('p', {}, "Your partner's devices keep what they already have: closing can't take it back from them."),
       h('p', { class: 'muted' }, 'If you might want your key later, export it first.'),
       cw, err, h('div', { class: 'row' }, yes, no));
   });
   return h('section', { class: 'card stack', 'aria-labelledby': 'leave-h' }, h('h2', { id: 'leave-h' }, 'Leaving'),
-    h('p', { class: 'muted' }, 'You can leave at any time. Nobody needs to agree.'), btn);
+    h('p', { class: 'muted' }, 'You can leave at any time. Nobody needs to agree.'), h('div', { class: 'row' }, local, btn));
 }

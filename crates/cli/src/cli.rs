@@ -176,6 +176,12 @@ pub enum Command {
         #[arg(long, default_value = "")]
         comment: String,
     },
+    /// Forget the space on this device only: nothing is sent, your partner isn't told, and the space stays for them
+    ForgetSpace {
+        /// Yes, forget it here (your partner's devices and the relay keep what they have)
+        #[arg(long)]
+        yes: bool,
+    },
     /// The web client this troth carries: serve it here, or check a server's copy against it
     #[command(subcommand)]
     Web(WebCommand),

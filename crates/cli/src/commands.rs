@@ -89,6 +89,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         } => consent_report(&ctx, &to, &duration, until.as_deref(), no_checkins),
         Command::Report { to, out } => crate::report::report(&ctx, &to, &out),
         Command::DeleteSpace { yes, comment } => delete_space(&ctx, yes, comment),
+        Command::ForgetSpace { yes } => forget_here(&ctx, yes),
         Command::Completions { .. } | Command::VerifyCertificate { .. } | Command::Web(_) => Ok(()),
     }
 }
@@ -1842,6 +1843,30 @@ fn delete_space(ctx: &Ctx, yes: bool, comment: String) -> anyhow::Result<()> {
 }
 
 /// Removes the local copy of a space that is closed and deleted on the relay.
+/// `troth forget-space --yes`: removes the space from this device only.
+/// Nothing is sent: the partner is not told, and the relay and the
+/// partner's devices keep what they have. The keys stay.
+fn forget_here(ctx: &Ctx, yes: bool) -> anyhow::Result<()> {
+    if !ctx.home.has_space() {
+        return Err(fail("There's no space on this device to forget."));
+    }
+    if !yes {
+        return Err(fail(
+            "This forgets the space on this device only; nothing is sent and your partner's devices keep what they have. To go ahead: troth forget-space --yes",
+        ));
+    }
+    std::fs::remove_file(ctx.home.space_path()).map_err(|e| {
+        fail(format!(
+            "The space couldn't be removed from this device: {e}"
+        ))
+    })?;
+    say(
+        ctx,
+        "The space is forgotten on this device. Nothing was sent: your partner isn't told, and their devices and the relay keep what they have. Your keys are still here.",
+        json!({ "forgotten": true, "sent": false }),
+    )
+}
+
 fn forget_space(ctx: &Ctx, space: troth_core::SpaceId) -> anyhow::Result<()> {
     std::fs::remove_file(ctx.home.space_path()).map_err(|e| {
         fail(format!(
