@@ -330,7 +330,7 @@ test('both agree to share, then a report is encrypted to the therapist and a sum
   await pb.getByRole('button', { name: 'Print a readable summary' }).click();
   await pb.getByText('Troth — shared report').waitFor(LIVE);
   await screenAndCheck(pb, '16-therapist-summary');
-  await pb.getByRole('button', { name: 'Close' }).click();
+  await pb.getByRole('button', { name: 'Close', exact: true }).click();
 });
 
 test('reload, a wrong passphrase fails kindly, the right one unlocks', async () => {
