@@ -224,3 +224,20 @@ fn forgetting_the_space_on_one_device_sends_nothing_and_the_partner_keeps_it() {
     );
     a.ok(&["checkin", "still here"]);
 }
+
+#[test]
+fn ending_the_roles_takes_both_of_them() {
+    let (_relay, a, b) = paired_couple();
+    let r = a.json(&["roles", "end"]);
+    assert_eq!(r["agreed"], true, "one partner's wish is not enough");
+    assert_eq!(r["end_requested_by"], serde_json::json!(["leading"]));
+    let r = b.json(&["roles", "end"]);
+    assert_eq!(r["agreed"], false);
+    assert_eq!(r["ended"], true);
+    assert!(a.ok(&["roles"]).contains("nobody sets the conditions now"));
+    let err = assert_one_line(
+        &a.fails(&["agreement", "propose", "--template", "whereabouts"]),
+        1,
+    );
+    assert!(err.contains("confirmed who sets the conditions"), "{err}");
+}

@@ -197,6 +197,8 @@ pub enum Command {
 pub enum RolesCommand {
     /// Confirm that the partner shown as setting the conditions does
     Confirm,
+    /// Ask to end the roles: nobody sets the conditions once you both have, and nothing new can be proposed
+    End,
     /// "No — we should talk about this first": nothing can be proposed until you both confirm
     Decline {
         /// A few words your partner sees with your answer

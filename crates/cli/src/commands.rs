@@ -553,6 +553,16 @@ fn roles(ctx: &Ctx, answer: Option<RolesCommand>) -> anyhow::Result<()> {
                 Some("You confirmed.")
             }
         }
+        Some(RolesCommand::End) => {
+            let c = s.replica().end_roles()?;
+            s.post(&c, ctx.now_ms, &mut OsRng)?;
+            ctx.save(&s)?;
+            Some(if s.replica().state().roles.agreed() {
+                "You asked to end the roles. They end once your partner asks too."
+            } else {
+                "You have both ended the roles: nobody sets the conditions now. Agreements already in force stay until they are withdrawn, retired or lapse."
+            })
+        }
         Some(RolesCommand::Decline { comment }) => {
             check_words(&[&comment])?;
             s.post(&Content::DeclineRoles { comment }, ctx.now_ms, &mut OsRng)?;
@@ -564,7 +574,10 @@ fn roles(ctx: &Ctx, answer: Option<RolesCommand>) -> anyhow::Result<()> {
     };
     let st = s.replica().state();
     let roles = &st.roles;
-    let sets = if me == Role::Leading {
+    let ended_last = roles.ended_at.is_some() && roles.confirmed.is_empty();
+    let sets = if ended_last {
+        "You have both ended the roles: nobody sets the conditions now."
+    } else if me == Role::Leading {
         "You set the conditions; your partner is rebuilding trust."
     } else {
         "Your partner sets the conditions; you are rebuilding trust."
@@ -603,6 +616,8 @@ fn roles(ctx: &Ctx, answer: Option<RolesCommand>) -> anyhow::Result<()> {
             "sets_conditions": role_name(Role::Leading),
             "confirmed_by": roles.confirmed.keys().map(|r| role_name(*r)).collect::<Vec<_>>(),
             "agreed": roles.agreed(),
+            "end_requested_by": roles.end_requests.keys().map(|r| role_name(*r)).collect::<Vec<_>>(),
+            "ended": roles.ended_at.is_some() && !roles.agreed(),
             "declined": roles.declined.as_ref().map(|(by, seq, c)| json!({
                 "by": role_name(*by), "seq": seq, "comment": c,
             })),

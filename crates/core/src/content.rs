@@ -205,10 +205,12 @@ pub enum Content {
         detail: String,
     },
     /// The author confirms who sets the conditions (after pairing, both
-    /// must, before anything can be proposed).
+    /// must, before anything can be proposed), or, with `None`, asks to end
+    /// the roles (nobody sets conditions; it takes both).
     ConfirmRoles {
-        /// The identity of the partner who sets the conditions.
-        sets_conditions: IdentityKey,
+        /// The identity of the partner who sets the conditions, or `None`
+        /// for nobody.
+        sets_conditions: Option<IdentityKey>,
     },
     /// "No — we should talk about this first": the author does not confirm
     /// the roles (yet).
@@ -365,7 +367,9 @@ impl Content {
                 w.u8(15).u8(k).str(detail);
             }
             Content::ConfirmRoles { sets_conditions } => {
-                w.u8(16).raw(&sets_conditions.to_bytes());
+                w.u8(16).opt(sets_conditions.map(|k| k.to_bytes()), |w, b| {
+                    w.raw(&b);
+                });
             }
             Content::DeclineRoles { comment } => {
                 w.u8(17).str(comment);
@@ -480,7 +484,8 @@ impl Content {
                 detail: r.str(MAX_LABEL)?.to_owned(),
             },
             16 => Content::ConfirmRoles {
-                sets_conditions: IdentityKey::from_bytes(&r.array()?).map_err(DecodeError::from)?,
+                sets_conditions: r
+                    .opt(|r| IdentityKey::from_bytes(&r.array()?).map_err(DecodeError::from))?,
             },
             17 => Content::DeclineRoles {
                 comment: r.str(MAX_TEXT)?.to_owned(),

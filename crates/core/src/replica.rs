@@ -646,7 +646,20 @@ impl Replica {
             "your partner hasn't joined yet; confirm who sets the conditions once they have",
         ))?;
         Ok(Content::ConfirmRoles {
-            sets_conditions: leading,
+            sets_conditions: Some(leading),
+        })
+    }
+
+    /// Content asking to end the roles: nobody sets the conditions once both
+    /// asked, and nothing new can be proposed until both confirm roles again.
+    pub fn end_roles(&self) -> Result<Content, ReplicaError> {
+        if !self.state.roles.agreed() {
+            return Err(ReplicaError::NotNow(
+                "the roles aren't confirmed, so there is nothing to end",
+            ));
+        }
+        Ok(Content::ConfirmRoles {
+            sets_conditions: None,
         })
     }
 

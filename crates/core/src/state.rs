@@ -258,8 +258,13 @@ pub struct Roles {
     /// The latest "No — we should talk about this first": who, at which
     /// event, and their words (cleared when that partner confirms).
     pub declined: Option<(Role, u64, String)>,
-    /// The event at which both had confirmed.
+    /// The event at which both had confirmed (`None` again once both
+    /// ended the roles).
     pub agreed_at: Option<u64>,
+    /// Who asked to end the roles (nobody sets conditions), at which event.
+    pub end_requests: BTreeMap<Role, u64>,
+    /// The event at which both had asked to end the roles, last time.
+    pub ended_at: Option<u64>,
 }
 
 impl Roles {
@@ -593,7 +598,32 @@ impl State {
                     with_words(format!("answered: “{}”", answer.words()), note),
                 );
             }
-            Content::ConfirmRoles { sets_conditions } => {
+            Content::ConfirmRoles {
+                sets_conditions: None,
+            } => {
+                if !self.roles.agreed() {
+                    return self.problem(e, "asking to end roles that are not confirmed");
+                }
+                self.roles.end_requests.insert(e.by, e.seq);
+                let both = self.roles.end_requests.len() == 2;
+                if both {
+                    self.roles.ended_at = Some(e.seq);
+                    self.roles.agreed_at = None;
+                    self.roles.confirmed.clear();
+                    self.roles.end_requests.clear();
+                }
+                self.push(
+                    e,
+                    if both {
+                        "agreed to end the roles: nobody sets the conditions now, and nothing new can be proposed unless you both confirm roles again".into()
+                    } else {
+                        "asked to end the roles (nobody would set the conditions); it takes both of you".into()
+                    },
+                );
+            }
+            Content::ConfirmRoles {
+                sets_conditions: Some(sets_conditions),
+            } => {
                 if self.partners.len() < 2 {
                     return self.problem(e, "a confirmation of roles before both partners joined");
                 }
@@ -604,6 +634,8 @@ impl State {
                     );
                 }
                 self.roles.confirmed.insert(e.by, e.seq);
+                // Confirming again withdraws one's own request to end them.
+                self.roles.end_requests.remove(&e.by);
                 if self.roles.declined.as_ref().is_some_and(|d| d.0 == e.by) {
                     self.roles.declined = None;
                 }

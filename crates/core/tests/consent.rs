@@ -395,7 +395,7 @@ fn nothing_is_proposed_until_both_confirmed_who_sets_the_conditions() {
     c.post(
         Role::Rebuilding,
         Content::ConfirmRoles {
-            sets_conditions: b_id,
+            sets_conditions: Some(b_id),
         },
     );
     assert!(!c.a.state().roles.agreed());
@@ -408,6 +408,49 @@ fn nothing_is_proposed_until_both_confirmed_who_sets_the_conditions() {
         assert!(r.state().roles.declined.is_none());
     }
     let mut again = from_template(&mut c, "whereabouts", 30);
+    again.id = AgreementId::random(&mut c.rng);
+    agree(&mut c, again);
+}
+
+#[test]
+fn ending_the_roles_takes_both_and_stops_new_proposals() {
+    let mut c = Couple::new(39);
+    let end = c.a.end_roles().expect("content");
+    c.post(Role::Leading, end);
+    // One partner's wish is shown; the roles stand until the other agrees.
+    assert!(c.b.state().roles.agreed());
+    assert!(
+        c.b.state()
+            .timeline
+            .last()
+            .is_some_and(|t| t.what.contains("asked to end the roles"))
+    );
+    let a = from_template(&mut c, "whereabouts", 30);
+    let p = c.a.propose(a.clone()).expect("content");
+    assert!(c.a.compose(&p, c.now + 1000, &mut c.rng).is_ok());
+    let end = c.b.end_roles().expect("content");
+    c.post(Role::Rebuilding, end);
+    for r in [&c.a, &c.b] {
+        assert!(!r.state().roles.agreed());
+        assert!(r.state().roles.ended_at.is_some());
+    }
+    assert!(matches!(
+        c.a.compose(&p, c.now + 1000, &mut c.rng),
+        Err(ReplicaError::RolesNotConfirmed)
+    ));
+    c.post_unchecked(Role::Leading, Content::Propose(a.clone()));
+    assert!(
+        c.b.state().agreements.is_empty(),
+        "not applied after the end"
+    );
+    // Both confirming again makes proposals possible again.
+    for by in [Role::Leading, Role::Rebuilding] {
+        let r = if by == Role::Leading { &c.a } else { &c.b };
+        let cr = r.confirm_roles().expect("confirm");
+        c.post(by, cr);
+    }
+    assert!(c.a.state().roles.agreed());
+    let mut again = a;
     again.id = AgreementId::random(&mut c.rng);
     agree(&mut c, again);
 }
