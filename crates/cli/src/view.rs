@@ -206,7 +206,10 @@ pub fn summary_json(rec: &AgreementRecord, today: Day) -> Value {
         "review_on": rec.in_force().or(latest).map(|v| v.agreement.review_on.to_string()),
         "withdrawn_by": rec.withdrawn.as_ref().map(|w| role_name(w.0)),
         // Every signed field of the versions a person acts on.
-        "in_force": rec.in_force().map(|v| agreement_json(&v.agreement)),
+        // Words in force today only: a lapsed version's words are under
+        // `lapsed`, so a script testing `in_force` never acts on them.
+        "in_force": rec.in_force_on(today).map(|v| agreement_json(&v.agreement)),
+        "lapsed": rec.lapsed_on(today).map(|v| agreement_json(&v.agreement)),
         "pending": rec.pending().map(|v| agreement_json(&v.agreement)),
     })
 }
