@@ -264,6 +264,29 @@ test('two partners pair, agree, keep check-ins and withdraw, live', async () => 
   await pb.getByTestId('waiting').waitFor({ state: 'detached', timeout: 30000 });
   assert.equal(await pa.locator('#live-checkins li', { hasText: 'Leaving the gym now' }).count(), 1);
 
+  // Words typed while a check-in is on its way stay in the form: only what
+  // was sent is cleared (A's append is held until A has typed more).
+  let letGo;
+  const held = new Promise((r) => { letGo = r; });
+  let caught;
+  const posted = new Promise((r) => { caught = r; });
+  const appends = /\/v1\/spaces\/[0-9a-f]+\/events$/;
+  await pa.route(appends, async (route) => {
+    if (route.request().method() === 'POST') { caught(); await held; }
+    await route.continue();
+  });
+  await pa.getByLabel('Your check-in').fill('Out for a walk');
+  await pa.getByRole('button', { name: 'Send check-in' }).click();
+  await posted;
+  await pa.getByLabel('Your check-in').fill('Back by 9');
+  letGo();
+  await pb.getByText('Out for a walk').first().waitFor(LIVE);
+  await pa.waitForFunction(() => [...document.querySelectorAll('button')]
+    .some((b) => b.textContent === 'Send check-in' && !b.disabled), null, LIVE);
+  await pa.unroute(appends);
+  assert.equal(await pa.getByLabel('Your check-in').inputValue(), 'Back by 9', 'the new words are kept');
+  await pa.getByLabel('Your check-in').fill('');
+
   // A suggests new words (version 2); both sign; version 1 is kept as a past version.
   await pa.getByRole('tab', { name: 'Agreements' }).click();
   await pa.getByRole('button', { name: 'Suggest a change' }).click();

@@ -21,10 +21,14 @@ export function checkInForm() {
   const form = h('form', { class: 'card stack', 'aria-labelledby': 'ci-h' }, h('h2', { id: 'ci-h' }, 'Check in'), tw, pc, pw, aw, err, btn);
   form.addEventListener('submit', (e) => {
     e.preventDefault();
+    // What is sent is what the form held at "Send"; words typed while it
+    // was on its way stay in the form.
+    const sent = { text: text.value, place: attach.checked ? place.value : '' };
     act(btn, err, async () => {
-      await sendOrKeep('checkIn', [text.value, attach.checked ? place.value : '', answers.value || ''],
-        `Check-in: ${text.value}`, 'Check-in sent.');
-      text.value = ''; place.value = ''; attach.checked = false; pw.hidden = true;
+      await sendOrKeep('checkIn', [sent.text, sent.place, answers.value || ''],
+        `Check-in: ${sent.text}`, 'Check-in sent.');
+      if (text.value === sent.text) text.value = '';
+      if (place.value === sent.place) { place.value = ''; attach.checked = false; pw.hidden = true; }
       delete answers.dataset.touched;
       refresh();
     });
@@ -48,16 +52,22 @@ export function askForm() {
   const [nw, note] = field('A note (optional)', 'input', { type: 'text', placeholder: 'Could you let me know where you are?' });
   const err = errorLine();
   const ask = h('button', { type: 'button' }, 'Ask for a check-in');
-  ask.addEventListener('click', () => act(ask, err, async () => {
-    await sendOrKeep('requestCheckIn', [note.value], note.value ? `Ask for a check-in: ${note.value}` : 'Ask for a check-in',
-      'Asked. Your partner sees your request.');
-    note.value = '';
-  }));
+  ask.addEventListener('click', () => {
+    const sent = note.value;
+    act(ask, err, async () => {
+      await sendOrKeep('requestCheckIn', [sent], sent ? `Ask for a check-in: ${sent}` : 'Ask for a check-in',
+        'Asked. Your partner sees your request.');
+      if (note.value === sent) note.value = '';
+    });
+  });
   const phone = h('button', { type: 'button', class: 'secondary' }, 'Ask to see the phone');
-  phone.addEventListener('click', () => act(phone, err, async () => {
-    await sendOrKeep('phone', ['asked', note.value], 'Ask to see the phone', 'Asked. The request is noted for both of you.');
-    note.value = '';
-  }));
+  phone.addEventListener('click', () => {
+    const sent = note.value;
+    act(phone, err, async () => {
+      await sendOrKeep('phone', ['asked', sent], 'Ask to see the phone', 'Asked. The request is noted for both of you.');
+      if (note.value === sent) note.value = '';
+    });
+  });
   return h('section', { class: 'card stack', 'aria-labelledby': 'ask-h' }, h('h2', { id: 'ask-h' }, 'Ask your partner'),
     h('p', { class: 'muted' }, 'Every request is shown to your partner; nothing is watched in secret.'), nw, err, h('div', { class: 'row' }, ask, phone));
 }
