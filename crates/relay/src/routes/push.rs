@@ -14,8 +14,7 @@ use serde_json::json;
 use troth_core::SpaceId;
 use troth_core::keys::DeviceId;
 
-use super::{json_body, signed_path, space_id};
-use crate::auth;
+use super::{json_body, space_id};
 use crate::error::ApiError;
 use crate::push::{Push, Subscription, check_endpoint};
 use crate::state::AppState;
@@ -53,10 +52,6 @@ fn push_off() -> ApiError {
     )
 }
 
-fn not_member() -> ApiError {
-    ApiError::forbidden("not_member", "This device is not a member of this space.")
-}
-
 /// `GET /v1/push/key`: the relay's VAPID public key, for the browser's
 /// `pushManager.subscribe({ applicationServerKey })`.
 pub async fn key(State(state): State<AppState>) -> Result<Response, ApiError> {
@@ -80,18 +75,9 @@ async fn signed_member<'a>(
             .map_err(|_| ApiError::bad_request("bad_path", "This address is not well-formed."))?
             .0,
     )?;
-    let a = auth::from_headers(headers)?;
-    let (slot, members) = state
-        .space(space, true)
-        .await?
-        .ok_or_else(ApiError::no_space)?;
-    if slot.view().deleted {
-        return Err(ApiError::no_space());
-    }
-    let key = *members.active_key(&a.device).ok_or_else(not_member)?;
-    auth::verify(state, &a, &key, space, method, signed_path(uri), body).await?;
-    push.check_registration(&a.device.0)?;
-    Ok((push, space, a.device))
+    let device = super::spaces::signed_member(state, headers, space, method, uri, body).await?;
+    push.check_registration(&device.0)?;
+    Ok((push, space, device))
 }
 
 /// `POST /v1/spaces/{space}/push`: the signing device's push subscription

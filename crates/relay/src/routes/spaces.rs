@@ -85,6 +85,30 @@ async fn member(
     Ok((slot, members))
 }
 
+/// Authenticates a request *signed* by an active member device of a live
+/// space (never by a session: opening a session and registering for
+/// notifications each take a signature), and returns that device.
+pub(crate) async fn signed_member(
+    state: &AppState,
+    headers: &HeaderMap,
+    space: SpaceId,
+    method: &str,
+    uri: &Uri,
+    body: &[u8],
+) -> Result<DeviceId, ApiError> {
+    let a = auth::from_headers(headers)?;
+    let (slot, members) = state
+        .space(space, true)
+        .await?
+        .ok_or_else(ApiError::no_space)?;
+    if slot.view().deleted {
+        return Err(ApiError::no_space());
+    }
+    let key = *members.active_key(&a.device).ok_or_else(not_member)?;
+    auth::verify(state, &a, &key, space, method, signed_path(uri), body).await?;
+    Ok(a.device)
+}
+
 /// Checks that a request's credential is an active member device's.
 async fn authorize(
     state: &AppState,
@@ -123,16 +147,7 @@ pub async fn open_session(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let space = space_id(&path.map_err(path_err)?.0)?;
-    let a = auth::from_headers(&headers)?;
-    let (slot, members) = state
-        .space(space, true)
-        .await?
-        .ok_or_else(ApiError::no_space)?;
-    if slot.view().deleted {
-        return Err(ApiError::no_space());
-    }
-    let key = *members.active_key(&a.device).ok_or_else(not_member)?;
-    auth::verify(&state, &a, &key, space, "POST", signed_path(&uri), &body).await?;
+    let device = signed_member(&state, &headers, space, "POST", &uri, &body).await?;
     let req: SessionBody = json_body(&body)?;
     let theirs: [u8; 32] = super::b64("ephemeral", &req.ephemeral, 32)?
         .try_into()
@@ -142,7 +157,7 @@ pub async fn open_session(
                 "`ephemeral` is a 32-byte X25519 public key.",
             )
         })?;
-    let (session, ours) = SessionKey::accept(&mut rand::thread_rng(), space, a.device, theirs)
+    let (session, ours) = SessionKey::accept(&mut rand::thread_rng(), space, device, theirs)
         .map_err(|_| {
             ApiError::bad_request(
                 "bad_ephemeral",
