@@ -266,6 +266,21 @@ impl Rig {
     }
 }
 
+/// Reads `/metrics` until it holds every line in `want` (or panics after
+/// `secs` seconds, showing the last text).
+async fn metrics_until(http: &Http, want: &[&str], secs: u64) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        let m = http.req("GET", "/metrics", &[], vec![]).await;
+        let text = String::from_utf8_lossy(&m.body).to_string();
+        if want.iter().all(|w| text.contains(w)) {
+            return text;
+        }
+        assert!(std::time::Instant::now() < deadline, "{want:?}: {text}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 fn sealed(text: &[u8]) -> Body {
     Body::Sealed(text.to_vec())
 }
@@ -727,10 +742,14 @@ async fn failures_are_retried_with_backoff_and_never_hold_up_appends() {
     let got = rig.svc.wait_for(&b_sub, 2, 10).await;
     assert_eq!(got.len(), 2, "{got:?}");
     assert_eq!(got[1]["ok"], true);
-    let m = http.req("GET", "/metrics", &[], vec![]).await;
-    let text = String::from_utf8_lossy(&m.body).to_string();
-    assert!(text.contains("troth_push_retried_total 1"), "{text}");
-    assert!(text.contains("troth_push_sent_total 1"), "{text}");
+    // The service records a request before the relay has read its answer:
+    // the counters follow a moment later.
+    metrics_until(
+        &http,
+        &["troth_push_retried_total 1", "troth_push_sent_total 1"],
+        10,
+    )
+    .await;
 
     // A push service that accepts connections and never answers.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
