@@ -723,6 +723,18 @@ test('removing Troth from this device only sends nothing, and the partner keeps 
     await pr.getByRole('button', { name: "We'll compare later" }).click();
     await pt.getByRole('button', { name: "We'll compare later" }).click();
     await pt.getByText('Almost there').waitFor({ state: 'detached', timeout: 20000 });
+    // Ending the roles takes both: one asks, the roles stand; both, they end.
+    await confirmRoles(pr, pt);
+    await pr.getByRole('tab', { name: 'Safety' }).click();
+    await pr.getByRole('button', { name: 'Ask to end the roles' }).click();
+    await pt.getByRole('tab', { name: 'Safety' }).click();
+    await pt.getByText('Your partner asked to end the roles.').waitFor(LIVE);
+    assert.equal(await pt.getByTestId('roles').count(), 0, 'the roles stand until both asked');
+    await screenAndCheck(pt, '17a-end-roles');
+    await pt.getByRole('button', { name: 'Ask to end the roles' }).click();
+    for (const p of [pr, pt]) await p.getByText('You have both ended the roles', { exact: false }).waitFor(LIVE);
+    await pr.getByRole('tab', { name: 'Agreements' }).click();
+    assert.ok(await pr.getByRole('button', { name: 'Propose an agreement' }).isDisabled());
     // Two taps from Safety.
     await pt.getByRole('tab', { name: 'Safety' }).click();
     await pt.getByRole('button', { name: 'Remove Troth from this device' }).click();

@@ -8,6 +8,24 @@ import { send } from '../lib/sync.js';
 
 const DECLINE = 'No — we should talk about this first';
 
+/** In Safety, once both confirmed: ending the roles takes both of you. */
+export function endRolesCard(st) {
+  if (!st.roles.agreed) return [];
+  const mine = st.roles.endRequestedBy.some((r) => me(r));
+  const theirs = st.roles.endRequestedBy.some((r) => !me(r));
+  const kids = [h('h2', { id: 'end-roles-h' }, 'Ending the roles'),
+    h('p', { class: 'muted' }, 'When you both feel it is time, you can end the roles: then nobody sets the conditions, and nothing new can be proposed unless you both confirm roles again. Agreements in force stay until they are withdrawn, retired or reach their review date.')];
+  if (theirs) kids.push(h('p', {}, 'Your partner asked to end the roles.'));
+  if (mine) kids.push(h('p', {}, 'You asked to end the roles. They end once your partner asks too.'));
+  else {
+    const err = errorLine();
+    const b = h('button', { type: 'button', class: 'secondary' }, 'Ask to end the roles');
+    b.addEventListener('click', () => act(b, err, () => send((now) => S.space.endRoles(now), 'Asked. The roles end once you have both asked.')));
+    kids.push(err, b);
+  }
+  return [h('section', { class: 'card stack', 'aria-labelledby': 'end-roles-h', 'data-testid': 'end-roles' }, ...kids)];
+}
+
 /** The roles card, while both have not confirmed (nothing otherwise). */
 export function rolesCards(st) {
   if (!st.partnerJoined || st.roles.agreed) return [];
@@ -16,6 +34,7 @@ export function rolesCards(st) {
   const lead = st.role === 'leading';
   const kids = [
     h('h2', { id: 'roles-h' }, 'Who sets the conditions'),
+    st.roles.ended ? h('p', {}, 'You have both ended the roles: nobody sets the conditions now. To propose something new, you both confirm roles again.') : null,
     h('p', {}, lead
       ? 'You set the conditions for now, and your partner is rebuilding trust.'
       : 'Your partner sets the conditions for now, and you are rebuilding trust.'),

@@ -8,7 +8,7 @@ import { showStart, invite } from './pairing.js';
 import { editor, review, agreementCards, draftCards } from './agreements.js';
 import { checkInForm, askForm, askedOfMe, intentCards, checkinList, fillAnswers } from './checkins.js';
 import { timeline } from './timeline.js';
-import { rolesCards } from './roles.js';
+import { rolesCards, endRolesCard } from './roles.js';
 import { privateMoment } from './moment.js';
 import { safetyCards, therapistForm, keyCard, lockCard, codeCard, leaveCard } from './safety.js';
 import { notifyCard, calendarCard } from './notify.js';
@@ -106,7 +106,7 @@ export function refresh() {
   put('waiting', ...intentCards());
   put('live-checkins', ...checkinList(st));
   put('live-timeline', ...timeline(st));
-  put('live-safety', ...safetyCards(st));
+  put('live-safety', ...safetyCards(st), ...endRolesCard(st));
   const answers = document.getElementById('answers');
   if (answers) fillAnswers(answers, st);
 }

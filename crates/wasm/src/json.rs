@@ -352,6 +352,14 @@ pub(crate) fn state(r: &Replica, now_ms: u64, show: Option<usize>) -> JsValue {
             obj(&[
                 ("agreed", JsValue::from_bool(st.roles.agreed())),
                 (
+                    "ended",
+                    JsValue::from_bool(st.roles.ended_at.is_some() && !st.roles.agreed()),
+                ),
+                (
+                    "endRequestedBy",
+                    arr(st.roles.end_requests.keys().map(|r| s(role_name(*r)))),
+                ),
+                (
                     "confirmedBy",
                     arr(st.roles.confirmed.keys().map(|r| s(role_name(*r)))),
                 ),

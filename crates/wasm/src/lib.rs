@@ -699,6 +699,13 @@ impl Space {
         self.seal(&c, now)
     }
 
+    /// Asks to end the roles (nobody sets the conditions once both asked).
+    #[wasm_bindgen(js_name = endRoles)]
+    pub fn end_roles(&self, now: f64) -> Result<String, JsError> {
+        let c = self.inner.end_roles().map_err(err)?;
+        self.seal(&c, now)
+    }
+
     /// "No — we should talk about this first", with the person's words.
     #[wasm_bindgen(js_name = declineRoles)]
     pub fn decline_roles(&self, comment: &str, now: f64) -> Result<String, JsError> {
