@@ -12,6 +12,13 @@ use crate::event::{Body, Control, Envelope, Event, Header, Role};
 use crate::keys::{DeviceCert, DeviceId, IdentityKey};
 use crate::sign::PreparedKey;
 
+/// The most devices one person may have active in a space at once.
+///
+/// A device added unnoticed is a way to watch someone, so the number is
+/// small: a phone, a laptop, a tablet and room to replace one before
+/// revoking it. The relay and every client refuse an `AddDevice` beyond it.
+pub const MAX_ACTIVE_DEVICES: usize = 5;
+
 /// A membership rule that an event breaks.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[non_exhaustive]
@@ -132,6 +139,14 @@ impl Members {
             Some(d) if !d.is_active() => Err(MembershipError::RevokedAuthor),
             Some(d) => Ok(d),
         }
+    }
+
+    /// How many devices of `identity` are active.
+    pub fn active_count(&self, identity: &IdentityKey) -> usize {
+        self.devices
+            .values()
+            .filter(|d| d.is_active() && d.cert.identity() == identity)
+            .count()
     }
 
     fn active_ids(&self) -> Vec<DeviceId> {
@@ -260,6 +275,11 @@ impl Members {
                         "a partner can add only their own devices",
                     ));
                 }
+                if self.active_count(&author_identity) >= MAX_ACTIVE_DEVICES {
+                    return Err(MembershipError::NotAllowed(
+                        "a partner may have at most 5 active devices",
+                    ));
+                }
                 let dev = cert.device().id();
                 Self::check_envelopes(envelopes, (0..=self.epoch).map(|e| (e, dev)))?;
                 next.admit(cert, author_role, header.seq)?;
@@ -285,12 +305,12 @@ impl Members {
                 if let Some(d) = next.devices.get_mut(device) {
                     d.revoked_at = Some(header.seq);
                 }
-                let remaining = next.active_ids();
-                if remaining.is_empty() {
+                if next.active_count(&author_identity) == 0 {
                     return Err(MembershipError::NotAllowed(
-                        "the last device cannot be revoked",
+                        "a partner's last device cannot be revoked",
                     ));
                 }
+                let remaining = next.active_ids();
                 Self::check_envelopes(envelopes, remaining.into_iter().map(|d| (new_epoch, d)))?;
                 next.epoch = new_epoch;
             }

@@ -578,11 +578,27 @@ impl Replica {
     }
 
     /// Admits another device of this identity (after a key rotation).
+    ///
+    /// Refused, before anything is signed, for a certificate of another
+    /// identity or when this identity already has
+    /// [`MAX_ACTIVE_DEVICES`](crate::members::MAX_ACTIVE_DEVICES) active
+    /// devices (the membership rules would refuse the event).
     pub fn compose_add_device(
         &self,
         cert: &DeviceCert,
         now_ms: u64,
     ) -> Result<Event, ReplicaError> {
+        let me = self.keys.identity.public();
+        if *cert.identity() != me {
+            return Err(ReplicaError::NotNow(
+                "only a device certified by your own identity can be added",
+            ));
+        }
+        if self.chain.members().active_count(&me) >= crate::members::MAX_ACTIVE_DEVICES {
+            return Err(ReplicaError::NotNow(
+                "you already have 5 active devices, the most a person may have; revoke one you no longer use first",
+            ));
+        }
         let header = self.next_header(now_ms, self.chain.members().epoch())?;
         let control = Control::AddDevice {
             cert: cert.clone(),
@@ -596,6 +612,10 @@ impl Replica {
     }
 
     /// Revokes one of this identity's devices and starts a new epoch.
+    ///
+    /// Refused, before anything is signed, for a device that is not an
+    /// active device of this identity (a partner's devices are theirs to
+    /// revoke) and for this identity's last active device.
     pub fn compose_revoke(
         &self,
         device: DeviceId,
@@ -603,6 +623,22 @@ impl Replica {
         rng: &mut impl CryptoRngCore,
     ) -> Result<Event, ReplicaError> {
         let members = self.chain.members();
+        let me = self.keys.identity.public();
+        match members.device(&device) {
+            Some(d) if d.is_active() && *d.cert.identity() == me => {}
+            Some(d) if d.is_active() => {
+                return Err(ReplicaError::NotNow(
+                    "that is one of your partner's devices; only they can revoke it",
+                ))
+            }
+            Some(_) => return Err(ReplicaError::NotNow("that device is already revoked")),
+            None => return Err(ReplicaError::NotNow("there is no such device in this space")),
+        }
+        if members.active_count(&me) <= 1 {
+            return Err(ReplicaError::NotNow(
+                "that is your only active device; add another before revoking it",
+            ));
+        }
         let epoch = members
             .epoch()
             .checked_add(1)
