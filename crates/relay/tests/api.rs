@@ -633,6 +633,52 @@ async fn delete_forgets_the_space(b: Backend) {
     f.relay.stop().await;
 }
 
+/// An `AddDevice` by `s`'s device for a fresh device of the same identity,
+/// on `s`'s head, with the envelope the rules expect (epoch 0).
+fn add_device_event(s: &Space, seed: u64) -> Event {
+    use rand::SeedableRng;
+    use troth_core::event::{Control, Envelope};
+    let dev = DeviceSecret::generate(&mut rand::rngs::StdRng::seed_from_u64(seed));
+    Event::sign(
+        Header {
+            space: s.id,
+            seq: s.events.len() as u64,
+            prev: s.head_hash(),
+            author: s.dev.public().id(),
+            epoch: 0,
+            timestamp_ms: 3_000 + seed,
+        },
+        Body::Control(Control::AddDevice {
+            cert: s.identity.certify(&dev, 1_000),
+            envelopes: vec![Envelope {
+                epoch: 0,
+                device: dev.public().id(),
+                age: vec![7; 40],
+            }],
+        }),
+        &s.dev,
+    )
+}
+
+/// A modified client appends a sixth active device for one person: the
+/// relay's membership check refuses it with words, and the log is unchanged.
+async fn a_sixth_active_device_is_refused(b: Backend) {
+    let f = fixture(b, Limits::default()).await;
+    let mut s = created(&f, 18).await;
+    for i in 0..(troth_core::members::MAX_ACTIVE_DEVICES as u64 - 1) {
+        let ev = add_device_event(&s, 100 + i);
+        let r = f.http.append(&mut s, ev, f.t()).await;
+        assert_eq!(r.status, 201, "device {}", i + 2);
+    }
+    let ev = add_device_event(&s, 200);
+    let r = f.http.append(&mut s, ev, f.t()).await;
+    assert_eq!((r.status, r.error_code().as_str()), (403, "forbidden_event"));
+    let why = r.json()["message"].as_str().unwrap_or_default().to_owned();
+    assert!(why.contains("at most 5 active devices"), "{why}");
+    assert_eq!(f.http.read_all(&s, f.t()).await.len(), s.events.len());
+    f.relay.stop().await;
+}
+
 async fn size_limits_answer_413(b: Backend) {
     let limits = Limits {
         max_events_per_space: 3,
@@ -1503,4 +1549,8 @@ both!(
 both!(
     #[tokio::test]
     sessions_authenticate_with_a_mac_and_refuse_replays_and_strangers
+);
+both!(
+    #[tokio::test]
+    a_sixth_active_device_is_refused
 );

@@ -40,6 +40,8 @@ pub fn now_ms() -> u64 {
 pub struct Space {
     pub id: SpaceId,
     pub dev: DeviceSecret,
+    /// The identity that certified `dev` (to certify more devices).
+    pub identity: IdentitySecret,
     pub events: Vec<Event>,
 }
 
@@ -76,6 +78,7 @@ impl Space {
         Space {
             id: space,
             dev,
+            identity,
             events: vec![genesis],
         }
     }
