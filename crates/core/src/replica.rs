@@ -629,10 +629,14 @@ impl Replica {
             Some(d) if d.is_active() => {
                 return Err(ReplicaError::NotNow(
                     "that is one of your partner's devices; only they can revoke it",
-                ))
+                ));
             }
             Some(_) => return Err(ReplicaError::NotNow("that device is already revoked")),
-            None => return Err(ReplicaError::NotNow("there is no such device in this space")),
+            None => {
+                return Err(ReplicaError::NotNow(
+                    "there is no such device in this space",
+                ));
+            }
         }
         if members.active_count(&me) <= 1 {
             return Err(ReplicaError::NotNow(

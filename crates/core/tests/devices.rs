@@ -81,7 +81,9 @@ fn a_sixth_active_device_is_refused_by_the_composer_and_the_rules() {
 
     // The composer refuses a sixth, with words that say what to do.
     let sixth_again = c.b.keys().rotate_device(&mut c.rng, c.now);
-    let err = c.b.compose_add_device(&sixth_again.cert, c.now).unwrap_err();
+    let err =
+        c.b.compose_add_device(&sixth_again.cert, c.now)
+            .unwrap_err();
     assert!(matches!(err, ReplicaError::NotNow(w) if w.contains("revoke one")));
 
     // A modified client appends it anyway: both partners' rules refuse it.
@@ -98,7 +100,9 @@ fn a_sixth_active_device_is_refused_by_the_composer_and_the_rules() {
     c.sync_a();
     c.sync_b();
     let again = c.b.keys().rotate_device(&mut c.rng, c.now);
-    let ev = c.b.compose_add_device(&again.cert, c.now).expect("room again");
+    let ev =
+        c.b.compose_add_device(&again.cert, c.now)
+            .expect("room again");
     c.log.push(ev);
     c.sync_a();
     c.sync_b();
@@ -149,18 +153,10 @@ fn a_partners_device_and_a_persons_last_device_cannot_be_revoked() {
         };
         Event::sign(header, body, &author.device)
     };
-    let a_keys = KeyBundle::decrypt(
-        c.a.keys().encrypt("pw", 4).expect("e").as_bytes(),
-        "pw",
-        4,
-    )
-    .expect("d");
-    let b_keys = KeyBundle::decrypt(
-        c.b.keys().encrypt("pw", 4).expect("e").as_bytes(),
-        "pw",
-        4,
-    )
-    .expect("d");
+    let a_keys =
+        KeyBundle::decrypt(c.a.keys().encrypt("pw", 4).expect("e").as_bytes(), "pw", 4).expect("d");
+    let b_keys =
+        KeyBundle::decrypt(c.b.keys().encrypt("pw", 4).expect("e").as_bytes(), "pw", 4).expect("d");
     let partners = forge(&mut c, &a_keys, b_dev);
     assert_refused(&mut c.b, partners, "only their own devices");
     // B's only device revoking itself would leave B without a device, even
@@ -174,7 +170,9 @@ fn a_partners_device_and_a_persons_last_device_cannot_be_revoked() {
 
     // With a second device, B may revoke the first.
     let second = add_device(&mut c);
-    let rev = c.b.compose_revoke(b_dev, c.now, &mut c.rng).expect("revoke");
+    let rev =
+        c.b.compose_revoke(b_dev, c.now, &mut c.rng)
+            .expect("revoke");
     c.log.push(rev);
     c.sync_a();
     assert!(!c.a.chain().members().device(&b_dev).expect("b").is_active());

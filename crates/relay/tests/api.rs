@@ -672,7 +672,10 @@ async fn a_sixth_active_device_is_refused(b: Backend) {
     }
     let ev = add_device_event(&s, 200);
     let r = f.http.append(&mut s, ev, f.t()).await;
-    assert_eq!((r.status, r.error_code().as_str()), (403, "forbidden_event"));
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (403, "forbidden_event")
+    );
     let why = r.json()["message"].as_str().unwrap_or_default().to_owned();
     assert!(why.contains("at most 5 active devices"), "{why}");
     assert_eq!(f.http.read_all(&s, f.t()).await.len(), s.events.len());
