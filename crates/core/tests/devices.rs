@@ -83,7 +83,7 @@ fn a_sixth_active_device_is_refused_by_the_composer_and_the_rules() {
     let sixth_again = c.b.keys().rotate_device(&mut c.rng, c.now);
     let err =
         c.b.compose_add_device(&sixth_again.cert, c.now)
-            .unwrap_err();
+            .expect_err("refused");
     assert!(matches!(err, ReplicaError::NotNow(w) if w.contains("revoke one")));
 
     // A modified client appends it anyway: both partners' rules refuse it.
@@ -119,9 +119,13 @@ fn a_partners_device_and_a_persons_last_device_cannot_be_revoked() {
     let a_dev = c.a.keys().cert.device().id();
 
     // The composer refuses both, before anything is signed.
-    let err = c.a.compose_revoke(b_dev, c.now, &mut c.rng).unwrap_err();
+    let err =
+        c.a.compose_revoke(b_dev, c.now, &mut c.rng)
+            .expect_err("refused");
     assert!(matches!(err, ReplicaError::NotNow(w) if w.contains("partner's devices")));
-    let err = c.b.compose_revoke(b_dev, c.now, &mut c.rng).unwrap_err();
+    let err =
+        c.b.compose_revoke(b_dev, c.now, &mut c.rng)
+            .expect_err("refused");
     assert!(matches!(err, ReplicaError::NotNow(w) if w.contains("only active device")));
 
     // A modified client signs them anyway: the rules refuse them.
