@@ -327,6 +327,59 @@ impl Home {
     }
 }
 
+/// The context the acknowledged-devices file is sealed under.
+const SEEN_CONTEXT: &str = "devices-seen";
+
+#[derive(Serialize, Deserialize)]
+struct SeenFile {
+    space: String,
+    through: u64,
+}
+
+impl Home {
+    /// `devices-seen`: up to which sequence number this person acknowledged
+    /// their partner's new devices, sealed under this device's local key.
+    pub fn seen_path(&self) -> PathBuf {
+        self.dir.join("devices-seen")
+    }
+
+    /// The sequence number through which the partner's new devices in
+    /// `space` were acknowledged on this device. `None` when never, or when
+    /// this device can't open the file (another space, other keys, a
+    /// damaged file): then every new device is told of again, the safe side.
+    pub fn devices_seen(&self, keys: &KeyBundle, space: SpaceId) -> Option<u64> {
+        let bytes = read_bounded(&self.seen_path(), 4096).ok()?;
+        let sealed = STANDARD
+            .decode(std::str::from_utf8(&bytes).ok()?.trim())
+            .ok()?;
+        let plain = keys.local_key().open(SEEN_CONTEXT, &sealed).ok()?;
+        let f: SeenFile = serde_json::from_slice(&plain).ok()?;
+        (f.space == space.to_hex()).then_some(f.through)
+    }
+
+    /// Records that the partner's devices added up to `through` in `space`
+    /// were acknowledged (atomically).
+    pub fn set_devices_seen(
+        &self,
+        keys: &KeyBundle,
+        space: SpaceId,
+        through: u64,
+    ) -> Result<(), Error> {
+        let f = SeenFile {
+            space: space.to_hex(),
+            through,
+        };
+        let plain = serde_json::to_vec(&f).map_err(|_| Error::CorruptState(self.seen_path()))?;
+        let sealed = keys
+            .local_key()
+            .seal(SEEN_CONTEXT, &plain, &mut rand::rngs::OsRng);
+        self.ensure_dir()?;
+        let mut out = STANDARD.encode(sealed);
+        out.push('\n');
+        write_atomic(&self.seen_path(), out.as_bytes())
+    }
+}
+
 /// Encrypts `plain` to one age recipient, ASCII-armored.
 pub fn age_encrypt(recipient: &age::x25519::Recipient, plain: &[u8]) -> std::io::Result<String> {
     age_encrypt_to(std::slice::from_ref(recipient), plain)

@@ -149,6 +149,18 @@ impl Members {
             .count()
     }
 
+    /// Whether `id` came by `AddDevice`: a device of its identity after the
+    /// first one (which came with Genesis or AddMember). These are the
+    /// devices a partner is told about.
+    pub fn was_added(&self, id: &DeviceId) -> bool {
+        let Some(d) = self.devices.get(id) else {
+            return false;
+        };
+        self.devices
+            .values()
+            .any(|o| o.cert.identity() == d.cert.identity() && o.added_at < d.added_at)
+    }
+
     fn active_ids(&self) -> Vec<DeviceId> {
         self.devices
             .iter()
