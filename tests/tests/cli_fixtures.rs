@@ -110,3 +110,35 @@ fn regenerate_cli_golden_fixtures() {
          # A day before the review date: in force (it lapses after 2027-02-01).\n[env.add]\nTROTH_NOW = \"2027-01-15\"\n";
     write(&dir.join("agreement-list-json.toml"), toml.as_bytes());
 }
+
+/// Issue 18's goldens: A's key store after B rotated keys (an AddDevice and
+/// a revocation), for `device list` and `status` telling of the new device.
+#[test]
+#[ignore = "writes the golden tests' fixtures; run by hand when a format changes"]
+fn regenerate_device_fixtures() {
+    let (_relay, mut a, mut b) = paired_couple();
+    a.now = Some("2027-01-01".into());
+    b.now = Some("2027-01-02".into());
+    b.ok(&["key", "rotate"]);
+    a.ok(&["sync"]);
+    let dir = cmd_dir();
+    for f in ["key.age", "space.age"] {
+        let bytes = std::fs::read(a.home.join(f)).expect("key store");
+        write(&dir.join("device-list.in/home").join(f), &bytes);
+    }
+    write(
+        &dir.join("device-list.in/pass.txt"),
+        format!("{PASSPHRASE}\n").as_bytes(),
+    );
+    for (name, args) in [
+        ("device-list", "\"device\", \"list\""),
+        ("device-list-json", "\"--json\", \"device\", \"list\""),
+        ("status-new-device", "\"status\""),
+    ] {
+        let toml = format!(
+            "bin.name = \"troth\"\nargs = [\"--home\", \"home\", \"--passphrase-file\", \"pass.txt\", \"--offline\", {args}]\n\
+             fs.cwd = \"device-list.in\"\n\n[env.add]\nTROTH_NOW = \"2027-01-03\"\n"
+        );
+        write(&dir.join(format!("{name}.toml")), toml.as_bytes());
+    }
+}

@@ -184,3 +184,95 @@ fn weak_passphrases_are_refused_for_a_new_key() {
     }
     a.ok(&["init"]);
 }
+
+/// Issue 18: A sees every device, and `troth status` tells A of B's new
+/// device until A acknowledges it (on this device; the acknowledgement is
+/// sealed under the device's key).
+#[test]
+fn the_partner_is_told_of_a_new_device_until_they_acknowledge_it() {
+    let (_relay, a, b) = paired_couple();
+    let status = a.ok(&["status"]);
+    assert!(!status.contains("added a device"), "{status}");
+    assert_eq!(
+        a.json(&["status"])["new_partner_devices"],
+        serde_json::json!([])
+    );
+
+    let old = b.json(&["id"])["device"].as_str().expect("id").to_owned();
+    let r = b.json(&["key", "rotate"]);
+    let new = r["device"].as_str().expect("new id").to_owned();
+
+    // Both partners' devices, with whose they are and when they came.
+    let list = a.json(&["device", "list"]);
+    let devices = list["devices"].as_array().expect("devices");
+    assert_eq!(devices.len(), 3, "{list}");
+    let find = |id: &str| {
+        devices
+            .iter()
+            .find(|d| d["id"] == id)
+            .unwrap_or_else(|| panic!("{id} in {list}"))
+    };
+    assert_eq!(find(&old)["owner"], "partner");
+    assert_eq!(find(&old)["active"], false);
+    assert_eq!(
+        find(&old)["new"],
+        false,
+        "the first device came with pairing"
+    );
+    assert_eq!(find(&new)["owner"], "partner");
+    assert_eq!(find(&new)["active"], true);
+    assert_eq!(find(&new)["new"], true);
+    assert!(
+        find(&new)["added_at"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z'))
+    );
+    let mine: Vec<_> = devices.iter().filter(|d| d["owner"] == "you").collect();
+    assert_eq!(mine.len(), 1);
+    assert_eq!(mine[0]["this_device"], true);
+    let text = a.ok(&["device", "list"]);
+    assert!(text.contains("Your partner's devices:"), "{text}");
+    assert!(
+        text.contains(&format!("{}  added on", &new[..16])),
+        "{text}"
+    );
+
+    // Status says so, calmly, every time, until acknowledged.
+    for _ in 0..2 {
+        let status = a.ok(&["status"]);
+        assert!(
+            status.contains("Your partner added a device on")
+                && status.contains(
+                    "If you didn't expect this, talk about it; you can withdraw consent at any time"
+                ),
+            "{status}"
+        );
+        let j = a.json(&["status"]);
+        assert_eq!(j["new_partner_devices"][0]["id"], new.as_str());
+    }
+    // B's own status never tells B of B's devices.
+    assert!(!b.ok(&["status"]).contains("added a device"));
+
+    let ack = a.json(&["device", "ack"]);
+    assert_eq!(ack["acknowledged"], 1);
+    let status = a.ok(&["status"]);
+    assert!(!status.contains("added a device"), "{status}");
+    assert_eq!(
+        a.json(&["device", "list"])["devices"]
+            .as_array()
+            .expect("d")
+            .iter()
+            .filter(|d| d["new"] == true)
+            .count(),
+        0
+    );
+
+    // A later device is told of again.
+    b.ok(&["key", "rotate"]);
+    assert!(a.ok(&["status"]).contains("Your partner added a device on"));
+    // A damaged acknowledgement file errs on the side of telling.
+    a.ok(&["device", "ack"]);
+    assert!(!a.ok(&["status"]).contains("added a device"));
+    std::fs::write(a.home.join("devices-seen"), b"not sealed\n").expect("write");
+    assert!(a.ok(&["status"]).contains("Your partner added a device on"));
+}

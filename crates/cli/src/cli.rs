@@ -58,6 +58,9 @@ pub enum Command {
     /// Back up, restore, rotate and revoke keys
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Every device in your space, yours and your partner's, and the new ones
+    #[command(subcommand, alias = "devices")]
+    Device(DeviceCommand),
     /// Pair with your partner over a one-time code
     #[command(subcommand)]
     Pair(PairCommand),
@@ -226,6 +229,16 @@ pub enum WebCommand {
         #[arg(long, default_value = "127.0.0.1:8090", value_name = "ADDR")]
         listen: String,
     },
+}
+
+/// `troth device …`
+#[derive(Subcommand, Debug)]
+pub enum DeviceCommand {
+    /// Both partners' devices: whose, when added, active or revoked
+    List,
+    /// Note on this device that you have seen your partner's new devices
+    /// (`troth status` stops mentioning them)
+    Ack,
 }
 
 /// `troth key …`

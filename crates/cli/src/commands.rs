@@ -18,11 +18,12 @@ use troth_core::replica::Replica;
 use troth_core::state::{AgreementRecord, State, VersionStatus};
 
 use crate::cli::{
-    AgreementCommand, Cli, Command, KeyCommand, LimitArgs, PairCommand, PhoneCommand, Review,
-    RoleArg, RolesCommand, WebCommand,
+    AgreementCommand, Cli, Command, DeviceCommand, KeyCommand, LimitArgs, PairCommand,
+    PhoneCommand, Review, RoleArg, RolesCommand, WebCommand,
 };
 use crate::ctx::{
     Ctx, EXIT_INTEGRITY, EXIT_KEY, fail, fail_with, parse_days, parse_wait, space_gone, when,
+    when_iso,
 };
 use crate::view;
 
@@ -48,6 +49,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Init => init(&ctx),
         Command::Id { age_recipient } => id(&ctx, age_recipient),
         Command::Key(k) => key(&ctx, k),
+        Command::Device(d) => device(&ctx, d),
         Command::Pair(p) => pair(&ctx, p),
         Command::Agreement(a) => agreement(&ctx, a),
         Command::Roles { answer } => roles(&ctx, answer),
@@ -247,6 +249,126 @@ fn key(ctx: &Ctx, k: KeyCommand) -> anyhow::Result<()> {
                 );
             }
             Ok(())
+        }
+    }
+}
+
+// ------------------------------------------------------------------ devices
+
+/// A device the partner added (by `AddDevice`) after `seen`: its id, the
+/// sequence number and author's time of the event that added it, and
+/// whether it is still active.
+fn partner_new_devices(r: &Replica, seen: Option<u64>) -> Vec<(DeviceId, u64, u64, bool)> {
+    let members = r.chain().members();
+    let me = r.keys().identity.public();
+    members
+        .devices()
+        .filter(|(id, d)| *d.cert.identity() != me && members.was_added(id))
+        .filter(|(_, d)| seen.is_none_or(|s| d.added_at > s))
+        .map(|(id, d)| (*id, d.added_at, event_time(r, d.added_at), d.is_active()))
+        .collect()
+}
+
+/// The author's clock on the event at `seq` (0 if this device lacks it).
+fn event_time(r: &Replica, seq: u64) -> u64 {
+    r.events()
+        .get(seq as usize)
+        .filter(|e| e.header().seq == seq)
+        .map_or(0, |e| e.header().timestamp_ms)
+}
+
+/// The calm words `troth status` and `troth device list` use for a device
+/// the partner added.
+fn new_device_words(seq: u64, ms: u64, active: bool) -> String {
+    let since = if active { "" } else { " (since revoked)" };
+    format!(
+        "Your partner added a device on {} (#{seq}){since}. If you didn't expect this, talk about it; you can withdraw consent at any time. (troth device ack once you have seen it)",
+        when(ms)
+    )
+}
+
+fn device(ctx: &Ctx, d: DeviceCommand) -> anyhow::Result<()> {
+    let s = ctx.session()?;
+    let r = s.replica();
+    let seen = ctx.home.devices_seen(r.keys(), r.space());
+    match d {
+        DeviceCommand::List => {
+            let me = r.keys().cert.device().id();
+            let my_identity = r.keys().identity.public();
+            let members = r.chain().members();
+            let new = partner_new_devices(r, seen);
+            if ctx.json {
+                let list: Vec<_> = members
+                    .devices()
+                    .map(|(id, d)| {
+                        json!({
+                            "id": hex::encode(id.0),
+                            "owner": if *d.cert.identity() == my_identity { "you" } else { "partner" },
+                            "role": role_name(d.role),
+                            "active": d.is_active(),
+                            "added_at_seq": d.added_at,
+                            "added_at": when_iso(event_time(r, d.added_at)),
+                            "revoked_at_seq": d.revoked_at,
+                            "revoked_at": d.revoked_at.map(|s| when_iso(event_time(r, s))),
+                            "this_device": *id == me,
+                            "new": new.iter().any(|(n, ..)| n == id),
+                        })
+                    })
+                    .collect();
+                println!("{}", json!({ "devices": list }));
+                return Ok(());
+            }
+            for (title, mine) in [("Your devices:", true), ("Your partner's devices:", false)] {
+                let of: Vec<_> = members
+                    .devices()
+                    .filter(|(_, d)| (*d.cert.identity() == my_identity) == mine)
+                    .collect();
+                if of.is_empty() {
+                    continue;
+                }
+                println!("{title}");
+                for (id, d) in of {
+                    let state = match d.revoked_at {
+                        None => "active".to_owned(),
+                        Some(s) => format!("revoked on {} (#{s})", when(event_time(r, s))),
+                    };
+                    let mut notes = String::new();
+                    if *id == me {
+                        notes.push_str(" (this device)");
+                    }
+                    if new.iter().any(|(n, ..)| n == id) {
+                        notes.push_str(" (new)");
+                    }
+                    println!(
+                        "  {}  added on {} (#{})  {state}{notes}",
+                        hex::encode(&id.0[..8]),
+                        when(event_time(r, d.added_at)),
+                        d.added_at
+                    );
+                }
+            }
+            if !new.is_empty() {
+                println!(
+                    "Your partner added a device you haven't acknowledged yet. If you didn't expect this, talk about it; you can withdraw consent at any time. (troth device ack once you have seen it)"
+                );
+            }
+            Ok(())
+        }
+        DeviceCommand::Ack => {
+            let through = r.chain().head().map_or(0, |(seq, _)| seq);
+            let n = partner_new_devices(r, seen).len();
+            ctx.home.set_devices_seen(r.keys(), r.space(), through)?;
+            let words = match n {
+                0 => "Nothing new to acknowledge: you have seen all of your partner's devices."
+                    .to_owned(),
+                1 => "Noted: you have seen your partner's new device.".to_owned(),
+                n => format!("Noted: you have seen your partner's {n} new devices."),
+            };
+            say(
+                ctx,
+                &words,
+                json!({ "acknowledged": n, "through_seq": through }),
+            )
         }
     }
 }
@@ -1603,6 +1725,7 @@ fn status(ctx: &Ctx) -> anyhow::Result<()> {
         .filter(|v| !v.signatures.contains_key(&me))
         .collect();
     let safety = r.safety_number().map(|n| n.as_str().to_owned());
+    let new_devices = partner_new_devices(r, ctx.home.devices_seen(r.keys(), r.space()));
     if ctx.json {
         println!(
             "{}",
@@ -1620,6 +1743,12 @@ fn status(ctx: &Ctx) -> anyhow::Result<()> {
                 "roles_confirmed": st.roles.agreed(),
                 "open_requests": open_requests.iter().map(|q| q.seq).collect::<Vec<_>>(),
                 "unacknowledged_checkins": to_ack.iter().map(|c| c.seq).collect::<Vec<_>>(),
+                "new_partner_devices": new_devices.iter().map(|(id, seq, ms, active)| json!({
+                    "id": hex::encode(id.0),
+                    "added_at_seq": seq,
+                    "added_at": when_iso(*ms),
+                    "active": active,
+                })).collect::<Vec<_>>(),
             })
         );
         return Ok(());
@@ -1643,6 +1772,9 @@ fn status(ctx: &Ctx) -> anyhow::Result<()> {
         .filter(|a| a.in_force_on(today).is_some())
         .count();
     println!("Agreements in force: {in_force}");
+    for (_, seq, ms, active) in &new_devices {
+        println!("• {}", new_device_words(*seq, *ms, *active));
+    }
     if !st.roles.agreed() && st.partners.len() == 2 {
         println!(
             "• Both of you confirm who sets the conditions before anything is proposed (troth roles)"
