@@ -606,8 +606,13 @@ test('wrong and unknown codes are refused kindly; a tampering relay raises the i
     await unlock(pp, 'first partner phrase');
     await pp.getByRole('button', { name: "We'll compare later" }).click();
     await pp.getByText('time to look at “Knowing where you are” together', { exact: false }).first().waitFor(LIVE);
-    // Past its review day and not renewed, the rule has lapsed.
+    // Past its review day and not renewed, the rule has lapsed: on both sides.
     await pp.getByText('Lapsed — look at it together', { exact: false }).first().waitFor(LIVE);
+    await Q.ctx.clock.setFixedTime(Date.now() + 31 * 86400000);
+    await pq.reload();
+    await unlock(pq, 'second partner phrase');
+    await pq.getByRole('button', { name: "We'll compare later" }).click();
+    await pq.getByText('Lapsed — look at it together', { exact: false }).first().waitFor(LIVE);
     await pp.getByRole('button', { name: 'Review “Knowing where you are”' }).click();
     await pp.getByRole('button', { name: 'Renew these words' }).waitFor(LIVE);
     await screenAndCheck(pp, '08b-review-due');
