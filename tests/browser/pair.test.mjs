@@ -787,6 +787,16 @@ test('leaving deletes the space; the partner is told calmly', async () => {
   await screenAndCheck(pb, '18-space-closed');
 });
 
+test('quick exit is within reach while a dialog is open', async () => {
+  // A modal dialog makes everything behind it inert, the header's button too.
+  await pa.evaluate(() => import('/lib/dom.js').then((m) => m.openDialog('A dialog')));
+  const inDialog = pa.getByRole('dialog').getByRole('button', { name: 'Quick exit' });
+  await inDialog.waitFor(LIVE);
+  await screenAndCheck(pa, '20-dialog-quick-exit');
+  await inDialog.click();
+  await pa.waitForURL(/exit\.html$/);
+});
+
 test('quick exit replaces the page and its history entry', async () => {
   const before = await pb.evaluate(() => history.length);
   await pb.getByRole('button', { name: 'Quick exit' }).click();

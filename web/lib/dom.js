@@ -124,9 +124,14 @@ export function download(name, text, type = 'application/octet-stream') {
   setTimeout(() => URL.revokeObjectURL(url), 5000);
 }
 
-/** Shows the modal dialog with a title and content; focuses its first control. */
+/** Shows the modal dialog with a title and content; focuses its first control.
+ *  A modal dialog makes the page behind it inert, the header's Quick exit
+ *  too, so every dialog carries its own (last in the tab order, drawn at
+ *  the top corner). */
 export function openDialog(title, ...kids) {
-  dialog.replaceChildren(h('h2', { id: 'dialog-title' }, title), ...kids.filter((k) => k !== null && k !== undefined));
+  const exit = h('button', { type: 'button', class: 'exit dialog-exit', title: 'Leave this page at once (also: press Escape twice)' }, 'Quick exit');
+  exit.addEventListener('click', () => document.getElementById('quick-exit').click());
+  dialog.replaceChildren(h('h2', { id: 'dialog-title' }, title), ...kids.filter((k) => k !== null && k !== undefined), exit);
   if (!dialog.open) dialog.showModal();
   const first = dialog.querySelector('input, textarea, select, button');
   if (first) first.focus();
