@@ -301,12 +301,25 @@ impl Cluster {
     }
 
     fn start_node(&self, i: usize) {
+        let log = self.dir.join(format!("{}.log", self.nodes[i].0));
         let mut cmd = pg_command(&format!("{BIN}/pg_ctl"));
         cmd.args(["-D", &self.data(i), "-l"])
-            .arg(self.dir.join(format!("{}.log", self.nodes[i].0)))
+            .arg(&log)
             .args(["-w", "-t", "60", "start"])
             .stdout(Stdio::null());
-        run_ok(cmd, "pg_ctl start");
+        let out = cmd.output().unwrap_or_else(|e| panic!("pg_ctl start: {e}"));
+        if !out.status.success() {
+            // The folder goes with the test: show the server's own words.
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(30).collect();
+            panic!(
+                "pg_ctl start of {} (port {}) failed: {}\n{}",
+                self.nodes[i].0,
+                self.nodes[i].1,
+                String::from_utf8_lossy(&out.stderr),
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
     }
 
     /// Stops every node and removes the folder once this process is gone.
