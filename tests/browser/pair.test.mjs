@@ -770,8 +770,11 @@ test('removing Troth from this device only sends nothing, and the partner keeps 
 });
 
 test('leaving deletes the space; the partner is told calmly', async () => {
-  await pa.getByRole('tab', { name: 'Safety' }).click();
-  await pa.getByRole('button', { name: 'Close our space for both of us' }).click();
+  // Leaving is one tap from the header, beside Quick exit (and under Safety).
+  await pa.getByRole('button', { name: 'Leave', exact: true }).click();
+  await pa.getByRole('dialog').getByText('You can leave at any time. Nobody needs to agree.').waitFor(LIVE);
+  await screenAndCheck(pa, '17-leaving-choices');
+  await pa.getByRole('dialog').getByRole('button', { name: 'Close our space for both of us' }).click();
   assert.match(await pa.getByRole('dialog').innerText(), /Your partner's devices keep what they already have/);
   await screenAndCheck(pa, '17-leave-confirm');
   await pa.getByRole('button', { name: 'Close it for both of us' }).click();

@@ -151,59 +151,79 @@ export function codeCard() {
   return card;
 }
 
-/** Leaving the space (a signed close, then the relay deletes it, then this browser forgets it). */
-export function leaveCard() {
-  // Two different ways of leaving, each honest about what the partner's
-  // devices keep (issue 17).
-  const local = h('button', { type: 'button', class: 'secondary' }, 'Remove Troth from this device');
-  local.addEventListener('click', () => {
-    const err = errorLine();
-    const yes = h('button', { type: 'button', class: 'gentle-stop' }, 'Remove from this device');
-    const no = h('button', { type: 'button', class: 'secondary' }, 'Keep it');
-    yes.addEventListener('click', () => act(yes, err, async () => {
-      // Nothing is sent: the relay and the partner are not told.
-      closeDialog();
-      await store.clear();
-      lock(false);
-      showWelcome();
-      say('Troth is removed from this browser. Nothing was sent.');
-    }));
-    no.addEventListener('click', closeDialog);
-    openDialog('Remove Troth from this device?',
-      h('p', {}, 'This removes your key and everything of your space from this browser only. Nothing is sent: your partner is not told, and the space stays on the server for them.'),
-      h('p', {}, "Your partner's devices keep what they already have. You can pair again later with a new key, or restore yours from a backup."),
-      h('p', { class: 'muted' }, 'If you might want your key later, export it first.'),
-      err, h('div', { class: 'row' }, yes, no));
-  });
-  const btn = h('button', { type: 'button', class: 'gentle-stop' }, 'Close our space for both of us');
-  btn.addEventListener('click', () => {
-    const [cw, comment] = field('Anything you want to say (optional)', 'textarea', { rows: '2' });
-    const err = errorLine();
-    const yes = h('button', { type: 'button', class: 'gentle-stop' }, 'Close it for both of us');
-    const no = h('button', { type: 'button', class: 'secondary' }, 'Stay');
-    const still = (e) => (e instanceof RelayError && e.status === 404 ? null
-      : new Error(`${e.message} The space is still here; you can try again, or use "Remove the key from this browser" on the unlock screen.`));
-    yes.addEventListener('click', () => act(yes, err, async () => {
-      // First a signed "closed the space" both of you see; then the relay
-      // is asked to delete it (a space that vanishes without it is the
-      // relay's doing, and is reported so).
-      if (!S.gone && !S.space.state(Date.now(), 0).closed) {
-        try { await send((now) => S.space.closeSpace(comment.value, now)); } catch (e) { if (still(e)) throw still(e); }
-      }
-      try { await S.api.remove(); } catch (e) { if (still(e)) throw still(e); }
-      closeDialog();
-      await store.clear();
-      lock(false);
-      showWelcome();
-      say('You closed the space. Its keys are gone from this browser.');
-    }));
-    no.addEventListener('click', closeDialog);
-    openDialog('Close our space for both of us?',
-      h('p', {}, 'This notes for both of you that you closed the space, asks the server to delete it, and removes your key and everything of this space from this browser. Your partner will see that you closed it.'),
-      h('p', {}, "Your partner's devices keep what they already have: closing can't take it back from them."),
-      h('p', { class: 'muted' }, 'If you might want your key later, export it first.'),
-      cw, err, h('div', { class: 'row' }, yes, no));
-  });
-  return h('section', { class: 'card stack', 'aria-labelledby': 'leave-h' }, h('h2', { id: 'leave-h' }, 'Leaving'),
-    h('p', { class: 'muted' }, 'You can leave at any time. Nobody needs to agree.'), h('div', { class: 'row' }, local, btn));
+/** Asks before removing Troth from this browser only (nothing is sent). */
+function askRemoveHere() {
+  const err = errorLine();
+  const yes = h('button', { type: 'button', class: 'gentle-stop' }, 'Remove from this device');
+  const no = h('button', { type: 'button', class: 'secondary' }, 'Keep it');
+  yes.addEventListener('click', () => act(yes, err, async () => {
+    // Nothing is sent: the relay and the partner are not told.
+    closeDialog();
+    await store.clear();
+    lock(false);
+    showWelcome();
+    say('Troth is removed from this browser. Nothing was sent.');
+  }));
+  no.addEventListener('click', closeDialog);
+  openDialog('Remove Troth from this device?',
+    h('p', {}, 'This removes your key and everything of your space from this browser only. Nothing is sent: your partner is not told, and the space stays on the server for them.'),
+    h('p', {}, "Your partner's devices keep what they already have. You can pair again later with a new key, or restore yours from a backup."),
+    h('p', { class: 'muted' }, 'If you might want your key later, export it first.'),
+    err, h('div', { class: 'row' }, yes, no));
 }
+
+/** Asks before closing the space for both (a signed close, then the relay deletes it, then this browser forgets it). */
+function askCloseForBoth() {
+  const [cw, comment] = field('Anything you want to say (optional)', 'textarea', { rows: '2' });
+  const err = errorLine();
+  const yes = h('button', { type: 'button', class: 'gentle-stop' }, 'Close it for both of us');
+  const no = h('button', { type: 'button', class: 'secondary' }, 'Stay');
+  const still = (e) => (e instanceof RelayError && e.status === 404 ? null
+    : new Error(`${e.message} The space is still here; you can try again, or use "Remove the key from this browser" on the unlock screen.`));
+  yes.addEventListener('click', () => act(yes, err, async () => {
+    // First a signed "closed the space" both of you see; then the relay
+    // is asked to delete it (a space that vanishes without it is the
+    // relay's doing, and is reported so).
+    if (!S.gone && !S.space.state(Date.now(), 0).closed) {
+      try { await send((now) => S.space.closeSpace(comment.value, now)); } catch (e) { if (still(e)) throw still(e); }
+    }
+    try { await S.api.remove(); } catch (e) { if (still(e)) throw still(e); }
+    closeDialog();
+    await store.clear();
+    lock(false);
+    showWelcome();
+    say('You closed the space. Its keys are gone from this browser.');
+  }));
+  no.addEventListener('click', closeDialog);
+  openDialog('Close our space for both of us?',
+    h('p', {}, 'This notes for both of you that you closed the space, asks the server to delete it, and removes your key and everything of this space from this browser. Your partner will see that you closed it.'),
+    h('p', {}, "Your partner's devices keep what they already have: closing can't take it back from them."),
+    h('p', { class: 'muted' }, 'If you might want your key later, export it first.'),
+    cw, err, h('div', { class: 'row' }, yes, no));
+}
+
+/** The two ways of leaving, each honest about what the partner's devices keep (issue 17). */
+function leaveButtons() {
+  const local = h('button', { type: 'button', class: 'secondary' }, 'Remove Troth from this device');
+  local.addEventListener('click', askRemoveHere);
+  const both = h('button', { type: 'button', class: 'gentle-stop' }, 'Close our space for both of us');
+  both.addEventListener('click', askCloseForBoth);
+  return h('div', { class: 'row' }, local, both);
+}
+
+const LEAVE_WORDS = 'You can leave at any time. Nobody needs to agree.';
+
+/** Leaving, under Safety. */
+export function leaveCard() {
+  return h('section', { class: 'card stack', 'aria-labelledby': 'leave-h' }, h('h2', { id: 'leave-h' }, 'Leaving'),
+    h('p', { class: 'muted' }, LEAVE_WORDS), leaveButtons());
+}
+
+// Leaving, from the header beside Quick exit (shown while a space is open):
+// the same two choices, one tap away.
+const leaveBtn = document.getElementById('leave');
+leaveBtn.addEventListener('click', () => {
+  const stay = h('button', { type: 'button', class: 'quiet' }, 'Not now');
+  stay.addEventListener('click', closeDialog);
+  openDialog('Leaving', h('p', {}, LEAVE_WORDS), leaveButtons(), h('div', { class: 'row' }, stay));
+});

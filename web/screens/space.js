@@ -46,6 +46,7 @@ export function showSpace() {
     h('div', { id: 'banners' }),
     tabs, panel);
   buildTab(panel);
+  document.getElementById('leave').hidden = false;
   refresh();
   // Once a session: a device with notifications on registers again, so
   // that its quiet hours (kept by the relay in UTC) follow the clock.

@@ -44,6 +44,7 @@ export function lock(show = true) {
   resetSession();
   integrityEl.replaceChildren();
   lockBtn.hidden = true;
+  document.getElementById('leave').hidden = true;
   if (show) showUnlock('Locked. Your words are safe here until you unlock again.');
 }
 lockBtn.addEventListener('click', () => lock());
