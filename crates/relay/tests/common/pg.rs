@@ -368,6 +368,15 @@ impl Cluster {
         // in postgresql.auto.conf that overrides this one, and the standby
         // would be asynchronous.
         self.append_conf(i, &self.conninfo(i));
+        // A postmaster killed with -9 leaves its socket's lock file in the
+        // shared socket folder, and while nobody has reaped it yet (its
+        // parent is whichever process adopted it) its pid still answers
+        // kill(pid, 0): the new server would take it for a live one and
+        // refuse to start. It is dead (SIGKILL), so the files are stale.
+        let port = self.nodes[i].1;
+        for f in [format!(".s.PGSQL.{port}.lock"), format!(".s.PGSQL.{port}")] {
+            let _ = std::fs::remove_file(self.dir.join(f));
+        }
         self.start_node(i);
     }
 
