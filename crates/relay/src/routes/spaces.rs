@@ -313,6 +313,19 @@ pub async fn append(
     append_event(&state, &slot, space, ev, known, requester).await
 }
 
+/// The head and member list as the store has them now (a shared store,
+/// when this process's view may be behind another's appends).
+async fn head_from_store(
+    state: &AppState,
+    space: SpaceId,
+) -> Result<Option<(Head, Arc<Members>)>, ApiError> {
+    let (_, m, fresh) = state
+        .space_for_append(space, true)
+        .await?
+        .ok_or_else(ApiError::no_space)?;
+    Ok(fresh.map(|fh| (fh, m)))
+}
+
 fn not_member() -> ApiError {
     ApiError::forbidden("not_member", "This device is not a member of this space.")
 }
@@ -387,11 +400,7 @@ async fn append_event(
                 // This process's view may be behind: answer with the head
                 // as the store has it now (and append, if the event
                 // extends that one).
-                let (_, m, fresh) = state
-                    .space_for_append(space, true)
-                    .await?
-                    .ok_or_else(ApiError::no_space)?;
-                known = fresh.map(|fh| (fh, m));
+                known = head_from_store(state, space).await?;
                 continue;
             }
             return Err(ApiError::stale(head));
@@ -433,11 +442,7 @@ async fn append_event(
                 // members afresh and try once more.
                 slot.view_mut().members = None;
                 if attempt == 1 && now.seq.saturating_add(1) == h.seq && now.hash == h.prev {
-                    let (_, m, fresh) = state
-                        .space_for_append(space, true)
-                        .await?
-                        .ok_or_else(ApiError::no_space)?;
-                    known = fresh.map(|fh| (fh, m));
+                    known = head_from_store(state, space).await?;
                     continue;
                 }
                 return Err(ApiError::stale(now));
