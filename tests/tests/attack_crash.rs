@@ -18,7 +18,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use troth_client::relay::{Appended, RelayClient};
 use troth_core::SpaceId;
-use troth_core::event::{Body, Control, Envelope, Event, EventHash, Header, Role};
+use troth_core::event::{Body, Control, Envelope, Event, EventHash, Header};
 use troth_core::keyfile::KeyBundle;
 use troth_core::log::{ChainVerifier, TrustAnchors};
 use troth_tests::cli::relay_bin;
@@ -94,7 +94,6 @@ impl Writer {
             },
             Body::Control(Control::Genesis {
                 commitment: troth_core::event::KeyCommitment([0; 32]),
-                role: Role::Leading,
                 cert: self.keys.cert.clone(),
                 envelopes: vec![Envelope {
                     epoch: 0,

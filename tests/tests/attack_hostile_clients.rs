@@ -13,7 +13,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use troth_client::relay::{Appended, RelayClient};
 use troth_core::SpaceId;
-use troth_core::event::{Body, Control, Envelope, Event, EventHash, Header, Role};
+use troth_core::event::{Body, Control, Envelope, Event, EventHash, Header};
 use troth_core::keyfile::KeyBundle;
 use troth_core::keys::DeviceSecret;
 use troth_core::log::{ChainVerifier, TrustAnchors};
@@ -66,7 +66,6 @@ fn space(relay: &Relay, seed: u64) -> (KeyBundle, Event) {
         },
         Body::Control(Control::Genesis {
             commitment: troth_core::event::KeyCommitment([0; 32]),
-            role: Role::Leading,
             cert: keys.cert.clone(),
             envelopes: vec![Envelope {
                 epoch: 0,

@@ -226,7 +226,7 @@ fn key(ctx: &Ctx, k: KeyCommand) -> anyhow::Result<()> {
                 .map(|(id, d)| {
                     json!({
                         "id": hex::encode(id.0),
-                        "role": role_name(d.role),
+                        "role": s.replica().role_of(d.cert.identity()).map(role_name),
                         "active": d.is_active(),
                         "added_at_seq": d.added_at,
                         "revoked_at_seq": d.revoked_at,
@@ -245,7 +245,9 @@ fn key(ctx: &Ctx, k: KeyCommand) -> anyhow::Result<()> {
                 println!(
                     "{}  {:<12} {state}{this}",
                     hex::encode(&id.0[..8]),
-                    view::who(myrole, d.role)
+                    s.replica()
+                        .role_of(d.cert.identity())
+                        .map_or("someone", |r| view::who(myrole, r))
                 );
             }
             Ok(())
@@ -304,7 +306,7 @@ fn device(ctx: &Ctx, d: DeviceCommand) -> anyhow::Result<()> {
                         json!({
                             "id": hex::encode(id.0),
                             "owner": if *d.cert.identity() == my_identity { "you" } else { "partner" },
-                            "role": role_name(d.role),
+                            "role": r.role_of(d.cert.identity()).map(role_name),
                             "active": d.is_active(),
                             "added_at_seq": d.added_at,
                             "added_at": when_iso(event_time(r, d.added_at)),

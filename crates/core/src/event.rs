@@ -30,7 +30,7 @@ use crate::keys::{DeviceCert, DeviceId, DeviceSecret};
 use crate::sign::{self, Label, SignatureError};
 
 /// The event format version this implementation writes and accepts.
-pub const FORMAT_VERSION: u8 = 2;
+pub const FORMAT_VERSION: u8 = 3;
 /// Largest body (sealed ciphertext or control) in bytes.
 pub const MAX_BODY: usize = 64 * 1024;
 /// Largest encoded event in bytes.
@@ -61,7 +61,9 @@ impl fmt::Debug for EventHash {
     }
 }
 
-/// A partner's role in a space.
+/// A partner's role in a space. Roles never appear in the public (control)
+/// parts of events, so the relay cannot tell who was hurt: each client learns
+/// them with the identities it authenticates at pairing (its trust anchors).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Role {
     /// The partner who was hurt: proposes the conditions ("in the driver's seat").
@@ -127,8 +129,6 @@ impl fmt::Debug for KeyCommitment {
 pub enum Control {
     /// Seq 0: the space is created by its first member.
     Genesis {
-        /// The creator's role.
-        role: Role,
         /// The creator's device, certified by the creator's identity.
         cert: DeviceCert,
         /// The commitment to epoch 0's key.
@@ -138,8 +138,6 @@ pub enum Control {
     },
     /// The second partner joins (after pairing).
     AddMember {
-        /// The new member's role (the other one).
-        role: Role,
         /// The new member's device certificate.
         cert: DeviceCert,
         /// Every epoch key so far, for the new device.
@@ -210,19 +208,12 @@ impl Control {
         w.u8(self.kind());
         match self {
             Control::Genesis {
-                role,
-                cert,
-                commitment,
-                ..
+                cert, commitment, ..
             } => {
-                w.u8(role.to_u8());
                 cert.encode(&mut w);
                 w.raw(&commitment.0);
             }
-            Control::AddMember { role, cert, .. } => {
-                w.u8(role.to_u8());
-                cert.encode(&mut w);
-            }
+            Control::AddMember { cert, .. } => cert.encode(&mut w),
             Control::AddDevice { cert, .. } => cert.encode(&mut w),
             Control::RevokeDevice {
                 device, commitment, ..
@@ -244,21 +235,15 @@ impl Control {
         let kind = r.u8()?;
         let head = match kind {
             1 => {
-                let role = Role::from_u8(r.u8()?)?;
                 let cert = DeviceCert::decode(&mut r)?;
                 let c = KeyCommitment(r.array()?);
-                (Some(role), Some(cert), None, Some(c))
+                (Some(cert), None, Some(c))
             }
-            2 => {
-                let role = Role::from_u8(r.u8()?)?;
-                let cert = DeviceCert::decode(&mut r)?;
-                (Some(role), Some(cert), None, None)
-            }
-            3 => (None, Some(DeviceCert::decode(&mut r)?), None, None),
+            2 | 3 => (Some(DeviceCert::decode(&mut r)?), None, None),
             4 => {
                 let device = DeviceId(r.array()?);
                 let c = KeyCommitment(r.array()?);
-                (None, None, Some(device), Some(c))
+                (None, Some(device), Some(c))
             }
             v => {
                 return Err(DecodeError::UnknownTag {
@@ -278,19 +263,14 @@ impl Control {
         }
         r.finish()?;
         Ok(match (kind, head) {
-            (1, (Some(role), Some(cert), _, Some(commitment))) => Control::Genesis {
-                role,
+            (1, (Some(cert), _, Some(commitment))) => Control::Genesis {
                 cert,
                 commitment,
                 envelopes,
             },
-            (2, (Some(role), Some(cert), _, _)) => Control::AddMember {
-                role,
-                cert,
-                envelopes,
-            },
-            (3, (_, Some(cert), _, _)) => Control::AddDevice { cert, envelopes },
-            (4, (_, _, Some(device), Some(commitment))) => Control::RevokeDevice {
+            (2, (Some(cert), _, _)) => Control::AddMember { cert, envelopes },
+            (3, (Some(cert), _, _)) => Control::AddDevice { cert, envelopes },
+            (4, (_, Some(device), Some(commitment))) => Control::RevokeDevice {
                 device,
                 commitment,
                 envelopes,
@@ -517,7 +497,6 @@ mod tests {
         let ev = Event::sign(
             header,
             Body::Control(Control::Genesis {
-                role: Role::Leading,
                 cert,
                 commitment: KeyCommitment([5; 32]),
                 envelopes: vec![Envelope {

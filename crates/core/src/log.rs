@@ -249,22 +249,44 @@ impl ChainVerifier {
         Ok(())
     }
 
+    /// Genesis must come from an identity this client authenticated (either
+    /// role); AddMember's identity must be the other authenticated one once
+    /// both are known. The public log carries no roles, so this is where each
+    /// member identity gets its role ([`ChainVerifier::role_of`]).
     fn check_identity(&self, seq: u64, control: &Control) -> Result<(), ChainError> {
-        let (role, cert) = match control {
-            Control::Genesis { role, cert, .. } | Control::AddMember { role, cert, .. } => {
-                (*role, cert)
-            }
-            _ => return Ok(()),
-        };
-        match self.anchors.get(role) {
-            Some(k) if k == cert.identity() => Ok(()),
-            Some(_) => Err(ChainError::UnexpectedIdentity { seq }),
-            // Genesis must always come from an identity we authenticated.
-            None if matches!(control, Control::Genesis { .. }) => {
+        let anchored = |k: &IdentityKey| self.role_of_anchored(k).is_some();
+        match control {
+            Control::Genesis { cert, .. } if !anchored(cert.identity()) => {
                 Err(ChainError::UnexpectedIdentity { seq })
             }
-            None => Ok(()),
+            Control::AddMember { cert, .. }
+                if self.anchors.leading.is_some()
+                    && self.anchors.rebuilding.is_some()
+                    && !anchored(cert.identity()) =>
+            {
+                Err(ChainError::UnexpectedIdentity { seq })
+            }
+            _ => Ok(()),
         }
+    }
+
+    /// The role of a member identity: from the trust anchors, or (for a
+    /// partner not yet anchored) the other role than the anchored member's.
+    pub fn role_of(&self, id: &IdentityKey) -> Option<Role> {
+        if let Some(role) = self.role_of_anchored(id) {
+            return Some(role);
+        }
+        if !self.members.is_member(id) {
+            return None;
+        }
+        let other = self.members.identities().iter().find(|k| *k != id)?;
+        self.role_of_anchored(other).map(Role::other)
+    }
+
+    fn role_of_anchored(&self, id: &IdentityKey) -> Option<Role> {
+        [Role::Leading, Role::Rebuilding]
+            .into_iter()
+            .find(|r| self.anchors.get(*r) == Some(id))
     }
 
     /// Extends the head with as long a valid prefix of `events` as possible.

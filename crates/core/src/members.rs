@@ -8,7 +8,7 @@ use ed25519_dalek::VerifyingKey;
 use thiserror::Error;
 
 use crate::encoding::{DecodeError, Reader, Writer};
-use crate::event::{Body, Control, Envelope, Event, Header, Role};
+use crate::event::{Body, Control, Envelope, Event, Header};
 use crate::keys::{DeviceCert, DeviceId, IdentityKey};
 use crate::sign::PreparedKey;
 
@@ -32,7 +32,7 @@ pub enum MembershipError {
     /// Seq 0 must be a genesis event and only seq 0 may be one.
     #[error("a genesis event is out of place")]
     Genesis,
-    /// The change is not allowed (wrong identity, third member, wrong role…).
+    /// The change is not allowed (wrong identity, third member…).
     #[error("this membership change is not allowed: {0}")]
     NotAllowed(&'static str),
     /// The envelopes do not match the devices and epochs the change requires.
@@ -53,8 +53,6 @@ pub enum MembershipError {
 pub struct DeviceEntry {
     /// Its certificate.
     pub cert: DeviceCert,
-    /// Its owner's role.
-    pub role: Role,
     /// The sequence number of the event that revoked it, if any.
     pub revoked_at: Option<u64>,
     /// The sequence number of the event that admitted it.
@@ -78,7 +76,8 @@ impl DeviceEntry {
 #[derive(Clone, Debug, Default)]
 pub struct Members {
     devices: BTreeMap<DeviceId, DeviceEntry>,
-    identities: Vec<(IdentityKey, Role)>,
+    /// The creator's identity first, then the joiner's.
+    identities: Vec<IdentityKey>,
     epoch: u32,
 }
 
@@ -93,25 +92,16 @@ impl Members {
         self.epoch
     }
 
-    /// The member identities with their roles (one or two).
-    pub fn identities(&self) -> &[(IdentityKey, Role)] {
+    /// The member identities (one or two): the creator's first. Roles are
+    /// not public, so the member list has none; a client maps identities to
+    /// roles through its trust anchors.
+    pub fn identities(&self) -> &[IdentityKey] {
         &self.identities
     }
 
-    /// The role of an identity, if it is a member.
-    pub fn role_of(&self, id: &IdentityKey) -> Option<Role> {
-        self.identities
-            .iter()
-            .find(|(k, _)| k == id)
-            .map(|(_, r)| *r)
-    }
-
-    /// The identity holding a role.
-    pub fn identity_of(&self, role: Role) -> Option<&IdentityKey> {
-        self.identities
-            .iter()
-            .find(|(_, r)| *r == role)
-            .map(|(k, _)| k)
+    /// Whether `id` is one of the (at most two) member identities.
+    pub fn is_member(&self, id: &IdentityKey) -> bool {
+        self.identities.contains(id)
     }
 
     /// Every device ever admitted, revoked ones included.
@@ -184,7 +174,7 @@ impl Members {
         }
     }
 
-    fn admit(&mut self, cert: &DeviceCert, role: Role, seq: u64) -> Result<(), MembershipError> {
+    fn admit(&mut self, cert: &DeviceCert, seq: u64) -> Result<(), MembershipError> {
         let id = cert.device().id();
         if self.devices.contains_key(&id) {
             return Err(MembershipError::NotAllowed(
@@ -195,7 +185,6 @@ impl Members {
             id,
             DeviceEntry {
                 cert: cert.clone(),
-                role,
                 revoked_at: None,
                 added_at: seq,
                 prepared: PreparedKey::new(*cert.device().verifying_key()),
@@ -225,10 +214,7 @@ impl Members {
             Body::Control(c) => c,
         };
         if let Control::Genesis {
-            role,
-            cert,
-            envelopes,
-            ..
+            cert, envelopes, ..
         } = control
         {
             if header.seq != 0 || !self.devices.is_empty() {
@@ -240,8 +226,8 @@ impl Members {
             self.expect_epoch(header, 0)?;
             Self::check_envelopes(envelopes, [(0, header.author)])?;
             let mut next = self.clone();
-            next.identities.push((*cert.identity(), *role));
-            next.admit(cert, *role, 0)?;
+            next.identities.push(*cert.identity());
+            next.admit(cert, 0)?;
             *self = next;
             return Ok(());
         }
@@ -250,15 +236,10 @@ impl Members {
         }
         let author = self.author(&header.author)?;
         let author_identity = *author.cert.identity();
-        let author_role = author.role;
         let mut next = self.clone();
         match control {
             Control::Genesis { .. } => return Err(MembershipError::Genesis),
-            Control::AddMember {
-                role,
-                cert,
-                envelopes,
-            } => {
+            Control::AddMember { cert, envelopes } => {
                 self.expect_epoch(header, self.epoch)?;
                 if self.identities.len() != 1 {
                     return Err(MembershipError::NotAllowed(
@@ -270,15 +251,10 @@ impl Members {
                         "a partner cannot pair with themself",
                     ));
                 }
-                if *role != author_role.other() {
-                    return Err(MembershipError::NotAllowed(
-                        "the partners' roles must differ",
-                    ));
-                }
                 let dev = cert.device().id();
                 Self::check_envelopes(envelopes, (0..=self.epoch).map(|e| (e, dev)))?;
-                next.identities.push((*cert.identity(), *role));
-                next.admit(cert, *role, header.seq)?;
+                next.identities.push(*cert.identity());
+                next.admit(cert, header.seq)?;
             }
             Control::AddDevice { cert, envelopes } => {
                 self.expect_epoch(header, self.epoch)?;
@@ -294,7 +270,7 @@ impl Members {
                 }
                 let dev = cert.device().id();
                 Self::check_envelopes(envelopes, (0..=self.epoch).map(|e| (e, dev)))?;
-                next.admit(cert, author_role, header.seq)?;
+                next.admit(cert, header.seq)?;
             }
             Control::RevokeDevice {
                 device, envelopes, ..
@@ -350,9 +326,9 @@ impl Members {
     /// Canonical bytes, for a relay that stores the member list beside the log.
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::new();
-        w.u8(1).u32(self.epoch).u32(self.devices.len() as u32);
+        w.u8(2).u32(self.epoch).u32(self.devices.len() as u32);
         for d in self.devices.values() {
-            w.u8(d.role.to_u8()).u64(d.added_at);
+            w.u64(d.added_at);
             w.opt(d.revoked_at, |w, s| {
                 w.u64(s);
             });
@@ -365,7 +341,8 @@ impl Members {
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::new(bytes);
         let v = r.u8()?;
-        if v != 1 {
+        // Version 1 carried each device's role; roles are no longer public.
+        if v != 2 {
             return Err(DecodeError::UnsupportedVersion(v));
         }
         let epoch = r.u32()?;
@@ -374,27 +351,32 @@ impl Members {
             epoch,
             ..Self::default()
         };
+        // (when first admitted, identity): the creator's identity came first.
+        let mut first: Vec<(u64, IdentityKey)> = Vec::new();
         for _ in 0..n {
-            let role = Role::from_u8(r.u8()?)?;
             let added_at = r.u64()?;
             let revoked_at = r.opt(|r| r.u64())?;
             let cert = DeviceCert::decode(&mut r)?;
-            if !m.identities.iter().any(|(k, _)| k == cert.identity()) {
-                m.identities.push((*cert.identity(), role));
+            match first.iter_mut().find(|(_, k)| k == cert.identity()) {
+                Some(f) => f.0 = f.0.min(added_at),
+                None => first.push((added_at, *cert.identity())),
             }
             m.devices.insert(
                 cert.device().id(),
                 DeviceEntry {
                     prepared: PreparedKey::new(*cert.device().verifying_key()),
                     cert,
-                    role,
                     revoked_at,
                     added_at,
                 },
             );
         }
         r.finish()?;
-        m.identities.sort_by_key(|(_, role)| *role);
+        if first.len() > 2 {
+            return Err(DecodeError::Invalid("member list"));
+        }
+        first.sort_by_key(|(at, _)| *at);
+        m.identities = first.into_iter().map(|(_, k)| k).collect();
         Ok(m)
     }
 }

@@ -244,7 +244,6 @@ impl Replica {
         let genesis = Event::sign(
             header,
             Body::Control(Control::Genesis {
-                role,
                 cert: keys.cert.clone(),
                 commitment: key.commitment(space, 0),
                 envelopes: vec![env],
@@ -319,6 +318,12 @@ impl Replica {
     /// The state code of the verified head.
     pub fn state_code(&self) -> String {
         self.chain.state_code()
+    }
+
+    /// The role of a member identity (from this device's trust anchors: the
+    /// log itself carries no roles).
+    pub fn role_of(&self, id: &IdentityKey) -> Option<Role> {
+        self.chain.role_of(id)
     }
 
     /// The partner's identity, once known.
@@ -427,7 +432,7 @@ impl Replica {
                 .chain
                 .members()
                 .device(&ev.header().author)
-                .is_some_and(|d| d.role != self.role);
+                .is_some_and(|d| d.cert.identity() != &self.keys.identity.public());
             self.alerts.push(Alert {
                 error: ChainError::EpochKey {
                     seq: ev.header().seq,
@@ -446,11 +451,16 @@ impl Replica {
             return;
         };
         let identity = *entry.cert.identity();
+        // Every member identity has a role once the chain verified: Genesis
+        // and AddMember are checked against the trust anchors.
+        let Some(by) = self.chain.role_of(&identity) else {
+            return;
+        };
         let applied = Applied {
             space: h.space,
             seq: h.seq,
             hash: ev.hash(),
-            by: entry.role,
+            by,
             identity: &identity,
             at_ms: h.timestamp_ms,
         };
@@ -566,7 +576,6 @@ impl Replica {
     ) -> Result<Event, ReplicaError> {
         let header = self.next_header(now_ms, self.chain.members().epoch())?;
         let control = Control::AddMember {
-            role: self.role.other(),
             cert: partner.clone(),
             envelopes: self.envelopes_for(partner.device())?,
         };

@@ -359,12 +359,14 @@ impl State {
     /// Applies a membership change.
     pub fn apply_control(&mut self, e: &Applied<'_>, control: &Control) {
         match control {
-            Control::Genesis { role, cert, .. } => {
-                self.partners.insert(*role, *cert.identity());
+            // The author's role comes from the client's trust anchors (the
+            // log carries none); the member it adds has the other role.
+            Control::Genesis { cert, .. } => {
+                self.partners.insert(e.by, *cert.identity());
                 self.push(e, "created this space".into());
             }
-            Control::AddMember { role, cert, .. } => {
-                self.partners.insert(*role, *cert.identity());
+            Control::AddMember { cert, .. } => {
+                self.partners.insert(e.by.other(), *cert.identity());
                 self.push(
                     e,
                     "completed pairing; both partners are in the space".into(),

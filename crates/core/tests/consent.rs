@@ -454,3 +454,83 @@ fn ending_the_roles_takes_both_and_stops_new_proposals() {
     again.id = AgreementId::random(&mut c.rng);
     agree(&mut c, again);
 }
+
+/// Issue 17, item 10: the log's public parts carry no roles. Who sets the
+/// conditions is known to each client from the identities it authenticated
+/// at pairing, so the same log verifies under either assignment and the
+/// relay (which sees only the public parts) cannot tell who was hurt.
+#[test]
+fn the_public_log_does_not_say_who_sets_the_conditions() {
+    use rand::SeedableRng;
+    use troth_core::event::Body;
+    use troth_core::log::{ChainVerifier, TrustAnchors};
+    use troth_core::members::Members;
+
+    let c = Couple::new_unconfirmed(41);
+    let a_id = c.a.keys().identity.public();
+    let b_id = c.b.keys().identity.public();
+    // Each replica folds the roles its anchors gave.
+    for r in [&c.a, &c.b] {
+        assert_eq!(r.state().partners.get(&Role::Leading), Some(&a_id));
+        assert_eq!(r.state().partners.get(&Role::Rebuilding), Some(&b_id));
+        assert_eq!(r.role_of(&a_id), Some(Role::Leading));
+        assert_eq!(r.role_of(&b_id), Some(Role::Rebuilding));
+    }
+    // The same events verify with the roles the other way round: nothing
+    // in them decides it.
+    for anchors in [
+        TrustAnchors {
+            leading: Some(a_id),
+            rebuilding: Some(b_id),
+        },
+        TrustAnchors {
+            leading: Some(b_id),
+            rebuilding: Some(a_id),
+        },
+    ] {
+        let mut v = ChainVerifier::new(c.a.space(), anchors.clone());
+        let ext = v.extend(&c.log);
+        assert_eq!(ext.accepted, c.log.len(), "{:?}", ext.error);
+        assert_eq!(
+            v.role_of(&a_id),
+            if anchors.leading == Some(a_id) {
+                Some(Role::Leading)
+            } else {
+                Some(Role::Rebuilding)
+            }
+        );
+    }
+    // What the relay keeps: identities and devices, no roles.
+    let mut m = Members::new();
+    for ev in &c.log {
+        m.apply_event(ev).expect("member rules");
+    }
+    assert_eq!(m.identities(), &[a_id, b_id]);
+    let back = Members::decode(&m.encode()).expect("round trip");
+    assert_eq!(back.identities(), &[a_id, b_id]);
+    // A control body is the certificate and keys only: re-encoding the
+    // genesis body gives exactly the bytes after its kind, with no role byte.
+    let Body::Control(g) = c.log[0].body() else {
+        panic!("genesis is a control event")
+    };
+    let bytes = g.encode();
+    let cert = g.admitted().expect("cert").to_bytes();
+    assert_eq!(&bytes[1..1 + cert.len()], &cert[..]);
+
+    // A third identity named by AddMember is refused once both are anchored.
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let stranger = troth_core::keyfile::KeyBundle::generate(&mut rng, 1);
+    let mut v = ChainVerifier::new(
+        c.a.space(),
+        TrustAnchors {
+            leading: Some(a_id),
+            rebuilding: Some(stranger.identity.public()),
+        },
+    );
+    let ext = v.extend(&c.log);
+    assert_eq!(ext.accepted, 1);
+    assert!(matches!(
+        ext.error,
+        Some(troth_core::log::ChainError::UnexpectedIdentity { seq: 1 })
+    ));
+}

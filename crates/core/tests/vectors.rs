@@ -16,7 +16,7 @@ use troth_core::SpaceId;
 use troth_core::agreement::{Agreement, Certificate, Day, InForce, Position, template};
 use troth_core::content::Content;
 use troth_core::crypto::{self, EpochKey};
-use troth_core::event::{Body, Control, Envelope, Event, EventHash, Header, Role};
+use troth_core::event::{Body, Control, Envelope, Event, EventHash, Header};
 use troth_core::ids::AgreementId;
 use troth_core::keys::{DeviceCert, DeviceSecret, IdentitySecret, SafetyNumber};
 use troth_core::request::RequestAuth;
@@ -69,7 +69,6 @@ fn generate() -> Value {
             timestamp_ms: 1_790_000_000_000,
         },
         Body::Control(Control::Genesis {
-            role: Role::Leading,
             cert: cert_a.clone(),
             commitment,
             envelopes: vec![Envelope {

@@ -59,7 +59,7 @@ use hyper_util::rt::TokioIo;
 use rand::{RngCore, SeedableRng};
 use serde_json::json;
 use troth_core::SpaceId;
-use troth_core::event::{Body, Control, Envelope, Event, EventHash, Header, Role};
+use troth_core::event::{Body, Control, Envelope, Event, EventHash, Header};
 use troth_core::keys::{DeviceSecret, IdentitySecret};
 use troth_core::request::RequestAuth;
 use troth_core::session::{SessionId, SessionKey, SessionOpening};
@@ -159,7 +159,6 @@ impl SpaceGen {
             },
             Body::Control(Control::Genesis {
                 commitment: troth_core::event::KeyCommitment([0; 32]),
-                role: Role::Leading,
                 cert,
                 envelopes: vec![Envelope {
                     epoch: 0,

@@ -888,9 +888,11 @@ async fn appended_to(
             return;
         }
     };
-    let author_roles: Vec<_> = authors
+    // The relay knows identities, not roles: a device is told when someone
+    // of the other identity wrote.
+    let author_identities: Vec<_> = authors
         .iter()
-        .filter_map(|a| members.device(a).map(|d| d.role))
+        .filter_map(|a| members.device(a).map(|d| *d.cert.identity()))
         .collect();
     for (device, bytes) in subs {
         let device = DeviceId(device);
@@ -903,7 +905,7 @@ async fn appended_to(
             }
             continue;
         };
-        if !author_roles.iter().any(|r| *r != entry.role) {
+        if !author_identities.iter().any(|i| i != entry.cert.identity()) {
             // Only the author's own side wrote: nobody is told of their own writing.
             continue;
         }

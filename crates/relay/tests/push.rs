@@ -15,7 +15,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use common::*;
 use serde_json::{Value, json};
-use troth_core::event::{Body, Control, Envelope, Event, KeyCommitment, Role};
+use troth_core::event::{Body, Control, Envelope, Event, KeyCommitment};
 use troth_core::keys::{DeviceSecret, IdentitySecret};
 use troth_relay::push::{PAYLOAD, Push, PushSettings, VapidKey};
 use troth_relay::store::MemoryStore;
@@ -159,7 +159,6 @@ async fn couple(http: &Http, seed: u64, now: u64) -> Couple {
         epoch: 0,
     };
     let add = Body::Control(Control::AddMember {
-        role: Role::Rebuilding,
         cert: c.b_id.certify(&c.b, 1_000),
         envelopes: vec![Envelope {
             epoch: 0,

@@ -23,7 +23,7 @@ use hyper_util::rt::TokioExecutor;
 use rand::{Rng, RngCore, SeedableRng};
 use serde_json::{Value, json};
 use troth_core::SpaceId;
-use troth_core::event::{Body, Control, Envelope, Event, EventHash, Header, Role};
+use troth_core::event::{Body, Control, Envelope, Event, EventHash, Header};
 use troth_core::keys::{DeviceSecret, IdentitySecret};
 use troth_core::request::RequestAuth;
 use troth_relay::store::Store;
@@ -65,7 +65,6 @@ impl Space {
             },
             Body::Control(Control::Genesis {
                 commitment: troth_core::event::KeyCommitment([0; 32]),
-                role: Role::Leading,
                 cert,
                 envelopes: vec![Envelope {
                     epoch: 0,
