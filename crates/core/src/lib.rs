@@ -19,6 +19,7 @@ pub mod event;
 pub mod ids;
 pub mod keyfile;
 pub mod keys;
+pub mod link;
 pub mod local;
 pub mod log;
 pub mod members;

@@ -174,6 +174,36 @@ impl Members {
         }
     }
 
+    /// An `AddDevice`'s envelopes: all for the new device, exactly one for
+    /// each epoch `k..=current`, for some `k` the adder chose (0: the whole
+    /// history; `current`: only from the current epoch on).
+    fn check_history_envelopes(
+        envelopes: &[Envelope],
+        device: DeviceId,
+        current: u32,
+    ) -> Result<(), MembershipError> {
+        let mut epochs: Vec<u32> = Vec::with_capacity(envelopes.len());
+        for e in envelopes {
+            if e.device != device {
+                return Err(MembershipError::Envelopes);
+            }
+            epochs.push(e.epoch);
+        }
+        epochs.sort_unstable();
+        let Some(&first) = epochs.first() else {
+            return Err(MembershipError::Envelopes);
+        };
+        let contiguous = epochs
+            .iter()
+            .enumerate()
+            .all(|(i, &e)| u64::from(e) == u64::from(first) + i as u64);
+        if contiguous && epochs.last() == Some(&current) {
+            Ok(())
+        } else {
+            Err(MembershipError::Envelopes)
+        }
+    }
+
     fn admit(&mut self, cert: &DeviceCert, seq: u64) -> Result<(), MembershipError> {
         let id = cert.device().id();
         if self.devices.contains_key(&id) {
@@ -268,8 +298,7 @@ impl Members {
                         "a partner may have at most 5 active devices",
                     ));
                 }
-                let dev = cert.device().id();
-                Self::check_envelopes(envelopes, (0..=self.epoch).map(|e| (e, dev)))?;
+                Self::check_history_envelopes(envelopes, cert.device().id(), self.epoch)?;
                 next.admit(cert, header.seq)?;
             }
             Control::RevokeDevice {

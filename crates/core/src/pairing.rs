@@ -154,6 +154,38 @@ const INFO_KEY_JOINER_TO_CREATOR: &[u8] = b"troth.app/v1/pair/key/joiner-to-crea
 
 type HmacSha256 = Hmac<Sha256>;
 
+/// The labels of one protocol run over a SPAKE2 code: pairing's, or
+/// linking's ([`crate::link`]). Each protocol derives its keys, tags and
+/// message framing under labels of its own, so a message of one can never be
+/// taken for a message of the other.
+pub(crate) struct Suite {
+    /// The first byte of every message.
+    pub(crate) version: u8,
+    /// SPAKE2 identity of side A, followed by the mailbox number.
+    pub(crate) spake_a: &'static str,
+    /// SPAKE2 identity of side B, followed by the mailbox number.
+    pub(crate) spake_b: &'static str,
+    pub(crate) transcript: &'static [u8],
+    pub(crate) confirm_tag: &'static [u8],
+    pub(crate) info_confirm_a: &'static [u8],
+    pub(crate) info_confirm_b: &'static [u8],
+    pub(crate) info_key_ab: &'static [u8],
+    pub(crate) info_key_ba: &'static [u8],
+}
+
+/// Pairing's labels (pinned by `testdata/pairing/vectors.json`).
+const PAIR_SUITE: Suite = Suite {
+    version: VERSION,
+    spake_a: "troth.app/v1/pair/creator/",
+    spake_b: "troth.app/v1/pair/joiner/",
+    transcript: TRANSCRIPT_DOMAIN,
+    confirm_tag: CONFIRM_TAG_DOMAIN,
+    info_confirm_a: INFO_CONFIRM_CREATOR,
+    info_confirm_b: INFO_CONFIRM_JOINER,
+    info_key_ab: INFO_KEY_CREATOR_TO_JOINER,
+    info_key_ba: INFO_KEY_JOINER_TO_CREATOR,
+};
+
 // ---------------------------------------------------------------- errors
 
 /// Why pairing stopped. Every variant ends the attempt: start again with a new
@@ -191,6 +223,12 @@ pub enum PairingError {
          code."
     )]
     IdentityMismatch,
+    /// The other side runs linking (a device of one's own), not pairing.
+    #[error(
+        "This code is for adding a device of your own, not for pairing with your partner. \
+         Ask your partner for a pairing code, and start again."
+    )]
+    LinkCode,
     /// The other side presented our own identity.
     #[error(
         "This device tried to pair with your own identity. Enter the code on your partner's \
@@ -397,8 +435,13 @@ pub struct Message(Vec<u8>);
 
 impl Message {
     fn new(kind: Kind, body: &[u8]) -> Self {
+        Self::from_parts(VERSION, kind as u8, body)
+    }
+
+    /// `version || kind || body`, for protocols that share this framing.
+    pub(crate) fn from_parts(version: u8, kind: u8, body: &[u8]) -> Self {
         let mut w = Writer::with_capacity(2 + body.len());
-        w.u8(VERSION).u8(kind as u8).raw(body);
+        w.u8(version).u8(kind).raw(body);
         Self(w.finish())
     }
 
@@ -452,6 +495,9 @@ fn open_envelope(msg: &[u8], expected: Kind) -> Result<&[u8], PairingError> {
     }
     let mut r = Reader::new(msg);
     let version = r.u8().map_err(|_| PairingError::Malformed)?;
+    if version == crate::link::VERSION {
+        return Err(PairingError::LinkCode);
+    }
     if version != VERSION {
         return Err(PairingError::UnsupportedVersion(version));
     }
@@ -473,16 +519,30 @@ fn open_envelope(msg: &[u8], expected: Kind) -> Result<&[u8], PairingError> {
 // ---------------------------------------------------------------- key schedule
 
 fn spake_identities(mailbox: u32) -> (SpakeIdentity, SpakeIdentity) {
+    spake_identities_for(&PAIR_SUITE, mailbox)
+}
+
+pub(crate) fn spake_identities_for(suite: &Suite, mailbox: u32) -> (SpakeIdentity, SpakeIdentity) {
     (
-        SpakeIdentity::new(format!("troth.app/v1/pair/creator/{mailbox}").as_bytes()),
-        SpakeIdentity::new(format!("troth.app/v1/pair/joiner/{mailbox}").as_bytes()),
+        SpakeIdentity::new(format!("{}{mailbox}", suite.spake_a).as_bytes()),
+        SpakeIdentity::new(format!("{}{mailbox}", suite.spake_b).as_bytes()),
     )
 }
 
+#[cfg(test)]
 fn transcript_hash(mailbox: u32, creator_pake: &[u8], joiner_pake: &[u8]) -> [u8; 32] {
+    transcript_hash_for(&PAIR_SUITE, mailbox, creator_pake, joiner_pake)
+}
+
+fn transcript_hash_for(
+    suite: &Suite,
+    mailbox: u32,
+    creator_pake: &[u8],
+    joiner_pake: &[u8],
+) -> [u8; 32] {
     let mut h = Sha256::new();
-    h.update(TRANSCRIPT_DOMAIN);
-    h.update([0u8, VERSION]);
+    h.update(suite.transcript);
+    h.update([0u8, suite.version]);
     h.update(mailbox.to_be_bytes());
     h.update(creator_pake);
     h.update(joiner_pake);
@@ -491,7 +551,7 @@ fn transcript_hash(mailbox: u32, creator_pake: &[u8], joiner_pake: &[u8]) -> [u8
 
 type Secret32 = Zeroizing<[u8; 32]>;
 
-fn expand(hk: &Hkdf<Sha256>, info: &[u8]) -> Result<Secret32, PairingError> {
+pub(crate) fn expand(hk: &Hkdf<Sha256>, info: &[u8]) -> Result<Secret32, PairingError> {
     let mut out = Zeroizing::new([0u8; 32]);
     // 32 bytes is always a valid HKDF-SHA256 output length.
     hk.expand(info, out.as_mut())
@@ -499,16 +559,20 @@ fn expand(hk: &Hkdf<Sha256>, info: &[u8]) -> Result<Secret32, PairingError> {
     Ok(out)
 }
 
-fn confirm_tag(key: &[u8; 32], transcript: &[u8; 32]) -> Result<HmacSha256, PairingError> {
+fn confirm_tag(
+    domain: &[u8],
+    key: &[u8; 32],
+    transcript: &[u8; 32],
+) -> Result<HmacSha256, PairingError> {
     let mac = <HmacSha256 as Mac>::new_from_slice(key).map_err(|_| PairingError::Malformed)?;
     Ok(mac
-        .chain_update(CONFIRM_TAG_DOMAIN)
+        .chain_update(domain)
         .chain_update([0u8])
         .chain_update(transcript))
 }
 
 /// A ChaCha20-Poly1305 key for one direction and its message counter.
-struct DirectionKey {
+pub(crate) struct DirectionKey {
     key: Secret32,
     counter: u64,
 }
@@ -536,8 +600,19 @@ impl DirectionKey {
         transcript: &[u8; 32],
         plaintext: &[u8],
     ) -> Result<Message, PairingError> {
+        self.seal_raw(VERSION, kind as u8, transcript, plaintext)
+    }
+
+    /// Seals a message of `kind` in a protocol whose messages start with `version`.
+    pub(crate) fn seal_raw(
+        &mut self,
+        version: u8,
+        kind: u8,
+        transcript: &[u8; 32],
+        plaintext: &[u8],
+    ) -> Result<Message, PairingError> {
         let nonce = self.next_nonce()?;
-        let aad = aad(kind, transcript);
+        let aad = aad(version, kind, transcript);
         let ct = self
             .cipher()?
             .encrypt(
@@ -548,7 +623,7 @@ impl DirectionKey {
                 },
             )
             .map_err(|_| PairingError::Malformed)?;
-        Ok(Message::new(kind, &ct))
+        Ok(Message::from_parts(version, kind, &ct))
     }
 
     fn open(
@@ -557,8 +632,19 @@ impl DirectionKey {
         transcript: &[u8; 32],
         body: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>, PairingError> {
+        self.open_raw(VERSION, kind as u8, transcript, body)
+    }
+
+    /// Opens a message body of `kind` in a protocol whose messages start with `version`.
+    pub(crate) fn open_raw(
+        &mut self,
+        version: u8,
+        kind: u8,
+        transcript: &[u8; 32],
+        body: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, PairingError> {
         let nonce = self.next_nonce()?;
-        let aad = aad(kind, transcript);
+        let aad = aad(version, kind, transcript);
         self.cipher()?
             .decrypt(
                 &nonce,
@@ -572,21 +658,22 @@ impl DirectionKey {
     }
 }
 
-fn aad(kind: Kind, transcript: &[u8; 32]) -> [u8; 34] {
+fn aad(version: u8, kind: u8, transcript: &[u8; 32]) -> [u8; 34] {
     let mut a = [0u8; 34];
-    a[0] = VERSION;
-    a[1] = kind as u8;
+    a[0] = version;
+    a[1] = kind;
     a[2..].copy_from_slice(transcript);
     a
 }
 
 /// Everything derived from the SPAKE2 key, from one side's point of view.
-struct Session {
-    transcript: [u8; 32],
+pub(crate) struct Session {
+    pub(crate) transcript: [u8; 32],
+    confirm_domain: &'static [u8],
     my_confirm: Secret32,
     their_confirm: Secret32,
-    send: DirectionKey,
-    recv: DirectionKey,
+    pub(crate) send: DirectionKey,
+    pub(crate) recv: DirectionKey,
 }
 
 impl Session {
@@ -597,14 +684,35 @@ impl Session {
         creator_pake: &[u8],
         joiner_pake: &[u8],
     ) -> Result<Self, PairingError> {
-        let transcript = transcript_hash(mailbox, creator_pake, joiner_pake);
+        Self::derive_with(
+            &PAIR_SUITE,
+            side,
+            mailbox,
+            spake_key,
+            creator_pake,
+            joiner_pake,
+        )
+    }
+
+    /// The keys of a run under `suite`'s labels; side A is the `Creator`.
+    pub(crate) fn derive_with(
+        suite: &'static Suite,
+        side: Side,
+        mailbox: u32,
+        spake_key: &[u8],
+        creator_pake: &[u8],
+        joiner_pake: &[u8],
+    ) -> Result<Self, PairingError> {
+        let transcript = transcript_hash_for(suite, mailbox, creator_pake, joiner_pake);
         let hk = Hkdf::<Sha256>::new(Some(&transcript), spake_key);
-        let confirm_creator = expand(&hk, INFO_CONFIRM_CREATOR)?;
-        let confirm_joiner = expand(&hk, INFO_CONFIRM_JOINER)?;
-        let creator_to_joiner = DirectionKey::new(expand(&hk, INFO_KEY_CREATOR_TO_JOINER)?);
-        let joiner_to_creator = DirectionKey::new(expand(&hk, INFO_KEY_JOINER_TO_CREATOR)?);
+        let confirm_creator = expand(&hk, suite.info_confirm_a)?;
+        let confirm_joiner = expand(&hk, suite.info_confirm_b)?;
+        let creator_to_joiner = DirectionKey::new(expand(&hk, suite.info_key_ab)?);
+        let joiner_to_creator = DirectionKey::new(expand(&hk, suite.info_key_ba)?);
+        let confirm_domain = suite.confirm_tag;
         Ok(match side {
             Side::Creator => Self {
+                confirm_domain,
                 transcript,
                 my_confirm: confirm_creator,
                 their_confirm: confirm_joiner,
@@ -612,6 +720,7 @@ impl Session {
                 recv: joiner_to_creator,
             },
             Side::Joiner => Self {
+                confirm_domain,
                 transcript,
                 my_confirm: confirm_joiner,
                 their_confirm: confirm_creator,
@@ -621,15 +730,17 @@ impl Session {
         })
     }
 
-    fn my_tag(&self) -> Result<[u8; 32], PairingError> {
-        Ok(confirm_tag(&self.my_confirm, &self.transcript)?
-            .finalize()
-            .into_bytes()
-            .into())
+    pub(crate) fn my_tag(&self) -> Result<[u8; 32], PairingError> {
+        Ok(
+            confirm_tag(self.confirm_domain, &self.my_confirm, &self.transcript)?
+                .finalize()
+                .into_bytes()
+                .into(),
+        )
     }
 
-    fn check_their_tag(&self, tag: &[u8]) -> Result<(), PairingError> {
-        confirm_tag(&self.their_confirm, &self.transcript)?
+    pub(crate) fn check_their_tag(&self, tag: &[u8]) -> Result<(), PairingError> {
+        confirm_tag(self.confirm_domain, &self.their_confirm, &self.transcript)?
             .verify_slice(tag)
             .map_err(|_| PairingError::WrongCode)
     }
@@ -638,7 +749,7 @@ impl Session {
 // ---------------------------------------------------------------- signatures
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Side {
+pub(crate) enum Side {
     Creator = 1,
     Joiner = 2,
 }
@@ -1887,11 +1998,16 @@ mod tests {
     fn other_versions_are_named() {
         let (p, m) = state_at(0);
         let mut m = m;
-        m[0] = 2;
+        m[0] = 3;
         assert_eq!(
             p.receive(&m).err(),
-            Some(PairingError::UnsupportedVersion(2))
+            Some(PairingError::UnsupportedVersion(3))
         );
+        // Version 2 is linking's: its code was typed into pairing.
+        let (p, m) = state_at(0);
+        let mut m = m;
+        m[0] = crate::link::VERSION;
+        assert_eq!(p.receive(&m).err(), Some(PairingError::LinkCode));
         assert_eq!(
             Message::from_base64(&"A".repeat(1000)).err(),
             Some(PairingError::Malformed)

@@ -559,8 +559,16 @@ impl Replica {
         &self,
         device: &crate::keys::DeviceKey,
     ) -> Result<Vec<crate::event::Envelope>, ReplicaError> {
+        self.envelopes_range(0, device)
+    }
+
+    fn envelopes_range(
+        &self,
+        from: u32,
+        device: &crate::keys::DeviceKey,
+    ) -> Result<Vec<crate::event::Envelope>, ReplicaError> {
         let current = self.chain.members().epoch();
-        (0..=current)
+        (from..=current)
             .map(|e| {
                 let k = self.epoch_keys.get(&e).ok_or(ReplicaError::NoEpochKey)?;
                 Ok(crypto::seal_envelope(k, self.space(), e, device)?)
@@ -597,6 +605,41 @@ impl Replica {
         cert: &DeviceCert,
         now_ms: u64,
     ) -> Result<Event, ReplicaError> {
+        self.compose_add_device_from(cert, self.history_from(), now_ms)
+    }
+
+    /// The earliest epoch `k` such that this device holds every epoch key
+    /// `k..=current`: the most history it can give a device it adds.
+    pub fn history_from(&self) -> u32 {
+        let current = self.chain.members().epoch();
+        let mut k = current;
+        while k > 0 && self.epoch_keys.contains_key(&(k - 1)) {
+            k -= 1;
+        }
+        k
+    }
+
+    /// How many verified events of epochs before `from` a device added
+    /// with history from epoch `from` would not be able to read.
+    pub fn events_before_epoch(&self, from: u32) -> usize {
+        self.events
+            .iter()
+            .filter(|e| e.header().epoch < from)
+            .count()
+    }
+
+    /// Admits another device of this identity, sealing it the epoch keys
+    /// `from..=current` (`from` = [`Replica::history_from`]: all the
+    /// history this device holds; the current epoch: none of the earlier
+    /// ones). Refused like [`Replica::compose_add_device`], and when
+    /// `from` is later than the current epoch or names a key this device
+    /// does not hold.
+    pub fn compose_add_device_from(
+        &self,
+        cert: &DeviceCert,
+        from: u32,
+        now_ms: u64,
+    ) -> Result<Event, ReplicaError> {
         let me = self.keys.identity.public();
         if *cert.identity() != me {
             return Err(ReplicaError::NotNow(
@@ -609,9 +652,15 @@ impl Replica {
             ));
         }
         let header = self.next_header(now_ms, self.chain.members().epoch())?;
+        let current = self.chain.members().epoch();
+        if from > current {
+            return Err(ReplicaError::NotNow(
+                "a new device is always given the current key",
+            ));
+        }
         let control = Control::AddDevice {
             cert: cert.clone(),
-            envelopes: self.envelopes_for(cert.device())?,
+            envelopes: self.envelopes_range(from, cert.device())?,
         };
         Ok(Event::sign(
             header,
