@@ -239,6 +239,26 @@ pub enum DeviceCommand {
     /// Note on this device that you have seen your partner's new devices
     /// (`troth status` stops mentioning them)
     Ack,
+    /// Add a new device of your own: shows a one-time code (the first line of output) and waits for it
+    Link {
+        /// Give the new device only the current key, not the keys of earlier history
+        #[arg(long)]
+        no_history: bool,
+        /// How long to wait for the new device, e.g. 10m
+        #[arg(long, default_value = "10m", value_name = "DURATION")]
+        timeout: String,
+    },
+    /// On a new device (after `troth init`): join your space with the code your other device shows
+    Join {
+        /// The code, e.g. 7-crystal-orbit
+        code: String,
+        /// The relay's address
+        #[arg(long, env = "TROTH_RELAY", hide_env_values = true, value_name = "URL")]
+        relay: String,
+        /// How long to wait, e.g. 2m
+        #[arg(long, default_value = "2m", value_name = "DURATION")]
+        timeout: String,
+    },
 }
 
 /// `troth key …`

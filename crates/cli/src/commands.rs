@@ -5,6 +5,7 @@ use std::path::Path;
 
 use rand::rngs::OsRng;
 use serde_json::json;
+use troth_client::link::LinkInvitation;
 use troth_client::pair::{Invitation, await_admission, create_space, join};
 use troth_client::store::{clone_keys, role_name, write_new};
 use troth_client::{Error as ClientError, RelayClient, Session};
@@ -289,7 +290,128 @@ fn new_device_words(seq: u64, ms: u64, active: bool) -> String {
     )
 }
 
+/// `troth device link`: the code alone on the first line of standard
+/// output, then the wait for the new device.
+fn link_device(ctx: &Ctx, no_history: bool, timeout: &str) -> anyhow::Result<()> {
+    let timeout = parse_wait(timeout)?;
+    let mut s = ctx.session()?;
+    let inv = {
+        let _s = ctx.spinner("Asking the relay for a code…");
+        LinkInvitation::open(&s, ctx.now_ms, &mut OsRng)?
+    };
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{}", inv.code().as_str())?;
+        out.flush()?;
+    }
+    let r = s.replica();
+    let from = if no_history {
+        r.chain().members().epoch()
+    } else {
+        r.history_from()
+    };
+    let hidden = r.events_before_epoch(from);
+    let reads = if hidden == 0 {
+        "It will read your whole shared history.".to_owned()
+    } else {
+        format!(
+            "It will read what was written since your keys last changed; the {hidden} earlier entries stay unreadable on it."
+        )
+    };
+    eprintln!(
+        "On the new device, after `troth init`: troth device join {} --relay {}\n{reads} Your partner will be told that you added a device.",
+        inv.code().as_str(),
+        s.relay().url()
+    );
+    let added = {
+        let _s = ctx.spinner("Waiting for the new device…");
+        inv.wait(&mut s, !no_history, timeout, ctx.now_ms)?
+    };
+    ctx.save(&s)?;
+    say(
+        ctx,
+        &format!(
+            "Added device {} to your space (#{}). Your partner is told that you added a device.\nState: {}",
+            hex::encode(&added.device.0[..8]),
+            added.seq,
+            s.replica().state_code()
+        ),
+        json!({
+            "device": hex::encode(added.device.0),
+            "added_at_seq": added.seq,
+            "from_epoch": added.from_epoch,
+            "state_code": s.replica().state_code(),
+        }),
+    )
+}
+
+/// `troth device join CODE`: on a key store made by `troth init` and not in
+/// a space yet; its device keys stay, its identity becomes the one linked to.
+fn join_device(ctx: &Ctx, code: &str, relay: &str, timeout: &str) -> anyhow::Result<()> {
+    if ctx.home.has_space() {
+        return Err(fail(
+            "This key store is already in a space. Run `troth init` with another --home on the new device, then join from there.",
+        ));
+    }
+    let timeout = parse_wait(timeout)?;
+    let relay = RelayClient::new(relay)?;
+    let (keys, pass) = unlock(ctx)?;
+    let replica = {
+        let _s = ctx.spinner("Joining your space…");
+        troth_client::link::join(&relay, &keys, code, timeout, ctx.now_ms, &mut OsRng)?
+    };
+    {
+        let _s = ctx.spinner("Protecting your key with your passphrase…");
+        ctx.home
+            .replace_keys(replica.keys(), &pass, ctx.work_factor)?;
+    }
+    ctx.home.save_space(relay.url(), &replica)?;
+    let unreadable = replica
+        .state()
+        .problems
+        .iter()
+        .filter(|(_, p)| p.contains("could not be read"))
+        .count();
+    let safety = replica.safety_number().map(|n| n.as_str().to_owned());
+    let mut words = format!(
+        "This device is now one of yours in the space, with keys of its own. Your partner is told that you added a device.\nIdentity: {}\nState: {}",
+        replica.keys().identity.public().fingerprint(),
+        replica.state_code()
+    );
+    if let Some(n) = &safety {
+        words.push_str(&format!("\nSafety number (unchanged): {n}"));
+    }
+    if unreadable > 0 {
+        words.push_str(&format!(
+            "\n{unreadable} earlier entries stay unreadable here: your other device shared only the keys since they last changed."
+        ));
+    }
+    say(
+        ctx,
+        &words,
+        json!({
+            "device": hex::encode(replica.keys().cert.device().id().0),
+            "identity": replica.keys().identity.public().fingerprint(),
+            "safety_number": safety,
+            "state_code": replica.state_code(),
+            "unreadable": unreadable,
+        }),
+    )
+}
+
 fn device(ctx: &Ctx, d: DeviceCommand) -> anyhow::Result<()> {
+    let d = match d {
+        DeviceCommand::Link {
+            no_history,
+            timeout,
+        } => return link_device(ctx, no_history, &timeout),
+        DeviceCommand::Join {
+            code,
+            relay,
+            timeout,
+        } => return join_device(ctx, &code, &relay, &timeout),
+        other => other,
+    };
     let s = ctx.session()?;
     let r = s.replica();
     let seen = ctx.home.devices_seen(r.keys(), r.space());
@@ -372,6 +494,7 @@ fn device(ctx: &Ctx, d: DeviceCommand) -> anyhow::Result<()> {
                 json!({ "acknowledged": n, "through_seq": through }),
             )
         }
+        DeviceCommand::Link { .. } | DeviceCommand::Join { .. } => Ok(()),
     }
 }
 

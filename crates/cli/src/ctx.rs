@@ -80,7 +80,11 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
             | E::CodeUsed
             | E::PairingEnded
             | E::PairingTimeout
-            | E::NotAdmitted => EXIT_PAIRING,
+            | E::NotAdmitted
+            | E::Link(_)
+            | E::LinkEnded
+            | E::LinkTimeout
+            | E::LinkMismatch => EXIT_PAIRING,
             _ => EXIT_FAILED,
         };
     }

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use thiserror::Error;
 use troth_core::keyfile::KeyFileError;
+use troth_core::link::LinkError;
 use troth_core::pairing::{CodeError, PairingError};
 use troth_core::replica::{Alert, ReplicaError};
 
@@ -106,6 +107,24 @@ pub enum Error {
          running on their side, then run `troth sync`."
     )]
     NotAdmitted,
+    /// Linking a device failed; the code is used up.
+    #[error(transparent)]
+    Link(#[from] LinkError),
+    /// The linking mailbox went away (expired, or closed by the other device).
+    #[error(
+        "Adding the device stopped on the other device, or the code expired. Nothing was added; \
+         start again with a new code."
+    )]
+    LinkEnded,
+    /// No device joined in time.
+    #[error("No device joined with the code in time. Start again with a new code when it's ready.")]
+    LinkTimeout,
+    /// The space shows another event where the other device said it added this one.
+    #[error(
+        "The space doesn't show this device where your other device said it added it. Nothing was \
+         saved here; look at `troth device list` on your other device, then start again."
+    )]
+    LinkMismatch,
     /// No key store in the folder.
     #[error("There is no Troth key in {0}. Run `troth init` first (or pass --home).")]
     NoKeys(PathBuf),

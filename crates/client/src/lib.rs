@@ -3,7 +3,8 @@
 //! What every Troth client needs besides the protocol itself: a blocking
 //! client for the relay's HTTP API that signs each request with the device
 //! key ([`relay`]), the sync and append loop with re-basing on a stale head
-//! ([`session`]), the pairing driver over the rendezvous mailbox ([`pair`]),
+//! ([`session`]), the pairing driver over the rendezvous mailbox ([`pair`]), linking a
+//! device of one's own over the same mailbox ([`link`]),
 //! and the local key store, encrypted at rest and written atomically
 //! ([`store`]).
 //!
@@ -13,6 +14,7 @@
 #![forbid(unsafe_code)]
 
 pub mod error;
+pub mod link;
 pub mod pair;
 pub mod relay;
 pub mod session;
