@@ -16,6 +16,7 @@ import { showWelcome, showUnlock } from './screens/unlock.js';
 import { refresh, showConnection } from './screens/space.js';
 import { on, S } from './lib/state.js';
 import { sync } from './lib/sync.js';
+import { loadHelp } from './screens/moment.js';
 
 // The lower layers say when something changed; the space screen redraws.
 on('refresh', refresh);
@@ -35,6 +36,7 @@ async function boot() {
     return;
   }
   await loadConfig();
+  loadHelp();
   watchCode();
   const file = await store.get('keyfile');
   if (file) showUnlock(); else showWelcome();

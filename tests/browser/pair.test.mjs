@@ -73,7 +73,11 @@ async function pair(p1, p2, onCode) {
 
 before(async () => {
   const bin = buildRelay();
-  relay = await startRelay(bin);
+  // The operator's help words for the private moment (issue 17), in English.
+  const cfg = join(mkdtempSync(join(tmpdir(), 'troth-help-')), 'relay.toml');
+  writeFileSync(cfg, '[[help]]\nlang = "en"\nwords = "Our local support line listens, day and night, without judging."\n'
+    + 'links = [ { label = "Support near you", url = "https://example.org/support" } ]\n');
+  relay = await startRelay(bin, ['--config', cfg]);
   A = await launch();
   B = await launch();
   ({ page: pa } = await openPage(A.ctx, relay.url).then((r) => { problems.push(r.problems); return r; }));
@@ -142,11 +146,17 @@ test('two partners pair, agree, keep check-ins and withdraw, live', async () => 
   // A's screen alone: nothing of it is sent (no request while it shows, none
   // when it is left) or kept (the partner's screen and the log show nothing).
   const sent = [];
-  const count = (r) => { if (r.method() !== 'GET') sent.push(`${r.method()} ${r.url()}`); };
+  const count = (r) => {
+    if (r.method() !== 'GET' || r.url().includes('/v1/help')) sent.push(`${r.method()} ${r.url()}`);
+  };
   pa.on('request', count);
   await pa.getByRole('button', { name: 'Propose an agreement' }).click();
   await pa.getByRole('heading', { name: 'A moment for you' }).waitFor(LIVE);
   assert.match(await pa.getByRole('dialog').innerText(), /withdraw from any agreement at any time, on your own/);
+  // The operator's words for this browser's language, fetched when the app
+  // opened (not now), with its link.
+  assert.match(await pa.getByTestId('operator-help').innerText(), /Our local support line listens/);
+  assert.equal(await pa.getByRole('link', { name: 'Support near you' }).getAttribute('href'), 'https://example.org/support');
   await screenAndCheck(pa, '05c-private-moment');
   await pa.getByRole('button', { name: 'Not now' }).click();
   await pa.getByRole('button', { name: 'Propose an agreement' }).click();

@@ -90,6 +90,9 @@ export function spaceApi(space) {
   };
 }
 
+/** The operator's help words per language (`{help: [{lang, words, links}]}`). */
+export const helpWords = () => call('GET', '/v1/help');
+
 /** The relay's VAPID public key (base64url), for subscribing to notifications. */
 export const pushKey = () => call('GET', '/v1/push/key');
 

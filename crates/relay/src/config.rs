@@ -158,6 +158,8 @@ pub struct Config {
     pub web_origins: Vec<String>,
     /// Web Push (`[push]`; docs/RELAY.md "Notifications").
     pub push: crate::push::PushSettings,
+    /// Help words and links per language for the private moment (`[[help]]`).
+    pub help: Vec<crate::help::Help>,
 }
 
 /// Which store the relay uses.
@@ -218,6 +220,7 @@ struct FileConfig {
     web_origins: Option<Vec<String>>,
     limits: Limits,
     push: crate::push::PushSettings,
+    help: Vec<crate::help::Help>,
 }
 
 fn store_config(fc: &FileConfig, args: StoreArgs<'_>) -> Result<StoreConfig, ConfigError> {
@@ -423,6 +426,7 @@ impl Config {
         fc.push.validate()?;
         let mut push = fc.push;
         push.test_origins = check_web_origins("push.test_origins", &push.test_origins)?;
+        crate::help::check(&fc.help)?;
         Ok(Config {
             listen,
             data,
@@ -431,6 +435,7 @@ impl Config {
             limits: fc.limits,
             web_origins,
             push,
+            help: fc.help,
         })
     }
 }

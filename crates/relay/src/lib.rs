@@ -21,6 +21,7 @@ pub mod commit;
 pub mod config;
 pub mod error;
 mod fanout;
+pub mod help;
 pub mod push;
 mod routes;
 mod sessions;
@@ -75,6 +76,7 @@ pub fn app(state: AppState) -> Router {
             post(routes::push::register).delete(routes::push::unregister),
         )
         .route("/v1/push/key", get(routes::push::key))
+        .route("/v1/help", get(routes::ops::help))
         .route("/v1/rendezvous", post(routes::rendezvous::open))
         .route(
             "/v1/rendezvous/{n}",

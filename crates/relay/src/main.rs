@@ -183,7 +183,8 @@ async fn main() -> anyhow::Result<()> {
     let kind = store.kind();
     let mut state = AppState::new(store, Arc::new(SystemClock), config.limits.clone())
         .context("cannot start the flusher thread")?
-        .with_web_origins(config.web_origins.clone());
+        .with_web_origins(config.web_origins.clone())
+        .with_help(config.help.clone());
     if config.push.enabled {
         // Kept in the data folder (with PostgreSQL too: copy it to every
         // relay process, as a TLS key; docs/RELAY.md).

@@ -103,6 +103,8 @@ pub(crate) struct Inner {
     pub web_origins: std::sync::OnceLock<Vec<String>>,
     /// Web Push (issue 16), once turned on; set once.
     pub push: std::sync::OnceLock<Arc<crate::push::Push>>,
+    /// The operator's help words per language (`GET /v1/help`); set once.
+    pub help: std::sync::OnceLock<Vec<crate::help::Help>>,
 }
 
 /// Everything the handlers share. Cheap to clone.
@@ -166,6 +168,7 @@ impl AppState {
             fanout: crate::fanout::FanoutStats::default(),
             sessions: crate::sessions::Sessions::default(),
             web_origins: std::sync::OnceLock::new(),
+            help: std::sync::OnceLock::new(),
             push: std::sync::OnceLock::new(),
         }));
         // Other relay processes' appends reach this one's live subscribers
@@ -218,6 +221,18 @@ impl AppState {
     pub fn with_web_origins(self, origins: Vec<String>) -> Self {
         let _ = self.0.web_origins.set(origins);
         self
+    }
+
+    /// Sets the operator's help words per language (checked by
+    /// [`crate::help::check`]). Takes effect once.
+    pub fn with_help(self, help: Vec<crate::help::Help>) -> Self {
+        let _ = self.0.help.set(help);
+        self
+    }
+
+    /// The operator's help words per language (empty: the clients' default).
+    pub fn help(&self) -> &[crate::help::Help] {
+        self.0.help.get().map_or(&[], Vec::as_slice)
     }
 
     /// Turns Web Push on (issue 16) and starts its task on the current

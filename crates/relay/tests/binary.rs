@@ -93,6 +93,59 @@ fn bad_settings_are_named_at_start() {
     assert!(e.contains("/nonexistent/relay.toml"), "{e}");
 }
 
+/// Issue 17, item 2: the operator's help words per language reach every
+/// client through `GET /v1/help`; bad help is named at start.
+#[tokio::test]
+async fn help_words_set_by_the_operator_are_served_and_checked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    // None set: an empty list (the client keeps its neutral default).
+    let relay = Binary::start(&data, &[]);
+    let r = relay.http().req("GET", "/v1/help", &[], vec![]).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["help"], serde_json::json!([]));
+    relay.kill9();
+
+    let cfg = dir.path().join("relay.toml");
+    std::fs::write(
+        &cfg,
+        r#"
+[[help]]
+lang = "fr"
+words = "Si vous vous sentez en danger, vous n'êtes pas seul·e."
+links = [ { label = "Ligne d'écoute", url = "tel:+33 1 23 45 67 89" },
+          { label = "Un service près de chez vous", url = "https://example.org/aide" } ]
+
+[[help]]
+lang = "en-GB"
+words = "If you feel unsafe, you are not alone."
+"#,
+    )
+    .expect("write");
+    let cfg_s = cfg.to_str().unwrap_or("");
+    let relay = Binary::start(&data, &[("TROTH_RELAY_CONFIG", cfg_s)]);
+    let r = relay.http().req("GET", "/v1/help", &[], vec![]).await;
+    assert_eq!(r.status, 200);
+    let help = r.json()["help"].clone();
+    assert_eq!(help[0]["lang"], "fr");
+    assert_eq!(help[0]["links"][0]["url"], "tel:+33 1 23 45 67 89");
+    assert_eq!(help[1]["lang"], "en-GB");
+    assert_eq!(help[1]["links"], serde_json::json!([]));
+    relay.kill9();
+
+    std::fs::write(
+        &cfg,
+        "[[help]]\nlang = \"en\"\nwords = \"Help\"\nlinks = [ { label = \"x\", url = \"javascript:alert(1)\" } ]\n",
+    )
+    .expect("write");
+    let e = start_err(
+        &["--config", cfg_s, "--data", data.to_str().unwrap_or("")],
+        &[],
+    );
+    let first = e.lines().next().unwrap_or("");
+    assert!(first.contains("help") && first.contains("https://"), "{e}");
+}
+
 #[tokio::test]
 async fn restart_keeps_everything_and_replays_stay_refused() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -118,3 +118,11 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }
+
+/// `GET /v1/help`: the operator's help words and links per language, for the
+/// web client's private moment (`{"help": [{"lang", "words", "links": [{"label", "url"}]}]}`;
+/// an empty list when none are set). Every client asks once when it opens,
+/// so the request says nothing about whether the moment was shown.
+pub async fn help(State(state): State<AppState>) -> Response {
+    Json(json!({ "help": state.help() })).into_response()
+}
