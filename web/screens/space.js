@@ -67,7 +67,7 @@ function buildTab(panel) {
   } else if (tab === 'timeline') {
     panel.append(h('h2', {}, 'Everything, newest first'), h('div', { id: 'live-timeline' }));
   } else {
-    panel.append(h('div', { id: 'live-safety' }), notifyCard(), calendarCard(), therapistForm(), keyCard(), lockCard(), codeCard(), leaveCard());
+    panel.append(h('div', { id: 'live-safety' }), notifyCard(), calendarCard(), therapistForm(), addDeviceCard(), keyCard(), lockCard(), codeCard(), leaveCard());
   }
 }
 
@@ -189,4 +189,15 @@ export function showEarlier(shown, total, label) {
   const b = h('button', { type: 'button', class: 'quiet' }, `${label} (${total - shown} more)`);
   b.addEventListener('click', () => { S.show += PAGE; refresh(); });
   return b;
+}
+
+/** The Safety card that starts adding a device of one's own (`link.js` is loaded only then). */
+function addDeviceCard() {
+  const btn = h('button', { type: 'button', class: 'secondary', 'data-testid': 'add-device' }, 'Add a device');
+  const err = errorLine();
+  btn.addEventListener('click', () => act(btn, err, async () => (await import('./link.js')).showAddDevice()));
+  return h('section', { class: 'card stack', 'aria-labelledby': 'add-dev-h' },
+    h('h2', { id: 'add-dev-h' }, 'Your other devices'),
+    h('p', {}, 'To use Troth on another phone or computer as well, add it here with a one-time code. It gets keys of its own; your partner is told that you added a device.'),
+    err, btn);
 }

@@ -105,7 +105,24 @@ export function showWelcome() {
 
   screen('Welcome to Troth',
     h('p', {}, 'A private place for the two of you to agree on what helps rebuild trust, and to keep those agreements in the open. Everything is encrypted on your devices; the server only ever sees scrambled data.'),
-    h('div', { class: 'two' }, createForm, importForm));
+    h('div', { class: 'two' }, createForm, importForm),
+    joinCard());
+}
+
+/** "I already use Troth on another device": the form comes with `link.js`, loaded only when asked for. */
+function joinCard() {
+  const btn = h('button', { type: 'button', class: 'secondary' }, 'I already use Troth on another device');
+  const err = errorLine();
+  const card = h('section', { class: 'card stack', 'aria-labelledby': 'other-dev-h' },
+    h('h2', { id: 'other-dev-h' }, 'Another device of yours'),
+    h('p', {}, 'Add this device to the space you already have, with a code your other device shows.'), err, btn);
+  btn.addEventListener('click', () => act(btn, err, async () => {
+    const { joinDeviceForm } = await import('./link.js');
+    const form = joinDeviceForm(unlocked);
+    card.replaceWith(form);
+    form.querySelector('input').focus();
+  }));
+  return card;
 }
 
 /** The unlock screen (with an optional note, e.g. after a lock). */

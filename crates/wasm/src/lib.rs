@@ -8,7 +8,7 @@
 //! randomness and time taken from the browser (`crypto.getRandomValues`
 //! through `OsRng`; `Date.now()` passed in by the page).
 //!
-//! Handles are opaque (`Keys`, `Space`, `PairingSession`); names are camelCase;
+//! Handles are opaque (`Keys`, `Space`, `PairingSession`, `LinkSession`); names are camelCase;
 //! errors are JavaScript `Error`s with words for people. No secret byte
 //! crosses into JavaScript: the only way a key leaves is
 //! [`Keys::export_file`], the passphrase-protected age file the CLI writes too.
@@ -19,6 +19,7 @@
 #![forbid(unsafe_code)]
 
 mod json;
+mod link;
 mod report;
 
 use base64::Engine;
