@@ -13,6 +13,7 @@ import { store } from './lib/store.js';
 import { h, screen } from './lib/dom.js';
 import { watchCode } from './screens/code-change.js';
 import { showWelcome, showUnlock } from './screens/unlock.js';
+import { showTherapist } from './screens/therapist.js';
 import { refresh, showConnection } from './screens/space.js';
 import { on, S } from './lib/state.js';
 import { sync } from './lib/sync.js';
@@ -39,7 +40,9 @@ async function boot() {
   loadHelp();
   watchCode();
   const file = await store.get('keyfile');
-  if (file) showUnlock(); else showWelcome();
+  if (file) showUnlock();
+  else if (await store.get('therapist-key')) showTherapist();
+  else showWelcome();
 }
 
 boot();

@@ -101,3 +101,73 @@ fn report_opens_with_go_age() {
     assert!(text.contains("Phone access when asked"));
     assert!(!text.contains("## Check-ins"));
 }
+
+/// The therapist page's key (core's `TherapistKey`, the same code the
+/// browser runs in wasm): its passphrase file is an age identity file the Go
+/// `age` tool opens, and a report the CLI writes to its recipient opens both
+/// with it and with `age -i`, naming until when it is shared.
+#[test]
+fn a_therapist_key_from_the_page_opens_cli_reports_with_go_age_too() {
+    use troth_core::therapist::{TherapistKey, report_until};
+    let relay = Relay::start();
+    let a = Person::new();
+    let b = Person::new();
+    a.ok(&["init"]);
+    b.ok(&["init"]);
+    pair(&a, &b, &relay);
+    let key = TherapistKey::generate();
+    let pass = "linden tree by the window";
+    let key_file = a.scratch("troth-therapist-key.age");
+    std::fs::write(&key_file, key.encrypt(pass, 12).expect("encrypt")).expect("write");
+    let to = key.recipient();
+    let today = troth_core::agreement::Day::from_unix_ms(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_millis() as u64,
+    );
+    let (soon, later) = (today.plus(10), today.plus(40));
+    a.ok(&["consent-report", "--to", &to, "--until", &later.to_string()]);
+    b.ok(&["consent-report", "--to", &to, "--until", &soon.to_string()]);
+    let report = a.scratch("report.age");
+    a.ok(&[
+        "report",
+        "--to",
+        &to,
+        "--out",
+        report.to_str().expect("path"),
+    ]);
+
+    // Opened as the page opens it: the earlier of the two days.
+    let opened = TherapistKey::decrypt(&std::fs::read(&key_file).expect("key"), pass, 20)
+        .expect("key file")
+        .open_report(&std::fs::read(&report).expect("report"))
+        .expect("report opens");
+    assert!(opened.contains("# Troth report"));
+    assert_eq!(report_until(&opened), Some(soon));
+
+    let Some(age) = go_age() else { return };
+    let Some(identity) = go_age_decrypt_passphrase(&age, &key_file, pass) else {
+        return;
+    };
+    let identity_file = a.scratch("identity.txt");
+    std::fs::write(&identity_file, &identity).expect("write");
+    assert!(
+        String::from_utf8_lossy(&identity).contains(&format!("# public key: {to}")),
+        "an age-keygen identity file"
+    );
+    let out = Command::new(age)
+        .arg("-d")
+        .arg("-i")
+        .arg(&identity_file)
+        .arg(&report)
+        .output()
+        .expect("age");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).expect("text");
+    assert_eq!(report_until(&text), Some(soon));
+}

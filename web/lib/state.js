@@ -10,7 +10,7 @@ export const PAGE = 50;
 export let S = fresh();
 
 function fresh() {
-  return { keys: null, space: null, api: null, meta: null, ws: null, tab: 'agreements', drafts: [], intents: [],
+  return { keys: null, therapist: null, space: null, api: null, meta: null, ws: null, tab: 'agreements', drafts: [], intents: [],
     online: false, syncing: false, again: false, backoff: 1000, pairing: null, gone: false, timers: [], pushResumed: false,
     show: PAGE };
 }

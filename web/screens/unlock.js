@@ -9,6 +9,7 @@ import { openSpace } from '../lib/vault.js';
 import { loadLocal } from '../lib/intents.js';
 import { showStart, showSafety } from './pairing.js';
 import { showSpace } from './space.js';
+import { showTherapist } from './therapist.js';
 
 // Lock after five minutes without a touch or a key press (another time may
 // be chosen under Safety, kept in localStorage `troth.autolock.ms`; never more
@@ -41,11 +42,14 @@ export function lock(show = true) {
   if (S.pairing) S.pairing.stop = true;
   try { S.space && S.space.free(); } catch { /* already freed */ }
   try { S.keys && S.keys.free(); } catch { /* already freed */ }
+  const therapist = !!S.therapist;
+  try { S.therapist && S.therapist.free(); } catch { /* already freed */ }
   resetSession();
   integrityEl.replaceChildren();
   lockBtn.hidden = true;
   document.getElementById('leave').hidden = true;
-  if (show) showUnlock('Locked. Your words are safe here until you unlock again.');
+  if (show && therapist) showTherapist('Locked. Your key is safe here until you open it again.');
+  else if (show) showUnlock('Locked. Your words are safe here until you unlock again.');
 }
 lockBtn.addEventListener('click', () => lock());
 
@@ -53,7 +57,7 @@ let idle;
 /** Restarts the auto-lock countdown (on every touch or key press). */
 export function touch() {
   clearTimeout(idle);
-  if (S.keys) idle = setTimeout(() => lock(), lockMs());
+  if (S.keys || S.therapist) idle = setTimeout(() => lock(), lockMs());
 }
 for (const ev of ['pointerdown', 'keydown', 'input']) document.addEventListener(ev, touch, { passive: true });
 
@@ -103,10 +107,15 @@ export function showWelcome() {
     });
   });
 
+  const therapist = h('button', { type: 'button', class: 'secondary' }, "I'm a therapist");
+  therapist.addEventListener('click', () => showTherapist());
   screen('Welcome to Troth',
     h('p', {}, 'A private place for the two of you to agree on what helps rebuild trust, and to keep those agreements in the open. Everything is encrypted on your devices; the server only ever sees scrambled data.'),
     h('div', { class: 'two' }, createForm, importForm),
-    joinCard());
+    joinCard(),
+    h('section', { class: 'card stack', 'aria-labelledby': 'therapist-h' }, h('h2', { id: 'therapist-h' }, 'For therapists'),
+      h('p', {}, 'A couple you work with wants to share a report with you? Make a key here to receive it. No account, and nothing is sent.'),
+      therapist));
 }
 
 /** "I already use Troth on another device": the form comes with `link.js`, loaded only when asked for. */

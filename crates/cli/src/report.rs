@@ -33,12 +33,17 @@ pub fn render(
     state_code: &str,
     include_checkins: bool,
     today: troth_core::agreement::Day,
+    until: Option<troth_core::agreement::Day>,
 ) -> String {
     let mut s = String::new();
     s.push_str("# Troth report\n\n");
     s.push_str(&format!(
         "Prepared on {today}, with both partners' signed consent. State code {state_code}.\n\n"
     ));
+    if let Some(until) = until {
+        s.push_str(&troth_core::therapist::until_line(until));
+        s.push_str("\n\n");
+    }
     s.push_str("## Agreements\n\n");
     if state.agreements.is_empty() {
         s.push_str("No agreements yet.\n\n");
@@ -147,6 +152,7 @@ pub fn report(ctx: &Ctx, to: &str, out: &Path) -> anyhow::Result<()> {
         &s.replica().state_code(),
         include_checkins,
         today,
+        st.report_until(to),
     ));
     let armored = age_encrypt(&recipient, text.as_bytes())
         .map_err(|e| fail(format!("Couldn't encrypt the report: {e}")))?;

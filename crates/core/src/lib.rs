@@ -32,5 +32,6 @@ pub mod state;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 pub mod text;
+pub mod therapist;
 
 pub use ids::{AgreementId, SpaceId};

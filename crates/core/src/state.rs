@@ -905,6 +905,22 @@ impl State {
             .collect()
     }
 
+    /// Until when a report to `recipient` may be shared: the earlier of the
+    /// two partners' `until` days, once both consented to that recipient
+    /// (whether or not that day has passed).
+    pub fn report_until(&self, recipient: &str) -> Option<Day> {
+        let days = [Role::Leading, Role::Rebuilding].map(|r| {
+            self.consents
+                .get(&r)
+                .filter(|(s, _)| s.recipient == recipient)
+                .map(|(s, _)| s.until)
+        });
+        match days {
+            [Some(a), Some(b)] => Some(a.min(b)),
+            _ => None,
+        }
+    }
+
     /// Whether both partners consent to a report to `recipient` on `today`.
     pub fn report_consented(&self, recipient: &str, today: Day) -> bool {
         [Role::Leading, Role::Rebuilding].iter().all(|r| {

@@ -21,6 +21,7 @@
 mod json;
 mod link;
 mod report;
+mod therapist;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;

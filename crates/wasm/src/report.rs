@@ -45,6 +45,9 @@ pub(crate) fn text(r: &Replica, recipient: &str, today: Day) -> Result<String, J
     let mut s = String::new();
     let _ = writeln!(s, "Troth — shared report");
     let _ = writeln!(s, "Prepared on {today}. Both partners agreed to share it.");
+    if let Some(until) = st.report_until(recipient) {
+        let _ = writeln!(s, "{}", troth_core::therapist::until_line(until));
+    }
     let _ = writeln!(s, "Space state code: {}", r.state_code());
     let _ = writeln!(s, "\nAgreements\n==========");
     for rec in st.agreements.values() {
