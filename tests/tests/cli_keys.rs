@@ -253,6 +253,25 @@ fn the_partner_is_told_of_a_new_device_until_they_acknowledge_it() {
     // B's own status never tells B of B's devices.
     assert!(!b.ok(&["status"]).contains("added a device"));
 
+    // B names the new device (this one, by default); both see the name,
+    // and the partner cannot name B's devices.
+    let named = b.json(&["device", "name", "Sam's laptop"]);
+    assert_eq!(named["device"], new.as_str());
+    let list = a.json(&["device", "list"]);
+    let named_dev = list["devices"]
+        .as_array()
+        .expect("devices")
+        .iter()
+        .find(|d| d["id"] == new.as_str())
+        .expect("new device")
+        .clone();
+    assert_eq!(named_dev["name"], "Sam's laptop", "{list}");
+    assert!(a.ok(&["device", "list"]).contains("“Sam's laptop”"));
+    let out = a.fails(&["device", "name", "Not yours", "--device", &new[..12]]);
+    assert_one_line(&out, 1);
+    let out = b.fails(&["device", "name", "   "]);
+    assert_one_line(&out, 1);
+
     let ack = a.json(&["device", "ack"]);
     assert_eq!(ack["acknowledged"], 1);
     let status = a.ok(&["status"]);

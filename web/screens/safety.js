@@ -9,6 +9,7 @@ import { persist } from '../lib/vault.js';
 import { send } from '../lib/sync.js';
 import { lock, lockMs, touch, showWelcome } from './unlock.js';
 import { refresh } from './space.js';
+import { safetyNote } from './devices.js';
 
 /** The cards redrawn with the state: safety number, state code, sharing. */
 export function safetyCards(st) {
@@ -19,7 +20,7 @@ export function safetyCards(st) {
   return [
     h('section', { class: 'card stack', 'aria-labelledby': 'sn2-h' }, h('h2', { id: 'sn2-h' }, 'Safety number'),
       h('p', { class: 'digits', 'data-testid': 'safety-number' }, st.safetyNumber || 'Shown once your partner has joined.'),
-      st.safetyNumber ? (compared ? h('p', {}, 'You marked this as compared in person.') : mark) : null),
+      st.safetyNumber ? (compared ? h('p', {}, 'You marked this as compared in person.') : mark) : null, safetyNote(st)),
     h('section', { class: 'card stack', 'aria-labelledby': 'sc-h' }, h('h2', { id: 'sc-h' }, 'State code'),
       h('p', { class: 'digits', 'data-testid': 'state-code' }, st.stateCode),
       h('p', { class: 'muted' }, 'When both of you are up to date, your codes are the same. If they differ after a refresh, the server may be showing you different things.')),

@@ -12,6 +12,7 @@ import { rolesCards, endRolesCard } from './roles.js';
 import { privateMoment } from './moment.js';
 import { safetyCards, therapistForm, keyCard, lockCard, codeCard, leaveCard } from './safety.js';
 import { notifyCard, calendarCard } from './notify.js';
+import { deviceBanners, deviceList, nameCard, rotateCard, safetyNote } from './devices.js';
 import { resume as resumePush } from '../lib/push.js';
 
 const integrityEl = document.getElementById('integrity');
@@ -67,7 +68,7 @@ function buildTab(panel) {
   } else if (tab === 'timeline') {
     panel.append(h('h2', {}, 'Everything, newest first'), h('div', { id: 'live-timeline' }));
   } else {
-    panel.append(h('div', { id: 'live-safety' }), notifyCard(), calendarCard(), therapistForm(), addDeviceCard(), keyCard(), lockCard(), codeCard(), leaveCard());
+    panel.append(h('div', { id: 'live-safety' }), h('div', { id: 'live-devices' }), addDeviceCard(), nameCard(), rotateCard(), notifyCard(), calendarCard(), therapistForm(), keyCard(), lockCard(), codeCard(), leaveCard());
   }
 }
 
@@ -108,6 +109,7 @@ export function refresh() {
   put('live-checkins', ...checkinList(st));
   put('live-timeline', ...timeline(st));
   put('live-safety', ...safetyCards(st), ...endRolesCard(st));
+  put('live-devices', ...deviceList());
   const answers = document.getElementById('answers');
   if (answers) fillAnswers(answers, st);
 }
@@ -155,6 +157,9 @@ function bannerCards(st) {
       out.push(h('p', { class: 'card warm' }, 'Almost there: waiting for your partner\'s device to welcome you in…'));
     }
   }
+  // A changed safety number is shown loudly over every tab, not only under Safety.
+  if (S.meta && S.meta.safetySeen && st.safetyNumber && S.meta.safetySeen !== st.safetyNumber) out.push(safetyNote(st));
+  out.push(...deviceBanners());
   out.push(...rolesCards(st));
   for (const a of st.agreements.filter((x) => x.due)) {
     const b = h('button', { type: 'button' }, `Review “${a.title}”`);

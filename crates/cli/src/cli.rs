@@ -259,6 +259,15 @@ pub enum DeviceCommand {
         #[arg(long, default_value = "2m", value_name = "DURATION")]
         timeout: String,
     },
+    /// Name one of your devices (this one by default), e.g. "Sam's laptop";
+    /// both of you see the name
+    Name {
+        /// The name (at most 60 characters)
+        name: String,
+        /// Another of your devices (the start of its id, from `troth device list`)
+        #[arg(long, value_name = "ID")]
+        device: Option<String>,
+    },
 }
 
 /// `troth key …`

@@ -410,6 +410,9 @@ fn device(ctx: &Ctx, d: DeviceCommand) -> anyhow::Result<()> {
             relay,
             timeout,
         } => return join_device(ctx, &code, &relay, &timeout),
+        DeviceCommand::Name { name, device } => {
+            return name_device(ctx, &name, device.as_deref());
+        }
         other => other,
     };
     let s = ctx.session()?;
@@ -436,6 +439,7 @@ fn device(ctx: &Ctx, d: DeviceCommand) -> anyhow::Result<()> {
                             "revoked_at": d.revoked_at.map(|s| when_iso(event_time(r, s))),
                             "this_device": *id == me,
                             "new": new.iter().any(|(n, ..)| n == id),
+                            "name": r.state().device_names.get(id).map(|(n, _)| n.as_str()),
                         })
                     })
                     .collect();
@@ -457,6 +461,9 @@ fn device(ctx: &Ctx, d: DeviceCommand) -> anyhow::Result<()> {
                         Some(s) => format!("revoked on {} (#{s})", when(event_time(r, s))),
                     };
                     let mut notes = String::new();
+                    if let Some((n, _)) = r.state().device_names.get(id) {
+                        notes.push_str(&format!(" “{n}”"));
+                    }
                     if *id == me {
                         notes.push_str(" (this device)");
                     }
@@ -478,6 +485,7 @@ fn device(ctx: &Ctx, d: DeviceCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        DeviceCommand::Name { .. } => Ok(()),
         DeviceCommand::Ack => {
             let through = r.chain().head().map_or(0, |(seq, _)| seq);
             let n = partner_new_devices(r, seen).len();
@@ -496,6 +504,33 @@ fn device(ctx: &Ctx, d: DeviceCommand) -> anyhow::Result<()> {
         }
         DeviceCommand::Link { .. } | DeviceCommand::Join { .. } => Ok(()),
     }
+}
+
+/// `troth device name NAME [--device ID]`: a signed name both partners see.
+fn name_device(ctx: &Ctx, name: &str, device: Option<&str>) -> anyhow::Result<()> {
+    let mut s = ctx.session()?;
+    let target = match device {
+        Some(p) => find_device(s.replica(), p)?,
+        None => s.replica().keys().cert.device().id(),
+    };
+    let name = name.trim().to_owned();
+    s.post(
+        &Content::DeviceName {
+            device: target,
+            name: name.clone(),
+        },
+        ctx.now_ms,
+        &mut OsRng,
+    )?;
+    ctx.save(&s)?;
+    say(
+        ctx,
+        &format!(
+            "Named device {} “{name}”. Your partner sees the name.",
+            hex::encode(&target.0[..8])
+        ),
+        json!({ "device": hex::encode(target.0), "name": name }),
+    )
 }
 
 /// What this client calls itself in the space's timeline when it exports a key.

@@ -363,6 +363,9 @@ pub enum AgreementError {
     /// A field is longer than allowed.
     #[error("{0} is too long")]
     TooLong(&'static str),
+    /// A device name with no words.
+    #[error("Please give the device a name, like “my phone”.")]
+    NoDeviceName,
     /// A co-signature does not verify, or both signatures are by one person.
     #[error("the signatures do not show that both partners agreed to these exact words")]
     NotCosigned,

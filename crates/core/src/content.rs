@@ -8,7 +8,7 @@ use crate::agreement::{Agreement, ContentHash, Day};
 use crate::encoding::{DecodeError, Reader, Writer};
 use crate::event::EventHash;
 use crate::ids::AgreementId;
-use crate::keys::IdentityKey;
+use crate::keys::{DeviceId, IdentityKey};
 
 /// Longest free text (check-ins, comments, notes) in bytes.
 pub const MAX_TEXT: usize = 4000;
@@ -225,10 +225,21 @@ pub enum Content {
         /// Anything they wish to say.
         comment: String,
     },
+    /// The author names one of their own devices ("Sam's phone"), so both
+    /// partners can tell their devices apart; the latest name wins (issue 18).
+    DeviceName {
+        /// The device named: one of the author's identity's devices.
+        device: DeviceId,
+        /// Its name ([`MAX_DEVICE_NAME`] characters at most, not empty).
+        name: String,
+    },
 }
 
 /// Longest label of an exporting client.
 pub const MAX_LABEL: usize = 200;
+
+/// Longest device name, in characters.
+pub const MAX_DEVICE_NAME: usize = 60;
 
 impl Content {
     /// Checks every text field for characters that hide or reorder words
@@ -250,6 +261,17 @@ impl Content {
             }
             Content::RequestCheckIn { note } | Content::Phone { note, .. } => check_text(note)?,
             Content::KeyExported { label } => check_text(label)?,
+            Content::DeviceName { name, .. } => {
+                if name.trim().is_empty() {
+                    return Err(crate::agreement::AgreementError::NoDeviceName);
+                }
+                if name.chars().count() > MAX_DEVICE_NAME {
+                    return Err(crate::agreement::AgreementError::TooLong(
+                        "the device's name",
+                    ));
+                }
+                check_text(name)?
+            }
             Content::Answer { note, .. } => check_text(note)?,
             Content::Exported { detail, .. } => {
                 if detail.len() > MAX_LABEL {
@@ -374,6 +396,9 @@ impl Content {
             Content::DeclineRoles { comment } => {
                 w.u8(17).str(comment);
             }
+            Content::DeviceName { device, name } => {
+                w.u8(18).raw(&device.0).str(name);
+            }
         }
         w.finish()
     }
@@ -489,6 +514,10 @@ impl Content {
             },
             17 => Content::DeclineRoles {
                 comment: r.str(MAX_TEXT)?.to_owned(),
+            },
+            18 => Content::DeviceName {
+                device: DeviceId(r.array()?),
+                name: r.str(MAX_DEVICE_NAME * 4)?.to_owned(),
             },
             v => {
                 return Err(DecodeError::UnknownTag {

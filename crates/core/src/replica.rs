@@ -512,6 +512,13 @@ impl Replica {
                 a.check_review(crate::agreement::Day::from_unix_ms(now_ms))?;
                 None
             }
+            Content::DeviceName { device, .. }
+                if self.state.device_owners.get(device) != Some(&self.keys.identity.public()) =>
+            {
+                return Err(ReplicaError::NotNow(
+                    "you can name only your own devices; your partner names theirs",
+                ));
+            }
             Content::RequestCheckIn { .. } => Some(Ask::CheckIn),
             Content::Phone {
                 action: crate::content::PhoneAction::Asked,

@@ -16,7 +16,7 @@ use crate::content::{AnswerKind, Content, ExportKind, PhoneAction, ReportScope};
 use crate::encoding::Writer;
 use crate::event::{Control, EventHash, Role};
 use crate::ids::{AgreementId, SpaceId};
-use crate::keys::{IdentityKey, IdentitySecret};
+use crate::keys::{DeviceId, IdentityKey, IdentitySecret};
 use crate::sign::Label;
 
 /// Where an agreement version stands.
@@ -246,6 +246,12 @@ pub struct State {
     pub exports: Vec<(Role, u64, ExportKind, String)>,
     /// Who sets the conditions, as both confirmed it.
     pub roles: Roles,
+    /// Every device admitted to the space (Genesis, AddMember, AddDevice)
+    /// and its identity: who may name it.
+    pub device_owners: BTreeMap<DeviceId, IdentityKey>,
+    /// Device names chosen by their owners: the latest name and the event
+    /// that gave it (issue 18).
+    pub device_names: BTreeMap<DeviceId, (String, u64)>,
 }
 
 /// Who sets the conditions, as the partners confirmed it. Pairing names a
@@ -363,16 +369,24 @@ impl State {
             // log carries none); the member it adds has the other role.
             Control::Genesis { cert, .. } => {
                 self.partners.insert(e.by, *cert.identity());
+                self.device_owners
+                    .insert(cert.device().id(), *cert.identity());
                 self.push(e, "created this space".into());
             }
             Control::AddMember { cert, .. } => {
                 self.partners.insert(e.by.other(), *cert.identity());
+                self.device_owners
+                    .insert(cert.device().id(), *cert.identity());
                 self.push(
                     e,
                     "completed pairing; both partners are in the space".into(),
                 );
             }
-            Control::AddDevice { .. } => self.push(e, "added a new device".into()),
+            Control::AddDevice { cert, .. } => {
+                self.device_owners
+                    .insert(cert.device().id(), *cert.identity());
+                self.push(e, "added a new device".into())
+            }
             Control::RevokeDevice { .. } => {
                 self.push(e, "removed a device; new messages use a new key".into())
             }
@@ -688,6 +702,16 @@ impl State {
             Content::KeyExported { label } => {
                 self.key_exports.push((e.by, e.seq, label.clone()));
                 self.push(e, format!("exported a copy of their key on {label}"));
+            }
+            Content::DeviceName { device, name } => {
+                // Only a device's owner names it: a partner's name for
+                // your device could make it look like something else.
+                if self.device_owners.get(device) != Some(e.identity) {
+                    return self.problem(e, "a name for a device that is not the author's");
+                }
+                let name = name.trim().to_owned();
+                self.push(e, format!("named a device “{name}”"));
+                self.device_names.insert(*device, (name, e.seq));
             }
             Content::CloseSpace { comment } => {
                 self.closed.get_or_insert((e.by, e.seq));

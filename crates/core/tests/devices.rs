@@ -188,3 +188,70 @@ fn a_partners_device_and_a_persons_last_device_cannot_be_revoked() {
             .is_active()
     );
 }
+
+/// Device names (issue 18): only a device's owner names it, the latest name
+/// wins, a name has words and no hidden characters; a new device changes
+/// neither the safety number nor anything else the partners compare.
+#[test]
+fn only_the_owner_names_a_device_and_the_latest_name_wins() {
+    use troth_core::content::{Content, MAX_DEVICE_NAME};
+    use troth_core::event::Role;
+    let mut c = Couple::new(71);
+    let before = c.a.safety_number().expect("paired").to_string();
+    let b_old = c.b.keys().cert.device().id();
+    let b_new = add_device(&mut c);
+    let b_new = b_new.cert.device().id();
+    assert_eq!(
+        c.a.safety_number().expect("paired").to_string(),
+        before,
+        "a new device of the same identity keeps the safety number"
+    );
+    assert_eq!(c.a.safety_number(), c.b.safety_number());
+
+    let name = |device, name: &str| Content::DeviceName {
+        device,
+        name: name.to_owned(),
+    };
+    c.post(Role::Rebuilding, name(b_old, "Sam's phone"));
+    c.post(Role::Rebuilding, name(b_new, "Sam's laptop"));
+    c.post(Role::Rebuilding, name(b_old, "Sam's old phone"));
+    for rep in [&c.a, &c.b] {
+        let names = &rep.state().device_names;
+        assert_eq!(names[&b_old].0, "Sam's old phone", "the latest name wins");
+        assert_eq!(names[&b_new].0, "Sam's laptop");
+    }
+    assert!(
+        c.a.state()
+            .timeline
+            .iter()
+            .any(|t| t.what == "named a device “Sam's laptop”")
+    );
+
+    // The partner cannot name B's device: the composer refuses, and the
+    // fold sets a modified client's name aside as a problem.
+    let err =
+        c.a.compose(&name(b_new, "Not yours"), c.now, &mut c.rng)
+            .expect_err("not A's device");
+    assert!(err.to_string().contains("only your own devices"), "{err}");
+    let problems = c.a.state().problems.len();
+    c.post_unchecked(Role::Leading, name(b_new, "Not yours"));
+    for rep in [&c.a, &c.b] {
+        assert_eq!(rep.state().device_names[&b_new].0, "Sam's laptop");
+        assert_eq!(rep.state().problems.len(), problems + 1);
+    }
+
+    // A name needs words, fits, and hides nothing.
+    for bad in [
+        "   ".to_owned(),
+        "x".repeat(MAX_DEVICE_NAME + 1),
+        "phone\u{202E}enohp".to_owned(),
+    ] {
+        assert!(
+            c.b.compose(&name(b_old, &bad), c.now, &mut c.rng).is_err(),
+            "{bad:?}"
+        );
+    }
+    // It survives encoding.
+    let n = name(b_old, "Sam's phone");
+    assert_eq!(Content::decode(&n.encode()).expect("decode"), n);
+}

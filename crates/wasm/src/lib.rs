@@ -18,6 +18,7 @@
 //! and are worthless once the pairing ends.
 #![forbid(unsafe_code)]
 
+mod devices;
 mod json;
 mod link;
 mod report;
