@@ -39,6 +39,11 @@ export async function sync() {
     if (e instanceof RelayError && e.code === 'not_member') {
       S.waitingAdmission = true;
       S.timers.push(setTimeout(sync, 1500));
+    } else if (e instanceof RelayError && (e.code === 'no_space' || e.status === 404) && space.eventCount === 0) {
+      // A joiner whose partner's CLI creates the space once pairing ends
+      // (troth pair start): not there yet, not gone.
+      S.waitingAdmission = true;
+      S.timers.push(setTimeout(sync, 1500));
     } else if (e instanceof RelayError && (e.code === 'no_space' || e.status === 404)) {
       S.gone = true;
     } else if (e instanceof Offline) {

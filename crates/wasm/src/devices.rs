@@ -8,7 +8,7 @@ use troth_core::content::Content;
 use troth_core::keys::DeviceId;
 use wasm_bindgen::prelude::*;
 
-use crate::{Keys, Space, b64, err, hex_array, json, role_name};
+use crate::{Keys, Space, b64, err, hex_array, json};
 
 fn device_id(s: &str) -> Result<DeviceId, JsError> {
     hex_array("the device id", s).map(DeviceId)
@@ -35,7 +35,7 @@ impl Keys {
 #[wasm_bindgen]
 impl Space {
     /// Both partners' devices: `[{id, mine, thisDevice, name, active,
-    /// added, addedSeq, addedAt, revokedSeq, revokedAt, role}]` (`id` hex;
+    /// added, addedSeq, addedAt, revokedSeq, revokedAt}]` (`id` hex;
     /// `added`: it came by AddDevice, after its person's first device —
     /// the devices a partner is told about; times are the author's, ms).
     pub fn devices(&self) -> JsValue {
@@ -61,7 +61,6 @@ impl Space {
                 ),
                 ("active", JsValue::from_bool(d.is_active())),
                 ("added", JsValue::from_bool(members.was_added(id))),
-                ("role", json::s(role_name(d.role))),
                 ("addedSeq", json::n(d.added_at)),
                 ("addedAt", json::n(at(d.added_at))),
                 ("revokedSeq", json::opt(d.revoked_at, json::n)),
