@@ -168,5 +168,7 @@ test('B replaces its keys in the browser: the old device is revoked (a new epoch
   await pb.getByLabel('Passphrase', { exact: true }).fill(PASS_B);
   await pb.getByRole('button', { name: 'Unlock' }).click();
   await pb.getByRole('heading', { name: 'Our space' }).waitFor(LIVE);
-  assert.deepEqual(problems, []);
+  // The one expected console line: the live connection tried before A's
+  // CLI had created the space (it creates it once pairing ends).
+  assert.deepEqual(problems.filter((p) => !/WebSocket connection to .*\/live' failed: .* 404/.test(p)), []);
 });

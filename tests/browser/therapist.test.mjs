@@ -23,6 +23,7 @@ const dir = mkdtempSync(join(tmpdir(), 'troth-therapist-'));
 let recipient = '';
 const tRequests = [];
 const tSockets = [];
+const tSigned = [];
 
 async function checked(page, name) {
   const text = await page.locator('body').innerText();
@@ -66,7 +67,10 @@ test('a therapist makes a key in the browser, kept only encrypted, and nothing i
   await pt.getByRole('heading', { name: 'Welcome to Troth' }).waitFor(LIVE);
   await checked(pt, 'T0-welcome');
   // From here on, every request and socket of the therapist's page is kept.
-  pt.on('request', (r) => tRequests.push(`${r.method()} ${r.url()}`));
+  pt.on('request', (r) => {
+    tRequests.push(`${r.method()} ${r.url()}`);
+    if (Object.keys(r.headers()).some((k) => k.startsWith('troth-'))) tSigned.push(r.url());
+  });
   pt.on('websocket', (w) => tSockets.push(w.url()));
   await pt.getByRole('button', { name: "I'm a therapist" }).click();
   await pt.getByRole('heading', { name: "I'm a therapist" }).waitFor(LIVE);
@@ -191,8 +195,12 @@ test('the saved key and the report open with the Go age tool', async (t) => {
 });
 
 test("the therapist's page sent nothing to the relay and opened no connection", async () => {
-  const api = tRequests.filter((r) => /\/v1\//.test(r));
+  // The app's start (after the reload) fetches the operator's help words
+  // for everyone, unsigned, whichever screen follows: it says nothing of
+  // the therapist. Nothing else of the relay's API is asked, and nothing signed.
+  const api = tRequests.filter((r) => /\/v1\//.test(r) && !/^GET \S+\/v1\/help$/.test(r));
   assert.deepEqual(api, [], 'no request to the relay API');
+  assert.deepEqual(tSigned, [], 'no signed request');
   assert.deepEqual(tSockets, [], 'no live connection');
   const origin = new URL(relay.url).origin;
   assert.deepEqual(tRequests.filter((r) => !r.split(' ')[1].startsWith(origin) && !/ (blob|data):/.test(r)), [], 'no other origin');
