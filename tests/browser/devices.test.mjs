@@ -172,3 +172,43 @@ test('B replaces its keys in the browser: the old device is revoked (a new epoch
   // CLI had created the space (it creates it once pairing ends).
   assert.deepEqual(problems.filter((p) => !/WebSocket connection to .*\/live' failed: .* 404/.test(p)), []);
 });
+
+test('B links a CLI device, then removes it from the browser: a new epoch, and A is told of both', async () => {
+  const home2 = mkdtempSync(join(tmpdir(), 'troth-cli-b2-'));
+  const env2 = { ...process.env, TROTH_HOME: home2, TROTH_PASSPHRASE: 'second device of sam', TROTH_WORK_FACTOR: '10', NO_COLOR: '1' };
+  try {
+    execFileSync(trothBin, ['init'], { env: env2 });
+    await pb.getByRole('tab', { name: 'Safety' }).click();
+    await pb.getByTestId('add-device').click();
+    await pb.getByRole('button', { name: 'Show a code' }).click();
+    const code = (await pb.getByTestId('link-code').innerText()).trim();
+    const join = spawn(trothBin, ['--json', 'device', 'join', code, '--relay', relay.url], { env: env2 });
+    let out = '';
+    let err = '';
+    join.stdout.on('data', (d) => { out += d; });
+    join.stderr.on('data', (d) => { err += d; });
+    assert.equal(await new Promise((res) => join.on('exit', res)), 0, `device join: ${err}`);
+    const linked = JSON.parse(out.trim().split('\n').pop()).device;
+    await pb.getByTestId('device-added').waitFor(LIVE);
+    await pb.getByRole('button', { name: 'Back to our space' }).click();
+    await pb.getByRole('tab', { name: 'Safety' }).click();
+    const row = pb.getByTestId('my-devices').locator(`[data-id="${linked}"]`);
+    await row.getByText('active', { exact: false }).waitFor(LIVE);
+    troth(['sync']);
+    assert.match(troth(['status']), /Your partner added a device on/);
+
+    // Removed from the browser, after a question; a new epoch it cannot read.
+    await row.getByRole('button', { name: 'Remove this device' }).click();
+    await checked(pb, 'D3-remove-device');
+    await pb.getByRole('dialog').getByRole('button', { name: 'Remove it' }).click();
+    await row.getByText('removed', { exact: false }).waitFor(LIVE);
+    troth(['sync']);
+    const seen = troth(['device', 'list'], true).devices.find((d) => d.id === linked);
+    assert.equal(seen.active, false, "A's CLI sees B's linked device revoked");
+    // The browser's other device list has no button for its own device, nor for the partner's.
+    assert.equal(await pb.getByTestId('partner-devices').getByRole('button').count(), 0);
+    assert.equal(await pb.getByTestId('my-devices').locator('li', { hasText: 'this device' }).getByRole('button').count(), 0);
+  } finally {
+    rmSync(home2, { recursive: true, force: true });
+  }
+});
