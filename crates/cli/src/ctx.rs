@@ -366,6 +366,11 @@ impl Ctx {
         if let Some(a) = r.alert {
             return Err(troth_client::Error::Integrity(a).into());
         }
+        // Forgetting on schedule: the monthly key change once it is due,
+        // then forgetting what ended more than the retention period ago.
+        if s.keep_schedule(self.now_ms, &mut rand::rngs::OsRng)? {
+            self.save(&s)?;
+        }
         Ok(s)
     }
 

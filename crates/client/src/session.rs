@@ -126,16 +126,28 @@ impl Session {
         &mut self,
         mut compose: impl FnMut(&Replica) -> Result<Event, Error>,
     ) -> Result<Event, Error> {
+        self.post_maybe(|r| compose(r).map(Some))?
+            .ok_or(Error::Busy)
+    }
+
+    /// [`Session::post_with`] for something that may no longer be needed
+    /// after a re-base (`compose` gives `None`): nothing is posted then.
+    fn post_maybe(
+        &mut self,
+        mut compose: impl FnMut(&Replica) -> Result<Option<Event>, Error>,
+    ) -> Result<Option<Event>, Error> {
         // Every event this call sent whose fate is not known to be "refused".
         let mut sent: Vec<Event> = Vec::new();
         for _ in 0..=MAX_REBASES {
-            let ev = compose(&self.replica)?;
+            let Some(ev) = compose(&self.replica)? else {
+                return Ok(None);
+            };
             sent.push(ev.clone());
             match self.relay.append(&self.replica.keys().device, &ev) {
-                Ok(Appended::Done(_)) => return self.accept(ev),
+                Ok(Appended::Done(_)) => return self.accept(ev).map(Some),
                 Ok(Appended::Stale(head)) if ev.is_head(head) => {
                     // The head the relay names is this event: it is in.
-                    return self.accept(ev);
+                    return self.accept(ev).map(Some);
                 }
                 Ok(Appended::Stale(_)) => {
                     self.sync_strict()?;
@@ -144,10 +156,37 @@ impl Session {
                 Err(e) => return Err(e),
             }
             if let Some(ev) = self.already_in(&sent) {
-                return Ok(ev);
+                return Ok(Some(ev));
             }
         }
         Err(Error::Busy)
+    }
+
+    /// The scheduled key change, if one is due at `now_ms` (after a sync):
+    /// appended on the verified head. If the partner's client rotated first
+    /// (a stale head), the re-base sees their rotation and nothing more is
+    /// sent, so a race never makes two. Returns whether this device rotated.
+    pub fn rotate_if_due(
+        &mut self,
+        now_ms: u64,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<bool, Error> {
+        let ev = self.post_maybe(|r| Ok(r.compose_rotation(now_ms, &mut *rng)?))?;
+        Ok(ev.is_some())
+    }
+
+    /// What a client does after each sync (issue 17, forgetting on
+    /// schedule): the scheduled key change if it is due, then forgetting
+    /// the epochs that ended more than the retention period ago. Returns
+    /// whether anything changed that must be saved.
+    pub fn keep_schedule(
+        &mut self,
+        now_ms: u64,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<bool, Error> {
+        let rotated = self.rotate_if_due(now_ms, rng)?;
+        let forgot = self.replica.forget(now_ms) > 0;
+        Ok(rotated || forgot)
     }
 
     /// Adds an event the relay accepted to the verified log.

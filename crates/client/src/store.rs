@@ -82,6 +82,10 @@ struct SpaceFile {
     /// The verified head: `[seq, hash hex]`, or null before the genesis.
     head: Option<(u64, String)>,
     events: Vec<String>,
+    /// What this device forgot as agreed (issue 17): base64 of
+    /// `Replica::forgetting_record`, absent while nothing was forgotten.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    forgetting: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -263,6 +267,10 @@ impl Home {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let mut replica = Replica::open(keys, role, space, anchors);
+        if let Some(rec) = &f.forgetting {
+            let bytes = Zeroizing::new(STANDARD.decode(rec).map_err(|_| corrupt())?);
+            replica.restore_forgetting(&bytes).map_err(|_| corrupt())?;
+        }
         let ing = replica.ingest(&events);
         if ing.error.is_some() || ing.accepted != events.len() {
             return Err(Error::LocalIntegrity(path));
@@ -309,6 +317,8 @@ impl Home {
                 .iter()
                 .map(|e| STANDARD.encode(e.as_bytes()))
                 .collect(),
+            forgetting: (replica.forgotten_epochs() > 0)
+                .then(|| STANDARD.encode(Zeroizing::new(replica.forgetting_record()))),
         };
         let plain = Zeroizing::new(
             serde_json::to_vec(&f).map_err(|_| Error::CorruptState(self.space_path()))?,

@@ -393,6 +393,14 @@ pub enum AgreementError {
     /// range, an offset beyond ±18 hours).
     #[error("the quiet hours are not a range of times within one day")]
     BadLimits,
+    /// A retention period outside
+    /// [`crate::retention::MIN_DAYS`]..=[`crate::retention::MAX_DAYS`].
+    #[error(
+        "Choose how long things are kept between {} and {} days.",
+        crate::retention::MIN_DAYS,
+        crate::retention::MAX_DAYS
+    )]
+    RetentionOutOfRange,
 }
 
 impl Agreement {

@@ -218,6 +218,19 @@ pub enum Content {
         /// Anything they wish to say.
         comment: String,
     },
+    /// How long things are kept (issue 17, forgetting on schedule), in days.
+    /// Shorter than the space's period now applies at once (one partner's
+    /// choice); longer is a proposal that applies once the other partner
+    /// sends [`Content::AgreeRetention`] with the same number.
+    Retention {
+        /// Days, within [`crate::retention::MIN_DAYS`]..=[`crate::retention::MAX_DAYS`].
+        days: u32,
+    },
+    /// The author agrees to the partner's proposal to keep things longer.
+    AgreeRetention {
+        /// The days proposed.
+        days: u32,
+    },
     /// The author closed the space for both partners (appended before the
     /// relay is asked to delete it, so a space that vanishes without it was
     /// removed by the relay, not by the partner).
@@ -282,6 +295,9 @@ impl Content {
                 check_text(detail)?
             }
             Content::ReportConsent { scope, .. } => check_text(&scope.recipient)?,
+            Content::Retention { days } | Content::AgreeRetention { days } => {
+                crate::retention::check_days(*days)?
+            }
             Content::Cosign { .. }
             | Content::Retire { .. }
             | Content::Ack { .. }
@@ -398,6 +414,12 @@ impl Content {
             }
             Content::DeviceName { device, name } => {
                 w.u8(18).raw(&device.0).str(name);
+            }
+            Content::Retention { days } => {
+                w.u8(19).u32(*days);
+            }
+            Content::AgreeRetention { days } => {
+                w.u8(20).u32(*days);
             }
         }
         w.finish()
@@ -519,6 +541,8 @@ impl Content {
                 device: DeviceId(r.array()?),
                 name: r.str(MAX_DEVICE_NAME * 4)?.to_owned(),
             },
+            19 => Content::Retention { days: r.u32()? },
+            20 => Content::AgreeRetention { days: r.u32()? },
             v => {
                 return Err(DecodeError::UnknownTag {
                     what: "content kind",
@@ -611,6 +635,8 @@ mod tests {
             Content::DeclineRoles {
                 comment: "let's talk first".into(),
             },
+            Content::Retention { days: 60 },
+            Content::AgreeRetention { days: 365 },
         ];
         for c in cases {
             assert_eq!(Content::decode(&c.encode()).as_ref(), Ok(&c));

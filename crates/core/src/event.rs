@@ -159,6 +159,16 @@ pub enum Control {
         /// The new epoch's key for every remaining device.
         envelopes: Vec<Envelope>,
     },
+    /// A scheduled change of key (issue 17, forgetting on schedule): a new
+    /// epoch starts, with no device removed, once the current epoch is at
+    /// least [`crate::members::ROTATION_PERIOD_MS`] old by author times.
+    /// Whichever client acts first after the period composes it.
+    Rotate {
+        /// The commitment to the new epoch's key.
+        commitment: KeyCommitment,
+        /// The new epoch's key for every active device.
+        envelopes: Vec<Envelope>,
+    },
 }
 
 impl Control {
@@ -168,6 +178,7 @@ impl Control {
             Control::AddMember { .. } => 2,
             Control::AddDevice { .. } => 3,
             Control::RevokeDevice { .. } => 4,
+            Control::Rotate { .. } => 5,
         }
     }
 
@@ -177,17 +188,18 @@ impl Control {
             Control::Genesis { envelopes, .. }
             | Control::AddMember { envelopes, .. }
             | Control::AddDevice { envelopes, .. }
-            | Control::RevokeDevice { envelopes, .. } => envelopes,
+            | Control::RevokeDevice { envelopes, .. }
+            | Control::Rotate { envelopes, .. } => envelopes,
         }
     }
 
     /// The commitment to the key of the epoch this change starts, if it
-    /// starts one (Genesis: epoch 0; RevokeDevice: the next epoch).
+    /// starts one (Genesis: epoch 0; RevokeDevice and Rotate: the next epoch).
     pub fn commitment(&self) -> Option<&KeyCommitment> {
         match self {
-            Control::Genesis { commitment, .. } | Control::RevokeDevice { commitment, .. } => {
-                Some(commitment)
-            }
+            Control::Genesis { commitment, .. }
+            | Control::RevokeDevice { commitment, .. }
+            | Control::Rotate { commitment, .. } => Some(commitment),
             Control::AddMember { .. } | Control::AddDevice { .. } => None,
         }
     }
@@ -198,7 +210,7 @@ impl Control {
             Control::Genesis { cert, .. }
             | Control::AddMember { cert, .. }
             | Control::AddDevice { cert, .. } => Some(cert),
-            Control::RevokeDevice { .. } => None,
+            Control::RevokeDevice { .. } | Control::Rotate { .. } => None,
         }
     }
 
@@ -219,6 +231,9 @@ impl Control {
                 device, commitment, ..
             } => {
                 w.raw(&device.0).raw(&commitment.0);
+            }
+            Control::Rotate { commitment, .. } => {
+                w.raw(&commitment.0);
             }
         }
         let env = self.envelopes();
@@ -245,6 +260,7 @@ impl Control {
                 let c = KeyCommitment(r.array()?);
                 (None, Some(device), Some(c))
             }
+            5 => (None, None, Some(KeyCommitment(r.array()?))),
             v => {
                 return Err(DecodeError::UnknownTag {
                     what: "control kind",
@@ -272,6 +288,10 @@ impl Control {
             (3, (Some(cert), _, _)) => Control::AddDevice { cert, envelopes },
             (4, (_, Some(device), Some(commitment))) => Control::RevokeDevice {
                 device,
+                commitment,
+                envelopes,
+            },
+            (5, (_, _, Some(commitment))) => Control::Rotate {
                 commitment,
                 envelopes,
             },

@@ -26,6 +26,7 @@ pub mod members;
 pub mod pairing;
 pub mod replica;
 pub mod request;
+pub mod retention;
 pub mod session;
 pub mod sign;
 pub mod state;

@@ -19,6 +19,15 @@ use crate::sign::PreparedKey;
 /// revoking it. The relay and every client refuse an `AddDevice` beyond it.
 pub const MAX_ACTIVE_DEVICES: usize = 5;
 
+/// How long an epoch lasts before a scheduled [`Control::Rotate`] may start
+/// the next one: 30 days, by the authors' clocks (the timestamp of the event
+/// that started the epoch, and the rotation's own). Scheduled rotation lets
+/// clients forget old epochs' keys (docs/PROTOCOL.md §4, "Forgetting on
+/// schedule"); a rotation before the period is refused by the relay and by
+/// every client, so neither a partner nor a modified client can churn keys,
+/// and two clients racing after the period cannot both rotate.
+pub const ROTATION_PERIOD_MS: u64 = 30 * 86_400_000;
+
 /// A membership rule that an event breaks.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[non_exhaustive]
@@ -79,6 +88,8 @@ pub struct Members {
     /// The creator's identity first, then the joiner's.
     identities: Vec<IdentityKey>,
     epoch: u32,
+    /// The author time of the event that started the current epoch.
+    epoch_started_ms: u64,
 }
 
 impl Members {
@@ -90,6 +101,19 @@ impl Members {
     /// The current key epoch.
     pub fn epoch(&self) -> u32 {
         self.epoch
+    }
+
+    /// The author time (ms) of the event that started the current epoch.
+    pub fn epoch_started_ms(&self) -> u64 {
+        self.epoch_started_ms
+    }
+
+    /// Whether a scheduled rotation may start a new epoch at `now_ms`
+    /// (author time): the current epoch is at least
+    /// [`ROTATION_PERIOD_MS`] old.
+    pub fn rotation_due(&self, now_ms: u64) -> bool {
+        !self.devices.is_empty()
+            && now_ms >= self.epoch_started_ms.saturating_add(ROTATION_PERIOD_MS)
     }
 
     /// The member identities (one or two): the creator's first. Roles are
@@ -256,6 +280,7 @@ impl Members {
             self.expect_epoch(header, 0)?;
             Self::check_envelopes(envelopes, [(0, header.author)])?;
             let mut next = self.clone();
+            next.epoch_started_ms = header.timestamp_ms;
             next.identities.push(*cert.identity());
             next.admit(cert, 0)?;
             *self = next;
@@ -282,7 +307,7 @@ impl Members {
                     ));
                 }
                 let dev = cert.device().id();
-                Self::check_envelopes(envelopes, (0..=self.epoch).map(|e| (e, dev)))?;
+                Self::check_history_envelopes(envelopes, dev, self.epoch)?;
                 next.identities.push(*cert.identity());
                 next.admit(cert, header.seq)?;
             }
@@ -330,6 +355,23 @@ impl Members {
                 let remaining = next.active_ids();
                 Self::check_envelopes(envelopes, remaining.into_iter().map(|d| (new_epoch, d)))?;
                 next.epoch = new_epoch;
+                next.epoch_started_ms = header.timestamp_ms;
+            }
+            Control::Rotate { envelopes, .. } => {
+                let new_epoch = self
+                    .epoch
+                    .checked_add(1)
+                    .ok_or(MembershipError::NotAllowed("too many epochs"))?;
+                self.expect_epoch(header, new_epoch)?;
+                if !self.rotation_due(header.timestamp_ms) {
+                    return Err(MembershipError::NotAllowed(
+                        "a scheduled key change comes at most once a period",
+                    ));
+                }
+                let active = self.active_ids();
+                Self::check_envelopes(envelopes, active.into_iter().map(|d| (new_epoch, d)))?;
+                next.epoch = new_epoch;
+                next.epoch_started_ms = header.timestamp_ms;
             }
         }
         *self = next;
@@ -352,10 +394,15 @@ impl Members {
         }
     }
 
-    /// Canonical bytes, for a relay that stores the member list beside the log.
+    /// Canonical bytes, for a relay that stores the member list beside the
+    /// log (version 3 also keeps when the current epoch started; version 2
+    /// is still read).
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::new();
-        w.u8(2).u32(self.epoch).u32(self.devices.len() as u32);
+        w.u8(3)
+            .u32(self.epoch)
+            .u64(self.epoch_started_ms)
+            .u32(self.devices.len() as u32);
         for d in self.devices.values() {
             w.u64(d.added_at);
             w.opt(d.revoked_at, |w, s| {
@@ -371,13 +418,18 @@ impl Members {
         let mut r = Reader::new(bytes);
         let v = r.u8()?;
         // Version 1 carried each device's role; roles are no longer public.
-        if v != 2 {
+        // Version 2 did not keep when the epoch started (version 3 does).
+        if v != 2 && v != 3 {
             return Err(DecodeError::UnsupportedVersion(v));
         }
         let epoch = r.u32()?;
+        // Version 2 (before scheduled rotation) did not keep the start time:
+        // a rotation is then allowed at once, as it would be after a period.
+        let epoch_started_ms = if v == 3 { r.u64()? } else { 0 };
         let n = r.count(1024)?;
         let mut m = Members {
             epoch,
+            epoch_started_ms,
             ..Self::default()
         };
         // (when first admitted, identity): the creator's identity came first.

@@ -209,6 +209,11 @@ pub struct Replica {
     events: Vec<Event>,
     state: State,
     alerts: Vec<Alert>,
+    /// Epochs `0..forgotten` are forgotten: their keys are deleted and
+    /// their envelopes are never opened again.
+    forgotten: u32,
+    /// What the fold still holds from forgotten events, by seq.
+    kept: BTreeMap<u64, Content>,
 }
 
 impl std::fmt::Debug for Replica {
@@ -277,6 +282,8 @@ impl Replica {
             events: Vec::new(),
             state: State::default(),
             alerts: Vec::new(),
+            forgotten: 0,
+            kept: BTreeMap::new(),
         }
     }
 
@@ -363,11 +370,7 @@ impl Replica {
         }
         self.events.extend_from_slice(accepted);
         if had_unreadable && new_epochs {
-            self.state = State::default();
-            for i in 0..self.events.len() {
-                let ev = self.events[i].clone();
-                self.apply(&ev);
-            }
+            self.refold();
         } else {
             for ev in accepted {
                 self.apply(ev);
@@ -410,7 +413,7 @@ impl Replica {
         let mut new = false;
         let mut bad = None;
         for env in c.envelopes().iter().filter(|e| e.device == me) {
-            if self.epoch_keys.contains_key(&env.epoch) {
+            if self.epoch_keys.contains_key(&env.epoch) || env.epoch < self.forgotten {
                 continue;
             }
             let key = crypto::open_envelope(env, ev.header().space, &self.keys.device)
@@ -465,6 +468,18 @@ impl Replica {
             at_ms: h.timestamp_ms,
         };
         self.state.observe_time(&applied);
+        if h.epoch < self.forgotten {
+            // Forgotten as agreed: only what the fold keeps is applied, and
+            // the timeline holds nothing from these epochs.
+            let lines = self.state.timeline.len();
+            match (ev.body(), self.kept.get(&h.seq)) {
+                (Body::Control(c), _) => self.state.apply_control(&applied, c),
+                (Body::Sealed(_), Some(c)) => self.state.apply(&applied, c),
+                (Body::Sealed(_), None) => self.state.apply_forgotten(&applied),
+            }
+            self.state.timeline.truncate(lines);
+            return;
+        }
         match ev.body() {
             Body::Control(c) => self.state.apply_control(&applied, c),
             Body::Sealed(ct) => {
@@ -478,6 +493,16 @@ impl Replica {
                     None => self.state.apply_unreadable(&applied),
                 }
             }
+        }
+    }
+
+    /// Folds every verified event again from the start.
+    fn refold(&mut self) {
+        self.state = State::default();
+        self.state.forgotten.epochs = self.forgotten;
+        for i in 0..self.events.len() {
+            let ev = self.events[i].clone();
+            self.apply(&ev);
         }
     }
 
@@ -566,7 +591,9 @@ impl Replica {
         &self,
         device: &crate::keys::DeviceKey,
     ) -> Result<Vec<crate::event::Envelope>, ReplicaError> {
-        self.envelopes_range(0, device)
+        // Every epoch key this device still holds (older ones may have been
+        // forgotten as agreed).
+        self.envelopes_range(self.history_from(), device)
     }
 
     fn envelopes_range(
@@ -728,6 +755,198 @@ impl Replica {
             }),
             &self.keys.device,
         ))
+    }
+
+    /// Whether a scheduled key change is due at `now_ms`: the current epoch
+    /// is at least [`crate::members::ROTATION_PERIOD_MS`] old.
+    pub fn rotation_due(&self, now_ms: u64) -> bool {
+        self.chain.members().rotation_due(now_ms)
+    }
+
+    /// The scheduled key change, if one is due at `now_ms`: a new epoch key
+    /// sealed to every active device, on the verified head. Clients append
+    /// it before anything else they send once it is due; a client that lost
+    /// the race re-bases, sees its partner's rotation, and composes none
+    /// (the membership rules refuse a second one within the period).
+    pub fn compose_rotation(
+        &self,
+        now_ms: u64,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<Option<Event>, ReplicaError> {
+        let members = self.chain.members();
+        if !members.rotation_due(now_ms) {
+            return Ok(None);
+        }
+        let epoch = members
+            .epoch()
+            .checked_add(1)
+            .ok_or(ReplicaError::NotNow("too many key changes"))?;
+        let key = EpochKey::generate(rng);
+        let envelopes = members
+            .devices()
+            .filter(|(_, d)| d.is_active())
+            .map(|(_, d)| crypto::seal_envelope(&key, self.space(), epoch, d.cert.device()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let header = self.next_header(now_ms, epoch)?;
+        Ok(Some(Event::sign(
+            header,
+            Body::Control(Control::Rotate {
+                commitment: key.commitment(self.space(), epoch),
+                envelopes,
+            }),
+            &self.keys.device,
+        )))
+    }
+
+    /// How many epochs this device has forgotten (epochs `0..n`).
+    pub fn forgotten_epochs(&self) -> u32 {
+        self.forgotten
+    }
+
+    /// Whether this device holds the key of `epoch`.
+    pub fn holds_epoch_key(&self, epoch: u32) -> bool {
+        self.epoch_keys.contains_key(&epoch)
+    }
+
+    /// Whether the event at `seq` was forgotten as agreed (sealed, in a
+    /// forgotten epoch): it is in the log but this device no longer reads it.
+    pub fn is_forgotten(&self, seq: u64) -> bool {
+        usize::try_from(seq)
+            .ok()
+            .and_then(|i| self.events.get(i))
+            .is_some_and(|e| e.header().epoch < self.forgotten)
+    }
+
+    /// Forgets, as agreed, the epochs that ended more than the space's
+    /// retention period before `now_ms` (this device's clock): their keys
+    /// are deleted (and zeroized) and never opened again from their
+    /// envelopes, and the fold is made again without their events, keeping
+    /// only [`crate::retention::kept_part`] of them (agreements in force or
+    /// waiting for a signature on `now_ms`'s day, roles, retention choices).
+    /// An epoch ends when the next one starts (the author time of the
+    /// `RevokeDevice` or `Rotate` that started it); epochs are forgotten
+    /// from the oldest on, and the current epoch never. Returns how many
+    /// epochs were newly forgotten. Clients call it on every sync and save
+    /// [`Replica::forgetting_record`] with their local state.
+    pub fn forget(&mut self, now_ms: u64) -> u32 {
+        let retention_ms =
+            u64::from(self.state.retention.days).saturating_mul(crate::state::DAY_MS);
+        // epoch -> (seq, author time) of the event that started it.
+        let starts: BTreeMap<u32, (u64, u64)> = self
+            .events
+            .iter()
+            .filter(|e| matches!(e.body(), Body::Control(c) if c.commitment().is_some()))
+            .map(|e| (e.header().epoch, (e.header().seq, e.header().timestamp_ms)))
+            .collect();
+        let current = self.chain.members().epoch();
+        let mut upto = self.forgotten;
+        while upto < current {
+            match starts.get(&(upto + 1)) {
+                Some((_, ended)) if ended.saturating_add(retention_ms) <= now_ms => upto += 1,
+                _ => break,
+            }
+        }
+        if upto <= self.forgotten {
+            return 0;
+        }
+        let today = Day::from_unix_ms(now_ms);
+        let keep: std::collections::BTreeSet<AgreementId> = self
+            .state
+            .agreements
+            .values()
+            .filter(|r| {
+                r.in_force_on(today).is_some()
+                    || r.pending().is_some_and(|v| v.agreement.review_on >= today)
+            })
+            .map(|r| r.id)
+            .collect();
+        let mut kept: BTreeMap<u64, Content> = self
+            .kept
+            .iter()
+            .filter_map(|(seq, c)| Some((*seq, crate::retention::kept_part(c, &keep)?)))
+            .collect();
+        for ev in &self.events {
+            let h = ev.header();
+            if h.epoch < self.forgotten || h.epoch >= upto {
+                continue;
+            }
+            let Body::Sealed(ct) = ev.body() else {
+                continue;
+            };
+            let content = self
+                .epoch_keys
+                .get(&h.epoch)
+                .and_then(|k| crypto::open(k, &h.to_bytes(), ct).ok())
+                .and_then(|pt| Content::decode(&pt).ok());
+            if let Some(part) = content.and_then(|c| crate::retention::kept_part(&c, &keep)) {
+                kept.insert(h.seq, part);
+            }
+        }
+        let newly = upto - self.forgotten;
+        self.kept = kept;
+        self.forgotten = upto;
+        self.epoch_keys.retain(|e, _| *e >= upto);
+        self.refold();
+        newly
+    }
+
+    /// This device's forgetting, to keep with its sealed local state (it
+    /// holds the plaintext the fold keeps from forgotten events):
+    /// [`crate::retention::encode_record`].
+    pub fn forgetting_record(&self) -> Vec<u8> {
+        crate::retention::encode_record(self.forgotten, &self.kept)
+    }
+
+    /// Restores a saved [`Replica::forgetting_record`] before the saved
+    /// events are ingested again (so forgotten epochs' envelopes are never
+    /// opened). Refused once events were ingested.
+    pub fn restore_forgetting(&mut self, record: &[u8]) -> Result<(), ReplicaError> {
+        if !self.events.is_empty() {
+            return Err(ReplicaError::NotNow(
+                "forgetting is restored before the saved events are read",
+            ));
+        }
+        let (epochs, kept) = crate::retention::decode_record(record)
+            .map_err(|_| ReplicaError::NotNow("the saved forgetting record is damaged"))?;
+        self.forgotten = epochs;
+        self.kept = kept;
+        self.state.forgotten.epochs = epochs;
+        Ok(())
+    }
+
+    /// Content shortening how long things are kept (one partner's choice).
+    pub fn retention_shorten(&self, days: u32) -> Result<Content, ReplicaError> {
+        crate::retention::check_days(days)?;
+        if days >= self.state.retention.days {
+            return Err(ReplicaError::NotNow(
+                "that isn't shorter than now; keeping things longer takes both of you (propose it)",
+            ));
+        }
+        Ok(Content::Retention { days })
+    }
+
+    /// Content proposing to keep things longer (applies once the partner agrees).
+    pub fn retention_propose(&self, days: u32) -> Result<Content, ReplicaError> {
+        crate::retention::check_days(days)?;
+        if days <= self.state.retention.days {
+            return Err(ReplicaError::NotNow(
+                "that isn't longer than now; to keep things for less time, shorten it",
+            ));
+        }
+        Ok(Content::Retention { days })
+    }
+
+    /// Content agreeing to the partner's proposal to keep things longer.
+    pub fn retention_agree(&self) -> Result<Content, ReplicaError> {
+        match self.state.retention.proposal {
+            Some((by, days, _)) if by != self.role => Ok(Content::AgreeRetention { days }),
+            Some(_) => Err(ReplicaError::NotNow(
+                "that proposal is yours; your partner is the one to agree to it",
+            )),
+            None => Err(ReplicaError::NotNow(
+                "there is no proposal to keep things longer right now",
+            )),
+        }
     }
 
     /// Whether this partner may make a request now, within the limits both

@@ -17,6 +17,7 @@ use crate::encoding::Writer;
 use crate::event::{Control, EventHash, Role};
 use crate::ids::{AgreementId, SpaceId};
 use crate::keys::{DeviceId, IdentityKey, IdentitySecret};
+use crate::retention::{Forgotten, Retention};
 use crate::sign::Label;
 
 /// Where an agreement version stands.
@@ -252,6 +253,12 @@ pub struct State {
     /// Device names chosen by their owners: the latest name and the event
     /// that gave it (issue 18).
     pub device_names: BTreeMap<DeviceId, (String, u64)>,
+    /// How long things are kept, and a proposal to keep them longer.
+    pub retention: Retention,
+    /// What this device forgot as agreed (epochs, events): those events are
+    /// in the log but no longer read, and the fold holds nothing of them but
+    /// what [`crate::retention::kept_part`] keeps.
+    pub forgotten: Forgotten,
 }
 
 /// Who sets the conditions, as the partners confirmed it. Pairing names a
@@ -390,7 +397,18 @@ impl State {
             Control::RevokeDevice { .. } => {
                 self.push(e, "removed a device; new messages use a new key".into())
             }
+            Control::Rotate { .. } => self.push(
+                e,
+                "changed the key for new messages, as scheduled (so older ones can be forgotten on time)"
+                    .into(),
+            ),
         }
+    }
+
+    /// Counts a sealed event of a forgotten epoch that left nothing in the
+    /// fold (it is not a problem: it was forgotten as agreed).
+    pub fn apply_forgotten(&mut self, _e: &Applied<'_>) {
+        self.forgotten.events += 1;
     }
 
     /// Records a sealed event this device could not decrypt or decode.
@@ -698,6 +716,48 @@ impl State {
                 }
                 self.consents.insert(e.by, (scope.clone(), e.seq));
                 self.push(e, format!("agreed to share a report until {}", scope.until));
+            }
+            Content::Retention { days } => {
+                let days = *days;
+                let now = self.retention.days;
+                if days < now {
+                    self.retention.days = days;
+                    self.retention.changed = Some((e.by, e.seq));
+                    self.retention.proposal = None;
+                    self.push(
+                        e,
+                        format!("chose to keep things for {days} days (before: {now} days)"),
+                    );
+                } else if days == now {
+                    self.push(e, format!("chose to keep things for {days} days, as now"));
+                } else {
+                    self.retention.proposal = Some((e.by, days, e.seq));
+                    self.push(
+                        e,
+                        format!(
+                            "proposed keeping things for {days} days (now {now}); it takes both of you"
+                        ),
+                    );
+                }
+            }
+            Content::AgreeRetention { days } => {
+                let days = *days;
+                match self.retention.proposal {
+                    Some((by, d, _)) if by != e.by && d == days => {
+                        let now = self.retention.days;
+                        self.retention.days = days;
+                        self.retention.changed = Some((e.by, e.seq));
+                        self.retention.proposal = None;
+                        self.push(
+                            e,
+                            format!("agreed to keep things for {days} days (before: {now} days)"),
+                        );
+                    }
+                    _ => self.problem(
+                        e,
+                        "agreeing to keep things longer without a matching proposal from the other partner",
+                    ),
+                }
             }
             Content::KeyExported { label } => {
                 self.key_exports.push((e.by, e.seq, label.clone()));
