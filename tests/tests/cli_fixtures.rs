@@ -142,3 +142,40 @@ fn regenerate_device_fixtures() {
         write(&dir.join(format!("{name}.toml")), toml.as_bytes());
     }
 }
+
+/// Issue 17's forgetting goldens: A's key store after B shortened retention
+/// to 60 days and A proposed keeping things for 90, for `retention`.
+#[test]
+#[ignore = "writes the golden tests' fixtures; run by hand when a format changes"]
+fn regenerate_retention_fixtures() {
+    let (_relay, mut a, mut b) = paired_couple();
+    a.now = Some("2027-01-01".into());
+    b.now = Some("2027-01-01".into());
+    b.ok(&["retention", "shorten", "60"]);
+    a.ok(&["retention", "propose", "90"]);
+    let dir = cmd_dir();
+    for f in ["key.age", "space.age"] {
+        let bytes = std::fs::read(a.home.join(f)).expect("key store");
+        write(&dir.join("retention.in/home").join(f), &bytes);
+    }
+    write(
+        &dir.join("retention.in/pass.txt"),
+        format!("{PASSPHRASE}\n").as_bytes(),
+    );
+    for (name, args) in [
+        ("retention", "\"retention\""),
+        ("retention-json", "\"--json\", \"retention\""),
+    ] {
+        let toml = format!(
+            "bin.name = \"troth\"\nargs = [\"--home\", \"home\", \"--passphrase-file\", \"pass.txt\", \"--offline\", {args}]\n\
+             fs.cwd = \"retention.in\"\n\n[env.add]\nTROTH_NOW = \"2027-01-03\"\n"
+        );
+        write(&dir.join(format!("{name}.toml")), toml.as_bytes());
+    }
+    // Out of range: one calm line, before anything is unlocked or sent.
+    write(
+        &dir.join("retention-out-of-range.toml"),
+        b"bin.name = \"troth\"\nargs = [\"--home\", \"home\", \"--passphrase-file\", \"pass.txt\", \"--offline\", \"retention\", \"shorten\", \"7\"]\n\
+          fs.cwd = \"retention.in\"\nstatus.code = 1\n\n[env.add]\nTROTH_NOW = \"2027-01-03\"\n",
+    );
+}

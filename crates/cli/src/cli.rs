@@ -70,6 +70,12 @@ pub enum Command {
         #[command(subcommand)]
         answer: Option<RolesCommand>,
     },
+    /// How long things are kept before both devices forget them (shorten alone; keeping longer takes both)
+    Retention {
+        /// What to change (without one: how long things are kept now)
+        #[command(subcommand)]
+        change: Option<RetentionCommand>,
+    },
     /// Propose, read, sign and review boundary agreements
     #[command(subcommand, alias = "agreements")]
     Agreement(AgreementCommand),
@@ -208,6 +214,23 @@ pub enum RolesCommand {
         #[arg(long, default_value = "")]
         comment: String,
     },
+}
+
+/// `troth retention …`
+#[derive(Subcommand, Debug)]
+pub enum RetentionCommand {
+    /// Keep things for fewer days (your choice alone; it applies at once)
+    Shorten {
+        /// How many days (30 to 3650)
+        days: u32,
+    },
+    /// Propose keeping things for more days (it applies once your partner agrees)
+    Propose {
+        /// How many days (30 to 3650)
+        days: u32,
+    },
+    /// Agree to your partner's proposal to keep things longer
+    Agree,
 }
 
 /// `troth web …`

@@ -20,7 +20,7 @@ use troth_core::state::{AgreementRecord, State, VersionStatus};
 
 use crate::cli::{
     AgreementCommand, Cli, Command, DeviceCommand, KeyCommand, LimitArgs, PairCommand,
-    PhoneCommand, Review, RoleArg, RolesCommand, WebCommand,
+    PhoneCommand, RetentionCommand, Review, RoleArg, RolesCommand, WebCommand,
 };
 use crate::ctx::{
     Ctx, EXIT_INTEGRITY, EXIT_KEY, fail, fail_with, parse_days, parse_wait, space_gone, when,
@@ -54,6 +54,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Pair(p) => pair(&ctx, p),
         Command::Agreement(a) => agreement(&ctx, a),
         Command::Roles { answer } => roles(&ctx, answer),
+        Command::Retention { change } => retention(&ctx, change),
         Command::Checkin {
             text,
             place,
@@ -903,6 +904,87 @@ fn roles(ctx: &Ctx, answer: Option<RolesCommand>) -> anyhow::Result<()> {
             "declined": roles.declined.as_ref().map(|(by, seq, c)| json!({
                 "by": role_name(*by), "seq": seq, "comment": c,
             })),
+        }),
+    )
+}
+
+// ------------------------------------------------------------------ retention
+
+/// `troth retention [shorten DAYS | propose DAYS | agree]`: how long things
+/// are kept before both devices forget them (issue 17). Every sync rotates
+/// keys monthly and forgets what ended more than this long ago.
+fn retention(ctx: &Ctx, change: Option<RetentionCommand>) -> anyhow::Result<()> {
+    let mut s = ctx.session()?;
+    let me = me(&s);
+    let done = match change {
+        None => None,
+        Some(RetentionCommand::Shorten { days }) => {
+            let c = s.replica().retention_shorten(days)?;
+            s.post(&c, ctx.now_ms, &mut OsRng)?;
+            s.replica_mut().forget(ctx.now_ms);
+            ctx.save(&s)?;
+            Some(format!(
+                "From now on things are kept for {days} days, on both of your devices."
+            ))
+        }
+        Some(RetentionCommand::Propose { days }) => {
+            let c = s.replica().retention_propose(days)?;
+            s.post(&c, ctx.now_ms, &mut OsRng)?;
+            ctx.save(&s)?;
+            Some(format!(
+                "You proposed keeping things for {days} days. It applies once your partner agrees (troth retention agree)."
+            ))
+        }
+        Some(RetentionCommand::Agree) => {
+            let c = s.replica().retention_agree()?;
+            s.post(&c, ctx.now_ms, &mut OsRng)?;
+            ctx.save(&s)?;
+            Some("You agreed; both of your devices keep things longer from now on.".to_owned())
+        }
+    };
+    let rep = s.replica();
+    let st = rep.state();
+    let r = &st.retention;
+    let mut lines = vec![format!(
+        "Things are kept for {} days. After that, both of your devices forget them: the keys that open them are deleted, so nobody can read them in Troth any more.",
+        r.days
+    )];
+    if let Some(d) = done {
+        lines.push(d);
+    }
+    if let Some((by, days, _)) = r.proposal {
+        lines.push(if by == me {
+            format!("You proposed keeping things for {days} days; waiting for your partner.")
+        } else {
+            format!(
+                "Your partner proposed keeping things for {days} days. If that feels right: troth retention agree."
+            )
+        });
+    }
+    if st.forgotten.epochs > 0 {
+        lines.push(format!(
+            "{} older events were forgotten as agreed (agreements still in force are kept).",
+            st.forgotten.events
+        ));
+    }
+    lines.push(format!(
+        "Shorten it alone any time (troth retention shorten DAYS); keeping things longer takes both of you (troth retention propose DAYS). Keys change every {} days.",
+        troth_core::members::ROTATION_PERIOD_MS / troth_core::state::DAY_MS
+    ));
+    say(
+        ctx,
+        &lines.join("\n"),
+        json!({
+            "days": r.days,
+            "default_days": troth_core::retention::DEFAULT_DAYS,
+            "changed": r.changed.map(|(by, seq)| json!({ "by": role_name(by), "seq": seq })),
+            "proposal": r.proposal.map(|(by, days, seq)| json!({
+                "by": role_name(by), "days": days, "seq": seq,
+            })),
+            "forgotten_epochs": st.forgotten.epochs,
+            "forgotten_events": st.forgotten.events,
+            "epoch": rep.chain().members().epoch(),
+            "rotation_days": troth_core::members::ROTATION_PERIOD_MS / troth_core::state::DAY_MS,
         }),
     )
 }
@@ -1830,8 +1912,25 @@ fn timeline(ctx: &Ctx) -> anyhow::Result<()> {
             .iter()
             .map(|e| view::entry_json_with(e, notes.get(&e.seq)))
             .collect();
-        println!("{}", json!({ "events": v }));
+        println!(
+            "{}",
+            json!({
+                "events": v,
+                "forgotten": { "epochs": st.forgotten.epochs, "events": st.forgotten.events },
+            })
+        );
         return Ok(());
+    }
+    let f = s.replica().state().forgotten;
+    if f.epochs > 0 {
+        println!(
+            "{}",
+            ctx.dim(&format!(
+                "Older events were forgotten as agreed ({} of them): they were kept for {} days, and agreements still in force are kept.",
+                f.events,
+                s.replica().state().retention.days
+            ))
+        );
     }
     print_entries(ctx, &s, 0);
     Ok(())
