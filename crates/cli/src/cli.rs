@@ -317,6 +317,23 @@ pub enum KeyCommand {
         /// The device (the start of its id, from `troth key devices`)
         device: String,
     },
+    /// Save a recovery kit: a device of yours that lives in a passphrase-protected file (your partner is told)
+    RecoveryKit {
+        /// Where to write it (never overwritten)
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// The kit's passphrase, from the first line of FILE (or set TROTH_NEW_PASSPHRASE)
+        #[arg(long, value_name = "FILE")]
+        new_passphrase_file: Option<PathBuf>,
+    },
+    /// On a new device with an empty key store: get back into your space from a recovery kit
+    Recover {
+        /// The kit file
+        file: PathBuf,
+        /// A lost device to revoke (the start of its id; repeat for several) [default: your only other device]
+        #[arg(long, value_name = "DEVICE")]
+        revoke: Vec<String>,
+    },
     /// List the devices in your space
     Devices,
 }

@@ -199,6 +199,11 @@ fn key(ctx: &Ctx, k: KeyCommand) -> anyhow::Result<()> {
             )
         }
         KeyCommand::Rotate => rotate(ctx),
+        KeyCommand::RecoveryKit {
+            out,
+            new_passphrase_file,
+        } => recovery_kit(ctx, &out, new_passphrase_file.as_deref()),
+        KeyCommand::Recover { file, revoke } => recover(ctx, &file, &revoke),
         KeyCommand::Revoke { device } => {
             let mut s = ctx.session()?;
             let target = find_device(s.replica(), &device)?;
@@ -663,6 +668,187 @@ fn find_device(r: &Replica, prefix: &str) -> anyhow::Result<DeviceId> {
         )),
         _ => Err(fail("Several devices start that way; give more of the id.")),
     }
+}
+
+/// `troth key recovery-kit`: adds a recovery device to the space (the
+/// partner is told, like any device), then writes its keys, the identity,
+/// the space, the relay and the identities to trust into one
+/// passphrase-protected file. Nothing is written if the device can't be added.
+fn recovery_kit(ctx: &Ctx, out: &Path, new_passphrase_file: Option<&Path>) -> anyhow::Result<()> {
+    if out.exists() {
+        return Err(ClientError::Exists(out.to_path_buf()).into());
+    }
+    let (keys, current) = unlock(ctx)?;
+    let pass = ctx.backup_passphrase(new_passphrase_file, &current)?;
+    drop(current);
+    troth_core::keyfile::check_passphrase(&pass)
+        .map_err(|e| fail_with(crate::ctx::EXIT_KEY, e.to_string()))?;
+    if !ctx.home.has_space() {
+        return Err(ClientError::NotPaired.into());
+    }
+    let stored = ctx.home.load_space(clone_keys(&keys)?)?;
+    let mut s = ctx.sync_session(stored)?;
+    let device = troth_core::keys::DeviceSecret::generate(&mut OsRng);
+    let cert = keys.identity.certify(&device, ctx.now_ms);
+    let now = ctx.now_ms;
+    let ev = s.post_with(|r| Ok(r.compose_add_device(&cert, now)?))?;
+    ctx.save(&s)?;
+    let r = s.replica();
+    let kit = troth_core::keyfile::RecoveryKit {
+        keys: KeyBundle {
+            identity: troth_core::keys::IdentitySecret::from_seed(&keys.identity.to_seed()),
+            device,
+            cert,
+        },
+        space: r.space(),
+        relay: s.relay().url().to_owned(),
+        role: r.role(),
+        anchors: r.chain().anchors().clone(),
+    };
+    let armored = {
+        let _s = ctx.spinner("Encrypting the kit…");
+        kit.encrypt(&pass, ctx.work_factor)?
+    };
+    write_new(out, armored.as_bytes())?;
+    let id = kit.keys.cert.device().id();
+    say(
+        ctx,
+        &format!(
+            "Saved a recovery kit to {} (recovery device {}, added to your space as #{}; your partner is told that you added a device).\nKeep it somewhere safe, apart from this device, with its passphrase. If you lose your devices: `troth key recover {}` on a new one.",
+            out.display(),
+            hex::encode(&id.0[..8]),
+            ev.header().seq,
+            out.display()
+        ),
+        json!({ "out": out, "device": hex::encode(id.0), "added_at_seq": ev.header().seq }),
+    )
+}
+
+/// `troth key recover KIT`: on an empty key store. The kit's device (a
+/// member) adds a fresh device of this identity, which then revokes the
+/// kit's device (the kit is spent) and the lost one.
+fn recover(ctx: &Ctx, file: &Path, revoke: &[String]) -> anyhow::Result<()> {
+    if ctx.home.has_keys() {
+        return Err(ClientError::Exists(ctx.home.key_path()).into());
+    }
+    let bytes = read_small(file, troth_core::keyfile::MAX_FILE)?;
+    let pass = ctx.passphrase("Passphrase of the recovery kit: ", false)?;
+    let kit = {
+        let _s = ctx.spinner("Opening the kit…");
+        troth_core::keyfile::RecoveryKit::decrypt(&bytes, &pass, MAX_WORK_FACTOR)?
+    };
+    let relay = RelayClient::new(&kit.relay)?;
+    let kit_device = kit.keys.cert.device().id();
+    let replica = Replica::open(
+        clone_keys(&kit.keys)?,
+        kit.role,
+        kit.space,
+        kit.anchors.clone(),
+    );
+    let mut s = Session::new(replica, relay.clone());
+    {
+        let _s = ctx.spinner("Reading your space…");
+        match s.sync_strict() {
+            Ok(_) => {}
+            Err(ClientError::Refused { status: 403, .. }) => {
+                return Err(fail(
+                    "This recovery kit has been used or revoked already, so it can't open the space. Nothing was saved. Your partner can pair with you again.",
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let me = kit.keys.identity.public();
+    let members = s.replica().chain().members();
+    if members.active_key(&kit_device).is_none() {
+        return Err(fail(
+            "This recovery kit has been used or revoked already. Nothing was saved.",
+        ));
+    }
+    // Which lost devices to revoke: those named, or the only other one.
+    let others: Vec<DeviceId> = members
+        .devices()
+        .filter(|(id, d)| d.is_active() && *d.cert.identity() == me && **id != kit_device)
+        .map(|(id, _)| *id)
+        .collect();
+    let lost: Vec<DeviceId> = if revoke.is_empty() {
+        if others.len() == 1 {
+            others.clone()
+        } else {
+            Vec::new()
+        }
+    } else {
+        revoke
+            .iter()
+            .map(|p| find_device(s.replica(), p))
+            .collect::<anyhow::Result<Vec<_>>>()?
+            .into_iter()
+            .filter(|d| *d != kit_device)
+            .collect()
+    };
+    let new = kit.keys.rotate_device(&mut OsRng, ctx.now_ms);
+    let now = ctx.now_ms;
+    s.post_with(|r| Ok(r.compose_add_device(&new.cert, now)?))?;
+    let old = s.into_replica();
+    let mut replica = Replica::open(
+        clone_keys(&new)?,
+        old.role(),
+        old.space(),
+        old.chain().anchors().clone(),
+    );
+    if replica.ingest(old.events()).error.is_some() {
+        return Err(fail_with(
+            EXIT_INTEGRITY,
+            "The new device couldn't verify the space; nothing was saved. Try again.",
+        ));
+    }
+    {
+        let _s = ctx.spinner("Protecting your key with the kit's passphrase…");
+        ctx.home.create_keys(&new, &pass, ctx.work_factor)?;
+    }
+    ctx.home.save_space(relay.url(), &replica)?;
+    let mut s = Session::new(replica, relay);
+    let mut revoked = Vec::new();
+    for d in std::iter::once(kit_device).chain(lost.iter().copied()) {
+        match s.post_with(|r| Ok(r.compose_revoke(d, now, &mut OsRng)?)) {
+            Ok(_) => revoked.push(d),
+            Err(e) => {
+                ctx.save(&s)?;
+                return Err(fail(format!(
+                    "This device is back in your space, but device {} couldn't be revoked yet ({e}). Run `troth key revoke {}`.",
+                    hex::encode(&d.0[..8]),
+                    hex::encode(&d.0[..8])
+                )));
+            }
+        }
+    }
+    ctx.save(&s)?;
+    let left: Vec<_> = others.iter().filter(|d| !lost.contains(d)).collect();
+    let mut words = format!(
+        "This device is back in your space, with keys of its own; your partner is told that you added a device.\nRevoked: the recovery kit's device{}.",
+        lost.iter()
+            .map(|d| format!(", {}", hex::encode(&d.0[..8])))
+            .collect::<String>()
+    );
+    if !left.is_empty() {
+        words.push_str(&format!(
+            "\nStill active: {}. If one of them is lost, revoke it: troth key revoke ID",
+            left.iter()
+                .map(|d| hex::encode(&d.0[..8]))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    words.push_str("\nThe kit is used up; save a new one: troth key recovery-kit --out FILE");
+    say(
+        ctx,
+        &words,
+        json!({
+            "device": hex::encode(s.replica().keys().cert.device().id().0),
+            "revoked": revoked.iter().map(|d| hex::encode(d.0)).collect::<Vec<_>>(),
+            "state_code": s.replica().state_code(),
+        }),
+    )
 }
 
 fn rotate(ctx: &Ctx) -> anyhow::Result<()> {

@@ -240,6 +240,15 @@ impl KeyBundle {
     }
 
     fn from_text(text: &str) -> Result<Self, KeyFileError> {
+        Self::from_text_as(text, "troth-key-bundle").map(|(k, _)| k)
+    }
+
+    /// Parses the bundle's fields from text whose first field is `marker: 1`;
+    /// returns the other fields too (a recovery kit's).
+    fn from_text_as<'t>(
+        text: &'t str,
+        marker: &str,
+    ) -> Result<(Self, std::collections::BTreeMap<&'t str, &'t str>), KeyFileError> {
         let bad = || KeyFileError::NotAKeyFile;
         let mut fields = std::collections::BTreeMap::new();
         for line in text.lines() {
@@ -250,7 +259,7 @@ impl KeyBundle {
             let (k, v) = line.split_once(':').ok_or_else(bad)?;
             fields.insert(k.trim(), v.trim());
         }
-        if fields.get("troth-key-bundle") != Some(&"1") {
+        if fields.get(marker) != Some(&"1") {
             return Err(bad());
         }
         let seed = |name: &str| -> Result<Zeroizing<[u8; 32]>, KeyFileError> {
@@ -279,30 +288,19 @@ impl KeyBundle {
         if *cert.identity() != identity.public() || *cert.device() != device.public() {
             return Err(bad());
         }
-        Ok(Self {
-            identity,
-            device,
-            cert,
-        })
+        Ok((
+            Self {
+                identity,
+                device,
+                cert,
+            },
+            fields,
+        ))
     }
 
     /// Encrypts the bundle with a passphrase (armored age text).
     pub fn encrypt(&self, passphrase: &str, work_factor: u8) -> Result<String, KeyFileError> {
-        let mut recipient = age::scrypt::Recipient::new(SecretString::from(passphrase.to_owned()));
-        recipient.set_work_factor(work_factor);
-        let enc = age::Encryptor::with_recipients(std::iter::once(&recipient as _))
-            .map_err(|_| KeyFileError::Write)?;
-        let mut out = Vec::new();
-        let armor =
-            age::armor::ArmoredWriter::wrap_output(&mut out, age::armor::Format::AsciiArmor)
-                .map_err(|_| KeyFileError::Write)?;
-        let mut w = enc.wrap_output(armor).map_err(|_| KeyFileError::Write)?;
-        w.write_all(self.to_text().as_bytes())
-            .map_err(|_| KeyFileError::Write)?;
-        w.finish()
-            .and_then(|armor| armor.finish())
-            .map_err(|_| KeyFileError::Write)?;
-        String::from_utf8(out).map_err(|_| KeyFileError::Write)
+        encrypt_text(&self.to_text(), passphrase, work_factor)
     }
 
     /// Decrypts a key file (armored or binary age), refusing files that ask for
@@ -312,6 +310,38 @@ impl KeyBundle {
         passphrase: &str,
         max_work_factor: u8,
     ) -> Result<Self, KeyFileError> {
+        let text = decrypt_text(file, passphrase, max_work_factor)?;
+        let text = std::str::from_utf8(&text).map_err(|_| KeyFileError::NotAKeyFile)?;
+        Self::from_text(text)
+    }
+}
+
+fn encrypt_text(text: &str, passphrase: &str, work_factor: u8) -> Result<String, KeyFileError> {
+    {
+        let mut recipient = age::scrypt::Recipient::new(SecretString::from(passphrase.to_owned()));
+        recipient.set_work_factor(work_factor);
+        let enc = age::Encryptor::with_recipients(std::iter::once(&recipient as _))
+            .map_err(|_| KeyFileError::Write)?;
+        let mut out = Vec::new();
+        let armor =
+            age::armor::ArmoredWriter::wrap_output(&mut out, age::armor::Format::AsciiArmor)
+                .map_err(|_| KeyFileError::Write)?;
+        let mut w = enc.wrap_output(armor).map_err(|_| KeyFileError::Write)?;
+        w.write_all(text.as_bytes())
+            .map_err(|_| KeyFileError::Write)?;
+        w.finish()
+            .and_then(|armor| armor.finish())
+            .map_err(|_| KeyFileError::Write)?;
+        String::from_utf8(out).map_err(|_| KeyFileError::Write)
+    }
+}
+
+fn decrypt_text(
+    file: &[u8],
+    passphrase: &str,
+    max_work_factor: u8,
+) -> Result<Zeroizing<Vec<u8>>, KeyFileError> {
+    {
         if file.len() > MAX_FILE {
             return Err(KeyFileError::NotAKeyFile);
         }
@@ -336,8 +366,124 @@ impl KeyBundle {
             .take(MAX_FILE as u64)
             .read_to_end(&mut text)
             .map_err(|_| KeyFileError::NotAKeyFile)?;
+        Ok(text)
+    }
+}
+
+/// A recovery kit (issue 18): a member device that lives in a file. At
+/// setup or later, a device adds a *recovery device* to the space like any
+/// other device (the partner is told) and writes its keys, with the
+/// identity, the space, the relay and the identities to trust, into one
+/// passphrase-protected age file. Being an active member, the recovery
+/// device keeps receiving every new epoch key, so a device restored from
+/// the kit reads the whole history. Restoring adds a fresh device of its
+/// own (announced to the partner like any new device) and revokes the
+/// recovery device (the kit is spent) and the lost one.
+pub struct RecoveryKit {
+    /// The identity and the recovery device's keys.
+    pub keys: KeyBundle,
+    /// The space.
+    pub space: crate::SpaceId,
+    /// The relay's address.
+    pub relay: String,
+    /// This person's role.
+    pub role: crate::event::Role,
+    /// The identities authenticated at pairing.
+    pub anchors: crate::log::TrustAnchors,
+}
+
+impl std::fmt::Debug for RecoveryKit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecoveryKit")
+            .field("keys", &self.keys)
+            .field("space", &self.space)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RecoveryKit {
+    /// Encrypts the kit with a passphrase (armored age text; `age -d` opens it).
+    pub fn encrypt(&self, passphrase: &str, work_factor: u8) -> Result<String, KeyFileError> {
+        let bundle = self.keys.to_text();
+        let rest = bundle
+            .strip_prefix("troth-key-bundle: 1\n")
+            .ok_or(KeyFileError::Write)?;
+        let hex_of = |k: &Option<crate::keys::IdentityKey>| {
+            k.map(|k| hex::encode(k.to_bytes())).unwrap_or_default()
+        };
+        let role = match self.role {
+            crate::event::Role::Leading => "leading",
+            crate::event::Role::Rebuilding => "rebuilding",
+        };
+        if self.relay.contains(['\n', '\r']) {
+            return Err(KeyFileError::Write);
+        }
+        let head = format!(
+            "troth-recovery-kit: 1\nspace: {}\nrelay: {}\nrole: {role}\nleading: {}\nrebuilding: {}\n",
+            self.space.to_hex(),
+            self.relay,
+            hex_of(&self.anchors.leading),
+            hex_of(&self.anchors.rebuilding),
+        );
+        let mut text = Zeroizing::new(String::with_capacity(head.len() + rest.len()));
+        text.push_str(&head);
+        text.push_str(rest);
+        encrypt_text(&text, passphrase, work_factor)
+    }
+
+    /// Opens a kit with its passphrase.
+    pub fn decrypt(
+        file: &[u8],
+        passphrase: &str,
+        max_work_factor: u8,
+    ) -> Result<Self, KeyFileError> {
+        let text = decrypt_text(file, passphrase, max_work_factor)?;
         let text = std::str::from_utf8(&text).map_err(|_| KeyFileError::NotAKeyFile)?;
-        Self::from_text(text)
+        let (keys, fields) = KeyBundle::from_text_as(text, "troth-recovery-kit")?;
+        let bad = || KeyFileError::NotAKeyFile;
+        let field = |k: &str| fields.get(k).copied().ok_or_else(bad);
+        let space = crate::SpaceId(
+            hex::decode(field("space")?)
+                .ok()
+                .and_then(|v| v.try_into().ok())
+                .ok_or_else(bad)?,
+        );
+        let role = match field("role")? {
+            "leading" => crate::event::Role::Leading,
+            "rebuilding" => crate::event::Role::Rebuilding,
+            _ => return Err(bad()),
+        };
+        let identity = |k: &str| -> Result<Option<crate::keys::IdentityKey>, KeyFileError> {
+            let v = field(k)?;
+            if v.is_empty() {
+                return Ok(None);
+            }
+            let b: [u8; 32] = hex::decode(v)
+                .ok()
+                .and_then(|v| v.try_into().ok())
+                .ok_or_else(bad)?;
+            crate::keys::IdentityKey::from_bytes(&b)
+                .map(Some)
+                .map_err(|_| bad())
+        };
+        let anchors = crate::log::TrustAnchors {
+            leading: identity("leading")?,
+            rebuilding: identity("rebuilding")?,
+        };
+        let mine = match role {
+            crate::event::Role::Leading => anchors.leading,
+            crate::event::Role::Rebuilding => anchors.rebuilding,
+        };
+        if mine != Some(keys.identity.public()) {
+            return Err(bad());
+        }
+        Ok(Self {
+            keys,
+            space,
+            relay: field("relay")?.to_owned(),
+            role,
+            anchors,
+        })
     }
 }
 
@@ -345,6 +491,49 @@ impl KeyBundle {
 mod tests {
     use super::*;
     use rand::SeedableRng;
+
+    #[test]
+    fn a_recovery_kit_round_trips_and_is_not_a_key_file() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(18);
+        let keys = KeyBundle::generate(&mut rng, 1);
+        let partner = IdentitySecret::generate(&mut rng).public();
+        let kit = RecoveryKit {
+            keys: keys.duplicate(),
+            space: crate::SpaceId([7; 16]),
+            relay: "http://127.0.0.1:8080".into(),
+            role: crate::event::Role::Rebuilding,
+            anchors: crate::log::TrustAnchors {
+                leading: Some(partner),
+                rebuilding: Some(keys.identity.public()),
+            },
+        };
+        let file = kit.encrypt("a kit for a rainy day", 4).expect("encrypt");
+        let back =
+            RecoveryKit::decrypt(file.as_bytes(), "a kit for a rainy day", 8).expect("opens");
+        assert_eq!(back.space, kit.space);
+        assert_eq!(back.relay, kit.relay);
+        assert_eq!(back.role, kit.role);
+        assert_eq!(back.anchors, kit.anchors);
+        assert_eq!(back.keys.cert, keys.cert);
+        assert!(matches!(
+            RecoveryKit::decrypt(file.as_bytes(), "not the passphrase", 8),
+            Err(KeyFileError::WrongPassphrase)
+        ));
+        // A kit is not a key file, and a key file is not a kit.
+        assert!(KeyBundle::decrypt(file.as_bytes(), "a kit for a rainy day", 8).is_err());
+        let key_file = keys.encrypt("a kit for a rainy day", 4).expect("encrypt");
+        assert!(RecoveryKit::decrypt(key_file.as_bytes(), "a kit for a rainy day", 8).is_err());
+        // A kit whose own identity is not the anchor for its role is refused.
+        let bad = RecoveryKit {
+            anchors: crate::log::TrustAnchors {
+                leading: Some(keys.identity.public()),
+                rebuilding: Some(partner),
+            },
+            ..kit
+        };
+        let file = bad.encrypt("a kit for a rainy day", 4).expect("encrypt");
+        assert!(RecoveryKit::decrypt(file.as_bytes(), "a kit for a rainy day", 8).is_err());
+    }
 
     #[test]
     fn weak_passphrases_are_refused() {
