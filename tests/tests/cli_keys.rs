@@ -267,6 +267,7 @@ fn the_partner_is_told_of_a_new_device_until_they_acknowledge_it() {
         .clone();
     assert_eq!(named_dev["name"], "Sam's laptop", "{list}");
     assert!(a.ok(&["device", "list"]).contains("“Sam's laptop”"));
+    assert!(a.ok(&["status"]).contains(", named “Sam's laptop”."));
     let out = a.fails(&["device", "name", "Not yours", "--device", &new[..12]]);
     assert_one_line(&out, 1);
     let out = b.fails(&["device", "name", "   "]);

@@ -288,10 +288,11 @@ fn event_time(r: &Replica, seq: u64) -> u64 {
 
 /// The calm words `troth status` and `troth device list` use for a device
 /// the partner added.
-fn new_device_words(seq: u64, ms: u64, active: bool) -> String {
+fn new_device_words(seq: u64, ms: u64, active: bool, name: Option<&str>) -> String {
     let since = if active { "" } else { " (since revoked)" };
+    let named = name.map(|n| format!(", named “{n}”")).unwrap_or_default();
     format!(
-        "Your partner added a device on {} (#{seq}){since}. If you didn't expect this, talk about it; you can withdraw consent at any time. (troth device ack once you have seen it)",
+        "Your partner added a device on {} (#{seq}){named}{since}. If you didn't expect this, talk about it; you can withdraw consent at any time. (troth device ack once you have seen it)",
         when(ms)
     )
 }
@@ -2217,8 +2218,9 @@ fn status(ctx: &Ctx) -> anyhow::Result<()> {
         .filter(|a| a.in_force_on(today).is_some())
         .count();
     println!("Agreements in force: {in_force}");
-    for (_, seq, ms, active) in &new_devices {
-        println!("• {}", new_device_words(*seq, *ms, *active));
+    for (id, seq, ms, active) in &new_devices {
+        let name = st.device_names.get(id).map(|(n, _)| n.as_str());
+        println!("• {}", new_device_words(*seq, *ms, *active, name));
     }
     if !st.roles.agreed() && st.partners.len() == 2 {
         println!(
