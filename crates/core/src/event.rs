@@ -140,7 +140,7 @@ pub enum Control {
     AddMember {
         /// The new member's device certificate.
         cert: DeviceCert,
-        /// Every epoch key so far, for the new device.
+        /// The epoch keys `k..=current` the adder still holds, for the new device.
         envelopes: Vec<Envelope>,
     },
     /// A member adds another device of their own (e.g. after a key rotation).
