@@ -225,6 +225,48 @@ test('the CLI links a browser; both verify everything and show the same state co
   await page.getByText('at the gym until 7').first().waitFor(LIVE);
 });
 
+test('a recovery kit brings a person back on a fresh profile; the lost device and the kit are removed', async () => {
+  const pa = await browser();
+  const pb = await browser();
+  await createKey(pa, PASS_A);
+  await createKey(pb, PASS_B);
+  const sn = await pair(pa, pb);
+
+  await safetyTab(pa);
+  await pa.getByTestId('save-kit').click();
+  await pa.getByRole('heading', { name: 'Save a recovery kit' }).waitFor(LIVE);
+  const KIT = 'a kit in the drawer at home';
+  await pa.getByLabel('A passphrase for the kit').fill(KIT);
+  await pa.getByLabel('The kit passphrase again').fill(KIT);
+  await checked(pa, 'kit-01-save');
+  const [dl] = await Promise.all([
+    pa.waitForEvent('download', LIVE),
+    pa.getByRole('button', { name: 'Save the recovery kit' }).click(),
+  ]);
+  const kitPath = await dl.path();
+  await pa.getByTestId('kit-saved').waitFor(LIVE);
+  await checked(pa, 'kit-02-saved');
+
+  // A loses that browser. A fresh profile restores from the kit.
+  const pa4 = await browser();
+  await pa4.getByRole('button', { name: 'Restore from a recovery kit' }).click();
+  await pa4.getByLabel('Recovery kit file').setInputFiles(kitPath);
+  await pa4.getByLabel("The kit's passphrase").fill('not the right one at all');
+  await checked(pa4, 'kit-03-restore');
+  await pa4.getByRole('button', { name: 'Restore from this kit' }).click();
+  await pa4.getByRole('alert').filter({ hasText: /passphrase/i }).first().waitFor(LIVE);
+  await pa4.getByLabel("The kit's passphrase").fill(KIT);
+  await pa4.getByRole('button', { name: 'Restore from this kit' }).click();
+  await pa4.getByRole('heading', { name: "You're connected" }).waitFor(LIVE);
+  assert.equal((await pa4.getByTestId('safety-number').innerText()).trim(), sn);
+  await pa4.getByRole('button', { name: "We'll compare later" }).click();
+  const want = await stateCode(pa4);
+  await sameCode([pb], want);
+  // The lost device and the kit's are removed: both show as removed to the partner.
+  const devices = await pb.evaluate(() => document.body.innerText);
+  assert.match(devices, /removed/i);
+});
+
 test('no serious or critical accessibility violations, no errors, no other origins', () => {
   assert.deepEqual(violations, []);
   assert.deepEqual(problems.flat(), []);

@@ -68,7 +68,7 @@ function buildTab(panel) {
   } else if (tab === 'timeline') {
     panel.append(h('h2', {}, 'Everything, newest first'), h('div', { id: 'live-timeline' }));
   } else {
-    panel.append(h('div', { id: 'live-safety' }), h('div', { id: 'live-devices' }), addDeviceCard(), nameCard(), rotateCard(), notifyCard(), calendarCard(), therapistForm(), keyCard(), lockCard(), codeCard(), leaveCard());
+    panel.append(h('div', { id: 'live-safety' }), h('div', { id: 'live-devices' }), addDeviceCard(), kitCard(), nameCard(), rotateCard(), notifyCard(), calendarCard(), therapistForm(), keyCard(), lockCard(), codeCard(), leaveCard());
   }
 }
 
@@ -204,5 +204,16 @@ function addDeviceCard() {
   return h('section', { class: 'card stack', 'aria-labelledby': 'add-dev-h' },
     h('h2', { id: 'add-dev-h' }, 'Your other devices'),
     h('p', {}, 'To use Troth on another phone or computer as well, add it here with a one-time code. It gets keys of its own; your partner is told that you added a device.'),
+    err, btn);
+}
+
+/** The Safety card for a recovery kit (`recovery.js` is loaded only when opened). */
+function kitCard() {
+  const btn = h('button', { type: 'button', class: 'secondary', 'data-testid': 'save-kit' }, 'Save a recovery kit');
+  const err = errorLine();
+  btn.addEventListener('click', () => act(btn, err, async () => (await import('./recovery.js')).showSaveKit()));
+  return h('section', { class: 'card stack', 'aria-labelledby': 'kit-card-h' },
+    h('h2', { id: 'kit-card-h' }, 'If you lose this device'),
+    h('p', {}, 'A recovery kit is a file that lets a new device back into your space, with your whole history. Without one, the way back is to pair again, with your partner.'),
     err, btn);
 }

@@ -112,10 +112,26 @@ export function showWelcome() {
   screen('Welcome to Troth',
     h('p', {}, 'A private place for the two of you to agree on what helps rebuild trust, and to keep those agreements in the open. Everything is encrypted on your devices; the server only ever sees scrambled data.'),
     h('div', { class: 'two' }, createForm, importForm),
-    joinCard(),
+    joinCard(), restoreCard(),
     h('section', { class: 'card stack', 'aria-labelledby': 'therapist-h' }, h('h2', { id: 'therapist-h' }, 'For therapists'),
       h('p', {}, 'A couple you work with wants to share a report with you? Make a key here to receive it. No account, and nothing is sent.'),
       therapist));
+}
+
+/** "Restore from a recovery kit": the form comes with `recovery.js`, loaded only when asked for. */
+function restoreCard() {
+  const btn = h('button', { type: 'button', class: 'secondary' }, 'Restore from a recovery kit');
+  const err = errorLine();
+  const card = h('section', { class: 'card stack', 'aria-labelledby': 'kit-in-h' },
+    h('h2', { id: 'kit-in-h' }, 'I lost my device'),
+    h('p', {}, "If you saved a recovery kit, this device can take the lost one's place."), err, btn);
+  btn.addEventListener('click', () => act(btn, err, async () => {
+    const { restoreForm } = await import('./recovery.js');
+    const form = restoreForm(unlocked);
+    card.replaceWith(form);
+    form.querySelector('input').focus();
+  }));
+  return card;
 }
 
 /** "I already use Troth on another device": the form comes with `link.js`, loaded only when asked for. */

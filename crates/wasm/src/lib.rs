@@ -21,6 +21,7 @@
 mod devices;
 mod json;
 mod link;
+mod recovery;
 mod report;
 mod therapist;
 
