@@ -13,7 +13,6 @@ import { store } from './lib/store.js';
 import { h, screen } from './lib/dom.js';
 import { watchCode } from './screens/code-change.js';
 import { showWelcome, showUnlock } from './screens/unlock.js';
-import { showTherapist } from './screens/therapist.js';
 import { refresh, showConnection } from './screens/space.js';
 import { on, S } from './lib/state.js';
 import { sync } from './lib/sync.js';
@@ -41,7 +40,8 @@ async function boot() {
   watchCode();
   const file = await store.get('keyfile');
   if (file) showUnlock();
-  else if (await store.get('therapist-key')) showTherapist();
+  // The therapist page loads on demand: most people never need it.
+  else if (await store.get('therapist-key')) (await import('./screens/therapist.js')).showTherapist();
   else showWelcome();
 }
 

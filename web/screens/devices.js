@@ -2,8 +2,9 @@
 // active or revoked), naming this person's devices, revoking their other
 // devices, replacing this device's keys; the banner when the partner adds a
 // device (until dismissed; the dismissal is sealed in this browser's meta
-// record, like the CLI's sealed `devices-seen`); and whether the safety
-// number changed since it was first seen here.
+// record, like the CLI's sealed `devices-seen`). Loaded by the space screen
+// once a space opens (not part of the first download); whether the safety
+// number changed is `safetyNote` in safety.js.
 import { Keys, Space } from '../troth_wasm.js';
 import { store } from '../lib/store.js';
 import { spaceApi, Offline } from '../lib/api.js';
@@ -38,25 +39,6 @@ export function deviceBanners() {
     h('h2', { id: 'newdev-h' }, fresh.length > 1 ? 'Your partner added devices' : 'Your partner added a device'),
     fresh.map((d) => h('p', {}, `Your partner added a device: ${d.name || unnamed}, ${when(d.addedAt)}${d.active ? '' : ' (since removed)'}. If you didn't expect this, talk about it; you can withdraw consent at any time.`)),
     h('p', { class: 'muted' }, 'Every device is listed under Safety → Devices.'), ok)];
-}
-
-/**
- * Whether the safety number is the one this browser first saw (a new
- * device of the same person never changes it; a different identity would).
- * The first number seen is kept, sealed, in the meta record.
- */
-export function safetyNote(st) {
-  if (!st.safetyNumber || !S.meta) return null;
-  if (!S.meta.safetySeen) { S.meta.safetySeen = st.safetyNumber; persist(); }
-  if (S.meta.safetySeen === st.safetyNumber) {
-    return h('p', { 'data-testid': 'safety-unchanged' }, 'Unchanged since this device first saw it. New devices of yours or your partner\'s never change it.');
-  }
-  const again = h('button', { type: 'button', class: 'secondary' }, 'We compared the new number in person');
-  again.addEventListener('click', async () => { S.meta.safetySeen = st.safetyNumber; S.meta.compared = true; await persist(); emit('refresh'); });
-  return h('section', { class: 'warning', role: 'alert', 'data-testid': 'safety-changed' },
-    h('h3', {}, 'The safety number changed'),
-    h('p', {}, `It was ${S.meta.safetySeen}. A new device never changes it: a change means one of you now has a different identity key, or someone is pretending to be one of you.`),
-    h('p', {}, 'Compare the number with your partner in person before you share anything more. If it differs, stop and talk.'), again);
 }
 
 /** The list of both partners' devices (redrawn with the state). */

@@ -9,7 +9,25 @@ import { persist } from '../lib/vault.js';
 import { send } from '../lib/sync.js';
 import { lock, lockMs, touch, showWelcome } from './unlock.js';
 import { refresh } from './space.js';
-import { safetyNote } from './devices.js';
+
+/**
+ * Whether the safety number is the one this browser first saw (a new
+ * device of the same person never changes it; a different identity would).
+ * The first number seen is kept, sealed, in the meta record.
+ */
+export function safetyNote(st) {
+  if (!st.safetyNumber || !S.meta) return null;
+  if (!S.meta.safetySeen) { S.meta.safetySeen = st.safetyNumber; persist(); }
+  if (S.meta.safetySeen === st.safetyNumber) {
+    return h('p', { 'data-testid': 'safety-unchanged' }, 'Unchanged since this device first saw it. New devices of yours or your partner\'s never change it.');
+  }
+  const again = h('button', { type: 'button', class: 'secondary' }, 'We compared the new number in person');
+  again.addEventListener('click', async () => { S.meta.safetySeen = st.safetyNumber; S.meta.compared = true; await persist(); refresh(); });
+  return h('section', { class: 'warning', role: 'alert', 'data-testid': 'safety-changed' },
+    h('h3', {}, 'The safety number changed'),
+    h('p', {}, `It was ${S.meta.safetySeen}. A new device never changes it: a change means one of you now has a different identity key, or someone is pretending to be one of you.`),
+    h('p', {}, 'Compare the number with your partner in person before you share anything more. If it differs, stop and talk.'), again);
+}
 
 /** The cards redrawn with the state: safety number, state code, sharing. */
 export function safetyCards(st) {

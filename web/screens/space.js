@@ -10,9 +10,20 @@ import { checkInForm, askForm, askedOfMe, intentCards, checkinList, fillAnswers 
 import { timeline } from './timeline.js';
 import { rolesCards, endRolesCard } from './roles.js';
 import { privateMoment } from './moment.js';
-import { safetyCards, therapistForm, keyCard, lockCard, codeCard, leaveCard } from './safety.js';
 import { notifyCard, calendarCard } from './notify.js';
-import { deviceBanners, deviceList, nameCard, rotateCard, safetyNote } from './devices.js';
+import { safetyCards, safetyNote, therapistForm, keyCard, lockCard, codeCard, leaveCard } from './safety.js';
+
+// Devices (list, banner, naming, new keys) load once a space opens: not
+// part of the first download. Until then (a few milliseconds) they draw nothing.
+let devices = null;
+function loadDevices() {
+  if (devices) return;
+  import('./devices.js').then((m) => { devices = m; fillDeviceForms(); refresh(); }).catch(() => { /* offline and not cached: retried on the next space screen */ });
+}
+function fillDeviceForms() {
+  const at = document.getElementById('device-forms');
+  if (at && devices && !at.childElementCount) at.append(devices.nameCard(), devices.rotateCard());
+}
 import { resume as resumePush } from '../lib/push.js';
 
 const integrityEl = document.getElementById('integrity');
@@ -47,6 +58,8 @@ export function showSpace() {
     h('div', { id: 'banners' }),
     tabs, panel);
   buildTab(panel);
+  loadDevices();
+  fillDeviceForms();
   document.getElementById('leave').hidden = false;
   refresh();
   // Once a session: a device with notifications on registers again, so
@@ -68,7 +81,7 @@ function buildTab(panel) {
   } else if (tab === 'timeline') {
     panel.append(h('h2', {}, 'Everything, newest first'), h('div', { id: 'live-timeline' }));
   } else {
-    panel.append(h('div', { id: 'live-safety' }), h('div', { id: 'live-devices' }), addDeviceCard(), kitCard(), nameCard(), rotateCard(), notifyCard(), calendarCard(), therapistForm(), keyCard(), lockCard(), codeCard(), leaveCard());
+    panel.append(h('div', { id: 'live-safety' }), h('div', { id: 'live-devices' }), addDeviceCard(), kitCard(), h('div', { id: 'device-forms' }), notifyCard(), calendarCard(), therapistForm(), keyCard(), lockCard(), codeCard(), leaveCard());
   }
 }
 
@@ -109,7 +122,7 @@ export function refresh() {
   put('live-checkins', ...checkinList(st));
   put('live-timeline', ...timeline(st));
   put('live-safety', ...safetyCards(st), ...endRolesCard(st));
-  put('live-devices', ...deviceList());
+  put('live-devices', ...(devices ? devices.deviceList() : []));
   const answers = document.getElementById('answers');
   if (answers) fillAnswers(answers, st);
 }
@@ -159,7 +172,7 @@ function bannerCards(st) {
   }
   // A changed safety number is shown loudly over every tab, not only under Safety.
   if (S.meta && S.meta.safetySeen && st.safetyNumber && S.meta.safetySeen !== st.safetyNumber) out.push(safetyNote(st));
-  out.push(...deviceBanners());
+  if (devices) out.push(...devices.deviceBanners());
   out.push(...rolesCards(st));
   for (const a of st.agreements.filter((x) => x.due)) {
     const b = h('button', { type: 'button' }, `Review “${a.title}”`);

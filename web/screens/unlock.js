@@ -9,7 +9,8 @@ import { openSpace } from '../lib/vault.js';
 import { loadLocal } from '../lib/intents.js';
 import { showStart, showSafety } from './pairing.js';
 import { showSpace } from './space.js';
-import { showTherapist } from './therapist.js';
+/** The therapist page, loaded on demand (most people never need it). */
+const showTherapist = async (note) => (await import('./therapist.js')).showTherapist(note);
 
 // Lock after five minutes without a touch or a key press (another time may
 // be chosen under Safety, kept in localStorage `troth.autolock.ms`; never more
