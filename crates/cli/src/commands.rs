@@ -407,26 +407,29 @@ fn join_device(ctx: &Ctx, code: &str, relay: &str, timeout: &str) -> anyhow::Res
 }
 
 fn device(ctx: &Ctx, d: DeviceCommand) -> anyhow::Result<()> {
-    let d = match d {
+    match d {
         DeviceCommand::Link {
             no_history,
             timeout,
-        } => return link_device(ctx, no_history, &timeout),
+        } => link_device(ctx, no_history, &timeout),
         DeviceCommand::Join {
             code,
             relay,
             timeout,
-        } => return join_device(ctx, &code, &relay, &timeout),
-        DeviceCommand::Name { name, device } => {
-            return name_device(ctx, &name, device.as_deref());
-        }
-        other => other,
-    };
+        } => join_device(ctx, &code, &relay, &timeout),
+        DeviceCommand::Name { name, device } => name_device(ctx, &name, device.as_deref()),
+        DeviceCommand::List => device_in_space(ctx, false),
+        DeviceCommand::Ack => device_in_space(ctx, true),
+    }
+}
+
+/// `troth device list` (`ack` false) and `troth device ack`: read the space.
+fn device_in_space(ctx: &Ctx, ack: bool) -> anyhow::Result<()> {
     let s = ctx.session()?;
     let r = s.replica();
     let seen = ctx.home.devices_seen(r.keys(), r.space());
-    match d {
-        DeviceCommand::List => {
+    match ack {
+        false => {
             let me = r.keys().cert.device().id();
             let my_identity = r.keys().identity.public();
             let members = r.chain().members();
@@ -492,8 +495,7 @@ fn device(ctx: &Ctx, d: DeviceCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        DeviceCommand::Name { .. } => Ok(()),
-        DeviceCommand::Ack => {
+        true => {
             let through = r.chain().head().map_or(0, |(seq, _)| seq);
             let n = partner_new_devices(r, seen).len();
             ctx.home.set_devices_seen(r.keys(), r.space(), through)?;
@@ -509,7 +511,6 @@ fn device(ctx: &Ctx, d: DeviceCommand) -> anyhow::Result<()> {
                 json!({ "acknowledged": n, "through_seq": through }),
             )
         }
-        DeviceCommand::Link { .. } | DeviceCommand::Join { .. } => Ok(()),
     }
 }
 
