@@ -316,58 +316,62 @@ impl KeyBundle {
     }
 }
 
-fn encrypt_text(text: &str, passphrase: &str, work_factor: u8) -> Result<String, KeyFileError> {
-    {
-        let mut recipient = age::scrypt::Recipient::new(SecretString::from(passphrase.to_owned()));
-        recipient.set_work_factor(work_factor);
-        let enc = age::Encryptor::with_recipients(std::iter::once(&recipient as _))
-            .map_err(|_| KeyFileError::Write)?;
-        let mut out = Vec::new();
-        let armor =
-            age::armor::ArmoredWriter::wrap_output(&mut out, age::armor::Format::AsciiArmor)
-                .map_err(|_| KeyFileError::Write)?;
-        let mut w = enc.wrap_output(armor).map_err(|_| KeyFileError::Write)?;
-        w.write_all(text.as_bytes())
-            .map_err(|_| KeyFileError::Write)?;
-        w.finish()
-            .and_then(|armor| armor.finish())
-            .map_err(|_| KeyFileError::Write)?;
-        String::from_utf8(out).map_err(|_| KeyFileError::Write)
-    }
+/// `text` encrypted with `passphrase` (armored age, scrypt at `work_factor`):
+/// key files, recovery kits and the therapist's identity file.
+pub(crate) fn encrypt_text(
+    text: &str,
+    passphrase: &str,
+    work_factor: u8,
+) -> Result<String, KeyFileError> {
+    let mut recipient = age::scrypt::Recipient::new(SecretString::from(passphrase.to_owned()));
+    recipient.set_work_factor(work_factor);
+    let enc = age::Encryptor::with_recipients(std::iter::once(&recipient as _))
+        .map_err(|_| KeyFileError::Write)?;
+    let mut out = Vec::new();
+    let armor = age::armor::ArmoredWriter::wrap_output(&mut out, age::armor::Format::AsciiArmor)
+        .map_err(|_| KeyFileError::Write)?;
+    let mut w = enc.wrap_output(armor).map_err(|_| KeyFileError::Write)?;
+    w.write_all(text.as_bytes())
+        .map_err(|_| KeyFileError::Write)?;
+    w.finish()
+        .and_then(|armor| armor.finish())
+        .map_err(|_| KeyFileError::Write)?;
+    String::from_utf8(out).map_err(|_| KeyFileError::Write)
 }
 
-fn decrypt_text(
+/// Opens a passphrase-protected age file (armored or binary, at most
+/// `MAX_FILE`), refusing one that asks for more scrypt work than
+/// `max_work_factor`.
+pub(crate) fn decrypt_text(
     file: &[u8],
     passphrase: &str,
     max_work_factor: u8,
 ) -> Result<Zeroizing<Vec<u8>>, KeyFileError> {
-    {
-        if file.len() > MAX_FILE {
-            return Err(KeyFileError::NotAKeyFile);
-        }
-        let dec = age::Decryptor::new_buffered(age::armor::ArmoredReader::new(file))
-            .map_err(|_| KeyFileError::NotAKeyFile)?;
-        if !dec.is_scrypt() {
-            return Err(KeyFileError::NotAKeyFile);
-        }
-        let mut identity = age::scrypt::Identity::new(SecretString::from(passphrase.to_owned()));
-        identity.set_max_work_factor(max_work_factor);
-        let mut r = dec
-            .decrypt(std::iter::once(&identity as _))
-            .map_err(|e| match e {
-                age::DecryptError::ExcessiveWork { .. } => KeyFileError::TooMuchWork,
-                age::DecryptError::DecryptionFailed | age::DecryptError::NoMatchingKeys => {
-                    KeyFileError::WrongPassphrase
-                }
-                _ => KeyFileError::NotAKeyFile,
-            })?;
-        let mut text = Zeroizing::new(Vec::new());
-        r.by_ref()
-            .take(MAX_FILE as u64)
-            .read_to_end(&mut text)
-            .map_err(|_| KeyFileError::NotAKeyFile)?;
-        Ok(text)
+    if file.len() > MAX_FILE {
+        return Err(KeyFileError::NotAKeyFile);
     }
+    let dec = age::Decryptor::new_buffered(age::armor::ArmoredReader::new(file))
+        .map_err(|_| KeyFileError::NotAKeyFile)?;
+    if !dec.is_scrypt() {
+        return Err(KeyFileError::NotAKeyFile);
+    }
+    let mut identity = age::scrypt::Identity::new(SecretString::from(passphrase.to_owned()));
+    identity.set_max_work_factor(max_work_factor);
+    let mut r = dec
+        .decrypt(std::iter::once(&identity as _))
+        .map_err(|e| match e {
+            age::DecryptError::ExcessiveWork { .. } => KeyFileError::TooMuchWork,
+            age::DecryptError::DecryptionFailed | age::DecryptError::NoMatchingKeys => {
+                KeyFileError::WrongPassphrase
+            }
+            _ => KeyFileError::NotAKeyFile,
+        })?;
+    let mut text = Zeroizing::new(Vec::new());
+    r.by_ref()
+        .take(MAX_FILE as u64)
+        .read_to_end(&mut text)
+        .map_err(|_| KeyFileError::NotAKeyFile)?;
+    Ok(text)
 }
 
 /// A recovery kit (issue 18): a member device that lives in a file. At

@@ -20,15 +20,15 @@
 //! own, [`UNTIL_PREFIX`] followed by the day (`Shared until: 2027-01-31`):
 //! [`until_line`] writes it (both clients' reports), [`report_until`] reads it.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::str::FromStr;
 
-use age::secrecy::{ExposeSecret, SecretString};
+use age::secrecy::ExposeSecret;
 use thiserror::Error;
 use zeroize::Zeroizing;
 
 use crate::agreement::Day;
-use crate::keyfile::{KeyFileError, MAX_FILE};
+use crate::keyfile::KeyFileError;
 
 /// Largest report a reader opens (a report of a long space is well under this).
 pub const MAX_REPORT: usize = 4 * 1024 * 1024;
@@ -129,21 +129,7 @@ impl TherapistKey {
     /// The identity file encrypted with `passphrase` (armored age text,
     /// scrypt at `work_factor`).
     pub fn encrypt(&self, passphrase: &str, work_factor: u8) -> Result<String, KeyFileError> {
-        let mut recipient = age::scrypt::Recipient::new(SecretString::from(passphrase.to_owned()));
-        recipient.set_work_factor(work_factor);
-        let enc = age::Encryptor::with_recipients(std::iter::once(&recipient as _))
-            .map_err(|_| KeyFileError::Write)?;
-        let mut out = Vec::new();
-        let armor =
-            age::armor::ArmoredWriter::wrap_output(&mut out, age::armor::Format::AsciiArmor)
-                .map_err(|_| KeyFileError::Write)?;
-        let mut w = enc.wrap_output(armor).map_err(|_| KeyFileError::Write)?;
-        w.write_all(self.to_text().as_bytes())
-            .map_err(|_| KeyFileError::Write)?;
-        w.finish()
-            .and_then(|armor| armor.finish())
-            .map_err(|_| KeyFileError::Write)?;
-        String::from_utf8(out).map_err(|_| KeyFileError::Write)
+        crate::keyfile::encrypt_text(&self.to_text(), passphrase, work_factor)
     }
 
     /// Opens a passphrase-protected identity file (armored or binary),
@@ -153,30 +139,7 @@ impl TherapistKey {
         passphrase: &str,
         max_work_factor: u8,
     ) -> Result<Self, KeyFileError> {
-        if file.len() > MAX_FILE {
-            return Err(KeyFileError::NotAKeyFile);
-        }
-        let dec = age::Decryptor::new_buffered(age::armor::ArmoredReader::new(file))
-            .map_err(|_| KeyFileError::NotAKeyFile)?;
-        if !dec.is_scrypt() {
-            return Err(KeyFileError::NotAKeyFile);
-        }
-        let mut identity = age::scrypt::Identity::new(SecretString::from(passphrase.to_owned()));
-        identity.set_max_work_factor(max_work_factor);
-        let mut r = dec
-            .decrypt(std::iter::once(&identity as _))
-            .map_err(|e| match e {
-                age::DecryptError::ExcessiveWork { .. } => KeyFileError::TooMuchWork,
-                age::DecryptError::DecryptionFailed | age::DecryptError::NoMatchingKeys => {
-                    KeyFileError::WrongPassphrase
-                }
-                _ => KeyFileError::NotAKeyFile,
-            })?;
-        let mut text = Zeroizing::new(Vec::new());
-        r.by_ref()
-            .take(MAX_FILE as u64)
-            .read_to_end(&mut text)
-            .map_err(|_| KeyFileError::NotAKeyFile)?;
+        let text = crate::keyfile::decrypt_text(file, passphrase, max_work_factor)?;
         let text = std::str::from_utf8(&text).map_err(|_| KeyFileError::NotAKeyFile)?;
         Self::from_text(text)
     }
@@ -216,6 +179,7 @@ impl TherapistKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
 
     fn encrypt_to(recipient: &str, text: &str) -> Vec<u8> {
         let r: age::x25519::Recipient = recipient.parse().expect("recipient");
