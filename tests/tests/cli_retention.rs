@@ -98,6 +98,9 @@ fn retention_is_chosen_together_and_old_epochs_are_forgotten_on_schedule() {
     at(&mut b, "2027-03-04");
     a.ok(&["sync"]);
     b.ok(&["sync"]);
+    // `troth sync` keeps the schedule too: the second month's key change.
+    assert_eq!(a.json(&["retention"])["epoch"], 2);
+    assert_eq!(rotations(&b), 2);
     for p in [&a, &b] {
         let w = words(p);
         assert!(!w.iter().any(|w| w.contains("at the gym")), "{w:?}");

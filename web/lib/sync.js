@@ -30,6 +30,7 @@ export async function sync() {
         const res = space.ingestPage(h ? h.seq : undefined, h ? h.hash : undefined, (r && r.events) || [], !!(r && r.more));
         if (!res.fetchMore) break;
       }
+      await keepSchedule(space);
       await persist();
     } while (S.again);
     S.waitingAdmission = false;
@@ -55,6 +56,27 @@ export async function sync() {
   }
 }
 
+
+/**
+ * Forgetting on schedule (issue 17), after each sync, as the CLI does: the
+ * monthly key change when it is due (if the partner's device did it first,
+ * the append is stale and the next sync finds theirs; nothing more is
+ * sent), then forgetting the epochs that ended more than the retention
+ * period ago (their keys deleted in core; the record saved sealed).
+ */
+async function keepSchedule(space) {
+  const ev = space.rotation(Date.now());
+  if (ev) {
+    try {
+      await S.api.append(ev);
+      space.ingest([ev]);
+    } catch (e) {
+      if (!(e instanceof RelayError && e.code === 'stale_head')) throw e;
+      S.again = true;
+    }
+  }
+  if (space.forget(Date.now()) > 0) emit('refresh');
+}
 
 /** Notes whether the live connection is up, and tells the screens. */
 function setOnline(on) {

@@ -22,6 +22,8 @@ export async function openSpace(sealed) {
     const meta = JSON.parse(keys.openLocal('idb:meta', sealed));
     const a = meta.anchors;
     space = Space.open(keys, meta.role, meta.id, a.leading || undefined, a.rebuilding || undefined);
+    // What this browser forgot as agreed: never reopened from old envelopes.
+    if (meta.forgetting) space.restoreForgetting(meta.forgetting);
     const events = (await store.events()).slice(0, meta.count).map((e, i) => keys.openLocal(`idb:event:${i}`, e));
     if ((events.length && space.ingest(events).error) || space.eventCount !== meta.count
       || (space.headHash || null) !== meta.head || meta.relay !== relayUrl()) throw new Error('changed');
@@ -34,6 +36,9 @@ export async function openSpace(sealed) {
   }
   S.space = space;
   S.api = spaceApi(space);
+  // Forgetting on schedule runs on opening as well as after each sync, so
+  // it happens on time even while the relay can't be reached.
+  if (space.forget(Date.now()) > 0) persist();
   connectLive();
   sync();
   return true;
@@ -48,7 +53,8 @@ export function persist() {
       const from = S.saved || 0;
       const evs = space.eventsFrom(from);
       S.meta = { ...S.meta, id: space.id, role: space.role, anchors: space.anchors, count: from + evs.length,
-        head: space.headHash || null, relay: relayUrl() };
+        head: space.headHash || null, relay: relayUrl(),
+        forgetting: space.forgottenEpochs ? space.forgettingRecord() : undefined };
       const pairs = evs.map((e, i) => [['ev', from + i], keys.sealLocal(`idb:event:${from + i}`, e)]);
       pairs.push(['space', keys.sealLocal('idb:meta', JSON.stringify(S.meta))]);
       await store.putAll(pairs);

@@ -3,7 +3,7 @@
 import { Keys, checkPassphrase, dayPlus } from '../troth_wasm.js';
 import { store } from '../lib/store.js';
 import { RelayError, Offline } from '../lib/api.js';
-import { S, who } from '../lib/state.js';
+import { S, who, me } from '../lib/state.js';
 import { h, field, passHint, checkbox, say, pause, act, errorLine, download, openDialog, closeDialog } from '../lib/dom.js';
 import { persist } from '../lib/vault.js';
 import { send } from '../lib/sync.js';
@@ -47,7 +47,48 @@ export function safetyCards(st) {
         `${who(role)} agreed to share ${c.includeCheckins ? 'agreements and check-ins' : 'agreements'} ${c.recipient ? 'with the therapist\'s key' : 'as a printed copy'} until ${c.until}${c.current ? '' : ' (ended)'}.`)))
         : h('p', { class: 'muted' }, 'Nothing is shared unless you both agree.'),
       ...reportButtons(st)),
+    retentionCard(st),
   ];
+}
+
+/**
+ * How long things are kept (issue 17, forgetting on schedule): in calm
+ * words, with "keep for less time" (one person's choice), "propose keeping
+ * longer" and, for a partner's proposal, "agree".
+ */
+function retentionCard(st) {
+  const r = st.retention;
+  if (!r) return null;
+  const err = errorLine();
+  const [daysField, days] = field('Days (30 to 3650)', 'input', { id: 'ret-days', type: 'number', min: '30', max: '3650', inputmode: 'numeric', value: String(r.days) });
+  const shorter = h('button', { type: 'button', class: 'secondary' }, 'Keep for less time');
+  shorter.addEventListener('click', () => act(shorter, err, () => {
+    const n = Number(days.value);
+    return send((now) => S.space.retentionShorten(n, now), `From now on things are kept for ${n} days on both of your devices.`);
+  }));
+  const longer = h('button', { type: 'button', class: 'secondary' }, 'Propose keeping longer');
+  longer.addEventListener('click', () => act(longer, err, () => {
+    const n = Number(days.value);
+    return send((now) => S.space.retentionPropose(n, now), `You proposed keeping things for ${n} days. It applies once your partner agrees.`);
+  }));
+  const p = r.proposal;
+  let proposal = null;
+  if (p && me(p.by)) {
+    proposal = h('p', {}, `You proposed keeping things for ${p.days} days; waiting for your partner.`);
+  } else if (p) {
+    const agree = h('button', { type: 'button' }, `Agree to keep things for ${p.days} days`);
+    agree.addEventListener('click', () => act(agree, err, () =>
+      send((now) => S.space.retentionAgree(now), `You agreed; things are kept for ${p.days} days from now on.`)));
+    proposal = h('div', { class: 'stack' }, h('p', {}, `Your partner proposed keeping things for ${p.days} days.`), agree);
+  }
+  return h('section', { class: 'card stack', 'aria-labelledby': 'ret-h', 'data-testid': 'retention' },
+    h('h2', { id: 'ret-h' }, 'How long things are kept'),
+    h('p', { 'data-testid': 'retention-days' }, `Things are kept for ${r.days} days. After that, both of your devices forget them: the keys that open them are deleted, and agreements still in force are kept.`),
+    r.forgottenEpochs ? h('p', { 'data-testid': 'forgotten' }, `${r.forgottenEvents} older events were forgotten as agreed.`) : null,
+    h('p', { class: 'muted' }, 'You can keep things for less time on your own. Keeping them longer takes both of you. What your partner already saved, screenshots, and a device that never syncs are outside what this can reach.'),
+    proposal,
+    daysField,
+    h('div', { class: 'row' }, shorter, longer), err);
 }
 
 function reportButtons(st) {

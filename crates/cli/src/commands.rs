@@ -2283,6 +2283,10 @@ fn sync(ctx: &Ctx) -> anyhow::Result<()> {
     if let Some(a) = r.alert {
         return Err(ClientError::Integrity(a).into());
     }
+    // Forgetting on schedule, as after every sync (`Ctx::sync_session`).
+    if s.keep_schedule(ctx.now_ms, &mut OsRng)? {
+        ctx.save(&s)?;
+    }
     let rep = s.replica();
     say(
         ctx,

@@ -348,6 +348,28 @@ pub(crate) fn state(r: &Replica, now_ms: u64, show: Option<usize>) -> JsValue {
         ),
         ("consents", consents.into()),
         (
+            "retention",
+            obj(&[
+                ("days", n(u64::from(st.retention.days))),
+                (
+                    "defaultDays",
+                    n(u64::from(troth_core::retention::DEFAULT_DAYS)),
+                ),
+                (
+                    "changedBy",
+                    opt(st.retention.changed, |(by, _)| s(role_name(by))),
+                ),
+                (
+                    "proposal",
+                    opt(st.retention.proposal, |(by, days, _)| {
+                        obj(&[("by", s(role_name(by))), ("days", n(u64::from(days)))])
+                    }),
+                ),
+                ("forgottenEpochs", n(u64::from(st.forgotten.epochs))),
+                ("forgottenEvents", n(st.forgotten.events)),
+            ]),
+        ),
+        (
             "roles",
             obj(&[
                 ("agreed", JsValue::from_bool(st.roles.agreed())),

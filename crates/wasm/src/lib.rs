@@ -710,6 +710,64 @@ impl Space {
         self.seal(&c, now)
     }
 
+    /// Keeps things for fewer days (one partner's choice; applies at once).
+    #[wasm_bindgen(js_name = retentionShorten)]
+    pub fn retention_shorten(&self, days: u32, now: f64) -> Result<String, JsError> {
+        let c = self.inner.retention_shorten(days).map_err(err)?;
+        self.seal(&c, now)
+    }
+
+    /// Proposes keeping things for more days (applies once the partner agrees).
+    #[wasm_bindgen(js_name = retentionPropose)]
+    pub fn retention_propose(&self, days: u32, now: f64) -> Result<String, JsError> {
+        let c = self.inner.retention_propose(days).map_err(err)?;
+        self.seal(&c, now)
+    }
+
+    /// Agrees to the partner's proposal to keep things longer.
+    #[wasm_bindgen(js_name = retentionAgree)]
+    pub fn retention_agree(&self, now: f64) -> Result<String, JsError> {
+        let c = self.inner.retention_agree().map_err(err)?;
+        self.seal(&c, now)
+    }
+
+    /// The monthly key change, if it is due at `now` (base64), else `undefined`.
+    pub fn rotation(&self, now: f64) -> Result<Option<String>, JsError> {
+        Ok(self
+            .inner
+            .compose_rotation(ms(now), &mut OsRng)
+            .map_err(err)?
+            .map(|e| b64(&e)))
+    }
+
+    /// Forgets, as agreed, the epochs that ended more than the retention
+    /// period before `now`; returns how many were newly forgotten.
+    pub fn forget(&mut self, now: f64) -> u32 {
+        self.inner.forget(ms(now))
+    }
+
+    /// How many epochs this device forgot.
+    #[wasm_bindgen(getter, js_name = forgottenEpochs)]
+    pub fn forgotten_epochs(&self) -> u32 {
+        self.inner.forgotten_epochs()
+    }
+
+    /// This device's forgetting record (base64; plaintext the fold keeps:
+    /// store it only sealed, with `Keys.sealLocal`).
+    #[wasm_bindgen(js_name = forgettingRecord)]
+    pub fn forgetting_record(&self) -> String {
+        STANDARD.encode(self.inner.forgetting_record())
+    }
+
+    /// Restores a saved forgetting record, before the saved events are ingested.
+    #[wasm_bindgen(js_name = restoreForgetting)]
+    pub fn restore_forgetting(&mut self, record: &str) -> Result<(), JsError> {
+        let bytes = STANDARD
+            .decode(record.trim())
+            .map_err(|_| err("the saved forgetting record is damaged"))?;
+        self.inner.restore_forgetting(&bytes).map_err(err)
+    }
+
     /// "No — we should talk about this first", with the person's words.
     #[wasm_bindgen(js_name = declineRoles)]
     pub fn decline_roles(&self, comment: &str, now: f64) -> Result<String, JsError> {
