@@ -60,16 +60,20 @@ function retentionCard(st) {
   const r = st.retention;
   if (!r) return null;
   const err = errorLine();
-  const [daysField, days] = field('Days (30 to 3650)', 'input', { id: 'ret-days', type: 'number', min: '30', max: '3650', inputmode: 'numeric', value: String(r.days) });
+  const [daysField, days] = field('Days (30 to 3650)', 'input', { id: 'ret-days', type: 'number', min: '30', max: '3650', inputmode: 'numeric', value: String(S.retentionDays || r.days) });
+  // The card is redrawn with every update: what is typed stays.
+  days.addEventListener('input', () => { S.retentionDays = days.value; });
   const shorter = h('button', { type: 'button', class: 'secondary' }, 'Keep for less time');
   shorter.addEventListener('click', () => act(shorter, err, () => {
     const n = Number(days.value);
-    return send((now) => S.space.retentionShorten(n, now), `From now on things are kept for ${n} days on both of your devices.`);
+    return send((now) => S.space.retentionShorten(n, now), `From now on things are kept for ${n} days on both of your devices.`)
+      .then(() => { S.retentionDays = undefined; });
   }));
   const longer = h('button', { type: 'button', class: 'secondary' }, 'Propose keeping longer');
   longer.addEventListener('click', () => act(longer, err, () => {
     const n = Number(days.value);
-    return send((now) => S.space.retentionPropose(n, now), `You proposed keeping things for ${n} days. It applies once your partner agrees.`);
+    return send((now) => S.space.retentionPropose(n, now), `You proposed keeping things for ${n} days. It applies once your partner agrees.`)
+      .then(() => { S.retentionDays = undefined; });
   }));
   const p = r.proposal;
   let proposal = null;
