@@ -25,11 +25,9 @@ use troth_core::replica::Replica;
 use zeroize::Zeroizing;
 
 use crate::error::Error;
+use crate::pair::{Turn, converse};
 use crate::relay::{Mailbox, RelayClient};
 use crate::session::Session;
-
-/// Longest single long poll.
-const MAX_POLL_SECS: u64 = 20;
 
 /// A linking run this device started: the code to show and the run to finish.
 pub struct LinkInvitation {
@@ -164,32 +162,25 @@ fn run(
     linking: Linking,
     deadline: Instant,
 ) -> Result<Ended, Error> {
-    let mut linking = Some(linking);
-    let mut after = 0;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(Error::LinkTimeout);
-        }
-        let wait = left.as_secs().clamp(1, MAX_POLL_SECS);
-        let got = relay.get_messages(mailbox, after, wait)?;
-        after = got.next;
-        for m in got.messages {
-            let l = linking.take().ok_or(Error::LinkEnded)?;
-            let (step, out) = l.receive(&m)?;
-            if let Some(out) = out {
-                relay.post_message(mailbox, out.as_bytes())?;
-            }
-            match step {
-                LinkStep::Continue(l) => linking = Some(l),
-                LinkStep::Admit(a) => return Ok(Ended::Admit(Box::new(a))),
-                LinkStep::Linked(l) => return Ok(Ended::Linked(Box::new(l))),
-            }
-        }
-        if got.closed {
-            return Err(Error::LinkEnded);
-        }
-    }
+    converse(
+        relay,
+        mailbox,
+        linking,
+        deadline,
+        || Error::LinkTimeout,
+        || Error::LinkEnded,
+        |l, m| {
+            let (step, out) = l.receive(m)?;
+            Ok((
+                match step {
+                    LinkStep::Continue(l) => Turn::Continue(l),
+                    LinkStep::Admit(a) => Turn::Done(Ended::Admit(Box::new(a))),
+                    LinkStep::Linked(l) => Turn::Done(Ended::Linked(Box::new(l))),
+                },
+                out,
+            ))
+        },
+    )
 }
 
 /// On the new device: joins with the code shown on the other device.

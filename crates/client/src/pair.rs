@@ -22,7 +22,7 @@ use troth_core::SpaceId;
 use troth_core::event::Role;
 use troth_core::keyfile::KeyBundle;
 use troth_core::log::TrustAnchors;
-use troth_core::pairing::{Paired, Pairing, PairingCode, Step};
+use troth_core::pairing::{Message, Paired, Pairing, PairingCode, Step};
 use troth_core::replica::Replica;
 use zeroize::Zeroizing;
 
@@ -120,30 +120,70 @@ fn run(
     pairing: Pairing,
     deadline: Instant,
 ) -> Result<Paired, Error> {
-    let mut pairing = Some(pairing);
+    converse(
+        relay,
+        mailbox,
+        pairing,
+        deadline,
+        || Error::PairingTimeout,
+        || Error::PairingEnded,
+        |p, m| {
+            let (step, out) = p.receive(m)?;
+            Ok((
+                match step {
+                    Step::Continue(p) => Turn::Continue(p),
+                    Step::Paired(done) => Turn::Done(done),
+                },
+                out,
+            ))
+        },
+    )
+}
+
+/// What one message did to a run over the mailbox (pairing or linking).
+pub(crate) enum Turn<S, T> {
+    /// Wait for the next message.
+    Continue(S),
+    /// The run ended.
+    Done(T),
+}
+
+/// Drives a PAKE run through the relay's mailbox until it ends: each
+/// message received goes to `receive`, and what it answers is posted.
+/// `timeout` and `ended` make the errors for a run past `deadline` and for a
+/// mailbox the other side closed without a word we could act on.
+pub(crate) fn converse<S, T>(
+    relay: &RelayClient,
+    mailbox: &Mailbox,
+    start: S,
+    deadline: Instant,
+    timeout: fn() -> Error,
+    ended: fn() -> Error,
+    mut receive: impl FnMut(S, &[u8]) -> Result<(Turn<S, T>, Option<Message>), Error>,
+) -> Result<T, Error> {
+    let mut state = Some(start);
     let mut after = 0;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Err(Error::PairingTimeout);
+            return Err(timeout());
         }
         let wait = left.as_secs().clamp(1, MAX_POLL_SECS);
         let got = relay.get_messages(mailbox, after, wait)?;
         after = got.next;
         for m in got.messages {
-            let p = pairing.take().ok_or(Error::PairingEnded)?;
-            let (step, out) = p.receive(&m)?;
+            let s = state.take().ok_or_else(ended)?;
+            let (turn, out) = receive(s, &m)?;
             if let Some(out) = out {
                 relay.post_message(mailbox, out.as_bytes())?;
             }
-            match step {
-                Step::Continue(p) => pairing = Some(p),
-                Step::Paired(done) => return Ok(done),
+            match turn {
+                Turn::Continue(s) => state = Some(s),
+                Turn::Done(done) => return Ok(done),
             }
         }
         if got.closed {
-            // The other side stopped without a word we could act on.
-            return Err(Error::PairingEnded);
+            return Err(ended());
         }
     }
 }
