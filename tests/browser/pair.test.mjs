@@ -417,10 +417,14 @@ test('an edited saved copy is refused and reported, never used; the untouched on
     q.onsuccess = () => { const c = q.result.transaction('kv').objectStore('kv').count(IDBKeyRange.bound(['ev', 0], ['ev', Infinity])); c.onsuccess = () => r(c.result); };
   }))) : 0;
   const last = await idb(pa, ['ev', count - 1]);
+  // Events before the head of the sealed snapshot of the verified state are
+  // not read while it opens (docs/WEB.md): two of them swapped are found by
+  // the full check, which runs once the snapshot is gone or does not match.
+  const snap = await idb(pa, 'snap');
   const edits = [
     ['the role', async () => idb(pa, 'space', flipped), async () => idb(pa, 'space', meta)],
-    ['two events swapped', async () => { await idb(pa, ['ev', 1], ev2); await idb(pa, ['ev', 2], ev1); },
-      async () => { await idb(pa, ['ev', 1], ev1); await idb(pa, ['ev', 2], ev2); }],
+    ['two events swapped', async () => { await idb(pa, ['ev', 1], ev2); await idb(pa, ['ev', 2], ev1); await idb(pa, 'snap', null); },
+      async () => { await idb(pa, ['ev', 1], ev1); await idb(pa, ['ev', 2], ev2); if (snap) await idb(pa, 'snap', snap); }],
     ['the last event dropped', async () => idb(pa, ['ev', count - 1], null), async () => idb(pa, ['ev', count - 1], last)],
   ];
   for (const [what, edit, undo] of edits) {

@@ -6,13 +6,16 @@
 /** How many more check-ins and timeline entries each "Show earlier" draws. */
 export const PAGE = 50;
 
+/** How many requests "Asked of you" draws at first (more on "Show earlier requests"). */
+export const ASKED = 10;
+
 /** Session state: dropped on lock (`resetSession`). */
 export let S = fresh();
 
 function fresh() {
   return { keys: null, therapist: null, space: null, api: null, meta: null, ws: null, tab: 'agreements', drafts: [], intents: [],
     online: false, syncing: false, again: false, backoff: 1000, pairing: null, gone: false, timers: [], pushResumed: false,
-    show: PAGE };
+    show: PAGE, asked: ASKED };
 }
 
 /** Starts a new, empty session (after locking). */

@@ -32,10 +32,12 @@ export const store = {
   set: (k, v) => tx('readwrite', (s) => s.put(v, k)),
   del: (k) => tx('readwrite', (s) => s.delete(k)),
   clear: () => tx('readwrite', (s) => s.clear()),
+  /** Writes `v` at `k` only while the record `other` is there (one transaction: a space removed meanwhile stays removed). */
+  setIf: (k, v, other) => tx('readwrite', (s) => { const g = s.get(other); g.onsuccess = () => { if (g.result !== undefined) s.put(v, k); }; }),
   /** Writes several [key, value] pairs in one transaction (all or nothing). */
   putAll: (pairs) => tx('readwrite', (s) => { for (const [k, v] of pairs) s.put(v, k); }),
   /** Removes the space's records (the key file stays). */
-  delSpace: () => tx('readwrite', (s) => { s.delete('space'); s.delete('local'); s.delete(IDBKeyRange.bound(['ev', 0], ['ev', Infinity])); }),
-  /** The stored events, in order (keys ['ev', seq]). */
-  events: () => tx('readonly', (s) => s.getAll(IDBKeyRange.bound(['ev', 0], ['ev', Infinity]))),
+  delSpace: () => tx('readwrite', (s) => { s.delete('space'); s.delete('local'); s.delete('snap'); s.delete(IDBKeyRange.bound(['ev', 0], ['ev', Infinity])); }),
+  /** The stored events `from` ≤ seq < `to`, in order (keys ['ev', seq]). */
+  events: (from = 0, to = Infinity) => tx('readonly', (s) => s.getAll(IDBKeyRange.bound(['ev', from], ['ev', to], false, true))),
 };

@@ -75,7 +75,9 @@ async function keepSchedule(space) {
       S.again = true;
     }
   }
-  if (space.forget(Date.now()) > 0) emit('refresh');
+  // (A space opened from its snapshot forgets at the next open that reads
+  // every stored event: see space.needsHistory.)
+  if (space.forget(Date.now()) > 0) { S.snapAt = -1; emit('refresh'); }
 }
 
 /** Notes whether the live connection is up, and tells the screens. */

@@ -1,7 +1,7 @@
 // Check-ins: the form (a place only when chosen, each time), asking for a
 // check-in or to see the phone, what was asked of this person, the list of
 // check-ins with acknowledgements, and what waits to be sent.
-import { S, me, who } from '../lib/state.js';
+import { S, PAGE, me, who } from '../lib/state.js';
 import { h, field, checkbox, say, act, errorLine, when } from '../lib/dom.js';
 import { sendOrKeep, saveLocal } from '../lib/intents.js';
 import { refresh, showEarlier } from './space.js';
@@ -38,7 +38,7 @@ export function checkInForm() {
 
 /** Fills the "This answers" choice with the partner's open requests. */
 export function fillAnswers(sel, st) {
-  const open = st.requests.filter((q) => !me(q.by) && q.open);
+  const open = st.requests.filter((q) => !me(q.by) && q.open).slice(-S.asked);
   const cur = sel.value;
   sel.replaceChildren(h('option', { value: '' }, 'Nothing in particular'),
     ...open.map((q) => h('option', { value: q.hash }, `Your partner's request${q.note ? `: ${q.note}` : ''} (${when(q.atMs)})`)));
@@ -124,8 +124,12 @@ export function askedOfMe(st) {
       return { at: p.atMs, el: li };
     }),
   ].sort((x, y) => y.at - x.at);
+  // The newest few, like every list here: what is drawn follows the screen.
+  const more = items.length > S.asked || st.requests.length < st.requestsTotal || st.phone.length < st.phoneTotal;
+  const earlier = more ? h('button', { type: 'button', class: 'quiet' }, 'Show earlier requests') : null;
+  if (earlier) earlier.addEventListener('click', () => { S.asked += PAGE; S.show = Math.max(S.show, S.asked); refresh(); });
   return [h('section', { class: 'card warm stack', 'aria-labelledby': 'asked-h' }, h('h2', { id: 'asked-h' }, 'Asked of you'),
-    h('ol', { class: 'timeline' }, items.map((i) => i.el)))];
+    h('ol', { class: 'timeline' }, items.slice(0, S.asked).map((i) => i.el)), earlier)];
 }
 
 function myRequests(st) {

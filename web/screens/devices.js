@@ -137,7 +137,11 @@ async function rotate(pass) {
   // 2. The new device verifies the whole log and reads it with the keys the AddDevice gave it.
   const a = oldSpace.anchors;
   const space = Space.open(fresh, oldSpace.role, oldSpace.id, a.leading || undefined, a.rebuilding || undefined);
-  const r = space.ingest(oldSpace.eventsFrom(0));
+  // The old space may hold only what came after its snapshot: the rest is
+  // read from this browser's saved records (sealed under the old keys).
+  await persist();
+  const saved = (await store.events(0, S.saved)).map((e, i) => oldKeys.openLocal(`idb:event:${i}`, e));
+  const r = space.ingest([...saved, ...oldSpace.eventsFrom(saved.length)]);
   if (r.error || space.eventCount !== oldSpace.eventCount) {
     space.free(); fresh.free();
     throw new Error('The new keys could not read your space, so this device keeps its old keys. Please try again later.');
@@ -153,6 +157,7 @@ async function rotate(pass) {
   await store.putAll(pairs);
   if (S.ws) { S.ws.onclose = null; S.ws.close(); S.ws = null; }
   S.keys = fresh; S.space = space; S.api = spaceApi(space); S.meta = meta; S.saved = evs.length;
+  S.snapAt = -1; // the snapshot was sealed for the old keys: a new one is written after the next save
   await saveLocal();
   try { oldSpace.free(); } catch { /* */ }
   try { oldKeys.free(); } catch { /* */ }

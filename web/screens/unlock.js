@@ -5,7 +5,7 @@ import { Keys, checkPassphrase } from '../troth_wasm.js';
 import { store } from '../lib/store.js';
 import { S, resetSession } from '../lib/state.js';
 import { h, field, passHint, say, pause, act, errorLine, screen, openDialog, closeDialog } from '../lib/dom.js';
-import { openSpace } from '../lib/vault.js';
+import { openSpace, snapshotOnLock } from '../lib/vault.js';
 import { loadLocal } from '../lib/intents.js';
 import { showStart, showSafety } from './pairing.js';
 import { showSpace } from './space.js';
@@ -41,6 +41,7 @@ export function lock(show = true) {
   for (const t of S.timers) clearTimeout(t);
   if (S.ws) { S.ws.onclose = null; S.ws.close(); }
   if (S.pairing) S.pairing.stop = true;
+  snapshotOnLock();
   try { S.space && S.space.free(); } catch { /* already freed */ }
   try { S.keys && S.keys.free(); } catch { /* already freed */ }
   const therapist = !!S.therapist;

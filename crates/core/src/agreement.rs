@@ -658,6 +658,11 @@ impl InForce {
         self.at
     }
 
+    /// The two signers with their signatures (sorted by key bytes).
+    pub fn signatures(&self) -> &[(IdentityKey, Signature); 2] {
+        &self.signers
+    }
+
     /// The two signers (sorted by key bytes).
     pub fn signers(&self) -> [&IdentityKey; 2] {
         [&self.signers[0].0, &self.signers[1].0]

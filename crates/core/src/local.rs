@@ -75,9 +75,25 @@ impl LocalKey {
     /// Seals `plaintext` as the record named `context`:
     /// `u8 1 || nonce (24) || ciphertext || tag`.
     pub fn seal(&self, context: &str, plaintext: &[u8], rng: &mut impl CryptoRngCore) -> Vec<u8> {
+        self.seal_with(&Self::aad(context), plaintext, rng)
+    }
+
+    /// Opens the record named `context`; anything altered, sealed under
+    /// another key or for another context is refused.
+    pub fn open(&self, context: &str, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, LocalError> {
+        self.open_with(&Self::aad(context), sealed)
+    }
+
+    /// Seals under associated data the caller built (a label of its own
+    /// first, e.g. the snapshot's `troth.app/v2/local-snapshot`).
+    pub(crate) fn seal_with(
+        &self,
+        aad: &[u8],
+        plaintext: &[u8],
+        rng: &mut impl CryptoRngCore,
+    ) -> Vec<u8> {
         let mut nonce = [0u8; NONCE_LEN];
         rng.fill_bytes(&mut nonce);
-        let aad = Self::aad(context);
         // Encryption fails only for plaintexts beyond 256 GiB.
         let ct = self
             .cipher()
@@ -85,7 +101,7 @@ impl LocalKey {
                 XNonce::from_slice(&nonce),
                 Payload {
                     msg: plaintext,
-                    aad: &aad,
+                    aad,
                 },
             )
             .unwrap_or_default();
@@ -96,17 +112,19 @@ impl LocalKey {
         out
     }
 
-    /// Opens the record named `context`; anything altered, sealed under
-    /// another key or for another context is refused.
-    pub fn open(&self, context: &str, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, LocalError> {
+    /// Opens what [`LocalKey::seal_with`] sealed under the same associated data.
+    pub(crate) fn open_with(
+        &self,
+        aad: &[u8],
+        sealed: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, LocalError> {
         let (&v, rest) = sealed.split_first().ok_or(LocalError)?;
         if v != VERSION || rest.len() < NONCE_LEN + 16 {
             return Err(LocalError);
         }
         let (nonce, ct) = rest.split_at(NONCE_LEN);
-        let aad = Self::aad(context);
         self.cipher()
-            .decrypt(XNonce::from_slice(nonce), Payload { msg: ct, aad: &aad })
+            .decrypt(XNonce::from_slice(nonce), Payload { msg: ct, aad })
             .map(Zeroizing::new)
             .map_err(|_| LocalError)
     }

@@ -172,6 +172,22 @@ impl ChainVerifier {
         }
     }
 
+    /// A history verified before (a replica's saved snapshot): the member
+    /// list and the hash of every event, as they were at its head.
+    pub(crate) fn restored(
+        space: SpaceId,
+        anchors: TrustAnchors,
+        members: Members,
+        hashes: Vec<EventHash>,
+    ) -> Self {
+        Self {
+            space,
+            anchors,
+            members,
+            hashes,
+        }
+    }
+
     /// The space.
     pub fn space(&self) -> SpaceId {
         self.space

@@ -22,6 +22,9 @@ use crate::keys::{DeviceCert, DeviceId, IdentityKey, SafetyNumber};
 use crate::log::{ChainError, ChainVerifier, TrustAnchors};
 use crate::state::{Applied, Ask, State, VersionStatus, sign_consent};
 
+mod snapshot;
+pub use snapshot::{Snapshot, SnapshotError};
+
 /// Why an event could not be composed.
 #[derive(Debug, Error)]
 #[non_exhaustive]
@@ -206,7 +209,21 @@ pub struct Replica {
     epoch_keys: BTreeMap<u32, EpochKey>,
     /// Each epoch's key commitment, from the signed event that started it.
     commitments: BTreeMap<u32, KeyCommitment>,
+    /// Verified events from `first` on (all of them unless restored).
     events: Vec<Event>,
+    /// The sequence number of `events[0]`: 0 unless restored from a
+    /// [`Snapshot`], then its head + 1.
+    first: u64,
+    /// Before `first` (restored from a snapshot): only the control events
+    /// and the events that proposed an agreement version, in order.
+    earlier: Vec<Event>,
+    /// The author times of the events before `first`.
+    earlier_times: Vec<u64>,
+    /// The epochs of the events before `first`.
+    earlier_epochs: Vec<u32>,
+    /// The fold at `first` (restored from a snapshot), to fold again from
+    /// when an epoch key arrives for events already folded unreadable.
+    base: Option<Box<State>>,
     state: State,
     alerts: Vec<Alert>,
     /// Epochs `0..forgotten` are forgotten: their keys are deleted and
@@ -221,7 +238,7 @@ impl std::fmt::Debug for Replica {
         f.debug_struct("Replica")
             .field("space", &self.chain.space())
             .field("role", &self.role)
-            .field("events", &self.events.len())
+            .field("events", &self.chain.len())
             .finish_non_exhaustive()
     }
 }
@@ -280,6 +297,11 @@ impl Replica {
             epoch_keys: BTreeMap::new(),
             commitments: BTreeMap::new(),
             events: Vec::new(),
+            first: 0,
+            earlier: Vec::new(),
+            earlier_times: Vec::new(),
+            earlier_epochs: Vec::new(),
+            base: None,
             state: State::default(),
             alerts: Vec::new(),
             forgotten: 0,
@@ -312,9 +334,47 @@ impl Replica {
         &self.state
     }
 
-    /// Every verified event, in order (what a client stores locally).
+    /// The verified events held in memory, in order: every one, unless the
+    /// replica was restored from a [`Snapshot`] — then those from
+    /// [`Replica::first_held`] on (what a client has yet to store).
     pub fn events(&self) -> &[Event] {
         &self.events
+    }
+
+    /// The sequence number of `events()[0]`: 0 unless restored from a
+    /// snapshot (then the snapshot's head + 1).
+    pub fn first_held(&self) -> u64 {
+        self.first
+    }
+
+    /// A verified event this replica holds (after a restore, the events
+    /// before the snapshot's head are held only if they are control events
+    /// or proposed an agreement version).
+    pub fn event_at(&self, seq: u64) -> Option<&Event> {
+        match seq.checked_sub(self.first) {
+            Some(i) => usize::try_from(i).ok().and_then(|i| self.events.get(i)),
+            None => self
+                .earlier
+                .binary_search_by_key(&seq, |e| e.header().seq)
+                .ok()
+                .and_then(|i| self.earlier.get(i)),
+        }
+    }
+
+    /// The epoch of every verified event, in order.
+    fn epochs(&self) -> impl Iterator<Item = u32> + '_ {
+        self.earlier_epochs
+            .iter()
+            .copied()
+            .chain(self.events.iter().map(|e| e.header().epoch))
+    }
+
+    /// The author time of every verified event, in order.
+    fn times(&self) -> impl Iterator<Item = u64> + '_ {
+        self.earlier_times
+            .iter()
+            .copied()
+            .chain(self.events.iter().map(|e| e.header().timestamp_ms))
     }
 
     /// Integrity alerts raised so far.
@@ -361,12 +421,7 @@ impl Replica {
         let had_unreadable = !self.state.problems.is_empty();
         let mut new_epochs = false;
         for ev in accepted {
-            if let Body::Control(c) = ev.body() {
-                if let Some(k) = c.commitment() {
-                    self.commitments.insert(ev.header().epoch, *k);
-                }
-            }
-            new_epochs |= self.open_envelopes(ev);
+            new_epochs |= self.note_control(ev);
         }
         self.events.extend_from_slice(accepted);
         if had_unreadable && new_epochs {
@@ -397,6 +452,17 @@ impl Replica {
             self.alerts.push(Alert { error: e.clone() });
         }
         r
+    }
+
+    /// Notes a verified control event's epoch commitment and opens its
+    /// envelopes (true if it yielded a key for an epoch not held before).
+    fn note_control(&mut self, ev: &Event) -> bool {
+        if let Body::Control(c) = ev.body() {
+            if let Some(k) = c.commitment() {
+                self.commitments.insert(ev.header().epoch, *k);
+            }
+        }
+        self.open_envelopes(ev)
     }
 
     /// Opens the envelopes addressed to this device in a verified control
@@ -498,7 +564,9 @@ impl Replica {
 
     /// Folds every verified event again from the start.
     fn refold(&mut self) {
-        self.state = State::default();
+        // Restored from a snapshot: from its fold (no event before it was
+        // unreadable, so folding those again would give the same).
+        self.state = self.base.as_deref().cloned().unwrap_or_default();
         self.state.forgotten.epochs = self.forgotten;
         for i in 0..self.events.len() {
             let ev = self.events[i].clone();
@@ -656,10 +724,7 @@ impl Replica {
     /// How many verified events of epochs before `from` a device added
     /// with history from epoch `from` would not be able to read.
     pub fn events_before_epoch(&self, from: u32) -> usize {
-        self.events
-            .iter()
-            .filter(|e| e.header().epoch < from)
-            .count()
+        self.epochs().filter(|e| *e < from).count()
     }
 
     /// Admits another device of this identity, sealing it the epoch keys
@@ -811,10 +876,38 @@ impl Replica {
     /// Whether the event at `seq` was forgotten as agreed (sealed, in a
     /// forgotten epoch): it is in the log but this device no longer reads it.
     pub fn is_forgotten(&self, seq: u64) -> bool {
-        usize::try_from(seq)
-            .ok()
-            .and_then(|i| self.events.get(i))
+        self.event_at(seq)
             .is_some_and(|e| e.header().epoch < self.forgotten)
+    }
+
+    /// Whether forgetting is due on `now_ms` while this replica, restored
+    /// from a [`Snapshot`], does not hold the events forgetting reads: the
+    /// client then opens the space from every stored event (and forgets).
+    pub fn needs_history(&self, now_ms: u64) -> bool {
+        self.first > 0 && self.forget_upto(now_ms) > self.forgotten
+    }
+
+    /// The epochs `0..upto` that are due to be forgotten on `now_ms`.
+    fn forget_upto(&self, now_ms: u64) -> u32 {
+        let retention_ms =
+            u64::from(self.state.retention.days).saturating_mul(crate::state::DAY_MS);
+        // epoch -> (seq, author time) of the event that started it.
+        let starts: BTreeMap<u32, (u64, u64)> = self
+            .earlier
+            .iter()
+            .chain(self.events.iter())
+            .filter(|e| matches!(e.body(), Body::Control(c) if c.commitment().is_some()))
+            .map(|e| (e.header().epoch, (e.header().seq, e.header().timestamp_ms)))
+            .collect();
+        let current = self.chain.members().epoch();
+        let mut upto = self.forgotten;
+        while upto < current {
+            match starts.get(&(upto + 1)) {
+                Some((_, ended)) if ended.saturating_add(retention_ms) <= now_ms => upto += 1,
+                _ => break,
+            }
+        }
+        upto
     }
 
     /// Forgets, as agreed, the epochs that ended more than the space's
@@ -828,24 +921,15 @@ impl Replica {
     /// from the oldest on, and the current epoch never. Returns how many
     /// epochs were newly forgotten. Clients call it on every sync and save
     /// [`Replica::forgetting_record`] with their local state.
+    ///
+    /// A replica restored from a [`Snapshot`] does not hold the events
+    /// before it, so it forgets nothing (0); opened from every stored event,
+    /// it does.
     pub fn forget(&mut self, now_ms: u64) -> u32 {
-        let retention_ms =
-            u64::from(self.state.retention.days).saturating_mul(crate::state::DAY_MS);
-        // epoch -> (seq, author time) of the event that started it.
-        let starts: BTreeMap<u32, (u64, u64)> = self
-            .events
-            .iter()
-            .filter(|e| matches!(e.body(), Body::Control(c) if c.commitment().is_some()))
-            .map(|e| (e.header().epoch, (e.header().seq, e.header().timestamp_ms)))
-            .collect();
-        let current = self.chain.members().epoch();
-        let mut upto = self.forgotten;
-        while upto < current {
-            match starts.get(&(upto + 1)) {
-                Some((_, ended)) if ended.saturating_add(retention_ms) <= now_ms => upto += 1,
-                _ => break,
-            }
+        if self.first > 0 {
+            return 0;
         }
+        let upto = self.forget_upto(now_ms);
         if upto <= self.forgotten {
             return 0;
         }
@@ -901,7 +985,7 @@ impl Replica {
     /// events are ingested again (so forgotten epochs' envelopes are never
     /// opened). Refused once events were ingested.
     pub fn restore_forgetting(&mut self, record: &[u8]) -> Result<(), ReplicaError> {
-        if !self.events.is_empty() {
+        if !self.events.is_empty() || self.first > 0 {
             return Err(ReplicaError::NotNow(
                 "forgetting is restored before the saved events are read",
             ));
@@ -1041,9 +1125,8 @@ impl Replica {
         let proof = v.in_force.as_ref().ok_or(ReplicaError::NotNow(
             "this version was never signed by both of you, so there is no certificate for it",
         ))?;
-        let ev = usize::try_from(v.proposed_at)
-            .ok()
-            .and_then(|i| self.events.get(i))
+        let ev = self
+            .event_at(v.proposed_at)
             .ok_or(ReplicaError::UnknownAgreement)?;
         let author = self
             .chain
@@ -1060,10 +1143,7 @@ impl Replica {
             return CertificateStatus::NotInThisSpace;
         }
         let at = cert.position();
-        let in_log = usize::try_from(at.seq)
-            .ok()
-            .and_then(|i| self.events.get(i))
-            .is_some_and(|e| e.hash() == at.event);
+        let in_log = self.chain.hash_at(at.seq) == Some(at.event);
         if !in_log {
             return CertificateStatus::NotInLog;
         }
@@ -1094,10 +1174,10 @@ impl Replica {
     /// cannot be refused without a trusted clock, but they must not pass
     /// silently.
     pub fn future_notes(&self, now_ms: u64) -> Vec<(u64, String)> {
-        self.events
-            .iter()
-            .filter(|e| e.header().timestamp_ms > now_ms.saturating_add(FUTURE_SLACK_MS))
-            .map(|e| (e.header().seq, NOTE_DATED_AHEAD.to_owned()))
+        self.times()
+            .zip(0u64..)
+            .filter(|(t, _)| *t > now_ms.saturating_add(FUTURE_SLACK_MS))
+            .map(|(_, seq)| (seq, NOTE_DATED_AHEAD.to_owned()))
             .collect()
     }
 

@@ -39,6 +39,9 @@ pub enum Label {
     PayloadCommitment,
     /// This device's key for its own saved state (an HKDF salt).
     LocalState,
+    /// A snapshot of the verified state, bound to its space and head
+    /// (associated data of the sealed record).
+    LocalSnapshot,
     /// A device's signature on an HTTP request to the relay.
     Request,
     /// Key confirmation and key transfer during pairing.
@@ -66,6 +69,7 @@ impl Label {
             Label::EpochKeyCommitment => "troth.app/v2/epoch-key-commitment",
             Label::PayloadCommitment => "troth.app/v2/payload-commitment",
             Label::LocalState => "troth.app/v2/local-state",
+            Label::LocalSnapshot => "troth.app/v2/local-snapshot",
             Label::Request => "troth.app/v1/request",
             Label::PairConfirm => "troth.app/v1/pair-confirm",
             Label::Export => "troth.app/v1/export",
@@ -76,7 +80,7 @@ impl Label {
     }
 
     /// Every label, for tests that check they are distinct.
-    pub const ALL: [Label; 15] = [
+    pub const ALL: [Label; 16] = [
         Label::Event,
         Label::EventHash,
         Label::AgreementCosign,
@@ -86,6 +90,7 @@ impl Label {
         Label::EpochKeyCommitment,
         Label::PayloadCommitment,
         Label::LocalState,
+        Label::LocalSnapshot,
         Label::Request,
         Label::PairConfirm,
         Label::Export,

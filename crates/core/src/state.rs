@@ -299,6 +299,9 @@ pub enum Ask {
     Phone,
 }
 
+/// The problem listed for a sealed event this device could not read.
+pub const PROBLEM_UNREADABLE: &str = "an event could not be read on this device";
+
 /// The words on a request beyond what both signed.
 pub const OUTSIDE_WORDS: &str = "outside what you agreed";
 
@@ -413,7 +416,7 @@ impl State {
 
     /// Records a sealed event this device could not decrypt or decode.
     pub fn apply_unreadable(&mut self, e: &Applied<'_>) {
-        self.problem(e, "an event could not be read on this device");
+        self.problem(e, PROBLEM_UNREADABLE);
         self.push(e, "(an event this device cannot read)".into());
     }
 

@@ -44,12 +44,7 @@ impl Space {
         let me = r.keys().identity.public();
         let this = r.keys().cert.device().id();
         let names = &r.state().device_names;
-        let at = |seq: u64| {
-            r.events()
-                .get(usize::try_from(seq).unwrap_or(usize::MAX))
-                .filter(|e| e.header().seq == seq)
-                .map_or(0, |e| e.header().timestamp_ms)
-        };
+        let at = |seq: u64| r.event_at(seq).map_or(0, |e| e.header().timestamp_ms);
         json::arr(members.devices().map(|(id, d)| {
             json::obj(&[
                 ("id", json::s(&hex::encode(id.0))),

@@ -290,10 +290,12 @@ pub(crate) fn state(r: &Replica, now_ms: u64, show: Option<usize>) -> JsValue {
         ("partnerJoined", JsValue::from_bool(st.partners.len() == 2)),
         ("safetyNumber", opt(r.safety_number(), |x| s(x.as_str()))),
         ("stateCode", s(&r.state_code())),
-        ("events", n(r.events().len() as u64)),
+        ("events", n(r.chain().len())),
         ("agreements", agreements),
         ("checkinsTotal", n(st.checkins.len() as u64)),
         ("timelineTotal", n(st.timeline.len() as u64)),
+        ("requestsTotal", n(st.requests.len() as u64)),
+        ("phoneTotal", n(st.phone.len() as u64)),
         ("due", arr(due.iter().map(|d| s(d)))),
         (
             "checkins",
@@ -312,7 +314,7 @@ pub(crate) fn state(r: &Replica, now_ms: u64, show: Option<usize>) -> JsValue {
         ),
         (
             "requests",
-            arr(st.requests.iter().map(|q| {
+            arr(st.requests.iter().skip(skip(st.requests.len())).map(|q| {
                 obj(&[
                     ("seq", n(q.seq)),
                     ("hash", s(&q.hash.to_hex())),
@@ -328,7 +330,7 @@ pub(crate) fn state(r: &Replica, now_ms: u64, show: Option<usize>) -> JsValue {
         ),
         (
             "phone",
-            arr(st.phone.iter().map(|p| {
+            arr(st.phone.iter().skip(skip(st.phone.len())).map(|p| {
                 let action = match p.action {
                     troth_core::content::PhoneAction::Asked => "asked",
                     troth_core::content::PhoneAction::Granted => "granted",

@@ -325,6 +325,101 @@ impl Space {
         })
     }
 
+    /// Restores a space from its sealed snapshot (`{seq, head, sealed}` as
+    /// `Space.snapshot` gave it), for the role, space and anchors stored in
+    /// the meta record. Refused (an error) if it does not open for that
+    /// space and head or does not match them: the page then verifies the
+    /// stored events from the start. Stored events after `seq` are then
+    /// given to `ingestSaved`.
+    #[allow(clippy::too_many_arguments)] // one plain argument per stored field, as `open` takes them
+    pub fn restore(
+        keys: &Keys,
+        role: &str,
+        space: &str,
+        leading: Option<String>,
+        rebuilding: Option<String>,
+        seq: f64,
+        head: &str,
+        sealed: &str,
+    ) -> Result<Space, JsError> {
+        let anchors = TrustAnchors {
+            leading: leading.as_deref().map(identity).transpose()?,
+            rebuilding: rebuilding.as_deref().map(identity).transpose()?,
+        };
+        if !(seq.is_finite() && seq >= 0.0) {
+            return Err(err(troth_core::replica::SnapshotError));
+        }
+        let bytes = STANDARD
+            .decode(sealed)
+            .map_err(|_| err(troth_core::replica::SnapshotError))?;
+        let inner = Replica::restore(
+            dup(&keys.inner)?,
+            parse_role(role)?,
+            SpaceId(hex_array("the space id", space)?),
+            anchors,
+            (seq as u64, event_hash(head)?),
+            &bytes,
+        )
+        .map_err(err)?;
+        Ok(Space { inner })
+    }
+
+    /// The verified state sealed for this device, bound to the space and
+    /// the head: `{seq, head, sealed}` (head hex, sealed base64), or
+    /// `undefined` for an empty space or while an event is unreadable here.
+    pub fn snapshot(&self) -> JsValue {
+        match self.inner.snapshot(&mut OsRng) {
+            Some(s) => json::obj(&[
+                ("seq", json::n(s.seq)),
+                ("head", json::s(&s.head.to_hex())),
+                ("sealed", json::s(&STANDARD.encode(&s.sealed))),
+            ]),
+            None => JsValue::UNDEFINED,
+        }
+    }
+
+    /// Opens this browser's sealed event records (`idb:event:<from + i>`,
+    /// base64) and verifies them on the head, in one call. Returns
+    /// `{accepted, error}` like `ingest`; a record that does not open stops
+    /// there with an error.
+    #[wasm_bindgen(js_name = ingestSaved)]
+    pub fn ingest_saved(&mut self, from: f64, sealed: Vec<String>) -> Result<JsValue, JsError> {
+        if !(from.is_finite() && from >= 0.0) {
+            return Err(err(troth_core::local::LocalError));
+        }
+        let key = self.inner.keys().local_key();
+        let mut decoded = Vec::with_capacity(sealed.len());
+        let mut bad = false;
+        for (i, rec) in sealed.iter().enumerate() {
+            let ev = STANDARD
+                .decode(rec)
+                .ok()
+                .and_then(|b| {
+                    key.open(&format!("idb:event:{}", from as u64 + i as u64), &b)
+                        .ok()
+                })
+                .and_then(|plain| STANDARD.decode(plain.as_slice()).ok())
+                .and_then(|b| Event::decode(&b).ok());
+            match ev {
+                Some(ev) => decoded.push(ev),
+                None => {
+                    bad = true;
+                    break;
+                }
+            }
+        }
+        let r = self.inner.ingest(&decoded);
+        let error = match (&r.error, bad) {
+            (Some(e), _) => Some(e.to_string()),
+            (None, true) => Some(troth_core::local::LocalError.to_string()),
+            _ => None,
+        };
+        Ok(json::obj(&[
+            ("accepted", json::n(r.accepted as u64)),
+            ("error", json::opt(error.as_deref(), json::s)),
+        ]))
+    }
+
     /// Opens the space a finished pairing joined (the joiner's side).
     #[wasm_bindgen(js_name = fromPairing)]
     pub fn from_pairing(keys: &Keys, pairing: &PairingSession) -> Result<Space, JsError> {
@@ -380,16 +475,18 @@ impl Space {
     /// How many verified events this device holds.
     #[wasm_bindgen(getter, js_name = eventCount)]
     pub fn event_count(&self) -> u32 {
-        u32::try_from(self.inner.events().len()).unwrap_or(u32::MAX)
+        u32::try_from(self.inner.chain().len()).unwrap_or(u32::MAX)
     }
 
-    /// The verified events from `from` on, base64 (what the page stores).
+    /// The verified events from `from` on, base64 (what the page stores;
+    /// after a restore, only events after the snapshot's head are held).
     #[wasm_bindgen(js_name = eventsFrom)]
     pub fn events_from(&self, from: u32) -> Vec<String> {
+        let skip = u64::from(from).saturating_sub(self.inner.first_held());
         self.inner
             .events()
             .iter()
-            .skip(from as usize)
+            .skip(usize::try_from(skip).unwrap_or(usize::MAX))
             .map(b64)
             .collect()
     }
@@ -492,8 +589,9 @@ impl Space {
     }
 
     /// The state a person sees, as a plain object (see docs/WEB.md). With
-    /// `show`, only the newest `show` check-ins and timeline entries are
-    /// handed over (`checkinsTotal` and `timelineTotal` count them all), so
+    /// `show`, only the newest `show` check-ins, timeline entries, requests
+    /// and phone-log entries are handed over (`checkinsTotal`,
+    /// `timelineTotal`, `requestsTotal` and `phoneTotal` count them all), so
     /// what crosses into JavaScript grows with what is on screen, not with
     /// the log.
     pub fn state(&self, now: f64, show: Option<u32>) -> JsValue {
@@ -747,6 +845,14 @@ impl Space {
     }
 
     /// How many epochs this device forgot.
+    #[wasm_bindgen(js_name = needsHistory)]
+    /// Whether forgetting is due at `now` while this space, restored from
+    /// its snapshot, lacks the events forgetting reads (core's
+    /// `Replica::needs_history`): open it from every stored event instead.
+    pub fn needs_history(&self, now: f64) -> bool {
+        self.inner.needs_history(ms(now))
+    }
+
     #[wasm_bindgen(getter, js_name = forgottenEpochs)]
     pub fn forgotten_epochs(&self) -> u32 {
         self.inner.forgotten_epochs()

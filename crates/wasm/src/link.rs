@@ -237,13 +237,10 @@ impl LinkSession {
     pub fn check_admitted(&self, space: &Space) -> Result<(), JsError> {
         let l = self.linked()?;
         let mine = &space.inner.keys().cert;
-        let ok = usize::try_from(l.added_at)
-            .ok()
-            .and_then(|i| space.inner.events().get(i))
-            .is_some_and(|ev| {
-                ev.hash() == l.event
-                    && matches!(ev.body(), Body::Control(c) if c.admitted() == Some(mine))
-            });
+        let ok = space.inner.event_at(l.added_at).is_some_and(|ev| {
+            ev.hash() == l.event
+                && matches!(ev.body(), Body::Control(c) if c.admitted() == Some(mine))
+        });
         if ok {
             Ok(())
         } else {
