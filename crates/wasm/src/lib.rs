@@ -844,15 +844,15 @@ impl Space {
         self.inner.forget(ms(now))
     }
 
-    /// How many epochs this device forgot.
-    #[wasm_bindgen(js_name = needsHistory)]
     /// Whether forgetting is due at `now` while this space, restored from
     /// its snapshot, lacks the events forgetting reads (core's
     /// `Replica::needs_history`): open it from every stored event instead.
+    #[wasm_bindgen(js_name = needsHistory)]
     pub fn needs_history(&self, now: f64) -> bool {
         self.inner.needs_history(ms(now))
     }
 
+    /// How many epochs this device forgot.
     #[wasm_bindgen(getter, js_name = forgottenEpochs)]
     pub fn forgotten_epochs(&self) -> u32 {
         self.inner.forgotten_epochs()
