@@ -13,18 +13,20 @@ import { store } from './lib/store.js';
 import { h, screen } from './lib/dom.js';
 import { watchCode } from './screens/code-change.js';
 import { showWelcome, showUnlock } from './screens/unlock.js';
-import { refresh, showConnection } from './screens/space.js';
 import { on, S } from './lib/state.js';
-import { sync } from './lib/sync.js';
-import { loadHelp } from './screens/moment.js';
+import { loadHelp } from './lib/help.js';
 
 // The lower layers say when something changed; the space screen redraws.
-on('refresh', refresh);
-on('online', showConnection);
+// Those events come only once a space is open, so the space's module (loaded
+// after the first screen, see screens/unlock.js) is there by then.
+on('refresh', () => { import('./screens/space.js').then((m) => m.refresh()); });
+on('online', () => { import('./screens/space.js').then((m) => m.showConnection()); });
 // Opened from a notification: fetch what is new.
 if ('serviceWorker' in navigator) {
   navigator.serviceWorker.addEventListener('message', (m) => {
-    if (m.data && m.data.troth === 'opened-from-notification' && S.space) sync().catch(() => {});
+    if (m.data && m.data.troth === 'opened-from-notification' && S.space) {
+      import('./lib/sync.js').then((s) => s.sync()).catch(() => {});
+    }
   });
 }
 

@@ -1,8 +1,8 @@
 // Pinned code (web/sw.js keeps the verified bundle): registers the service
 // worker and, when the server offers other code, keeps running the pinned
 // version and shows a calm notice that lets the person choose
-// (docs/WEB.md, "Pinned code").
-import { h, say, act, errorLine } from '../lib/dom.js';
+// (docs/WEB.md, "Pinned code"). The notice itself (code-offer.js) loads
+// only when there is something to say, to keep the first download small.
 
 /**
  * Installs the service worker that pins this copy of the app (web/sw.js),
@@ -25,7 +25,8 @@ export async function watchCode() {
   if (what) offerCode(reg, what, b && b.pinned, b && b.offered);
 }
 
-async function pinnedBundle() {
+/** The bundle hash this browser pinned, if any. */
+export async function pinnedBundle() {
   try {
     const r = await (await caches.open('troth-pin')).match('/pinned');
     return r ? r.text() : null;
@@ -40,33 +41,7 @@ async function bundleChange() {
   return pinned && offered && offered !== pinned ? { pinned, offered } : null;
 }
 
-const short = (x) => (x ? `${String(x).slice(0, 16)}…` : 'unknown');
-
-async function offerCode(reg, what, pinned, offered) {
-  const box = document.getElementById('code-change');
-  if (!box || box.dataset.shown) return;
-  box.dataset.shown = '1';
-  pinned = pinned || await pinnedBundle();
-  const keep = h('button', { type: 'button', class: 'secondary' }, 'Keep using my version');
-  const take = h('button', { type: 'button' }, 'Use the offered version');
-  const err = errorLine();
-  keep.addEventListener('click', () => { box.replaceChildren(); say('You are still using the version you had.'); });
-  take.addEventListener('click', () => act(take, err, async () => {
-    const sw = navigator.serviceWorker.controller;
-    if (sw) {
-      const answer = new Promise((resolve) => {
-        navigator.serviceWorker.addEventListener('message', (m) => resolve(m.data), { once: true });
-      });
-      sw.postMessage('pin-offered');
-      const a = await answer;
-      if (a && a.error) throw new Error(`The offered version did not check out (${a.error}). You are still using yours.`);
-    }
-    if (reg.waiting) reg.waiting.postMessage('skip-waiting');
-    location.reload();
-  }));
-  box.replaceChildren(h('section', { class: 'card stack notice', 'data-testid': 'code-change' },
-    h('h2', {}, 'This server offers different code for Troth'),
-    h('p', {}, `It changed ${what}. You are still running the version you had (bundle ${short(pinned)})${offered ? `; the server now offers bundle ${short(offered)}` : ''}. Nothing new runs until you choose.`),
-    h('p', { class: 'muted' }, `An update from Troth looks like this too. To check the offered code first, run "troth web verify ${location.origin}" on a computer you trust, or ask whoever runs this server what changed.`),
-    err, h('div', { class: 'row' }, keep, take)));
+/** Shows the notice (loaded on demand: most visits never need it). */
+function offerCode(reg, what, pinned, offered) {
+  import('./code-offer.js').then((m) => m.offerCode(reg, what, pinned, offered)).catch(() => { /* offline and not cached: shown next time */ });
 }

@@ -4,33 +4,10 @@
 // written to the log or sent anywhere, so the partner cannot tell whether
 // it was shown (the flag below lives in this page's memory only).
 import { h, openDialog, closeDialog } from '../lib/dom.js';
-import { helpWords } from '../lib/api.js';
+import { helpFor } from '../lib/help.js';
 
 const MONITORING = new Set(['whereabouts', 'phone']);
 let shown = false;
-// The relay operator's help words per language (issue 17): fetched once
-// when the app opens, whether or not this moment is ever shown, so the
-// request says nothing about it. Untrusted: shown as text, links https:/tel: only.
-let operatorHelp = [];
-
-/** Fetches the operator's help words (called once at start; failures keep the default). */
-export async function loadHelp() {
-  try {
-    const r = await helpWords();
-    if (r && Array.isArray(r.help)) operatorHelp = r.help.filter((x) => x && typeof x.lang === 'string' && typeof x.words === 'string');
-  } catch { /* offline or an older relay: the neutral default */ }
-}
-
-/** The operator's help for this browser's languages (exact tag, then its language), if any. */
-export function helpFor(languages) {
-  const by = (tag) => operatorHelp.find((x) => x.lang.toLowerCase() === tag);
-  for (const l of languages.map((x) => String(x).toLowerCase())) {
-    const hit = by(l) || by(l.split('-')[0]);
-    if (hit) return hit;
-  }
-  return null;
-}
-
 const SAFE_LINK = /^(https:\/\/[^\s]+|tel:[0-9+\-() ]+)$/;
 
 function helpSection() {

@@ -5,10 +5,23 @@ import { Keys, checkPassphrase } from '../troth_wasm.js';
 import { store } from '../lib/store.js';
 import { S, resetSession } from '../lib/state.js';
 import { h, field, passHint, say, pause, act, errorLine, screen, openDialog, closeDialog } from '../lib/dom.js';
-import { openSpace, snapshotOnLock } from '../lib/vault.js';
-import { loadLocal } from '../lib/intents.js';
-import { showStart, showSafety } from './pairing.js';
-import { showSpace } from './space.js';
+
+// Most of the app's code (the space, its tabs, sync and the saved copy) is
+// not needed for this first screen, so it loads after it: fetching starts
+// when a key is made, imported or unlocked, while scrypt runs, and is
+// awaited once the key is open. Keeps the first download small (docs/WEB.md).
+let later = null;
+let vaultLoaded = null;
+/** The modules the space needs, loaded once (a failed load is tried again next time). */
+export function loadLater() {
+  if (!later) {
+    later = Promise.all([import('../lib/vault.js'), import('../lib/intents.js'), import('./pairing.js'), import('./space.js')])
+      .then(([vault, intents, pairing, space]) => { vaultLoaded = vault; return { vault, intents, pairing, space }; })
+      .catch((e) => { later = null; throw e; });
+  }
+  return later;
+}
+const startLoading = () => { loadLater().catch(() => { /* awaited again after the key opens */ }); };
 /** The therapist page, loaded on demand (most people never need it). */
 const showTherapist = async (note) => (await import('./therapist.js')).showTherapist(note);
 
@@ -41,7 +54,7 @@ export function lock(show = true) {
   for (const t of S.timers) clearTimeout(t);
   if (S.ws) { S.ws.onclose = null; S.ws.close(); }
   if (S.pairing) S.pairing.stop = true;
-  snapshotOnLock();
+  if (vaultLoaded) vaultLoaded.snapshotOnLock();
   try { S.space && S.space.free(); } catch { /* already freed */ }
   try { S.keys && S.keys.free(); } catch { /* already freed */ }
   const therapist = !!S.therapist;
@@ -78,6 +91,7 @@ export function showWelcome() {
     act(create, err1, async () => {
       if (p1.value !== p2.value) throw new Error("The two passphrases aren't the same. Please type them again.");
       checkPassphrase(p1.value);
+      startLoading();
       say('Making your key… this takes a moment.');
       await pause(30);
       const keys = Keys.generate(Date.now());
@@ -101,6 +115,7 @@ export function showWelcome() {
       let text = pasted.value.trim();
       if (fileInput.files && fileInput.files[0]) text = await fileInput.files[0].text();
       if (!text) throw new Error('Choose your key file or paste it first.');
+      startLoading();
       say('Opening your key… this takes a moment.');
       await pause(30);
       const keys = Keys.unlock(new TextEncoder().encode(text), pass.value);
@@ -163,6 +178,7 @@ export function showUnlock(note) {
     act(btn, err, async () => {
       const file = await store.get('keyfile');
       if (!file) { showWelcome(); return; }
+      startLoading();
       say('Unlocking… this takes a moment.');
       await pause(30);
       let keys;
@@ -199,11 +215,12 @@ async function unlocked(keys) {
   S.keys = keys;
   lockBtn.hidden = false;
   touch();
+  const { vault, intents, pairing, space } = await loadLater();
   const sealed = await store.get('space');
-  if (!sealed) { showStart(); return; }
-  if (!await openSpace(sealed)) { showChanged(); return; }
-  await loadLocal();
-  if (!S.meta.compared && S.space.safetyNumber) showSafety(); else showSpace();
+  if (!sealed) { pairing.showStart(); return; }
+  if (!await vault.openSpace(sealed)) { showChanged(); return; }
+  await intents.loadLocal();
+  if (!S.meta.compared && S.space.safetyNumber) pairing.showSafety(); else space.showSpace();
   performance.mark('troth:interactive');
 }
 
@@ -212,7 +229,7 @@ function showChanged() {
   rm.addEventListener('click', () => {
     const yes = h('button', { type: 'button', class: 'gentle-stop' }, 'Remove the saved copy');
     const no = h('button', { type: 'button', class: 'secondary' }, 'Keep it for now');
-    yes.addEventListener('click', async () => { await store.delSpace(); closeDialog(); showStart(); });
+    yes.addEventListener('click', async () => { await store.delSpace(); closeDialog(); (await loadLater()).pairing.showStart(); });
     no.addEventListener('click', closeDialog);
     openDialog('Remove the saved copy of the space?',
       h('p', {}, 'Your key stays on this browser. To be in a space with your partner again, you pair again, side by side, and compare the safety number.'),
