@@ -40,3 +40,21 @@ export async function enterSpace(p1, p2) {
   for (const p of [p1, p2]) await p.getByRole('button', { name: 'They match — we compared them' }).click();
   for (const p of [p1, p2]) await p.getByRole('heading', { name: 'Our space' }).waitFor(LIVE);
 }
+
+const SLOW = { timeout: 30000 };
+
+/** Opens the Safety tab and waits for its state code. */
+export async function safetyTab(page) {
+  await page.getByRole('tab', { name: 'Safety' }).click();
+  await page.getByTestId('state-code').waitFor(SLOW);
+}
+
+/** On a new device's first screen: joins one's own space with the code another device shows. */
+export async function joinWithCode(page, code, pass) {
+  await page.getByRole('button', { name: 'I already use Troth on another device' }).click();
+  await page.getByLabel('A passphrase for this device').fill(pass);
+  await page.getByLabel('That passphrase again').fill(pass);
+  await page.getByLabel('The code your other device shows').fill(code);
+  await page.getByRole('button', { name: 'Join my space with this code' }).click();
+  await page.getByRole('heading', { name: "You're connected" }).waitFor(SLOW);
+}

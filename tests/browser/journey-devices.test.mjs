@@ -7,7 +7,7 @@ import { test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { buildRelay, startRelay, launch, openPage, axe, shoot, root } from './lib.mjs';
-import { createKey, pair } from './flows.mjs';
+import { createKey, pair, safetyTab, joinWithCode } from './flows.mjs';
 
 const LIVE = { timeout: 30000 };
 const PASS_A = 'river stones at dawn';
@@ -32,11 +32,6 @@ async function browser() {
 async function checked(page, name) {
   for (const v of await axe(page)) violations.push({ screen: name, ...v });
   await shoot(page, name);
-}
-
-async function safetyTab(page) {
-  await page.getByRole('tab', { name: 'Safety' }).click();
-  await page.getByTestId('state-code').waitFor(LIVE);
 }
 
 /** This page's own device id, from its device list. */
@@ -95,12 +90,7 @@ test('A links a second browser, moves to it, loses it and comes back from a kit;
   await a1.getByRole('button', { name: 'Show a code' }).click();
   await a1.getByTestId('link-code').waitFor(LIVE);
   const code = (await a1.getByTestId('link-code').innerText()).trim();
-  await a2.getByRole('button', { name: 'I already use Troth on another device' }).click();
-  await a2.getByLabel('A passphrase for this device').fill(PASS_A2);
-  await a2.getByLabel('That passphrase again').fill(PASS_A2);
-  await a2.getByLabel('The code your other device shows').fill(code);
-  await a2.getByRole('button', { name: 'Join my space with this code' }).click();
-  await a2.getByRole('heading', { name: "You're connected" }).waitFor(LIVE);
+  await joinWithCode(a2, code, PASS_A2);
   assert.equal((await a2.getByTestId('safety-number').innerText()).trim(), number, 'same identity, same number');
   await a2.getByRole('button', { name: "We'll compare later" }).click();
   await a1.getByTestId('device-added').waitFor(LIVE);

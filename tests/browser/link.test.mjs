@@ -9,6 +9,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildRelay, startRelay, launch, openPage, axe, shoot, root } from './lib.mjs';
+import { createKey, safetyTab, joinWithCode } from './flows.mjs';
 
 const LIVE = { timeout: 30000 };
 const PASS_A = 'river stones at dawn';
@@ -36,13 +37,6 @@ async function browser() {
   return r.page;
 }
 
-async function createKey(page, pass) {
-  await page.getByLabel('Choose a passphrase').fill(pass);
-  await page.getByLabel('Type it once more').fill(pass);
-  await page.getByRole('button', { name: 'Create my key' }).click();
-  await page.getByRole('heading', { name: 'Connect with your partner' }).waitFor(LIVE);
-}
-
 async function pair(p1, p2) {
   await p1.getByRole('button', { name: 'Start our space and get a code' }).click();
   const codeEl = p1.getByTestId('pairing-code');
@@ -58,24 +52,9 @@ async function pair(p1, p2) {
   return sn;
 }
 
-async function safetyTab(page) {
-  await page.getByRole('tab', { name: 'Safety' }).click();
-  await page.getByTestId('state-code').waitFor(LIVE);
-}
-
 async function stateCode(page) {
   await safetyTab(page);
   return (await page.getByTestId('state-code').innerText()).trim();
-}
-
-/** The new device's side, on the first screen. */
-async function joinWithCode(page, code, pass) {
-  await page.getByRole('button', { name: 'I already use Troth on another device' }).click();
-  await page.getByLabel('A passphrase for this device').fill(pass);
-  await page.getByLabel('That passphrase again').fill(pass);
-  await page.getByLabel('The code your other device shows').fill(code);
-  await page.getByRole('button', { name: 'Join my space with this code' }).click();
-  await page.getByRole('heading', { name: "You're connected" }).waitFor(LIVE);
 }
 
 /** Waits until every page shows the same state code as `want` (live updates). */
