@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, ChildStdout, Command, Output, Stdio};
 use std::sync::Arc;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -261,27 +261,39 @@ pub fn pair_at(a: &Person, b: &Person, url: &str) -> (String, String) {
     out
 }
 
+impl Person {
+    /// Starts a command that prints a one-time code alone on the first line
+    /// of standard output and then waits (`pair start`, `device link`);
+    /// returns the process, the code, and the rest of its standard output.
+    /// Panics, with what the command said, if the first line is not a code.
+    pub fn spawn_with_code(&self, args: &[&str]) -> (Child, String, BufReader<ChildStdout>) {
+        let mut child = self
+            .cmd(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn troth");
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut code = String::new();
+        stdout.read_line(&mut code).expect("code line");
+        let code = code.trim().to_owned();
+        if code.split('-').count() != 3 {
+            let _ = child.kill();
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                let _ = e.read_to_string(&mut err);
+            }
+            panic!("not a code alone on the first line: {code:?}; troth {args:?} said: {err}");
+        }
+        (child, code, stdout)
+    }
+}
+
 /// Pairs `a` (who starts, in the leading role) and `b` on the relay at
 /// `url`; neither confirms the roles yet.
 pub fn pair_unconfirmed(a: &Person, b: &Person, url: &str) -> (String, String) {
-    let mut start = a
-        .cmd(&["pair", "start", "--relay", url, "--timeout", "60s"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("pair start");
-    let mut stdout = BufReader::new(start.stdout.take().expect("stdout"));
-    let mut code = String::new();
-    stdout.read_line(&mut code).expect("code line");
-    let code = code.trim().to_owned();
-    if code.split('-').count() != 3 {
-        let _ = start.kill();
-        let mut err = String::new();
-        if let Some(mut e) = start.stderr.take() {
-            let _ = e.read_to_string(&mut err);
-        }
-        panic!("not a code: {code:?}; pair start said: {err}");
-    }
+    let (mut start, code, mut stdout) =
+        a.spawn_with_code(&["pair", "start", "--relay", url, "--timeout", "60s"]);
     let joined = b.ok(&["pair", "join", &code, "--relay", url]);
     let mut rest = String::new();
     stdout.read_to_string(&mut rest).expect("rest");

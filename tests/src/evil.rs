@@ -310,3 +310,63 @@ async fn lie(State(control): State<Shared>, req: Request, next: Next) -> Respons
         }
     }
 }
+
+/// Now, in Unix milliseconds.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Two partners paired through `relay` (a malicious relay that is honest
+/// until told otherwise), each verified by the other, with the seeded RNG
+/// that made their keys; both clients are real sessions over HTTP.
+pub fn couple(
+    relay: &EvilRelay,
+    seed: u64,
+) -> (
+    troth_client::session::Session,
+    troth_client::session::Session,
+    rand::rngs::StdRng,
+) {
+    use rand::SeedableRng;
+    use troth_client::relay::RelayClient;
+    use troth_client::session::Session;
+    use troth_core::SpaceId;
+    use troth_core::event::Role;
+    use troth_core::keyfile::KeyBundle;
+    use troth_core::log::TrustAnchors;
+    use troth_core::replica::Replica;
+
+    let client = RelayClient::new(&relay.url).expect("client");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let now = now_ms();
+    let ka = KeyBundle::generate(&mut rng, now);
+    let kb = KeyBundle::generate(&mut rng, now);
+    let space = SpaceId::random(&mut rng);
+    let a_id = ka.identity.public();
+    let (mut ra, genesis) =
+        Replica::create(ka, Role::Leading, space, now, &mut rng).expect("create");
+    client
+        .create_space(&ra.keys().device, &genesis)
+        .expect("create space");
+    assert_eq!(ra.ingest(&[genesis]).accepted, 1);
+    ra.trust_partner(kb.identity.public());
+    let b_cert = kb.cert.clone();
+    let mut a = Session::new(ra, client.clone());
+    a.post_with(|r| Ok(r.compose_add_member(&b_cert, now)?))
+        .expect("add member");
+    let rb = Replica::open(
+        kb,
+        Role::Rebuilding,
+        space,
+        TrustAnchors {
+            leading: Some(a_id),
+            rebuilding: None,
+        },
+    );
+    let mut b = Session::new(rb, client);
+    b.sync_strict().expect("b syncs");
+    (a, b, rng)
+}

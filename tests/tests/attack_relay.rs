@@ -9,15 +9,14 @@ use rand::rngs::StdRng;
 use troth_client::relay::RelayClient;
 use troth_client::session::Session;
 use troth_client::store::clone_keys;
-use troth_core::SpaceId;
 use troth_core::content::Content;
 use troth_core::event::{Body, Control, Envelope, Event, Header, Role};
 use troth_core::keyfile::KeyBundle;
 use troth_core::keys::{DeviceSecret, IdentitySecret};
-use troth_core::log::{ChainError, TrustAnchors};
+use troth_core::log::ChainError;
 use troth_core::members::MembershipError;
 use troth_core::replica::Replica;
-use troth_tests::evil::{Attack, EvilRelay};
+use troth_tests::evil::{Attack, EvilRelay, couple, now_ms};
 
 struct World {
     relay: EvilRelay,
@@ -27,46 +26,12 @@ struct World {
     now: u64,
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 impl World {
     /// Two partners in a space with `n` check-ins, all verified by both.
     fn new(seed: u64, n: usize) -> World {
         let relay = EvilRelay::start();
-        let client = RelayClient::new(&relay.url).expect("client");
-        let mut rng = StdRng::seed_from_u64(seed);
         let now = now_ms();
-        let ka = KeyBundle::generate(&mut rng, now);
-        let kb = KeyBundle::generate(&mut rng, now);
-        let space = SpaceId::random(&mut rng);
-        let a_id = ka.identity.public();
-        let (mut ra, genesis) =
-            Replica::create(ka, Role::Leading, space, now, &mut rng).expect("create");
-        client
-            .create_space(&ra.keys().device, &genesis)
-            .expect("create space");
-        assert_eq!(ra.ingest(&[genesis]).accepted, 1);
-        ra.trust_partner(kb.identity.public());
-        let b_cert = kb.cert.clone();
-        let mut a = Session::new(ra, client.clone());
-        a.post_with(|r| Ok(r.compose_add_member(&b_cert, now)?))
-            .expect("add member");
-        let rb = Replica::open(
-            kb,
-            Role::Rebuilding,
-            space,
-            TrustAnchors {
-                leading: Some(a_id),
-                rebuilding: None,
-            },
-        );
-        let mut b = Session::new(rb, client);
-        b.sync_strict().expect("b syncs");
+        let (a, b, rng) = couple(&relay, seed);
         let mut w = World {
             relay,
             a,

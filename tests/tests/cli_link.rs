@@ -4,8 +4,8 @@
 //! joins with keys of its own. All devices verify every event and show the
 //! same state code; a wrong code fails on both sides and burns the code.
 
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, ChildStdout, Stdio};
+use std::io::{BufReader, Read};
+use std::process::{Child, ChildStdout};
 
 use troth_tests::cli::{Person, Relay, assert_one_line, pair, snapshot};
 
@@ -14,25 +14,7 @@ use troth_tests::cli::{Person, Relay, assert_one_line, pair, snapshot};
 fn start_link(p: &Person, extra: &[&str]) -> (Child, String, BufReader<ChildStdout>) {
     let mut args = vec!["device", "link", "--timeout", "60s"];
     args.extend_from_slice(extra);
-    let mut link = p
-        .cmd(&args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("device link");
-    let mut stdout = BufReader::new(link.stdout.take().expect("stdout"));
-    let mut code = String::new();
-    stdout.read_line(&mut code).expect("code line");
-    let code = code.trim().to_owned();
-    if code.split('-').count() != 3 {
-        let _ = link.kill();
-        let mut err = String::new();
-        if let Some(mut e) = link.stderr.take() {
-            let _ = e.read_to_string(&mut err);
-        }
-        panic!("not a code alone on the first line: {code:?}; device link said: {err}");
-    }
-    (link, code, stdout)
+    p.spawn_with_code(&args)
 }
 
 fn finish(mut link: Child, mut stdout: BufReader<ChildStdout>) -> (Option<i32>, String, String) {
