@@ -156,6 +156,8 @@ test('two partners pair, agree, keep check-ins and withdraw, live', async () => 
   // The operator's words for this browser's language, fetched when the app
   // opened (not now), with its link.
   assert.match(await pa.getByTestId('operator-help').innerText(), /Our local support line listens/);
+  // Said to come from the server's operator, named by host.
+  assert.match(await pa.getByTestId('operator-help').innerText(), /Help suggested by whoever runs this Troth server \(127\.0\.0\.1:\d+\)/);
   assert.equal(await pa.getByRole('link', { name: 'Support near you' }).getAttribute('href'), 'https://example.org/support');
   await screenAndCheck(pa, '05c-private-moment');
   await pa.getByRole('button', { name: 'Not now' }).click();

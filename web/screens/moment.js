@@ -5,6 +5,7 @@
 // it was shown (the flag below lives in this page's memory only).
 import { h, openDialog, closeDialog } from '../lib/dom.js';
 import { helpFor } from '../lib/help.js';
+import { relayUrl } from '../lib/api.js';
 
 const MONITORING = new Set(['whereabouts', 'phone']);
 let shown = false;
@@ -17,7 +18,12 @@ function helpSection() {
   }
   const links = (Array.isArray(mine.links) ? mine.links : [])
     .filter((l) => l && typeof l.label === 'string' && typeof l.url === 'string' && SAFE_LINK.test(l.url));
+  // Said plainly where they come from: whoever runs the server chose them,
+  // and a server is not trusted with anything else in Troth.
+  let host = '';
+  try { host = new URL(relayUrl()).host; } catch { /* shown without it */ }
   return h('div', { 'data-testid': 'operator-help', lang: mine.lang },
+    h('p', { class: 'muted', lang: 'en' }, `Help suggested by whoever runs this Troth server${host ? ` (${host})` : ''}:`),
     h('p', {}, mine.words),
     links.length ? h('ul', {}, links.map((l) => h('li', {}, h('a', { href: l.url, rel: 'noopener noreferrer', target: '_blank' }, l.label)))) : null,
     h('p', { class: 'muted', lang: 'en' }, 'Quick exit (or Escape twice) leaves this page at once.'));
