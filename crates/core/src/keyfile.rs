@@ -102,7 +102,10 @@ pub fn check_passphrase(p: &str) -> Result<(), PassphraseError> {
     let folded = Zeroizing::new(
         p.chars()
             .filter(|c| !c.is_whitespace())
-            .flat_map(char::to_lowercase)
+            // The list is ASCII: folding ASCII only (a non-ASCII letter
+            // matches none either way) keeps Unicode case tables out of the
+            // browser's wasm.
+            .map(|c| c.to_ascii_lowercase())
             .collect::<String>(),
     );
     if distinct.len() < MIN_DISTINCT_CHARS || COMMON.contains(&folded.as_str()) {

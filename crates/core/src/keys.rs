@@ -279,7 +279,8 @@ impl DeviceSecret {
         // The HRP is a constant that always parses.
         let hrp = Hrp::parse_unchecked("age-secret-key-");
         let s = Zeroizing::new(bech32::encode::<Bech32>(hrp, bytes.as_ref()).unwrap_or_default());
-        Zeroizing::new(s.to_uppercase())
+        // Bech32 is ASCII: no Unicode case tables in the browser's wasm.
+        Zeroizing::new(s.to_ascii_uppercase())
     }
 
     /// Parses an age identity string into the X25519 secret part.

@@ -278,7 +278,8 @@ pub fn wordlist() -> &'static [&'static str] {
 /// Words of the list that start with `prefix` (lowercased), for completion as
 /// someone types. Four letters always single out one word.
 pub fn words_with_prefix(prefix: &str) -> impl Iterator<Item = &'static str> {
-    let prefix = prefix.trim().to_lowercase();
+    // The words are ASCII (a typed non-ASCII letter matches none either way).
+    let prefix = prefix.trim().to_ascii_lowercase();
     let list = words();
     let start = list.partition_point(|w| *w < prefix.as_str());
     list[start..]
@@ -330,7 +331,9 @@ impl PairingCode {
     /// `-` or spaces (one or more) between the parts; leading zeros in the
     /// number are ignored.
     pub fn parse(typed: &str) -> Result<Self, CodeError> {
-        let lower = Zeroizing::new(typed.trim().to_lowercase());
+        // Codes are ASCII: folding ASCII only keeps Unicode case tables out
+        // of the browser's wasm (a non-ASCII letter fails either way).
+        let lower = Zeroizing::new(typed.trim().to_ascii_lowercase());
         let mut parts = lower
             .split(|c: char| c == '-' || c.is_whitespace())
             .filter(|p| !p.is_empty());
