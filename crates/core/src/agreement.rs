@@ -807,8 +807,9 @@ impl Certificate {
 
     /// A readable text file: every signed field in words, where and when it
     /// was proposed, what the certificate proves and what it does not, then
-    /// the armored proof.
-    pub fn to_text(&self) -> String {
+    /// the armored proof. Roles are worded with `sets`, the partner who sets
+    /// the conditions when it is written ([`crate::state::Roles::sets`]).
+    pub fn to_text(&self, sets: Role) -> String {
         use base64::Engine;
         let a = &self.proof.agreement;
         let mut s = String::new();
@@ -823,7 +824,7 @@ impl Certificate {
 ",
             a.version, a.review_on
         ));
-        s.push_str(&describe_rules(a));
+        s.push_str(&describe_rules(a, sets));
         s.push_str(&format!(
             "
 Proposed in space {} as event #{} ({}), dated {} by its author's device.
@@ -881,17 +882,19 @@ This certificate proves that both partners signed these exact words, proposed at
     }
 }
 
-/// Who a rule asks something of, in plain words.
-pub fn asks_of_words(role: Role) -> &'static str {
-    match role {
-        Role::Leading => "the partner who sets the conditions",
-        Role::Rebuilding => "the partner rebuilding trust",
+/// A partner's role in plain words, given who sets the conditions now
+/// ([`crate::state::Roles::sets`]; pairing starts with [`Role::Leading`]).
+pub fn asks_of_words(sets: Role, role: Role) -> &'static str {
+    if role == sets {
+        "the partner who sets the conditions"
+    } else {
+        "the partner rebuilding trust"
     }
 }
 
 /// Every signed field of an agreement's rules, one numbered rule after
 /// another: its words, what it is about, whom it asks, and its details.
-pub fn describe_rules(a: &Agreement) -> String {
+pub fn describe_rules(a: &Agreement, sets: Role) -> String {
     let mut s = String::new();
     for (i, r) in a.rules.iter().enumerate() {
         s.push_str(&format!(
@@ -904,7 +907,7 @@ pub fn describe_rules(a: &Agreement) -> String {
             "   About: {} · asks of: {}
 ",
             r.category.name(),
-            asks_of_words(r.asks_of)
+            asks_of_words(sets, r.asks_of)
         ));
         for (k, v) in &r.params {
             s.push_str(&format!(
@@ -1024,6 +1027,28 @@ pub fn templates() -> Vec<Template> {
             )],
         },
     ]
+}
+
+impl Template {
+    /// The template as the roles stand: templates name [`Role::Leading`]
+    /// for whoever sets the conditions, so once the partners swapped roles
+    /// (`sets` is [`Role::Rebuilding`]) each rule asks the other role.
+    pub fn for_roles(mut self, sets: Role) -> Template {
+        for r in &mut self.rules {
+            r.asks_of = as_roles(sets, r.asks_of);
+        }
+        self
+    }
+}
+
+/// A role as templates name it ([`Role::Leading`] for whoever sets the
+/// conditions) given who sets them now.
+pub fn as_roles(sets: Role, role: Role) -> Role {
+    if sets == Role::Leading {
+        role
+    } else {
+        role.other()
+    }
 }
 
 /// A template by name.

@@ -64,11 +64,21 @@ impl fmt::Debug for EventHash {
 /// A partner's role in a space. Roles never appear in the public (control)
 /// parts of events, so the relay cannot tell who was hurt: each client learns
 /// them with the identities it authenticates at pairing (its trust anchors).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+///
+/// A role names a *person* for the life of the space: the partner who made
+/// the space is `Leading`, the one who joined is `Rebuilding`. Who sets the
+/// conditions starts as `Leading` and is what both partners confirm
+/// ([`crate::state::Roles::sets`]); they can later swap it together, and
+/// every signed field that names a role (a rule's `asks_of`) keeps naming
+/// the same person.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Role {
-    /// The partner who was hurt: proposes the conditions ("in the driver's seat").
+    /// The partner who made the space; sets the conditions unless both
+    /// partners chose otherwise.
+    #[default]
     Leading,
-    /// The partner rebuilding trust: keeps the conditions in the open.
+    /// The partner who joined; rebuilding trust unless both partners chose
+    /// otherwise.
     Rebuilding,
 }
 

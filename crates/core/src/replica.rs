@@ -1042,19 +1042,50 @@ impl Replica {
         }
     }
 
-    /// Content confirming that the partner paired in the leading role sets
-    /// the conditions.
-    pub fn confirm_roles(&self) -> Result<Content, ReplicaError> {
-        let leading = match self.role {
-            Role::Leading => Some(self.keys.identity.public()),
-            Role::Rebuilding => self.partner().copied(),
+    /// The identity of the partner in `role`, once both joined.
+    fn identity_of(&self, role: Role) -> Option<IdentityKey> {
+        if self.state.partners.len() < 2 {
+            return None;
         }
-        .filter(|_| self.state.partners.len() == 2)
-        .ok_or(ReplicaError::NotNow(
-            "your partner hasn't joined yet; confirm who sets the conditions once they have",
-        ))?;
+        if role == self.role {
+            Some(self.keys.identity.public())
+        } else {
+            self.partner().copied()
+        }
+    }
+
+    /// Content confirming who sets the conditions as things stand
+    /// ([`crate::state::Roles::sets`]: the partner who made the space, unless
+    /// either partner proposed the other, or both swapped).
+    pub fn confirm_roles(&self) -> Result<Content, ReplicaError> {
+        let sets = self
+            .identity_of(self.state.roles.sets)
+            .ok_or(ReplicaError::NotNow(
+                "your partner hasn't joined yet; confirm who sets the conditions once they have",
+            ))?;
         Ok(Content::ConfirmRoles {
-            sets_conditions: Some(leading),
+            sets_conditions: Some(sets),
+        })
+    }
+
+    /// Content asking for the roles the other way round: before both
+    /// confirmed, a different proposal (only this partner's confirmation
+    /// counts until the other confirms it); once agreed, a wish to swap them,
+    /// which takes effect when both asked. Each rule keeps asking the same
+    /// person it asked when it was signed.
+    pub fn swap_roles(&self) -> Result<Content, ReplicaError> {
+        let other = self
+            .identity_of(self.state.roles.sets.other())
+            .ok_or(ReplicaError::NotNow(
+                "your partner hasn't joined yet; you can choose roles together once they have",
+            ))?;
+        if self.state.roles.swap_requests.contains_key(&self.role) {
+            return Err(ReplicaError::NotNow(
+                "you have already asked to swap the roles; it takes effect once your partner agrees",
+            ));
+        }
+        Ok(Content::ConfirmRoles {
+            sets_conditions: Some(other),
         })
     }
 

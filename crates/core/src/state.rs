@@ -262,11 +262,16 @@ pub struct State {
 }
 
 /// Who sets the conditions, as the partners confirmed it. Pairing names a
-/// partner for each role; nothing can be proposed until *both* confirmed
-/// that the partner in the leading role sets the conditions.
+/// partner for each role; nothing can be proposed until *both* confirmed the
+/// same partner as setting the conditions (the one who made the space, unless
+/// either proposed the other). Later, either can propose swapping the roles
+/// or ending them; each takes both.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Roles {
-    /// Who confirmed, at which event.
+    /// The partner who sets the conditions (once [`Roles::agreed`]), or whom
+    /// the confirmations so far name (before).
+    pub sets: Role,
+    /// Who confirmed [`Roles::sets`], at which event.
     pub confirmed: BTreeMap<Role, u64>,
     /// The latest "No — we should talk about this first": who, at which
     /// event, and their words (cleared when that partner confirms).
@@ -278,12 +283,28 @@ pub struct Roles {
     pub end_requests: BTreeMap<Role, u64>,
     /// The event at which both had asked to end the roles, last time.
     pub ended_at: Option<u64>,
+    /// While the roles are agreed: who asked to swap them, at which event.
+    pub swap_requests: BTreeMap<Role, u64>,
+    /// The event at which both had agreed to swap the roles, last time.
+    pub swapped_at: Option<u64>,
 }
 
 impl Roles {
     /// Both partners confirmed who sets the conditions.
     pub fn agreed(&self) -> bool {
         self.agreed_at.is_some()
+    }
+
+    /// Whether `role` is (or, before both confirmed, would be) the partner
+    /// who sets the conditions.
+    pub fn sets_conditions(&self, role: Role) -> bool {
+        self.sets == role
+    }
+
+    /// The partner's role in words, as things stand: "the partner who sets
+    /// the conditions" or "the partner rebuilding trust".
+    pub fn words(&self, role: Role) -> &'static str {
+        crate::agreement::asks_of_words(self.sets, role)
     }
 }
 
@@ -642,12 +663,14 @@ impl State {
                     return self.problem(e, "asking to end roles that are not confirmed");
                 }
                 self.roles.end_requests.insert(e.by, e.seq);
+                self.roles.swap_requests.remove(&e.by);
                 let both = self.roles.end_requests.len() == 2;
                 if both {
                     self.roles.ended_at = Some(e.seq);
                     self.roles.agreed_at = None;
                     self.roles.confirmed.clear();
                     self.roles.end_requests.clear();
+                    self.roles.swap_requests.clear();
                 }
                 self.push(
                     e,
@@ -664,40 +687,105 @@ impl State {
                 if self.partners.len() < 2 {
                     return self.problem(e, "a confirmation of roles before both partners joined");
                 }
-                if self.partners.get(&Role::Leading) != Some(sets_conditions) {
+                let Some(named) = self
+                    .partners
+                    .iter()
+                    .find(|(_, k)| *k == sets_conditions)
+                    .map(|(r, _)| *r)
+                else {
                     return self.problem(
                         e,
-                        "a confirmation naming someone else as setting the conditions",
+                        "a confirmation of roles naming someone not in this space",
+                    );
+                };
+                if named == self.roles.sets {
+                    // Confirming (again) withdraws one's own request to end
+                    // or swap them, and one's own "talk first".
+                    self.roles.confirmed.insert(e.by, e.seq);
+                    self.roles.end_requests.remove(&e.by);
+                    let withdrew_swap = self.roles.swap_requests.remove(&e.by).is_some();
+                    if self.roles.declined.as_ref().is_some_and(|d| d.0 == e.by) {
+                        self.roles.declined = None;
+                    }
+                    let now_both =
+                        self.roles.confirmed.len() == 2 && self.roles.agreed_at.is_none();
+                    if now_both {
+                        self.roles.agreed_at = Some(e.seq);
+                    }
+                    self.push(
+                        e,
+                        if now_both {
+                            "confirmed who sets the conditions; you have both confirmed".into()
+                        } else if withdrew_swap {
+                            "confirmed the roles as they are, and no longer asks to swap them"
+                                .into()
+                        } else {
+                            "confirmed who sets the conditions".into()
+                        },
+                    );
+                } else if !self.roles.agreed() {
+                    // Before both confirmed: naming the other partner is a
+                    // different proposal; earlier confirmations were of
+                    // something else, so only the author's counts.
+                    self.roles.sets = named;
+                    self.roles.confirmed.clear();
+                    self.roles.confirmed.insert(e.by, e.seq);
+                    if self.roles.declined.as_ref().is_some_and(|d| d.0 == e.by) {
+                        self.roles.declined = None;
+                    }
+                    self.push(
+                        e,
+                        "proposed the roles the other way round; it takes both of you".into(),
+                    );
+                } else {
+                    // A swap: it takes both. Agreements stay as signed —
+                    // each rule keeps asking the same person.
+                    self.roles.swap_requests.insert(e.by, e.seq);
+                    self.roles.end_requests.remove(&e.by);
+                    if self.roles.declined.as_ref().is_some_and(|d| d.0 == e.by) {
+                        self.roles.declined = None;
+                    }
+                    let both = self.roles.swap_requests.len() == 2;
+                    if both {
+                        self.roles.sets = named;
+                        self.roles.swapped_at = Some(e.seq);
+                        self.roles.agreed_at = Some(e.seq);
+                        self.roles.confirmed = [(Role::Leading, e.seq), (Role::Rebuilding, e.seq)]
+                            .into_iter()
+                            .collect();
+                        self.roles.swap_requests.clear();
+                        self.roles.end_requests.clear();
+                    }
+                    self.push(
+                        e,
+                        if both {
+                            "agreed to swap the roles, so who sets the conditions changed; agreements in force stay as you both signed them".into()
+                        } else {
+                            "asked to swap the roles (who sets the conditions); it takes both of you".into()
+                        },
                     );
                 }
-                self.roles.confirmed.insert(e.by, e.seq);
-                // Confirming again withdraws one's own request to end them.
-                self.roles.end_requests.remove(&e.by);
-                if self.roles.declined.as_ref().is_some_and(|d| d.0 == e.by) {
-                    self.roles.declined = None;
-                }
-                let now_both = self.roles.confirmed.len() == 2 && self.roles.agreed_at.is_none();
-                if now_both {
-                    self.roles.agreed_at = Some(e.seq);
-                }
-                self.push(
-                    e,
-                    if now_both {
-                        "confirmed who sets the conditions; you have both confirmed".into()
-                    } else {
-                        "confirmed who sets the conditions".into()
-                    },
-                );
             }
             Content::DeclineRoles { comment } => {
                 if !self.roles.agreed() {
                     self.roles.confirmed.remove(&e.by);
                 }
+                // "Talk first" answers a partner's wish to swap: it is set
+                // aside (asking again is one step).
+                let answered_swap = self.roles.swap_requests.remove(&e.by.other()).is_some();
+                self.roles.swap_requests.remove(&e.by);
                 self.roles.declined = Some((e.by, e.seq, comment.clone()));
                 self.push(
                     e,
                     with_words(
-                        format!("answered “{ROLES_DECLINE_WORDS}” about who sets the conditions"),
+                        format!(
+                            "answered “{ROLES_DECLINE_WORDS}” about {}",
+                            if answered_swap {
+                                "swapping the roles"
+                            } else {
+                                "who sets the conditions"
+                            }
+                        ),
                         comment,
                     ),
                 );

@@ -251,7 +251,7 @@ fn limits_are_signed_with_the_words() {
         utc_offset_min: 0,
     });
     assert_eq!(b.validate(), Err(AgreementError::BadLimits));
-    let words = troth_core::agreement::describe_rules(&a);
+    let words = troth_core::agreement::describe_rules(&a, Role::Leading);
     assert!(
         words.contains("Limit on asking: at most 3 check-in requests a day"),
         "{words}"
@@ -390,21 +390,29 @@ fn nothing_is_proposed_until_both_confirmed_who_sets_the_conditions() {
     }
     assert!(c.a.compose(&p, c.now + 1000, &mut c.rng).is_err());
 
-    // A confirmation naming the other partner as setting the conditions is not applied.
-    let b_id = c.b.keys().identity.public();
-    c.post(
+    // A confirmation naming someone outside the space is a problem, never applied.
+    let stranger = troth_core::keys::IdentitySecret::generate(&mut c.rng).public();
+    c.post_unchecked(
         Role::Rebuilding,
         Content::ConfirmRoles {
-            sets_conditions: Some(b_id),
+            sets_conditions: Some(stranger),
         },
     );
     assert!(!c.a.state().roles.agreed());
+    assert_eq!(c.a.state().roles.sets, Role::Leading);
+    assert!(
+        c.a.state()
+            .problems
+            .last()
+            .is_some_and(|p| p.1.contains("not in this space"))
+    );
 
     // Once both confirmed, proposals are possible.
     let cb = c.b.confirm_roles().expect("b");
     c.post(Role::Rebuilding, cb);
     for r in [&c.a, &c.b] {
         assert!(r.state().roles.agreed());
+        assert_eq!(r.state().roles.sets, Role::Leading);
         assert!(r.state().roles.declined.is_none());
     }
     let mut again = from_template(&mut c, "whereabouts", 30);
@@ -453,6 +461,153 @@ fn ending_the_roles_takes_both_and_stops_new_proposals() {
     let mut again = a;
     again.id = AgreementId::random(&mut c.rng);
     agree(&mut c, again);
+}
+
+#[test]
+fn before_both_confirm_either_can_propose_the_roles_the_other_way_round() {
+    let mut c = Couple::new_unconfirmed(40);
+    // A made the space, so A is shown as setting the conditions, and confirms.
+    let ca = c.a.confirm_roles().expect("a");
+    c.post(Role::Leading, ca);
+    // B, who joined, was the one hurt: "It should be the other way round".
+    let flip = c.b.swap_roles().expect("b");
+    c.post(Role::Rebuilding, flip);
+    for r in [&c.a, &c.b] {
+        let roles = &r.state().roles;
+        assert_eq!(roles.sets, Role::Rebuilding);
+        assert!(
+            !roles.agreed(),
+            "A confirmed the other arrangement, not this one"
+        );
+        assert_eq!(
+            roles.confirmed.keys().copied().collect::<Vec<_>>(),
+            [Role::Rebuilding]
+        );
+    }
+    let a = from_template(&mut c, "whereabouts", 30);
+    let p = c.b.propose(a.clone()).expect("content");
+    assert!(matches!(
+        c.b.compose(&p, c.now + 1000, &mut c.rng),
+        Err(ReplicaError::RolesNotConfirmed)
+    ));
+    // A confirms what is now proposed: B sets the conditions.
+    let ca = c.a.confirm_roles().expect("a");
+    c.post(Role::Leading, ca);
+    for r in [&c.a, &c.b] {
+        assert!(r.state().roles.agreed());
+        assert!(r.state().roles.sets_conditions(Role::Rebuilding));
+        assert_eq!(
+            r.state().roles.words(Role::Rebuilding),
+            "the partner who sets the conditions"
+        );
+    }
+    // Templates name the partner who sets the conditions as `Leading`: as the
+    // roles stand, their rules ask A, who is rebuilding trust.
+    let t = troth_core::agreement::template("whereabouts")
+        .expect("template")
+        .for_roles(c.b.state().roles.sets);
+    assert!(t.rules.iter().all(|r| r.asks_of == Role::Leading));
+}
+
+#[test]
+fn swapping_the_roles_takes_both_and_every_rule_keeps_asking_the_same_person() {
+    let mut c = Couple::new(41);
+    let a = from_template(&mut c, "whereabouts", 30);
+    let id = agree(&mut c, a);
+    let asked = c.a.state().agreements[&id]
+        .in_force()
+        .expect("in force")
+        .agreement
+        .rules[0]
+        .asks_of;
+    assert_eq!(asked, Role::Rebuilding);
+
+    // A asks to swap; nothing changes until B agrees too.
+    let s = c.a.swap_roles().expect("a");
+    c.post(Role::Leading, s);
+    assert!(
+        matches!(c.a.swap_roles(), Err(ReplicaError::NotNow(_))),
+        "asked once"
+    );
+    for r in [&c.a, &c.b] {
+        let roles = &r.state().roles;
+        assert!(roles.agreed());
+        assert_eq!(roles.sets, Role::Leading);
+        assert_eq!(
+            roles.swap_requests.keys().copied().collect::<Vec<_>>(),
+            [Role::Leading]
+        );
+        assert!(
+            r.state()
+                .timeline
+                .last()
+                .is_some_and(|t| t.what.contains("asked to swap the roles"))
+        );
+    }
+    // "No — we should talk about this first" sets the wish aside.
+    c.post(
+        Role::Rebuilding,
+        Content::DeclineRoles {
+            comment: "let's talk on Sunday".into(),
+        },
+    );
+    for r in [&c.a, &c.b] {
+        assert!(r.state().roles.swap_requests.is_empty());
+        assert!(r.state().roles.agreed(), "the roles stand as they were");
+        assert_eq!(r.state().roles.sets, Role::Leading);
+    }
+    // Asked again, and agreed by both: the roles swap.
+    let s = c.a.swap_roles().expect("a again");
+    c.post(Role::Leading, s);
+    let s = c.b.swap_roles().expect("b agrees");
+    c.post(Role::Rebuilding, s);
+    for r in [&c.a, &c.b] {
+        let roles = &r.state().roles;
+        assert!(roles.agreed(), "still confirmed: both chose this");
+        assert_eq!(roles.sets, Role::Rebuilding);
+        assert!(roles.swapped_at.is_some());
+        assert!(roles.swap_requests.is_empty());
+        assert!(
+            r.state()
+                .timeline
+                .last()
+                .is_some_and(|t| t.what.contains("agreed to swap the roles"))
+        );
+        // The agreement in force stays in force and still asks B, the
+        // person it asked when both signed; only the words for B changed.
+        let v = r.state().agreements[&id]
+            .in_force()
+            .expect("still in force");
+        assert_eq!(v.agreement.rules[0].asks_of, Role::Rebuilding);
+        assert_eq!(
+            roles.words(Role::Rebuilding),
+            "the partner who sets the conditions"
+        );
+        assert_eq!(roles.words(Role::Leading), "the partner rebuilding trust");
+    }
+    // New proposals work; confirming the roles as they are again is harmless.
+    let cr = c.b.confirm_roles().expect("b");
+    c.post(Role::Rebuilding, cr);
+    assert!(c.a.state().roles.agreed());
+    assert_eq!(c.a.state().roles.sets, Role::Rebuilding);
+    let mut again = from_template(&mut c, "phone", 30);
+    again.id = AgreementId::random(&mut c.rng);
+    agree(&mut c, again);
+
+    // One partner alone cannot swap them: a modified client's two swap
+    // requests from the same partner are one request.
+    let back = c.b.swap_roles().expect("b");
+    c.post_unchecked(Role::Rebuilding, back.clone());
+    c.post_unchecked(Role::Rebuilding, back);
+    assert_eq!(c.a.state().roles.sets, Role::Rebuilding);
+    // Asking to end the roles withdraws one's own wish to swap them.
+    let end = c.b.end_roles().expect("end");
+    c.post(Role::Rebuilding, end);
+    assert!(c.a.state().roles.swap_requests.is_empty());
+
+    // Both replicas fold the same history to the same state, and a snapshot
+    // keeps where the roles stand.
+    assert_eq!(c.a.state_code(), c.b.state_code());
 }
 
 /// Issue 17, item 10: the log's public parts carry no roles. Who sets the

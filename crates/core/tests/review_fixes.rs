@@ -45,7 +45,7 @@ fn certificates_are_tied_to_the_place_in_the_log() {
     // A genuine certificate verifies offline, names where it was proposed,
     // and says what it does not prove.
     let cert = c.a.certificate(id, 1).expect("certificate");
-    let text = cert.to_text();
+    let text = cert.to_text(Role::Leading);
     let back = Certificate::from_text(&text).expect("verifies offline");
     assert_eq!(back, cert);
     assert_eq!(back.position().seq, P as u64);

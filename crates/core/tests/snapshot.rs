@@ -80,6 +80,15 @@ fn lived_in() -> (Couple, AgreementId) {
             label: "a browser".into(),
         },
     );
+    // Both swapped the roles, then one asks to swap them back: where the
+    // roles stand and the open wish are part of the snapshot.
+    for by in [Role::Leading, Role::Rebuilding, Role::Leading] {
+        let r = if by == Role::Leading { &c.a } else { &c.b };
+        let s = r.swap_roles().expect("swap");
+        c.post(by, s);
+    }
+    assert_eq!(c.b.state().roles.sets, Role::Rebuilding);
+    assert_eq!(c.b.state().roles.swap_requests.len(), 1);
     (c, id)
 }
 

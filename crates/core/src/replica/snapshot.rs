@@ -46,7 +46,7 @@ use crate::state::{
 };
 
 /// The snapshot's format version (inside the sealed record).
-const FORMAT: u8 = 1;
+const FORMAT: u8 = 2;
 /// Bounds for decoding (the record is authenticated; these only keep a
 /// decoder from allocating on a corrupt length).
 const MANY: usize = 1 << 26;
@@ -526,12 +526,16 @@ fn encode_state(w: &mut Writer, s: &State) {
         w.u8(r.to_u8()).u64(*seq).u8(export_u8(*kind)).str(detail);
     }
     let Roles {
+        sets,
         confirmed,
         declined,
         agreed_at,
         end_requests,
         ended_at,
+        swap_requests,
+        swapped_at,
     } = roles;
+    w.u8(sets.to_u8());
     role_map(w, confirmed);
     w.opt(declined.as_ref(), role_seq_text);
     w.opt(*agreed_at, |w, s| {
@@ -539,6 +543,10 @@ fn encode_state(w: &mut Writer, s: &State) {
     });
     role_map(w, end_requests);
     w.opt(*ended_at, |w, s| {
+        w.u64(s);
+    });
+    role_map(w, swap_requests);
+    w.opt(*swapped_at, |w, s| {
         w.u64(s);
     });
     w.u32(device_owners.len() as u32);
@@ -727,11 +735,14 @@ fn decode_state(r: &mut Reader<'_>, space: SpaceId) -> Result<State, DecodeError
         ))
     })?;
     let roles = Roles {
+        sets: role(r)?,
         confirmed: read_role_map(r)?,
         declined: r.opt(read_role_seq_text)?,
         agreed_at: r.opt(|r| r.u64())?,
         end_requests: read_role_map(r)?,
         ended_at: r.opt(|r| r.u64())?,
+        swap_requests: read_role_map(r)?,
+        swapped_at: r.opt(|r| r.u64())?,
     };
     let mut device_owners = BTreeMap::new();
     read_into(r, &mut device_owners, |r| {
