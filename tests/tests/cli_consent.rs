@@ -241,3 +241,83 @@ fn ending_the_roles_takes_both_of_them() {
     );
     assert!(err.contains("confirmed who sets the conditions"), "{err}");
 }
+
+#[test]
+fn swapping_the_roles_takes_both_and_each_rule_keeps_asking_the_same_person() {
+    let (_relay, a, b) = paired_couple();
+    let p = a.json(&[
+        "agreement",
+        "propose",
+        "--template",
+        "whereabouts",
+        "--review-in",
+        "30d",
+    ]);
+    let id = p["id"].as_str().expect("id").to_owned();
+    b.ok(&["agreement", "show", &id[..8]]);
+    b.ok(&["agreement", "sign", &id[..8]]);
+    assert_eq!(status_of(&a, &id)["status"], "in_force");
+
+    // One partner's wish changes nothing; the other is asked in plain words.
+    let r = a.json(&["roles", "swap"]);
+    assert_eq!(r["sets_conditions"], "leading");
+    assert_eq!(r["swap_requested_by"], serde_json::json!(["leading"]));
+    let out = assert_one_line(&a.fails(&["roles", "swap"]), 1);
+    assert!(out.contains("already asked to swap"), "{out}");
+    let shown = b.ok(&["roles"]);
+    assert!(
+        shown.contains("Your partner asked to swap the roles"),
+        "{shown}"
+    );
+    // "Talk first" sets it aside; asked again, and agreed by both, they swap.
+    let r = b.json(&["roles", "decline", "--comment", "Sunday, with Dr. Lee?"]);
+    assert_eq!(r["swap_requested_by"], serde_json::json!([]));
+    assert_eq!(r["sets_conditions"], "leading");
+    a.ok(&["roles", "swap"]);
+    let out = b.ok(&["roles", "swap"]);
+    assert!(
+        out.contains("You set the conditions; your partner is rebuilding trust."),
+        "{out}"
+    );
+    assert!(
+        out.contains("each rule still asks the same person"),
+        "{out}"
+    );
+    let r = a.json(&["roles"]);
+    assert_eq!(r["sets_conditions"], "rebuilding");
+    assert_eq!(r["swapped"], true);
+    assert_eq!(r["agreed"], true);
+    assert!(
+        a.ok(&["status"])
+            .contains("You are the partner rebuilding trust.")
+    );
+    assert!(
+        timeline_words(&a)
+            .iter()
+            .any(|w| w.contains("agreed to swap the roles"))
+    );
+
+    // The agreement in force stays in force and asks B, as both signed;
+    // only the words for B changed.
+    assert_eq!(status_of(&a, &id)["status"], "in_force");
+    let show = a.json(&["agreement", "show", &id[..8]]);
+    assert_eq!(show["versions"][0]["rules"][0]["asks_of"], "rebuilding");
+    let words = a.ok(&["agreement", "show", &id[..8]]);
+    assert!(
+        words.contains("asks of: your partner, the partner who sets the conditions"),
+        "{words}"
+    );
+
+    // A template proposed now asks the partner rebuilding trust: A.
+    let p = b.json(&[
+        "agreement",
+        "propose",
+        "--template",
+        "phone",
+        "--review-in",
+        "30d",
+    ]);
+    let phone = p["id"].as_str().expect("id").to_owned();
+    let show = a.json(&["agreement", "show", &phone[..8]]);
+    assert_eq!(show["versions"][0]["rules"][0]["asks_of"], "leading");
+}

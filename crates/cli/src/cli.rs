@@ -206,9 +206,11 @@ pub enum Command {
 pub enum RolesCommand {
     /// Confirm that the partner shown as setting the conditions does
     Confirm,
+    /// Ask for the roles the other way round (once confirmed, they swap when you have both asked; every rule keeps asking the same person)
+    Swap,
     /// Ask to end the roles: nobody sets the conditions once you both have, and nothing new can be proposed
     End,
-    /// "No — we should talk about this first": nothing can be proposed until you both confirm
+    /// "No — we should talk about this first": nothing can be proposed until you both confirm (it also answers a wish to swap)
     Decline {
         /// A few words your partner sees with your answer
         #[arg(long, default_value = "")]

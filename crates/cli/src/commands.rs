@@ -989,11 +989,7 @@ fn paired_message(ctx: &Ctx, r: &Replica, safety: &str) -> anyhow::Result<()> {
         &format!(
             "Paired. Safety number: {}\nCompare it with your partner's screen: if both show the same number, nobody is in between.\n{}\nBoth of you confirm this before anything is proposed: troth roles confirm (or troth roles decline to talk first).",
             ctx.bold(safety),
-            if r.role() == Role::Leading {
-                "You set the conditions; your partner is rebuilding trust."
-            } else {
-                "Your partner sets the conditions; you are rebuilding trust."
-            }
+            sets_words(r.state().roles.sets_conditions(r.role()))
         ),
         json!({
             "safety_number": safety,
@@ -1006,8 +1002,18 @@ fn paired_message(ctx: &Ctx, r: &Replica, safety: &str) -> anyhow::Result<()> {
 
 // ------------------------------------------------------------------ roles
 
-/// `troth roles [confirm | decline --comment …]`: who sets the conditions,
-/// confirmed by both before anything can be proposed.
+/// Who sets the conditions, as a sentence to the reader.
+fn sets_words(i_set: bool) -> &'static str {
+    if i_set {
+        "You set the conditions; your partner is rebuilding trust."
+    } else {
+        "Your partner sets the conditions; you are rebuilding trust."
+    }
+}
+
+/// `troth roles [confirm | swap | end | decline --comment …]`: who sets the
+/// conditions, confirmed by both before anything can be proposed; swapped or
+/// ended later only when both ask.
 fn roles(ctx: &Ctx, answer: Option<RolesCommand>) -> anyhow::Result<()> {
     use troth_core::state::ROLES_DECLINE_WORDS;
     let mut s = ctx.session()?;
@@ -1015,7 +1021,8 @@ fn roles(ctx: &Ctx, answer: Option<RolesCommand>) -> anyhow::Result<()> {
     let done = match answer {
         None => None,
         Some(RolesCommand::Confirm) => {
-            if s.replica().state().roles.confirmed.contains_key(&me) {
+            let roles = &s.replica().state().roles;
+            if roles.confirmed.contains_key(&me) && !roles.swap_requests.contains_key(&me) {
                 Some("You had already confirmed.")
             } else {
                 let c = s.replica().confirm_roles()?;
@@ -1023,6 +1030,20 @@ fn roles(ctx: &Ctx, answer: Option<RolesCommand>) -> anyhow::Result<()> {
                 ctx.save(&s)?;
                 Some("You confirmed.")
             }
+        }
+        Some(RolesCommand::Swap) => {
+            let was_agreed = s.replica().state().roles.agreed();
+            let c = s.replica().swap_roles()?;
+            s.post(&c, ctx.now_ms, &mut OsRng)?;
+            ctx.save(&s)?;
+            let roles = &s.replica().state().roles;
+            Some(if !was_agreed {
+                "You proposed the roles the other way round. Your partner sees it and can confirm it, or answer that you should talk first."
+            } else if roles.swap_requests.is_empty() {
+                "You have both agreed to swap the roles. Every agreement in force stays as you both signed it: each rule still asks the same person."
+            } else {
+                "You asked to swap the roles. They swap once your partner asks too; until then nothing changes."
+            })
         }
         Some(RolesCommand::End) => {
             let c = s.replica().end_roles()?;
@@ -1048,10 +1069,12 @@ fn roles(ctx: &Ctx, answer: Option<RolesCommand>) -> anyhow::Result<()> {
     let ended_last = roles.ended_at.is_some() && roles.confirmed.is_empty();
     let sets = if ended_last {
         "You have both ended the roles: nobody sets the conditions now."
-    } else if me == Role::Leading {
-        "You set the conditions; your partner is rebuilding trust."
+    } else if roles.agreed() {
+        sets_words(roles.sets_conditions(me))
+    } else if roles.sets_conditions(me) {
+        "Proposed: you set the conditions; your partner is rebuilding trust."
     } else {
-        "Your partner sets the conditions; you are rebuilding trust."
+        "Proposed: your partner sets the conditions; you are rebuilding trust."
     };
     let you = roles.confirmed.contains_key(&me);
     let partner = roles.confirmed.contains_key(&me.other());
@@ -1063,11 +1086,18 @@ fn roles(ctx: &Ctx, answer: Option<RolesCommand>) -> anyhow::Result<()> {
         "You have both confirmed this.".to_owned()
     } else {
         format!(
-            "Confirmed by you: {} · by your partner: {}. Nothing can be proposed until you both confirm (troth roles confirm), or answer “{ROLES_DECLINE_WORDS}” (troth roles decline).",
+            "Confirmed by you: {} · by your partner: {}. Nothing can be proposed until you both confirm (troth roles confirm); you can also propose them the other way round (troth roles swap), or answer “{ROLES_DECLINE_WORDS}” (troth roles decline).",
             if you { "yes" } else { "not yet" },
             if partner { "yes" } else { "not yet" }
         )
     });
+    let you_swap = roles.swap_requests.contains_key(&me);
+    let partner_swap = roles.swap_requests.contains_key(&me.other());
+    if partner_swap {
+        lines.push("Your partner asked to swap the roles. If you agree: troth roles swap; to talk first: troth roles decline. Every rule would keep asking the same person.".to_owned());
+    } else if you_swap {
+        lines.push("You asked to swap the roles; they swap once your partner agrees.".to_owned());
+    }
     if let Some((by, _, comment)) = &roles.declined {
         lines.push(format!(
             "{} answered “{ROLES_DECLINE_WORDS}”{}",
@@ -1084,11 +1114,13 @@ fn roles(ctx: &Ctx, answer: Option<RolesCommand>) -> anyhow::Result<()> {
         &lines.join("\n"),
         json!({
             "role": role_name(me),
-            "sets_conditions": role_name(Role::Leading),
+            "sets_conditions": role_name(roles.sets),
             "confirmed_by": roles.confirmed.keys().map(|r| role_name(*r)).collect::<Vec<_>>(),
             "agreed": roles.agreed(),
             "end_requested_by": roles.end_requests.keys().map(|r| role_name(*r)).collect::<Vec<_>>(),
             "ended": roles.ended_at.is_some() && !roles.agreed(),
+            "swap_requested_by": roles.swap_requests.keys().map(|r| role_name(*r)).collect::<Vec<_>>(),
+            "swapped": roles.swapped_at.is_some(),
             "declined": roles.declined.as_ref().map(|(by, seq, c)| json!({
                 "by": role_name(*by), "seq": seq, "comment": c,
             })),
@@ -1346,7 +1378,7 @@ fn apply_limits(rules: &mut [Rule], l: &LimitArgs) -> anyhow::Result<()> {
 fn propose_and_sign(ctx: &Ctx, s: &mut Session, a: Agreement) -> anyhow::Result<()> {
     let (id, version, title) = (a.id, a.version, a.title.clone());
     // Every signed field, as it was signed.
-    let words = view::words_text(&a, Some(me(s)));
+    let words = view::words_text(&a, Some(me(s)), s.replica().state().roles.sets);
     let content = s.replica().propose(a)?;
     s.post(&content, ctx.now_ms, &mut OsRng)?;
     ctx.save(s)?;
@@ -1431,6 +1463,13 @@ fn agreement(ctx: &Ctx, cmd: AgreementCommand) -> anyhow::Result<()> {
             };
             a.validate()?;
             let mut s = ctx.session()?;
+            // Templates (and words given without a template) name the
+            // partner who sets the conditions as `Leading`: as roles stand.
+            let sets = s.replica().state().roles.sets;
+            let mut a = a;
+            for r in &mut a.rules {
+                r.asks_of = troth_core::agreement::as_roles(sets, r.asks_of);
+            }
             propose_and_sign(ctx, &mut s, a)
         }
         AgreementCommand::List => {
@@ -1497,7 +1536,7 @@ fn agreement(ctx: &Ctx, cmd: AgreementCommand) -> anyhow::Result<()> {
                     view::version_words(v, me, ctx.today()),
                     a.review_on
                 );
-                print!("{}", view::rules_text(a, Some(me)));
+                print!("{}", view::rules_text(a, Some(me), st.roles.sets));
                 let signed: Vec<&str> = v.signatures.keys().map(|r| view::who(me, *r)).collect();
                 println!(
                     "  {}",
@@ -1699,7 +1738,10 @@ fn agreement(ctx: &Ctx, cmd: AgreementCommand) -> anyhow::Result<()> {
                 &mut OsRng,
             )?;
             ctx.save(&s)?;
-            write_new(&out, cert.to_text().as_bytes())?;
+            write_new(
+                &out,
+                cert.to_text(s.replica().state().roles.sets).as_bytes(),
+            )?;
             let rec = record(s.replica().state(), &id)?;
             let v = rec
                 .versions
@@ -1764,7 +1806,10 @@ fn sign(ctx: &Ctx, prefix: &str, asked: Option<u32>) -> anyhow::Result<()> {
                     json!({ "pending": view::agreement_json(&p.agreement) })
                 );
             } else {
-                print!("{}", view::words_text(&p.agreement, Some(me)));
+                print!(
+                    "{}",
+                    view::words_text(&p.agreement, Some(me), s.replica().state().roles.sets)
+                );
             }
             fail(format!(
                 "{why} Nothing was signed. Read the words above; to sign them: troth agreement sign {short} --version {n}"
@@ -1895,7 +1940,9 @@ fn verify_certificate(file: &Path, json_out: bool) -> anyhow::Result<()> {
         "{} · version {} · review on {}",
         a.title, a.version, a.review_on
     );
-    print!("{}", view::rules_text(a, None));
+    // On its own a certificate cannot know whether the partners swapped
+    // roles since pairing: it words them as paired (PROTOCOL.md §7).
+    print!("{}", view::rules_text(a, None, Role::Leading));
     println!();
     // The log position is signed too: where the words were proposed.
     println!(
@@ -2200,11 +2247,7 @@ fn status(ctx: &Ctx) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    let role_words = match me {
-        Role::Leading => "the partner who sets the conditions",
-        Role::Rebuilding => "the partner rebuilding trust",
-    };
-    println!("You are {role_words}.");
+    println!("You are {}.", st.roles.words(me));
     match &safety {
         Some(n) => println!("Safety number: {n}"),
         None => println!("Your partner hasn't joined yet."),

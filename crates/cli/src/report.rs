@@ -20,10 +20,12 @@ pub fn parse_recipient(to: &str) -> anyhow::Result<age::x25519::Recipient> {
     })
 }
 
-fn partner_name(r: Role) -> &'static str {
-    match r {
-        Role::Leading => "the partner who set the conditions",
-        Role::Rebuilding => "the partner rebuilding trust",
+/// A partner, named by their role as things stand when the report is written.
+fn partner_name(state: &State, r: Role) -> &'static str {
+    if state.roles.sets_conditions(r) {
+        "the partner who set the conditions"
+    } else {
+        "the partner rebuilding trust"
     }
 }
 
@@ -58,12 +60,12 @@ pub fn render(
             shown.agreement.version,
             shown.agreement.review_on
         ));
-        s.push_str(&view::rules_text(&shown.agreement, None));
+        s.push_str(&view::rules_text(&shown.agreement, None, state.roles.sets));
         s.push('\n');
         if let Some((by, _, c)) = &rec.withdrawn {
             s.push_str(&format!(
                 "Consent was withdrawn by {}{}.\n\n",
-                partner_name(*by),
+                partner_name(state, *by),
                 if c.is_empty() {
                     String::new()
                 } else {
@@ -104,7 +106,7 @@ pub fn render(
         s.push_str(&format!(
             "- {} · {}: {}\n",
             when(e.at_ms),
-            partner_name(e.by),
+            partner_name(state, e.by),
             e.what
         ));
     }

@@ -87,20 +87,15 @@ pub fn record_words(rec: &AgreementRecord, me: Role, today: Day) -> String {
     }
 }
 
-/// A role in plain words.
-pub fn role_words(r: Role) -> &'static str {
-    match r {
-        Role::Leading => "the partner who sets the conditions",
-        Role::Rebuilding => "the partner rebuilding trust",
-    }
-}
-
 /// Whom a rule asks something of, in plain words: relative to the reader
-/// when there is one (`me`), else by role alone (a certificate).
-pub fn asks_of_words(me: Option<Role>, asks_of: Role) -> String {
+/// when there is one (`me`), else by role alone (a certificate). `sets` is
+/// who sets the conditions now (a rule keeps asking the same person after
+/// the partners swap roles; only the words for that person change).
+pub fn asks_of_words(me: Option<Role>, sets: Role, asks_of: Role) -> String {
+    let role = troth_core::agreement::asks_of_words(sets, asks_of);
     match me {
-        Some(me) => format!("{}, {}", who(me, asks_of), role_words(asks_of)),
-        None => role_words(asks_of).to_owned(),
+        Some(me) => format!("{}, {role}", who(me, asks_of)),
+        None => role.to_owned(),
     }
 }
 
@@ -121,15 +116,16 @@ pub fn category_words(c: Category) -> &'static str {
 
 /// Every signed field of the rules, as numbered lines: each rule's words,
 /// then its category and whom it asks of, then its parameters. Nothing
-/// that is signed is left out (`me` is the reader, if any).
-pub fn rules_text(a: &Agreement, me: Option<Role>) -> String {
+/// that is signed is left out (`me` is the reader, if any; `sets` who sets
+/// the conditions, [`asks_of_words`]).
+pub fn rules_text(a: &Agreement, me: Option<Role>, sets: Role) -> String {
     let mut out = String::new();
     for (i, r) in a.rules.iter().enumerate() {
         out.push_str(&format!("  {}. {}\n", i + 1, r.text));
         out.push_str(&format!(
             "     category: {} · asks of: {}\n",
             category_words(r.category),
-            asks_of_words(me, r.asks_of)
+            asks_of_words(me, sets, r.asks_of)
         ));
         for (k, v) in &r.params {
             out.push_str(&format!("     {k}: {v}\n"));
@@ -143,13 +139,13 @@ pub fn rules_text(a: &Agreement, me: Option<Role>) -> String {
 
 /// Every signed field of a version: its title, version, review date and
 /// rules ([`rules_text`]).
-pub fn words_text(a: &Agreement, me: Option<Role>) -> String {
+pub fn words_text(a: &Agreement, me: Option<Role>, sets: Role) -> String {
     format!(
         "“{}” · version {} · review on {}\n{}",
         a.title,
         a.version,
         a.review_on,
-        rules_text(a, me)
+        rules_text(a, me, sets)
     )
 }
 

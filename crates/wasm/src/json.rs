@@ -375,6 +375,14 @@ pub(crate) fn state(r: &Replica, now_ms: u64, show: Option<usize>) -> JsValue {
             "roles",
             obj(&[
                 ("agreed", JsValue::from_bool(st.roles.agreed())),
+                // Who sets the conditions (or would, before both confirmed):
+                // a role names a person; swapping changes only this.
+                ("sets", s(role_name(st.roles.sets))),
+                (
+                    "swapRequestedBy",
+                    arr(st.roles.swap_requests.keys().map(|r| s(role_name(*r)))),
+                ),
+                ("swapped", JsValue::from_bool(st.roles.swapped_at.is_some())),
                 (
                     "ended",
                     JsValue::from_bool(st.roles.ended_at.is_some() && !st.roles.agreed()),

@@ -794,10 +794,18 @@ impl Space {
         self.seal(&c, now)
     }
 
-    /// Confirms that the partner paired in the leading role sets the conditions.
+    /// Confirms who sets the conditions as things stand (`roles.sets`).
     #[wasm_bindgen(js_name = confirmRoles)]
     pub fn confirm_roles(&self, now: f64) -> Result<String, JsError> {
         let c = self.inner.confirm_roles().map_err(err)?;
+        self.seal(&c, now)
+    }
+
+    /// Asks for the roles the other way round (before both confirmed, a
+    /// different proposal; after, a wish to swap that takes both).
+    #[wasm_bindgen(js_name = swapRoles)]
+    pub fn swap_roles(&self, now: f64) -> Result<String, JsError> {
+        let c = self.inner.swap_roles().map_err(err)?;
         self.seal(&c, now)
     }
 

@@ -7,15 +7,17 @@ use std::io::Write as _;
 use troth_core::agreement::Day;
 use troth_core::event::Role;
 use troth_core::replica::Replica;
-use troth_core::state::VersionStatus;
+use troth_core::state::{State, VersionStatus};
 use wasm_bindgen::JsError;
 
 use crate::err;
 
-fn who(r: Role) -> &'static str {
-    match r {
-        Role::Leading => "Partner who leads",
-        Role::Rebuilding => "Partner rebuilding trust",
+/// A partner, named by their role as things stand when the report is written.
+fn who(st: &State, r: Role) -> &'static str {
+    if st.roles.sets_conditions(r) {
+        "Partner who sets the conditions"
+    } else {
+        "Partner rebuilding trust"
     }
 }
 
@@ -91,7 +93,7 @@ pub(crate) fn text(r: &Replica, recipient: &str, today: Day) -> Result<String, J
         if !include_checkins && t.what.starts_with("checked in") {
             continue;
         }
-        let _ = writeln!(s, "{}  {}: {}", date(t.at_ms), who(t.by), t.what);
+        let _ = writeln!(s, "{}  {}: {}", date(t.at_ms), who(st, t.by), t.what);
     }
     Ok(s)
 }
