@@ -744,8 +744,39 @@ test('removing Troth from this device only sends nothing, and the partner keeps 
     await pr.getByRole('button', { name: "We'll compare later" }).click();
     await pt.getByRole('button', { name: "We'll compare later" }).click();
     await pt.getByText('Almost there').waitFor({ state: 'detached', timeout: 20000 });
+    // Roles are chosen together: the partner who joined says it should be
+    // the other way round; only the other's confirmation of that counts.
+    await pt.getByTestId('roles').waitFor(LIVE);
+    await pt.getByRole('button', { name: 'It should be the other way round' }).click();
+    await pr.getByTestId('roles-proposed').getByText('Your partner sets the conditions for now').waitFor(LIVE);
+    await pr.getByTestId('roles-status').getByText('Confirmed by you: not yet · by your partner: yes').waitFor(LIVE);
+    await pt.getByTestId('roles-proposed').getByText('You set the conditions for now').waitFor(LIVE);
+    await pr.getByRole('button', { name: "Yes, that's right" }).click();
+    for (const p of [pr, pt]) await p.getByTestId('roles').waitFor({ state: 'detached', timeout: 20000 });
+    // Swapping them later takes both: "talk first" sets a wish aside calmly.
+    for (const p of [pr, pt]) await p.getByRole('tab', { name: 'Safety' }).click();
+    await pr.getByTestId('roles-now').getByText('Your partner sets the conditions for now').waitFor(LIVE);
+    await pt.getByRole('button', { name: 'Ask to swap the roles' }).click();
+    await pt.getByText('You asked to swap the roles.', { exact: false }).waitFor(LIVE);
+    const asked = pr.getByTestId('roles-swap');
+    await asked.waitFor(LIVE);
+    assert.match(await asked.innerText(), /If you both agree, you would set the conditions/);
+    assert.match(await asked.innerText(), /each rule keeps asking the same person/);
+    await screenAndCheck(pr, '17c-swap-asked');
+    await pr.getByRole('tab', { name: 'Agreements' }).click();
+    await asked.waitFor(LIVE); // over every tab, not only Safety
+    await asked.getByRole('button', { name: 'No — we should talk about this first' }).click();
+    await asked.waitFor({ state: 'detached', timeout: 20000 });
+    await pt.getByRole('button', { name: 'Ask to swap the roles' }).waitFor(LIVE);
+    await pt.getByRole('button', { name: 'Ask to swap the roles' }).click();
+    await asked.getByRole('button', { name: 'Yes, swap them' }).click();
+    await pr.getByRole('tab', { name: 'Safety' }).click();
+    await pr.getByTestId('roles-now').getByText('You set the conditions for now').waitFor(LIVE);
+    await pt.getByTestId('roles-now').getByText('Your partner sets the conditions for now').waitFor(LIVE);
+    await pt.getByRole('tab', { name: 'Timeline' }).click();
+    await pt.getByText('agreed to swap the roles', { exact: false }).first().waitFor(LIVE);
+    await pt.getByRole('tab', { name: 'Safety' }).click();
     // Ending the roles takes both: one asks, the roles stand; both, they end.
-    await confirmRoles(pr, pt);
     await pr.getByRole('tab', { name: 'Safety' }).click();
     await pr.getByRole('button', { name: 'Ask to end the roles' }).click();
     await pt.getByRole('tab', { name: 'Safety' }).click();

@@ -15,7 +15,7 @@ export let S = fresh();
 function fresh() {
   return { keys: null, therapist: null, space: null, api: null, meta: null, ws: null, tab: 'agreements', drafts: [], intents: [],
     online: false, syncing: false, again: false, backoff: 1000, pairing: null, gone: false, timers: [], pushResumed: false,
-    show: PAGE, asked: ASKED };
+    show: PAGE, asked: ASKED, sets: 'leading' };
 }
 
 /** Starts a new, empty session (after locking). */
@@ -42,6 +42,16 @@ export function emit(name, ...args) {
 
 /** Whether `role` is this device's person. */
 export function me(role) { return role === S.space.role; }
+/** The other partner's role. */
+export function other(role) { return role === 'leading' ? 'rebuilding' : 'leading'; }
+/**
+ * A role (which names a person for the life of the space) in words, as the
+ * roles stand now: `S.sets` is who sets the conditions ('leading' until the
+ * partners swap roles; `refresh` keeps it from core's state).
+ */
+export function roleWords(role) { return role === S.sets ? 'the partner who sets the conditions' : 'the partner rebuilding trust'; }
+/** Templates name 'leading' for whoever sets the conditions: the role that means now. */
+export function asRoles(role) { return S.sets === 'leading' ? role : other(role); }
 /** Core's timeline words end in ": " when someone left no comment. */
 export function tidy(what) { return what.replace(/:\s*$/, ''); }
 /** "You" or "Your partner". */

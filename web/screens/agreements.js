@@ -2,7 +2,7 @@
 // status), signing, asking for a change, withdrawing, retiring, the review
 // dialog, drafts and the editor.
 import { templates, dayPlus } from '../troth_wasm.js';
-import { S, me, who } from '../lib/state.js';
+import { S, me, who, roleWords, asRoles } from '../lib/state.js';
 import { h, field, nextId, say, act, errorLine, openDialog, closeDialog } from '../lib/dom.js';
 import { send } from '../lib/sync.js';
 import { saveLocal } from '../lib/intents.js';
@@ -39,7 +39,7 @@ function rulesList(v) {
 /** One card per agreement. */
 export function agreementCards(st) {
   if (!st.agreements.length) {
-    return [h('p', { class: 'card calm' }, st.role === 'leading'
+    return [h('p', { class: 'card calm' }, st.roles.sets === st.role
       ? 'No agreements yet. When you are ready, propose one — start from a template and change the words to fit you both.'
       : 'No agreements yet. When your partner proposes one, it appears here for you to read and sign — or to ask for a change.')];
   }
@@ -195,8 +195,10 @@ export function editor(from, amends, draft) {
       text.value = r.text;
       text.addEventListener('input', () => { r.text = text.value; });
       const [sw, sel] = field('This asks something of', 'select');
-      sel.append(h('option', { value: 'rebuilding' }, 'the partner rebuilding trust'), h('option', { value: 'leading' }, 'the partner who leads'));
-      sel.value = r.asksOf || 'rebuilding';
+      // A role names a person: label each by who they are and their role now.
+      sel.append(...[asRoles('rebuilding'), asRoles('leading')].map((role) =>
+        h('option', { value: role }, `${me(role) ? 'you' : 'your partner'}, ${roleWords(role)}`)));
+      sel.value = r.asksOf || asRoles('rebuilding');
       sel.addEventListener('change', () => { r.asksOf = sel.value; });
       // The details are signed too: each is shown and can be changed.
       const ps = r.params.map((p) => {
@@ -209,6 +211,8 @@ export function editor(from, amends, draft) {
       return h('div', { class: 'card' }, rw, h('p', { class: 'muted' }, `Kind: ${KINDS[r.category] || r.category}`), sw, ps, rules.length > 1 ? rm : null);
     }));
   };
+  // Templates name 'leading' for whoever sets the conditions: as the roles stand now.
+  const fromTpl = (t) => ({ ...t, rules: t.rules.map((r) => ({ ...r, asksOf: asRoles(r.asksOf) })) });
   const use = (t) => {
     title.value = t.title;
     rules = t.rules.map((r) => ({ ...r, params: r.params.map((p) => p.slice()) }));
@@ -221,21 +225,21 @@ export function editor(from, amends, draft) {
       tpl.map((t, i) => {
         const id = `${name}-${i}`;
         const r = h('input', { type: 'radio', name, id, value: t.name, checked: i === 0 });
-        r.addEventListener('change', () => use(t));
+        r.addEventListener('change', () => use(fromTpl(t)));
         return h('label', { class: 'inline', for: id }, r, t.title);
       }),
       (() => {
         const id = `${name}-blank`;
         const r = h('input', { type: 'radio', name, id, value: '' });
-        r.addEventListener('change', () => use({ title: '', rules: [{ text: '', category: 'other', asksOf: 'rebuilding', params: [] }] }));
+        r.addEventListener('change', () => use({ title: '', rules: [{ text: '', category: 'other', asksOf: asRoles('rebuilding'), params: [] }] }));
         return h('label', { class: 'inline', for: id }, r, 'My own words');
       })());
-    use(tpl[0]);
+    use(fromTpl(tpl[0]));
   } else {
     use(from);
   }
   const addRule = h('button', { type: 'button', class: 'quiet' }, 'Add a rule');
-  addRule.addEventListener('click', () => { rules.push({ text: '', category: 'other', asksOf: 'rebuilding', params: [] }); drawRules(); });
+  addRule.addEventListener('click', () => { rules.push({ text: '', category: 'other', asksOf: asRoles('rebuilding'), params: [] }); drawRules(); });
   const err = errorLine();
   const propose = h('button', { type: 'button' }, 'Propose to my partner');
   propose.addEventListener('click', () => act(propose, err, async () => {

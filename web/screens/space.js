@@ -76,7 +76,7 @@ function buildTab(panel) {
     panel.append(h('div', { class: 'row' }, add), h('div', { id: 'drafts' }), h('div', { id: 'live-agreements' }));
   } else if (tab === 'keep') {
     const list = h('div', { id: 'live-checkins' });
-    if (S.space.role === 'leading') panel.append(h('div', { id: 'waiting' }), h('div', { id: 'asked-of-me' }), list, askForm(), checkInForm());
+    if (S.sets === S.space.role) panel.append(h('div', { id: 'waiting' }), h('div', { id: 'asked-of-me' }), list, askForm(), checkInForm());
     else panel.append(h('div', { id: 'waiting' }), h('div', { id: 'asked-of-me' }), checkInForm(), list, askForm());
   } else if (tab === 'timeline') {
     panel.append(h('h2', {}, 'Everything, newest first'), h('div', { id: 'live-timeline' }));
@@ -91,6 +91,9 @@ export function refresh() {
   if (!S.space || !document.getElementById('panel')) return;
   // Only what the lists show crosses from wasm (`S.show` newest entries).
   const st = S.space.state(Date.now(), S.show);
+  // Who sets the conditions (the partners may have swapped roles): what
+  // screens word by role follows it.
+  S.sets = st.roles.sets;
   const conn = document.getElementById('conn');
   if (conn) conn.replaceChildren(connLine());
   const banners = document.getElementById('banners');
