@@ -165,3 +165,29 @@ fn unreachable_and_garbage_relays_change_nothing() {
     assert_eq!(snapshot(&a.home), before);
     drop(fake);
 }
+
+/// `troth … | head`: a reader that closes the pipe early gets no panic and
+/// no backtrace on the terminal, only a quiet exit (141, as a tool stopped
+/// by SIGPIPE), or success if everything fit before the pipe closed.
+#[test]
+fn a_reader_closing_the_pipe_early_gets_a_quiet_exit() {
+    let a = Person::new();
+    for _ in 0..3 {
+        let mut child = a
+            .cmd(&["agreement", "templates"])
+            .env("RUST_BACKTRACE", "1")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run troth");
+        drop(child.stdout.take());
+        let out = child.wait_with_output().expect("wait");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() || out.status.code() == Some(141),
+            "{:?}: {err}",
+            out.status
+        );
+        assert!(err.is_empty(), "nothing on stderr: {err}");
+    }
+}

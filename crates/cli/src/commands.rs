@@ -987,7 +987,7 @@ fn paired_message(ctx: &Ctx, r: &Replica, safety: &str) -> anyhow::Result<()> {
     say(
         ctx,
         &format!(
-            "Paired. Safety number: {}\nCompare it with your partner's screen: if both show the same number, nobody is in between.\n{}\nBoth of you confirm this before anything is proposed: troth roles confirm (or troth roles decline to talk first).",
+            "Paired. Safety number: {}\nCompare it with your partner's screen: if both show the same number, nobody is in between.\n{}\nBoth of you confirm this before anything is proposed: troth roles confirm (troth roles swap if it should be the other way round, or troth roles decline to talk first).",
             ctx.bold(safety),
             sets_words(r.state().roles.sets_conditions(r.role()))
         ),
@@ -1059,9 +1059,11 @@ fn roles(ctx: &Ctx, answer: Option<RolesCommand>) -> anyhow::Result<()> {
             check_words(&[&comment])?;
             s.post(&Content::DeclineRoles { comment }, ctx.now_ms, &mut OsRng)?;
             ctx.save(&s)?;
-            Some(
-                "Your partner sees your answer. Nothing can be proposed until you both confirm; take the time you need to talk.",
-            )
+            Some(if s.replica().state().roles.agreed() {
+                "Your partner sees your answer. The roles stay as they are; take the time you need to talk."
+            } else {
+                "Your partner sees your answer. Nothing can be proposed until you both confirm; take the time you need to talk."
+            })
         }
     };
     let st = s.replica().state();
