@@ -291,6 +291,7 @@ fn swapping_the_roles_takes_both_and_each_rule_keeps_asking_the_same_person() {
         a.ok(&["status"])
             .contains("You are the partner rebuilding trust.")
     );
+    assert_eq!(a.json(&["status"])["sets_conditions"], "rebuilding");
     assert!(
         timeline_words(&a)
             .iter()

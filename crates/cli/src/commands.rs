@@ -2237,6 +2237,7 @@ fn status(ctx: &Ctx) -> anyhow::Result<()> {
                 "due_for_review": due.iter().map(|v| v.agreement.id.to_hex()).collect::<Vec<_>>(),
                 "lapsed": lapsed.iter().map(|v| v.agreement.id.to_hex()).collect::<Vec<_>>(),
                 "roles_confirmed": st.roles.agreed(),
+                "sets_conditions": role_name(st.roles.sets),
                 "open_requests": open_requests.iter().map(|q| q.seq).collect::<Vec<_>>(),
                 "unacknowledged_checkins": to_ack.iter().map(|c| c.seq).collect::<Vec<_>>(),
                 "new_partner_devices": new_devices.iter().map(|(id, seq, ms, active)| json!({
