@@ -65,20 +65,19 @@ impl fmt::Debug for EventHash {
 /// parts of events, so the relay cannot tell who was hurt: each client learns
 /// them with the identities it authenticates at pairing (its trust anchors).
 ///
-/// A role names a *person* for the life of the space: the partner who made
-/// the space is `Leading`, the one who joined is `Rebuilding`. Who sets the
+/// A role names a *person* for the life of the space: pairing gives each
+/// partner one (the browser makes whoever creates the space `Leading`; the
+/// CLI's `troth pair start --role` lets its user choose). Who sets the
 /// conditions starts as `Leading` and is what both partners confirm
 /// ([`crate::state::Roles::sets`]); they can later swap it together, and
 /// every signed field that names a role (a rule's `asks_of`) keeps naming
 /// the same person.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Role {
-    /// The partner who made the space; sets the conditions unless both
-    /// partners chose otherwise.
+    /// Sets the conditions unless both partners chose otherwise.
     #[default]
     Leading,
-    /// The partner who joined; rebuilding trust unless both partners chose
-    /// otherwise.
+    /// Rebuilding trust unless both partners chose otherwise.
     Rebuilding,
 }
 

@@ -1055,7 +1055,7 @@ impl Replica {
     }
 
     /// Content confirming who sets the conditions as things stand
-    /// ([`crate::state::Roles::sets`]: the partner who made the space, unless
+    /// ([`crate::state::Roles::sets`]: the partner paired as leading, unless
     /// either partner proposed the other, or both swapped).
     pub fn confirm_roles(&self) -> Result<Content, ReplicaError> {
         let sets = self

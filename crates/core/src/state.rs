@@ -263,7 +263,7 @@ pub struct State {
 
 /// Who sets the conditions, as the partners confirmed it. Pairing names a
 /// partner for each role; nothing can be proposed until *both* confirmed the
-/// same partner as setting the conditions (the one who made the space, unless
+/// same partner as setting the conditions (the one paired as leading, unless
 /// either proposed the other). Later, either can propose swapping the roles
 /// or ending them; each takes both.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
