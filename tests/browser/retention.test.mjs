@@ -21,13 +21,37 @@ const home = mkdtempSync(join(tmpdir(), 'troth-cli-a-'));
 let trothBin;
 const t0 = Date.now();
 
+/** The CLI's environment as partner A (in `dir`), its clock `days` after the test began. */
+function envA(dir, days) {
+  return { ...process.env, TROTH_HOME: dir, TROTH_PASSPHRASE: 'river stones at dawn', TROTH_WORK_FACTOR: '10', NO_COLOR: '1',
+    TROTH_NOW: String(t0 + days * DAY) };
+}
+
 /** Runs the troth CLI as partner A, its clock `days` after the test began. */
-function troth(args, { json = false, days = 0 } = {}) {
-  const out = execFileSync(trothBin, [...(json ? ['--json'] : []), ...args], {
-    env: { ...process.env, TROTH_HOME: home, TROTH_PASSPHRASE: 'river stones at dawn', TROTH_WORK_FACTOR: '10', NO_COLOR: '1',
-      TROTH_NOW: String(t0 + days * DAY) },
-  }).toString();
+function troth(args, { json = false, days = 0, dir = home } = {}) {
+  const out = execFileSync(trothBin, [...(json ? ['--json'] : []), ...args], { env: envA(dir, days) }).toString();
   return json ? JSON.parse(out) : out;
+}
+
+/** A's CLI (in `dir`, its clock `days` after the test began) starts a space; the browser `page` joins it. */
+async function pairWithCli(page, dir, days) {
+  troth(['init'], { dir, days });
+  await createKey(page, PASS_B);
+  const start = spawn(trothBin, ['pair', 'start', '--relay', relay.url, '--timeout', '60s'], { env: envA(dir, days) });
+  let out = '';
+  let err = '';
+  start.stderr.on('data', (d) => { err += d; });
+  const code = await new Promise((resolve, reject) => {
+    start.stdout.on('data', (d) => { out += d; const m = out.match(/^(\S+)\n/); if (m) resolve(m[1]); });
+    start.on('exit', () => reject(new Error(`pair start ended: ${out}${err}`)));
+  });
+  const done = new Promise((resolve) => start.on('exit', resolve));
+  await page.getByLabel('The code your partner shows you').fill(code);
+  await page.getByRole('button', { name: 'Join with this code' }).click();
+  await page.getByRole('heading', { name: "You're connected" }).waitFor(LIVE);
+  assert.equal(await done, 0, `pair start: ${err}`);
+  await page.getByRole('button', { name: 'They match — we compared them' }).click();
+  await page.getByRole('heading', { name: 'Our space' }).waitFor(LIVE);
 }
 
 async function unlock(page) {
@@ -61,26 +85,7 @@ after(async () => {
 });
 
 test('Safety shows how long things are kept; shorter alone, longer together', async () => {
-  troth(['init']);
-  await createKey(pb, PASS_B);
-  const start = spawn(trothBin, ['pair', 'start', '--relay', relay.url, '--timeout', '60s'], {
-    env: { ...process.env, TROTH_HOME: home, TROTH_PASSPHRASE: 'river stones at dawn', TROTH_WORK_FACTOR: '10', NO_COLOR: '1',
-      TROTH_NOW: String(t0) },
-  });
-  let out = '';
-  let err = '';
-  start.stderr.on('data', (d) => { err += d; });
-  const code = await new Promise((resolve, reject) => {
-    start.stdout.on('data', (d) => { out += d; const m = out.match(/^(\S+)\n/); if (m) resolve(m[1]); });
-    start.on('exit', () => reject(new Error(`pair start ended: ${out}${err}`)));
-  });
-  const done = new Promise((resolve) => start.on('exit', resolve));
-  await pb.getByLabel('The code your partner shows you').fill(code);
-  await pb.getByRole('button', { name: 'Join with this code' }).click();
-  await pb.getByRole('heading', { name: "You're connected" }).waitFor(LIVE);
-  assert.equal(await done, 0, `pair start: ${err}`);
-  await pb.getByRole('button', { name: 'They match — we compared them' }).click();
-  await pb.getByRole('heading', { name: 'Our space' }).waitFor(LIVE);
+  await pairWithCli(pb, home, 0);
 
   await pb.getByRole('tab', { name: 'Safety' }).click();
   const card = pb.getByTestId('retention');
@@ -139,4 +144,38 @@ test('after the retention period the browser forgets the old epoch, and says so 
   await pb.getByRole('tab', { name: 'Timeline' }).click();
   await pb.getByTestId('forgotten-note').waitFor(LIVE);
   assert.equal(await pb.getByText('at the gym until 7', { exact: false }).count(), 0);
+});
+
+test('the browser changes the key itself once a month, and only once', async () => {
+  // A space whose key is 40 days old: A's CLI started it with its clock 40
+  // days back (the relay judges requests by their signatures' time, not
+  // events' dates). The browser, on its real clock, finds the scheduled key
+  // change due after its first sync and makes it; A's CLI reads it.
+  const dir = mkdtempSync(join(tmpdir(), 'troth-cli-a2-'));
+  const C = await launch();
+  try {
+    const { page: pc } = await openPage(C.ctx, relay.url);
+    await pairWithCli(pc, dir, -40);
+    await pc.getByRole('tab', { name: 'Timeline' }).click();
+    await pc.getByText('changed the key for new messages, as scheduled', { exact: false }).first().waitFor(LIVE);
+    let a = troth(['retention'], { json: true, dir });
+    assert.equal(a.epoch, 1, 'the browser started the new epoch');
+    const ev = troth(['timeline'], { json: true, dir }).events.find((e) => /changed the key for new messages, as scheduled/.test(e.what));
+    assert.ok(ev, 'A reads the key change');
+    assert.notEqual(ev.by, troth(['status'], { json: true, dir }).role, "the partner's device made it");
+    // Reopened the same day, it does not change the key again.
+    await pc.reload();
+    await pc.getByLabel('Passphrase', { exact: true }).fill(PASS_B);
+    await pc.getByRole('button', { name: 'Unlock' }).click();
+    await pc.getByRole('heading', { name: 'Our space' }).waitFor(LIVE);
+    await pc.getByText('Connected · updates appear as they happen').waitFor(LIVE);
+    troth(['checkin', 'still the same key', '--no-answer'], { dir });
+    await pc.getByRole('tab', { name: 'Timeline' }).click();
+    await pc.getByText('still the same key', { exact: false }).first().waitFor(LIVE);
+    a = troth(['retention'], { json: true, dir });
+    assert.equal(a.epoch, 1, 'once a period, not at every open');
+  } finally {
+    await C.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
