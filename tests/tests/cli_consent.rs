@@ -322,3 +322,27 @@ fn swapping_the_roles_takes_both_and_each_rule_keeps_asking_the_same_person() {
     let show = a.json(&["agreement", "show", &phone[..8]]);
     assert_eq!(show["versions"][0]["rules"][0]["asks_of"], "leading");
 }
+
+#[test]
+fn asking_without_an_agreement_is_kept_to_a_few_requests() {
+    let (_relay, a, b) = paired_couple();
+    for _ in 0..3 {
+        a.ok(&["request-checkin", "Could you check in?"]);
+    }
+    let err = assert_one_line(&a.fails(&["request-checkin", "And now?"]), 1);
+    assert!(err.contains("No agreement about this is in force"), "{err}");
+    assert!(err.contains("at most 3 check-in requests a day"), "{err}");
+    a.ok(&["phone", "ask"]);
+    let err = assert_one_line(&a.fails(&["phone", "ask"]), 1);
+    assert!(
+        err.contains("at most 1 request to see the phone a week"),
+        "{err}"
+    );
+    // Nothing of the refused ones was sent; B sees three requests waiting.
+    assert_eq!(
+        b.json(&["status"])["open_requests"]
+            .as_array()
+            .map(Vec::len),
+        Some(3)
+    );
+}

@@ -20,7 +20,7 @@ use crate::ids::{AgreementId, SpaceId};
 use crate::keyfile::KeyBundle;
 use crate::keys::{DeviceCert, DeviceId, IdentityKey, SafetyNumber};
 use crate::log::{ChainError, ChainVerifier, TrustAnchors};
-use crate::state::{Applied, Ask, State, VersionStatus, sign_consent};
+use crate::state::{Applied, Ask, Beyond, State, VersionStatus, sign_consent};
 
 mod snapshot;
 pub use snapshot::{Snapshot, SnapshotError};
@@ -59,6 +59,12 @@ pub enum ReplicaError {
          If the limit no longer fits, talk it over and amend the agreement together."
     )]
     OutsideLimits(String),
+    /// A request beyond what is kept while no agreement in force covers it.
+    #[error(
+        "No agreement about this is in force, and until there is one, asking is kept to {0}. \
+         It wasn't sent. If you both want something else, you could agree on it together."
+    )]
+    UnagreedLimit(String),
 }
 
 /// An integrity problem the client detected, with words for people.
@@ -1037,7 +1043,8 @@ impl Replica {
     /// signed ([`State::beyond_limits`]).
     pub fn request_allowed(&self, ask: Ask, now_ms: u64) -> Result<(), ReplicaError> {
         match self.state.beyond_limits(self.role, ask, now_ms) {
-            Some(limit) => Err(ReplicaError::OutsideLimits(limit)),
+            Some(Beyond::Agreed(limit)) => Err(ReplicaError::OutsideLimits(limit)),
+            Some(Beyond::Unagreed(limit)) => Err(ReplicaError::UnagreedLimit(limit)),
             None => Ok(()),
         }
     }

@@ -311,6 +311,33 @@ impl Roles {
 /// The words of the answer that does not confirm roles.
 pub const ROLES_DECLINE_WORDS: &str = "No — we should talk about this first";
 
+/// How many check-in requests a partner may make a day while no agreement
+/// in force has a whereabouts rule asking it of the other (issue 17).
+pub const UNAGREED_CHECKINS_PER_DAY: u8 = 3;
+/// How many requests to see the phone a partner may make a week while no
+/// agreement in force has a phone rule asking it of the other (issue 17).
+pub const UNAGREED_PHONE_PER_WEEK: u8 = 1;
+
+/// A limit a request would go beyond ([`State::beyond_limits`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Beyond {
+    /// A limit both partners signed with a rule in force, in words.
+    Agreed(String),
+    /// The limit that applies while no rule in force covers the request, in
+    /// words ("at most 3 check-in requests a day").
+    Unagreed(String),
+}
+
+impl Beyond {
+    /// The limit in words, saying which kind it is.
+    pub fn words(&self) -> String {
+        match self {
+            Beyond::Agreed(w) => w.clone(),
+            Beyond::Unagreed(w) => format!("{w} while no agreement about it is in force"),
+        }
+    }
+}
+
 /// What kind of request a limit applies to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Ask {
@@ -567,7 +594,9 @@ impl State {
                 self.push(e, format!("checked in: {text}{place}"));
             }
             Content::RequestCheckIn { note } => {
-                let outside = self.beyond_limits(e.by, Ask::CheckIn, e.at_ms);
+                let outside = self
+                    .beyond_limits(e.by, Ask::CheckIn, e.at_ms)
+                    .map(|b| b.words());
                 self.requests.push(RequestRecord {
                     seq: e.seq,
                     hash: e.hash,
@@ -603,6 +632,7 @@ impl State {
             Content::Phone { action, note, .. } => {
                 let outside = if *action == PhoneAction::Asked {
                     self.beyond_limits(e.by, Ask::Phone, e.at_ms)
+                        .map(|b| b.words())
                 } else {
                     None
                 };
@@ -1000,21 +1030,48 @@ impl State {
         );
     }
 
-    /// The limit a request by `by` at `at_ms` would go beyond, in words, or
-    /// `None` when it is within every limit both partners signed. Limits come
-    /// from the rules in force at that time (not lapsed) that ask something
-    /// of the *other* partner: whereabouts rules for check-in requests,
-    /// phone-access rules for phone requests. Requests already beyond a
-    /// limit do not count towards it. The times are the authors' (the only
-    /// clock a log has); a request dated earlier than one before it still
-    /// counts that one.
-    pub fn beyond_limits(&self, by: Role, ask: Ask, at_ms: u64) -> Option<String> {
+    /// The limit a request by `by` at `at_ms` would go beyond, or `None`
+    /// when it is within every limit. Limits come from the rules in force at
+    /// that time (not lapsed) that ask something of the *other* partner:
+    /// whereabouts rules for check-in requests, phone-access rules for phone
+    /// requests. While no such rule is in force (never agreed, withdrawn,
+    /// lapsed), asking is kept to [`UNAGREED_CHECKINS_PER_DAY`] and
+    /// [`UNAGREED_PHONE_PER_WEEK`]: leaving every agreement must not leave
+    /// asking without limit. Requests already beyond a limit do not count
+    /// towards it. The times are the authors' (the only clock a log has); a
+    /// request dated earlier than one before it still counts that one.
+    pub fn beyond_limits(&self, by: Role, ask: Ask, at_ms: u64) -> Option<Beyond> {
         let day = Day::from_unix_ms(at_ms);
         let category = match ask {
             Ask::CheckIn => Category::Whereabouts,
             Ask::Phone => Category::PhoneAccess,
         };
         let within = |then: u64, span: u64| at_ms.saturating_sub(then) < span;
+        let count = match ask {
+            Ask::CheckIn => self
+                .requests
+                .iter()
+                .filter(|r| r.by == by && r.outside.is_none())
+                .filter(|r| within(r.at_ms, DAY_MS))
+                .count(),
+            Ask::Phone => self
+                .phone
+                .iter()
+                .filter(|p| p.by == by && p.action == PhoneAction::Asked)
+                .filter(|p| p.outside.is_none() && within(p.at_ms, 7 * DAY_MS))
+                .count(),
+        };
+        let words = |n: u8| match ask {
+            Ask::CheckIn => format!(
+                "at most {n} check-in request{} a day",
+                if n == 1 { "" } else { "s" }
+            ),
+            Ask::Phone => format!(
+                "at most {n} request{} to see the phone a week",
+                if n == 1 { "" } else { "s" }
+            ),
+        };
+        let mut covered = false;
         for rec in self.agreements.values() {
             let Some(v) = rec.in_force_on(day) else {
                 continue;
@@ -1023,43 +1080,25 @@ impl State {
                 if rule.category != category || rule.asks_of == by {
                     continue;
                 }
+                covered = true;
                 let l = &rule.limits;
                 if let Some(q) = l.quiet.filter(|q| q.contains(at_ms)) {
-                    return Some(format!("no requests {}", q.words()));
+                    return Some(Beyond::Agreed(format!("no requests {}", q.words())));
                 }
-                let (limit, count) = match ask {
-                    Ask::CheckIn => (
-                        l.checkins_per_day,
-                        self.requests
-                            .iter()
-                            .filter(|r| r.by == by && r.outside.is_none())
-                            .filter(|r| within(r.at_ms, DAY_MS))
-                            .count(),
-                    ),
-                    Ask::Phone => (
-                        l.phone_per_week,
-                        self.phone
-                            .iter()
-                            .filter(|p| p.by == by && p.action == PhoneAction::Asked)
-                            .filter(|p| p.outside.is_none() && within(p.at_ms, 7 * DAY_MS))
-                            .count(),
-                    ),
+                let limit = match ask {
+                    Ask::CheckIn => l.checkins_per_day,
+                    Ask::Phone => l.phone_per_week,
                 };
                 if let Some(n) = limit.filter(|n| count >= usize::from(*n)) {
-                    return Some(match ask {
-                        Ask::CheckIn => format!(
-                            "at most {n} check-in request{} a day",
-                            if n == 1 { "" } else { "s" }
-                        ),
-                        Ask::Phone => format!(
-                            "at most {n} request{} to see the phone a week",
-                            if n == 1 { "" } else { "s" }
-                        ),
-                    });
+                    return Some(Beyond::Agreed(words(n)));
                 }
             }
         }
-        None
+        let unagreed = match ask {
+            Ask::CheckIn => UNAGREED_CHECKINS_PER_DAY,
+            Ask::Phone => UNAGREED_PHONE_PER_WEEK,
+        };
+        (!covered && count >= usize::from(unagreed)).then(|| Beyond::Unagreed(words(unagreed)))
     }
 
     /// Agreements that lapsed by `today`: both signed them, their review day

@@ -130,7 +130,8 @@ fn an_agreement_lapses_after_its_review_day_unless_both_renew_it() {
 #[test]
 fn check_in_requests_over_the_signed_limit_are_refused_and_never_waiting() {
     let mut c = Couple::new(33);
-    // Before any agreement, asking is not limited by one.
+    // Before any agreement, asking is limited only by what applies without
+    // one (next test).
     assert!(c.a.request_allowed(Ask::CheckIn, c.now).is_ok());
     let a = from_template(&mut c, "whereabouts", 30);
     assert_eq!(a.rules[0].limits.checkins_per_day, Some(3));
@@ -177,6 +178,82 @@ fn check_in_requests_over_the_signed_limit_are_refused_and_never_waiting() {
     assert!(c.a.request_allowed(Ask::CheckIn, c.now + 1000).is_ok());
     c.post(Role::Leading, ask());
     assert!(c.b.state().requests.last().expect("r").outside.is_none());
+}
+
+#[test]
+fn asking_is_limited_while_no_agreement_covers_it() {
+    use troth_core::state::{UNAGREED_CHECKINS_PER_DAY, UNAGREED_PHONE_PER_WEEK};
+    let mut c = Couple::new(42);
+    let ask = || Content::RequestCheckIn {
+        note: "Could you check in?".into(),
+    };
+    let phone = || Content::Phone {
+        action: PhoneAction::Asked,
+        note: String::new(),
+        answers: None,
+    };
+    // No agreement yet: a few requests, then the composer says why not.
+    for _ in 0..UNAGREED_CHECKINS_PER_DAY {
+        c.post(Role::Leading, ask());
+    }
+    let err =
+        c.a.compose(&ask(), c.now + 1000, &mut c.rng)
+            .expect_err("refused");
+    assert!(matches!(err, ReplicaError::UnagreedLimit(_)), "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("No agreement about this is in force")
+            && msg.contains("at most 3 check-in requests a day")
+            && msg.contains("wasn't sent"),
+        "{msg}"
+    );
+    for _ in 0..UNAGREED_PHONE_PER_WEEK {
+        c.post(Role::Leading, phone());
+    }
+    assert!(matches!(
+        c.a.compose(&phone(), c.now + 1000, &mut c.rng),
+        Err(ReplicaError::UnagreedLimit(_))
+    ));
+    // A modified client asks anyway: shown, never waiting.
+    c.post_unchecked(Role::Leading, ask());
+    for r in [&c.a, &c.b] {
+        let q = r.state().requests.last().expect("request");
+        assert!(!q.is_open());
+        assert_eq!(
+            q.outside.as_deref(),
+            Some("at most 3 check-in requests a day while no agreement about it is in force")
+        );
+    }
+    // An agreement both signed without limits on asking covers it: no cap.
+    c.now += DAY_MS;
+    let mut a = from_template(&mut c, "whereabouts", 30);
+    a.rules[0].limits = Limits::default();
+    let id = agree(&mut c, a);
+    for _ in 0..5 {
+        c.post(Role::Leading, ask());
+    }
+    assert!(
+        c.b.state()
+            .requests
+            .iter()
+            .rev()
+            .take(5)
+            .all(|q| q.is_open())
+    );
+    // Once the partner who was asked withdraws, asking is capped again.
+    c.post(
+        Role::Rebuilding,
+        Content::Withdraw {
+            agreement: id,
+            comment: String::new(),
+        },
+    );
+    assert!(matches!(
+        c.a.request_allowed(Ask::CheckIn, c.now + 1000),
+        Err(ReplicaError::UnagreedLimit(_))
+    ));
+    // The partner who was asked is not limited by the other's requests.
+    assert!(c.b.request_allowed(Ask::CheckIn, c.now + 1000).is_ok());
 }
 
 #[test]
