@@ -12,7 +12,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildRelay, startRelay, launch, openPage, axe, shoot, root } from './lib.mjs';
-import { LIVE, createKey } from './flows.mjs';
+import { LIVE, createKey, joinCliSpace } from './flows.mjs';
 
 const PASS_B = 'quiet garden evening';
 let relay; let B; let pb; let problems;
@@ -63,23 +63,8 @@ test('the CLI pairs with the browser; both name their devices and each sees the 
   troth(['init']);
   await createKey(pb, PASS_B);
   // A starts from the CLI: the code is alone on the first line.
-  const start = spawn(trothBin, ['pair', 'start', '--relay', relay.url, '--timeout', '60s'], {
-    env: { ...process.env, TROTH_HOME: home, TROTH_PASSPHRASE: 'river stones at dawn', TROTH_WORK_FACTOR: '10', NO_COLOR: '1' },
-  });
-  let out = '';
-  let err = '';
-  start.stderr.on('data', (d) => { err += d; });
-  const code = await new Promise((resolve, reject) => {
-    start.stdout.on('data', (d) => { out += d; const m = out.match(/^(\S+)\n/); if (m) resolve(m[1]); });
-    start.on('exit', () => reject(new Error(`pair start ended: ${out}${err}`)));
-  });
-  const done = new Promise((resolve) => start.on('exit', resolve));
-  await pb.getByLabel('The code your partner shows you').fill(code);
-  await pb.getByRole('button', { name: 'Join with this code' }).click();
-  await pb.getByRole('heading', { name: "You're connected" }).waitFor(LIVE);
-  assert.equal(await done, 0, `pair start: ${err}`);
-  await pb.getByRole('button', { name: 'They match — we compared them' }).click();
-  await pb.getByRole('heading', { name: 'Our space' }).waitFor(LIVE);
+  await joinCliSpace(pb, trothBin, relay.url,
+    { ...process.env, TROTH_HOME: home, TROTH_PASSPHRASE: 'river stones at dawn', TROTH_WORK_FACTOR: '10', NO_COLOR: '1' });
 
   troth(['device', 'name', "Alex's phone"]);
   await pb.getByRole('tab', { name: 'Safety' }).click();

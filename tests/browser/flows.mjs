@@ -1,6 +1,7 @@
-// Steps several browser tests take: a new key, pairing two profiles, and
-// confirming who sets the conditions.
+// Steps several browser tests take: a new key, pairing two profiles (or a
+// profile with the CLI), and confirming who sets the conditions.
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 
 /** How long a test waits for something to appear (live updates, scrypt). */
 export const LIVE = { timeout: 20000 };
@@ -57,4 +58,27 @@ export async function joinWithCode(page, code, pass) {
   await page.getByLabel('The code your other device shows').fill(code);
   await page.getByRole('button', { name: 'Join my space with this code' }).click();
   await page.getByRole('heading', { name: "You're connected" }).waitFor(SLOW);
+}
+
+/**
+ * The `troth` CLI (`bin`, with `env`) starts a space on `relayUrl` and the
+ * browser `page` joins it with the code from the CLI's first line, then
+ * marks the safety number as compared and reaches the space.
+ */
+export async function joinCliSpace(page, bin, relayUrl, env) {
+  const start = spawn(bin, ['pair', 'start', '--relay', relayUrl, '--timeout', '60s'], { env });
+  let out = '';
+  let err = '';
+  start.stderr.on('data', (d) => { err += d; });
+  const code = await new Promise((resolve, reject) => {
+    start.stdout.on('data', (d) => { out += d; const m = out.match(/^(\S+)\n/); if (m) resolve(m[1]); });
+    start.on('exit', () => reject(new Error(`pair start ended: ${out}${err}`)));
+  });
+  const done = new Promise((resolve) => start.on('exit', resolve));
+  await page.getByLabel('The code your partner shows you').fill(code);
+  await page.getByRole('button', { name: 'Join with this code' }).click();
+  await page.getByRole('heading', { name: "You're connected" }).waitFor(LIVE);
+  assert.equal(await done, 0, `pair start: ${err}`);
+  await page.getByRole('button', { name: 'They match — we compared them' }).click();
+  await page.getByRole('heading', { name: 'Our space' }).waitFor(LIVE);
 }

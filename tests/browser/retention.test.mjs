@@ -7,12 +7,12 @@
 // "forgotten as agreed" (not an error), and it stays forgotten after a reload.
 import { test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildRelay, startRelay, launch, openPage, axe, shoot, root } from './lib.mjs';
-import { LIVE, createKey } from './flows.mjs';
+import { LIVE, createKey, joinCliSpace } from './flows.mjs';
 
 const PASS_B = 'quiet garden evening';
 const DAY = 86400000;
@@ -37,21 +37,7 @@ function troth(args, { json = false, days = 0, dir = home } = {}) {
 async function pairWithCli(page, dir, days) {
   troth(['init'], { dir, days });
   await createKey(page, PASS_B);
-  const start = spawn(trothBin, ['pair', 'start', '--relay', relay.url, '--timeout', '60s'], { env: envA(dir, days) });
-  let out = '';
-  let err = '';
-  start.stderr.on('data', (d) => { err += d; });
-  const code = await new Promise((resolve, reject) => {
-    start.stdout.on('data', (d) => { out += d; const m = out.match(/^(\S+)\n/); if (m) resolve(m[1]); });
-    start.on('exit', () => reject(new Error(`pair start ended: ${out}${err}`)));
-  });
-  const done = new Promise((resolve) => start.on('exit', resolve));
-  await page.getByLabel('The code your partner shows you').fill(code);
-  await page.getByRole('button', { name: 'Join with this code' }).click();
-  await page.getByRole('heading', { name: "You're connected" }).waitFor(LIVE);
-  assert.equal(await done, 0, `pair start: ${err}`);
-  await page.getByRole('button', { name: 'They match — we compared them' }).click();
-  await page.getByRole('heading', { name: 'Our space' }).waitFor(LIVE);
+  await joinCliSpace(page, trothBin, relay.url, envA(dir, days));
 }
 
 async function unlock(page) {
