@@ -209,6 +209,27 @@ impl Person {
         serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
     }
 
+    /// Proposes (and signs) an agreement from `template` with a review date
+    /// (`["--review-in", "30d"]`, `["--review-on", "2027-02-01"]`); returns
+    /// its id.
+    pub fn propose(&self, template: &str, review: [&str; 2]) -> String {
+        let p = self.json(&[
+            "agreement",
+            "propose",
+            "--template",
+            template,
+            review[0],
+            review[1],
+        ]);
+        p["id"].as_str().expect("id").to_owned()
+    }
+
+    /// Reads an agreement's pending version (as signing asks) and signs it.
+    pub fn show_and_sign(&self, id: &str) {
+        self.ok(&["agreement", "show", &id[..8]]);
+        self.ok(&["agreement", "sign", &id[..8]]);
+    }
+
     /// Runs a command that must fail; returns the output.
     pub fn fails(&self, args: &[&str]) -> Output {
         let out = self.cmd(args).output().expect("run troth");

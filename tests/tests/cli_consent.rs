@@ -49,15 +49,7 @@ fn the_consent_contract_holds_end_to_end() {
     );
 
     // The whereabouts template carries its limit; both sign; it is in force.
-    let p = a.json(&[
-        "agreement",
-        "propose",
-        "--template",
-        "whereabouts",
-        "--review-in",
-        "30d",
-    ]);
-    let id = p["id"].as_str().expect("id").to_owned();
+    let id = a.propose("whereabouts", ["--review-in", "30d"]);
     let show = b.json(&["agreement", "show", &id[..8]]);
     assert_eq!(
         show["versions"][0]["rules"][0]["limits"]["checkins_per_day"],
@@ -143,7 +135,8 @@ fn the_consent_contract_holds_end_to_end() {
     }
     let st = b.json(&["agreement", "status", cert.to_str().expect("path")]);
     assert_eq!(st["status"], "lapsed", "{st}");
-    // A lapsed agreement no longer governs asking: its limit is gone with it.
+    // A lapsed agreement no longer governs asking: its limit is gone with it
+    // (what applies without an agreement is a few requests a day).
     a.ok(&[
         "request-checkin",
         "Could we look at our agreement together?",
@@ -245,17 +238,8 @@ fn ending_the_roles_takes_both_of_them() {
 #[test]
 fn swapping_the_roles_takes_both_and_each_rule_keeps_asking_the_same_person() {
     let (_relay, a, b) = paired_couple();
-    let p = a.json(&[
-        "agreement",
-        "propose",
-        "--template",
-        "whereabouts",
-        "--review-in",
-        "30d",
-    ]);
-    let id = p["id"].as_str().expect("id").to_owned();
-    b.ok(&["agreement", "show", &id[..8]]);
-    b.ok(&["agreement", "sign", &id[..8]]);
+    let id = a.propose("whereabouts", ["--review-in", "30d"]);
+    b.show_and_sign(&id);
     assert_eq!(status_of(&a, &id)["status"], "in_force");
 
     // One partner's wish changes nothing; the other is asked in plain words.
@@ -310,15 +294,7 @@ fn swapping_the_roles_takes_both_and_each_rule_keeps_asking_the_same_person() {
     );
 
     // A template proposed now asks the partner rebuilding trust: A.
-    let p = b.json(&[
-        "agreement",
-        "propose",
-        "--template",
-        "phone",
-        "--review-in",
-        "30d",
-    ]);
-    let phone = p["id"].as_str().expect("id").to_owned();
+    let phone = b.propose("phone", ["--review-in", "30d"]);
     let show = a.json(&["agreement", "show", &phone[..8]]);
     assert_eq!(show["versions"][0]["rules"][0]["asks_of"], "leading");
 }

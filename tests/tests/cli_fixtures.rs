@@ -62,17 +62,8 @@ fn regenerate_cli_golden_fixtures() {
     let (_relay, mut a, mut b) = paired_couple();
     a.now = Some("2027-01-01".into());
     b.now = Some("2027-01-01".into());
-    let p = a.json(&[
-        "agreement",
-        "propose",
-        "--template",
-        "whereabouts",
-        "--review-on",
-        "2027-02-01",
-    ]);
-    let id = p["id"].as_str().expect("id").to_owned();
-    b.ok(&["agreement", "show", &id[..8]]);
-    b.ok(&["agreement", "sign", &id[..8]]);
+    let id = a.propose("whereabouts", ["--review-on", "2027-02-01"]);
+    b.show_and_sign(&id);
     a.ok(&["sync"]);
     let cert = a.scratch("agreement.cert");
     a.ok(&[

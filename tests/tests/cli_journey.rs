@@ -50,15 +50,7 @@ fn pair_agree_keep_review_withdraw_and_report() {
     // Agree: A proposes from a template (and signs); B co-signs; in force on both sides.
     a.now = Some("2027-01-01".into());
     b.now = Some("2027-01-01".into());
-    let p = a.json(&[
-        "agreement",
-        "propose",
-        "--template",
-        "whereabouts",
-        "--review-in",
-        "30d",
-    ]);
-    let id = p["id"].as_str().expect("id").to_owned();
+    let id = a.propose("whereabouts", ["--review-in", "30d"]);
     assert_eq!(first_id(&b), id);
     let s = status_of(&b, &id);
     assert_eq!(s["status"], "pending");

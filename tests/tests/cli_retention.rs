@@ -68,17 +68,8 @@ fn retention_is_chosen_together_and_old_epochs_are_forgotten_on_schedule() {
     a.ok(&["retention", "shorten", "30"]);
 
     // An agreement in force, and a check-in.
-    let p = a.json(&[
-        "agreement",
-        "propose",
-        "--template",
-        "whereabouts",
-        "--review-on",
-        "2027-03-30",
-    ]);
-    let id = p["id"].as_str().expect("id").to_owned();
-    b.ok(&["agreement", "show", &id[..8]]);
-    b.ok(&["agreement", "sign", &id[..8]]);
+    let id = a.propose("whereabouts", ["--review-on", "2027-03-30"]);
+    b.show_and_sign(&id);
     b.ok(&["checkin", "at the gym until 7", "--no-answer"]);
     assert!(words(&a).iter().any(|w| w.contains("at the gym")));
 
