@@ -87,6 +87,10 @@ fn retention_is_chosen_together_and_old_epochs_are_forgotten_on_schedule() {
     // Epoch 0 ended on 2027-02-01; 30 days later both devices forget it.
     at(&mut a, "2027-03-04");
     at(&mut b, "2027-03-04");
+    // Forgetting needs no relay: B, offline, forgets on time.
+    let r = b.json(&["--offline", "retention"]);
+    assert_eq!(r["forgotten_epochs"], 1, "{r}");
+    assert_eq!(r["epoch"], 1, "the key change waits for the relay");
     a.ok(&["sync"]);
     b.ok(&["sync"]);
     // `troth sync` keeps the schedule too: the second month's key change.

@@ -350,6 +350,12 @@ impl Ctx {
         let relay = RelayClient::new(&stored.relay)?;
         let mut s = Session::new(stored.replica, relay);
         if self.offline {
+            // Forgetting needs no relay: what ended more than the retention
+            // period ago is forgotten on time, online or not (the key change
+            // itself waits for the next sync).
+            if s.replica_mut().forget(self.now_ms) > 0 {
+                self.save(&s)?;
+            }
             return Ok(s);
         }
         let r = {
