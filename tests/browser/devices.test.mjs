@@ -11,7 +11,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { buildRelay, startRelay, launch, openPage, axe, shoot, root } from './lib.mjs';
+import { buildRelay, buildCli, startRelay, launch, openPage, axe, shoot, root } from './lib.mjs';
 import { LIVE, createKey, joinCliSpace } from './flows.mjs';
 
 const PASS_B = 'quiet garden evening';
@@ -36,11 +36,7 @@ async function checked(page, name) {
 
 before(async () => {
   relay = await startRelay(buildRelay());
-  if (process.env.TROTH_BIN) trothBin = process.env.TROTH_BIN;
-  else {
-    execFileSync('cargo', ['build', '-p', 'troth-cli', '--quiet'], { cwd: root, stdio: 'inherit' });
-    trothBin = join(process.env.CARGO_TARGET_DIR || join(root, 'target'), 'debug', 'troth');
-  }
+  trothBin = buildCli();
   B = await launch();
   ({ page: pb, problems } = await openPage(B.ctx, relay.url));
 });

@@ -26,6 +26,13 @@ export function buildRelay() {
   return join(target, 'debug', 'troth-relay');
 }
 
+/** Builds the `troth` CLI (unless `TROTH_BIN` names one); returns the binary path. */
+export function buildCli() {
+  if (process.env.TROTH_BIN) return process.env.TROTH_BIN;
+  execFileSync('cargo', ['build', '-p', 'troth-cli', '--quiet'], { cwd: root, stdio: 'inherit' });
+  return join(process.env.CARGO_TARGET_DIR || join(root, 'target'), 'debug', 'troth');
+}
+
 /** Starts the relay on 127.0.0.1 with a fresh data folder; resolves its URL. */
 export function startRelay(bin, extra = []) {
   const data = mkdtempSync(join(tmpdir(), 'troth-relay-'));

@@ -8,7 +8,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { buildRelay, startRelay, launch, openPage, axe, shoot, root } from './lib.mjs';
+import { buildRelay, buildCli, startRelay, launch, openPage, axe, shoot, root } from './lib.mjs';
 import { createKey, safetyTab, joinWithCode } from './flows.mjs';
 
 const LIVE = { timeout: 30000 };
@@ -143,14 +143,18 @@ test('a browser links a second browser profile; every device shows the same stat
   assert.equal(await pa3.getByRole('heading', { name: 'Welcome to Troth' }).count(), 1, 'still on the first screen');
 });
 
+let trothBin;
+/** The `troth` CLI, built the first time a test needs it. */
+const bin = () => (trothBin ??= buildCli());
+
 function cli(home, args, pass) {
-  return execFileSync(join(root, 'target', 'debug', 'troth'), args,
+  return execFileSync(bin(), args,
     { env: { ...process.env, TROTH_HOME: home, TROTH_PASSPHRASE: pass, TROTH_WORK_FACTOR: '10', NO_COLOR: '1' } }).toString();
 }
 
 /** Starts a CLI command that prints a code alone on its first line; resolves it with the process. */
 function firstLine(home, args, pass) {
-  const child = spawn(join(root, 'target', 'debug', 'troth'), args,
+  const child = spawn(bin(), args,
     { env: { ...process.env, TROTH_HOME: home, TROTH_PASSPHRASE: pass, TROTH_WORK_FACTOR: '10', NO_COLOR: '1' } });
   let out = ''; let err = '';
   child.stderr.on('data', (d) => { err += d; });
@@ -167,7 +171,6 @@ function firstLine(home, args, pass) {
 }
 
 test('the CLI links a browser; both verify everything and show the same state code', async () => {
-  execFileSync('cargo', ['build', '-p', 'troth-cli', '--quiet'], { cwd: root, stdio: 'inherit' });
   const dir = mkdtempSync(join(tmpdir(), 'troth-link-cli-'));
   const a = join(dir, 'a'); const b = join(dir, 'b');
   cli(a, ['init'], PASS_A);

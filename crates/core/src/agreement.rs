@@ -1029,20 +1029,9 @@ pub fn templates() -> Vec<Template> {
     ]
 }
 
-impl Template {
-    /// The template as the roles stand: templates name [`Role::Leading`]
-    /// for whoever sets the conditions, so once the partners swapped roles
-    /// (`sets` is [`Role::Rebuilding`]) each rule asks the other role.
-    pub fn for_roles(mut self, sets: Role) -> Template {
-        for r in &mut self.rules {
-            r.asks_of = as_roles(sets, r.asks_of);
-        }
-        self
-    }
-}
-
 /// A role as templates name it ([`Role::Leading`] for whoever sets the
-/// conditions) given who sets them now.
+/// conditions) given who sets them now: once the partners swapped roles
+/// (`sets` is [`Role::Rebuilding`]), a template's rule asks the other role.
 pub fn as_roles(sets: Role, role: Role) -> Role {
     if sets == Role::Leading {
         role

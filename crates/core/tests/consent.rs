@@ -580,10 +580,13 @@ fn before_both_confirm_either_can_propose_the_roles_the_other_way_round() {
     }
     // Templates name the partner who sets the conditions as `Leading`: as the
     // roles stand, their rules ask A, who is rebuilding trust.
-    let t = troth_core::agreement::template("whereabouts")
-        .expect("template")
-        .for_roles(c.b.state().roles.sets);
-    assert!(t.rules.iter().all(|r| r.asks_of == Role::Leading));
+    let t = troth_core::agreement::template("whereabouts").expect("template");
+    let sets = c.b.state().roles.sets;
+    assert!(
+        t.rules
+            .iter()
+            .all(|r| troth_core::agreement::as_roles(sets, r.asks_of) == Role::Leading)
+    );
 }
 
 #[test]
